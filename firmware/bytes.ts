@@ -1,0 +1,130 @@
+/**
+ * Byte helpers shared by the whole firmware: checks, hex, UTF-8, 64-bit timestamps, constant-time
+ * comparison and key wiping. Written for ES5 engines: no TextEncoder, no typed-array `slice`,
+ * `fill` or `from` (Duktape and Espruino lack or differ on them), no BigInt.
+ */
+import { E4Error, PARAMETER_INVALID } from './errors';
+
+/** Throws PARAMETER_INVALID unless `b` is a Uint8Array (of `len` bytes when given). */
+export function checkBytes(b: unknown, len: number, what: string): Uint8Array {
+  if (!(b instanceof Uint8Array) || (len >= 0 && b.length !== len)) {
+    throw new E4Error(PARAMETER_INVALID, what + (len >= 0 ? ' must be ' + len + ' bytes' : ' must be bytes'));
+  }
+  return b;
+}
+
+/** A copy that owns its memory (unlike subarray). */
+export function copyBytes(b: Uint8Array): Uint8Array {
+  var out = new Uint8Array(b.length);
+  out.set(b);
+  return out;
+}
+
+export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  var out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Overwrites secret material in place (typed-array `fill` is missing on Duktape). */
+export function wipe(b: Uint8Array | null | undefined): void {
+  if (!b) return;
+  for (var i = 0; i < b.length; i++) b[i] = 0;
+}
+
+/** Constant-time equality: the time depends on the length only, never on where bytes differ. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  var diff = 0;
+  for (var i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+var HEX = '0123456789abcdef';
+
+export function toHex(b: Uint8Array): string {
+  var s = '';
+  for (var i = 0; i < b.length; i++) s += HEX.charAt(b[i] >> 4) + HEX.charAt(b[i] & 15);
+  return s;
+}
+
+function hexNibble(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  if (c >= 97 && c <= 102) return c - 87; // a-f
+  if (c >= 65 && c <= 70) return c - 55; // A-F
+  return -1;
+}
+
+export function fromHex(s: string): Uint8Array {
+  if (typeof s !== 'string' || s.length % 2) throw new E4Error(PARAMETER_INVALID, 'hex string of even length expected');
+  var out = new Uint8Array(s.length / 2);
+  for (var i = 0; i < out.length; i++) {
+    var hi = hexNibble(s.charCodeAt(2 * i));
+    var lo = hexNibble(s.charCodeAt(2 * i + 1));
+    if (hi < 0 || lo < 0) throw new E4Error(PARAMETER_INVALID, 'invalid hex digit');
+    out[i] = (hi << 4) | lo;
+  }
+  return out;
+}
+
+/** UTF-8 encoding of a JavaScript (UTF-16) string; a lone surrogate becomes U+FFFD, like TextEncoder. */
+export function utf8(s: string): Uint8Array {
+  var bytes: number[] = [];
+  for (var i = 0; i < s.length; i++) {
+    var c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      var d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+    if (c < 0x80) bytes.push(c);
+    else if (c < 0x800) bytes.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) bytes.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else bytes.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return new Uint8Array(bytes);
+}
+
+/** Bytes or a string (encoded as UTF-8). */
+export function toBytes(data: Uint8Array | string, what: string): Uint8Array {
+  if (typeof data === 'string') return utf8(data);
+  return checkBytes(data, -1, what);
+}
+
+// 2^32 as a literal: Espruino's Math.pow(2, 32) is not exact.
+var TWO32 = 4294967296;
+
+/** Writes `value` (0 <= value < 2^53) as 8 bytes little-endian, as two 32-bit halves (no BigInt). */
+export function writeU64LE(out: Uint8Array, offset: number, value: number): void {
+  var lo = value % TWO32;
+  var hi = (value - lo) / TWO32;
+  for (var i = 0; i < 4; i++) {
+    out[offset + i] = (lo >>> (8 * i)) & 255;
+    out[offset + 4 + i] = (hi >>> (8 * i)) & 255;
+  }
+}
+
+/** Reads 8 bytes little-endian as a number. Above 2^53 the value is rounded, which only matters
+ * for comparisons against times that far away, where the result is the same. */
+export function readU64LE(b: Uint8Array, offset: number): number {
+  var lo = 0;
+  var hi = 0;
+  for (var i = 3; i >= 0; i--) {
+    lo = lo * 256 + b[offset + i];
+    hi = hi * 256 + b[offset + 4 + i];
+  }
+  return hi * TWO32 + lo;
+}
+
+export function writeU16LE(out: Uint8Array, offset: number, value: number): void {
+  out[offset] = value & 255;
+  out[offset + 1] = (value >> 8) & 255;
+}
+
+export function readU16LE(b: Uint8Array, offset: number): number {
+  return b[offset] | (b[offset + 1] << 8);
+}

@@ -1,0 +1,83 @@
+/**
+ * Result codes and the typed error. Numbers and names are libe4's (see e4-protocol.md, "Result
+ * codes"), so logs and tools line up with existing E4 deployments.
+ */
+
+export var OK = 0;
+export var OK_CONTROL = -1;
+export var INTERNAL = -100;
+export var INVALID_TAG = -101;
+export var TIMESTAMP_IN_FUTURE = -102;
+export var TIMESTAMP_TOO_OLD = -103;
+export var CIPHERTEXT_TOO_SHORT = -104;
+export var TOPICKEY_MISSING = -105;
+export var MESSAGE_REPLAYED = -106;
+export var INVALID_COMMAND = -107;
+export var PERSISTENCE_ERROR = -108;
+export var PARAMETER_INVALID = -112;
+export var PERSISTENCE_INCOMPATIBLE = -113;
+
+var NAMES: { [code: string]: string } = {
+  '0': 'E4_RESULT_OK',
+  '-1': 'E4_RESULT_OK_CONTROL',
+  '-100': 'E4_ERROR_INTERNAL',
+  '-101': 'E4_ERROR_INVALID_TAG',
+  '-102': 'E4_ERROR_TIMESTAMP_IN_FUTURE',
+  '-103': 'E4_ERROR_TIMESTAMP_TOO_OLD',
+  '-104': 'E4_ERROR_CIPHERTEXT_TOO_SHORT',
+  '-105': 'E4_ERROR_TOPICKEY_MISSING',
+  '-106': 'E4_ERROR_MESSAGE_REPLAYED',
+  '-107': 'E4_ERROR_INVALID_COMMAND',
+  '-108': 'E4_ERROR_PERSISTENCE_ERROR',
+  '-112': 'E4_ERROR_PARAMETER_INVALID',
+  '-113': 'E4_ERROR_PERSISTENCE_INCOMPATIBLE',
+};
+
+/** The libe4 constant name of a result code, e.g. -101 -> "E4_ERROR_INVALID_TAG". */
+export function resultName(code: number): string {
+  return NAMES[String(code)] || 'E4_ERROR_INTERNAL';
+}
+
+/** The code of a libe4 constant name, or undefined. */
+export function resultCode(name: string): number | undefined {
+  for (var k in NAMES) if (NAMES[k] === name) return +k;
+  return undefined;
+}
+
+export interface E4Error extends Error {
+  name: 'E4Error';
+  /** libe4 result code, e.g. -101. */
+  code: number;
+  /** libe4 result name, e.g. "E4_ERROR_INVALID_TAG". */
+  result: string;
+}
+
+interface E4ErrorConstructor {
+  new (code: number, detail?: string): E4Error;
+  prototype: E4Error;
+}
+
+/**
+ * A failure with its E4 result code. Built without `class extends Error`: lowered to ES5 that
+ * loses the prototype (instanceof fails), and Espruino's native subclassing drops `message`.
+ * Messages never contain key material or plaintext.
+ */
+export var E4Error = function E4Error(this: E4Error, code: number, detail?: string) {
+  this.name = 'E4Error';
+  this.code = code;
+  this.result = resultName(code);
+  this.message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
+  var stack = new Error(this.message).stack;
+  if (stack) this.stack = stack;
+} as unknown as E4ErrorConstructor;
+
+E4Error.prototype = Object.create(Error.prototype);
+E4Error.prototype.constructor = E4Error;
+E4Error.prototype.toString = function (this: E4Error) {
+  return 'E4Error: ' + this.message;
+};
+
+/** True when `e` is an E4Error (also across two copies of the image, where instanceof fails). */
+export function isE4Error(e: unknown): e is E4Error {
+  return !!e && (e as E4Error).name === 'E4Error' && typeof (e as E4Error).code === 'number';
+}
