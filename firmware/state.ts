@@ -64,10 +64,12 @@ export function applyChanges(state: StoredState | null, changes: Change[]): Stor
     } else if (c.op === 'topic') {
       var at = findTopic(state, c.topic.hash);
       // Replacing keeps the entry's position; a new topic is appended (the reference's order).
+      // Copy before wiping: the new record may carry the old key as its previous key.
+      var rec = copyTopic(c.topic);
       if (at >= 0) {
         wipeTopic(state.topics[at]);
-        state.topics[at] = copyTopic(c.topic);
-      } else state.topics.push(copyTopic(c.topic));
+        state.topics[at] = rec;
+      } else state.topics.push(rec);
     } else if (c.op === 'removeTopic') {
       var gone = findTopic(state, c.hash);
       if (gone >= 0) {

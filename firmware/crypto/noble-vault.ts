@@ -1,0 +1,37 @@
+/**
+ * The portable vault: AES-SIV and SHA3-256 from @noble/ciphers and @noble/hashes (audited,
+ * dependency-free). The image build lowers them to ES5 (see rollup.config.mjs).
+ */
+import { aessiv } from '@noble/ciphers/aes.js';
+import { sha3_256 } from '@noble/hashes/sha3.js';
+import type { Vault } from '../hal';
+import { concatBytes, wipe } from '../bytes';
+
+export function nobleVault(): Vault {
+  return {
+    seal: function (key, ad, plaintext) {
+      // SIV key = key | key (e4-protocol.md, "Protected message").
+      var sivKey = concatBytes(key, key);
+      try {
+        return aessiv(sivKey, ad).encrypt(plaintext);
+      } finally {
+        wipe(sivKey);
+      }
+    },
+    open: function (key, ad, sealed) {
+      if (sealed.length < 16) return null;
+      var sivKey = concatBytes(key, key);
+      try {
+        return aessiv(sivKey, ad).decrypt(sealed);
+      } catch (e) {
+        // noble throws on a tag mismatch; it never hands out the unauthenticated plaintext.
+        return null;
+      } finally {
+        wipe(sivKey);
+      }
+    },
+    sha3: function (data) {
+      return sha3_256(data);
+    },
+  };
+}

@@ -1,0 +1,13 @@
+/** Loads the shared vector files (never copied into the repo). */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+export const VECTORS_DIR = process.env.E4_VECTORS_DIR || join(fileURLToPath(new URL('.', import.meta.url)), '../../../shared/vectors');
+
+export function loadVectors(name: string): any {
+  return JSON.parse(readFileSync(join(VECTORS_DIR, name), 'utf8'));
+}
+
+export const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
+export const toHexStr = (b: Uint8Array) => Buffer.from(b).toString('hex');
