@@ -1,0 +1,105 @@
+/**
+ * Network transports of simulated devices and host tools: a real MQTT connection (the `mqtt`
+ * package). A transport moves opaque bytes: protection happens in the device before publish and
+ * after delivery.
+ *
+ * Interface (shared with the link transport of devices behind a gateway, see link.mjs):
+ *   open() -> Promise, close() -> Promise, subscribe(topic, qos) -> Promise,
+ *   publish(topic, bytes, qos) -> Promise, onMessage = (topic, Buffer) => void, connected
+ */
+import mqtt from 'mqtt';
+
+export const DEFAULT_QOS = 1;
+
+let counter = 0;
+
+/** A client id the brokers accept (MQTT 3.1.1: keep it short and plain). */
+export function mqttClientId(prefix, name) {
+  const safe = String(name).replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
+  return `${prefix}-${safe || 'x'}-${process.pid.toString(36)}${(counter++).toString(36)}`;
+}
+
+export class MqttTransport {
+  /**
+   * url: mqtt://host:port. options: clientId, keepalive (s), connectTimeout (ms), reconnect
+   * (default false: a simulated device that loses its broker reports it instead of retrying
+   * silently).
+   */
+  constructor(url, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false } = {}) {
+    this.url = url;
+    this.clientId = clientId;
+    this.opts = { clientId, keepalive, connectTimeout, reconnectPeriod: reconnect ? 1000 : 0, clean: true, protocolVersion: 4, resubscribe: true };
+    this.client = null;
+    this.onMessage = null;
+    this.onError = null;
+  }
+
+  get connected() {
+    return !!this.client && this.client.connected;
+  }
+
+  open() {
+    return new Promise((resolve, reject) => {
+      const c = mqtt.connect(this.url, this.opts);
+      this.client = c;
+      let settled = false;
+      c.once('connect', () => {
+        settled = true;
+        resolve(this);
+      });
+      c.on('error', (e) => {
+        if (!settled) {
+          settled = true;
+          c.end(true);
+          reject(new Error(`MQTT ${this.url}: ${e.message}`));
+        } else if (this.onError) this.onError(e);
+      });
+      c.on('close', () => {
+        if (!settled) {
+          settled = true;
+          reject(new Error(`MQTT ${this.url}: connection closed before CONNACK`));
+        }
+      });
+      c.on('message', (topic, payload) => {
+        if (this.onMessage) this.onMessage(topic, payload);
+      });
+    });
+  }
+
+  subscribe(topic, qos = DEFAULT_QOS) {
+    return new Promise((resolve, reject) => {
+      this.client.subscribe(topic, { qos }, (err, granted) => {
+        if (err) reject(err);
+        else if (granted && granted.some((g) => g.qos === 128)) reject(new Error(`MQTT: subscription to ${topic} refused`));
+        else resolve(granted);
+      });
+    });
+  }
+
+  unsubscribe(topic) {
+    return new Promise((resolve, reject) => this.client.unsubscribe(topic, (err) => (err ? reject(err) : resolve())));
+  }
+
+  publish(topic, bytes, qos = DEFAULT_QOS, retain = false) {
+    return new Promise((resolve, reject) => {
+      this.client.publish(topic, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), { qos, retain }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  close() {
+    return new Promise((resolve) => {
+      if (!this.client) return resolve();
+      const c = this.client;
+      this.client = null;
+      c.end(false, {}, () => resolve());
+    });
+  }
+
+  /** Drops the connection at once (power loss: nothing is flushed). */
+  kill() {
+    if (this.client) {
+      this.client.end(true);
+      this.client = null;
+    }
+  }
+}
