@@ -1,0 +1,119 @@
+/**
+ * Static checks of an image: it parses as ECMAScript 5 and references nothing the target
+ * engines lack (../shared/targets.md). Used by the build (which fails on any finding) and by
+ * test/image.test.mjs.
+ */
+import * as acorn from 'acorn';
+
+/** Globals that Espruino, Duktape or JerryScript lack, plus sources of randomness and console
+ * (firmware logs through the HAL). */
+export const FORBIDDEN_GLOBALS = [
+  'BigInt', 'BigInt64Array', 'BigUint64Array', 'TextEncoder', 'TextDecoder', 'Map', 'Set', 'WeakMap',
+  'WeakSet', 'WeakRef', 'FinalizationRegistry', 'Symbol', 'Proxy', 'Reflect', 'Promise', 'globalThis',
+  'queueMicrotask', 'setImmediate', 'Intl', 'SharedArrayBuffer', 'Atomics', 'crypto', 'console',
+  'require', 'process', 'Buffer',
+];
+
+/** Static methods and constants the targets lack (ES2015+), and Math.random (no RNG in firmware). */
+export const FORBIDDEN_STATICS = {
+  Array: ['from', 'of'],
+  Object: ['assign', 'freeze', 'seal', 'hasOwn', 'entries', 'values', 'fromEntries', 'is', 'setPrototypeOf', 'getOwnPropertySymbols'],
+  Number: ['isSafeInteger', 'isInteger', 'isFinite', 'isNaN', 'EPSILON', 'MAX_SAFE_INTEGER', 'MIN_SAFE_INTEGER', 'parseFloat', 'parseInt'],
+  Math: ['imul', 'clz32', 'trunc', 'sign', 'log2', 'log10', 'fround', 'cbrt', 'hypot', 'expm1', 'log1p', 'random', 'pow'],
+  ArrayBuffer: ['isView'],
+  String: ['fromCodePoint', 'raw'],
+};
+const TYPED = ['Uint8Array', 'Int8Array', 'Uint8ClampedArray', 'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array', 'Float32Array', 'Float64Array'];
+for (const t of TYPED) FORBIDDEN_STATICS[t] = ['from', 'of'];
+
+/** Methods (on any object) that are ES2015+ or differ on the targets (typed-array fill is missing
+ * on Duktape). Typed-array `slice` cannot be told from Array/String `slice` statically. */
+export const FORBIDDEN_METHODS = ['fill', 'padStart', 'padEnd', 'includes', 'startsWith', 'endsWith', 'repeat', 'findIndex', 'findLast', 'findLastIndex', 'copyWithin', 'flat', 'flatMap', 'codePointAt', 'at', 'toHex', 'fromHex'];
+
+/** Constructors whose prototype methods Espruino does not expose when read off the prototype
+ * (`Array.prototype.slice` is undefined there), as TypeScript's spread/rest helpers do. */
+const PROTOTYPE_READS = ['Array', 'Function', ...TYPED];
+
+function walk(node, visit, parent) {
+  if (!node || typeof node.type !== 'string') return;
+  visit(node, parent);
+  for (const key of Object.keys(node)) {
+    if (key === 'type' || key === 'start' || key === 'end' || key === 'loc') continue;
+    const v = node[key];
+    if (Array.isArray(v)) for (const c of v) walk(c, visit, node);
+    else if (v && typeof v.type === 'string') walk(v, visit, node);
+  }
+}
+
+function propName(m) {
+  if (!m.computed && m.property.type === 'Identifier') return m.property.name;
+  if (m.computed && m.property.type === 'Literal' && typeof m.property.value === 'string') return m.property.value;
+  return null;
+}
+
+/** True when an Identifier node is a variable reference (not a property name or a label). */
+function isReference(node, parent) {
+  if (!parent) return true;
+  if (parent.type === 'MemberExpression' && parent.property === node && !parent.computed) return false;
+  if (parent.type === 'Property' && parent.key === node && !parent.computed) return false;
+  if ((parent.type === 'LabeledStatement' || parent.type === 'BreakStatement' || parent.type === 'ContinueStatement') && parent.label === node) return false;
+  return true;
+}
+
+/** Names declared anywhere in the script (var, function, parameter, catch): a local `Map` is no
+ * reference to the global. */
+function declaredNames(ast) {
+  const names = new Set();
+  const addPattern = (p) => p && p.type === 'Identifier' && names.add(p.name);
+  walk(ast, (n) => {
+    if (n.type === 'VariableDeclarator') addPattern(n.id);
+    else if (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') {
+      if (n.id) addPattern(n.id);
+      n.params.forEach(addPattern);
+    } else if (n.type === 'CatchClause') addPattern(n.param);
+  });
+  return names;
+}
+
+/**
+ * Checks `code`. Returns a list of findings ({ message, line }) — empty when the image is clean.
+ * `allow` lists forbidden globals a particular image may reference (e.g. `require` on Espruino).
+ */
+export function checkImage(code, { allow = [] } = {}) {
+  let ast;
+  try {
+    ast = acorn.parse(code, { ecmaVersion: 5, sourceType: 'script', locations: true, allowReserved: true });
+  } catch (e) {
+    return [{ message: 'not ECMAScript 5: ' + e.message, line: e.loc ? e.loc.line : 0 }];
+  }
+  const findings = [];
+  const declared = declaredNames(ast);
+  const forbidden = new Set(FORBIDDEN_GLOBALS.filter((g) => !allow.includes(g)));
+  const methods = new Set(FORBIDDEN_METHODS);
+  const add = (message, node) => findings.push({ message, line: node.loc.start.line });
+  walk(ast, (node, parent) => {
+    if (node.type === 'Identifier' && forbidden.has(node.name) && !declared.has(node.name) && isReference(node, parent)) {
+      add('references ' + node.name, node);
+    } else if (node.type === 'MemberExpression') {
+      const name = propName(node);
+      if (name === null) return;
+      const obj = node.object;
+      if (obj.type === 'Identifier' && !declared.has(obj.name) && FORBIDDEN_STATICS[obj.name] && FORBIDDEN_STATICS[obj.name].includes(name) && !allow.includes(obj.name + '.' + name)) {
+        add('uses ' + obj.name + '.' + name, node);
+      } else if (obj.type === 'MemberExpression' && propName(obj) === 'prototype' && obj.object.type === 'Identifier' && PROTOTYPE_READS.includes(obj.object.name)) {
+        if (!(parent && parent.type === 'AssignmentExpression' && parent.left === node)) add('reads ' + obj.object.name + '.prototype.' + name + ' (undefined on Espruino)', node);
+      } else if (methods.has(name) && parent && parent.type === 'CallExpression' && parent.callee === node && !allow.includes('.' + name)) {
+        add('calls .' + name + '()', node);
+      }
+    }
+  });
+  return findings;
+}
+
+/** Throws one error listing every finding (for the build). */
+export function assertImage(code, file, opts) {
+  const findings = checkImage(code, opts);
+  if (findings.length) {
+    throw new Error(`${file} is not a valid ES5 image:\n` + findings.map((f) => `  line ${f.line}: ${f.message}`).join('\n'));
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Rollup plugins that turn the TypeScript sources and their dependencies into ES5:
+ * - `resolveSources`: resolves extensionless TypeScript imports and bare package imports
+ *   (without a general node-resolve plugin), honours a package's `"sideEffects": false`, and
+ *   substitutes image-only modules (build/image/) for the dependency modules they replace;
+ * - `lowerToES5`: runs `ts.transpileModule` with target ES5 on every module, our .ts files and
+ *   node_modules .js alike. @rollup/plugin-typescript only lowers the files of the TS program, so
+ *   dependencies would keep their ES2022 syntax; one transform for all keeps the output uniform.
+ *   Type checking is `npm run typecheck`'s job.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Dependency modules that an ES5 image gets from build/image/ instead (see docs/image.md). */
+export const IMAGE_SUBSTITUTES = {
+  '@noble/ciphers/aes.js': join(root, 'build/image/noble-aes.ts'),
+  '@noble/hashes/sha3.js': join(root, 'build/image/noble-sha3.ts'),
+};
+
+const TS_OPTIONS = {
+  target: ts.ScriptTarget.ES5,
+  module: ts.ModuleKind.ESNext,
+  importHelpers: false,
+  noEmitHelpers: false,
+  downlevelIteration: false,
+  isolatedModules: true,
+  removeComments: false,
+  sourceMap: false,
+  esModuleInterop: false,
+  useDefineForClassFields: false,
+};
+
+function tryFile(base) {
+  for (const cand of [base, base + '.ts', join(base, 'index.ts')]) {
+    if (existsSync(cand) && statSync(cand).isFile()) return cand;
+  }
+  return null;
+}
+
+const sideEffectsCache = new Map();
+function packageSideEffects(file) {
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
+    const pj = join(dir, 'package.json');
+    if (!existsSync(pj)) continue;
+    if (!sideEffectsCache.has(pj)) sideEffectsCache.set(pj, JSON.parse(readFileSync(pj, 'utf8')).sideEffects !== false);
+    return sideEffectsCache.get(pj);
+  }
+  return true;
+}
+
+export function resolveSources({ substitutes = IMAGE_SUBSTITUTES } = {}) {
+  return {
+    name: 'e4-resolve',
+    resolveId(source, importer) {
+      if (source.startsWith('\0')) return null;
+      if (!importer) return resolve(root, source);
+      const sub = substitutes[source];
+      // A substitute importing the very module it replaces gets the real one.
+      if (sub && importer !== sub) return { id: sub, moduleSideEffects: true };
+      if (source.startsWith('.') || source.startsWith('/')) {
+        const found = tryFile(resolve(dirname(importer), source));
+        return found ? { id: found, moduleSideEffects: packageSideEffects(found) } : null;
+      }
+      const req = createRequire(importer);
+      const id = req.resolve(source);
+      return { id, moduleSideEffects: packageSideEffects(id) };
+    },
+  };
+}
+
+export function lowerToES5() {
+  return {
+    name: 'e4-lower-es5',
+    transform(code, id) {
+      if (!/\.(ts|js|mjs)$/.test(id) || id.endsWith('.d.ts')) return null;
+      const out = ts.transpileModule(code, { compilerOptions: TS_OPTIONS, fileName: id, reportDiagnostics: true });
+      const errors = (out.diagnostics || []).filter((d) => d.category === ts.DiagnosticCategory.Error);
+      if (errors.length) this.error(ts.flattenDiagnosticMessageText(errors[0].messageText, '\n') + ' in ' + id);
+      // TypeScript's inline helpers read `(this && this.__awaiter) || function ...`; in a module
+      // `this` is undefined, and rollup cannot drop an unused helper whose initializer reads a
+      // property of it. Without the dead test an unused helper is tree-shaken.
+      const code2 = out.outputText.replace(/\(this && this\.(__\w+)\) \|\| /g, '');
+      return { code: code2, map: null };
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * The list of ES5 images the build makes: the portable image (firmware/index.ts -> dist/e4.js)
+ * and one per board that has an entry boards/<board>/main.ts (-> dist/boards/<board>.js).
+ * A board may hold boards/<board>/board.json with per-image settings:
+ *   { "globalName": "E4",      // global the image defines (default "E4")
+ *     "minify": true,          // also write <name>.min.js (default true)
+ *     "allow": ["require"] }   // forbidden globals this image may reference (see build/check.mjs)
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { root } from './es5.mjs';
+
+const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description'];
+
+export function listImages() {
+  const images = [
+    {
+      name: 'e4',
+      input: join(root, 'firmware/index.ts'),
+      // The pure-JS AES block is exported too: RFC 5297 (AES-128) conformance and sivVault use it.
+      extraExports: { aesBlock: join(root, 'build/image/aes.ts') },
+      file: join(root, 'dist/e4.js'),
+      globalName: 'E4',
+      minify: true,
+      allow: [],
+    },
+  ];
+  const boardsDir = join(root, 'boards');
+  if (!existsSync(boardsDir)) return images;
+  for (const board of readdirSync(boardsDir).sort()) {
+    const input = join(boardsDir, board, 'main.ts');
+    if (!existsSync(input)) continue;
+    const cfgFile = join(boardsDir, board, 'board.json');
+    const cfg = existsSync(cfgFile) ? JSON.parse(readFileSync(cfgFile, 'utf8')) : {};
+    for (const k of Object.keys(cfg)) {
+      if (!BOARD_KEYS.includes(k)) throw new Error(`${cfgFile}: unknown setting "${k}" (known: ${BOARD_KEYS.join(', ')})`);
+    }
+    images.push({
+      name: 'boards/' + board,
+      input,
+      extraExports: {},
+      file: join(root, 'dist/boards', board + '.js'),
+      globalName: cfg.globalName || 'E4',
+      minify: cfg.minify !== false,
+      allow: cfg.allow || [],
+    });
+  }
+  return images;
+}
+
+/** dist/<name>.min.js next to dist/<name>.js */
+export function minFile(file) {
+  return file.replace(/\.js$/, '.min.js');
+}

@@ -1,0 +1,97 @@
+/**
+ * ES5 images (docs/image.md): dist/e4.js (portable: firmware/index.ts) and dist/boards/<board>.js
+ * (one per boards/<board>/main.ts), each with a mangle-only dist/...min.js.
+ *
+ * Every module, dependencies included, is lowered to ES5 by TypeScript; pinned rewrites
+ * (build/deps.mjs) remove what cannot run on the targets; each image is checked statically
+ * (build/check.mjs) and the build fails on any finding.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { resolveSources, lowerToES5 } from './build/es5.mjs';
+import { pinnedRewrites } from './build/deps.mjs';
+import { assertImage } from './build/check.mjs';
+import { minifyImage } from './build/minify.mjs';
+import { listImages, minFile } from './build/images.mjs';
+
+const ENTRY = '\0e4-entry';
+
+/** An entry that re-exports the image's input plus `extraExports` ({ name: file }). */
+function imageEntry(image) {
+  return {
+    name: 'e4-image-entry',
+    resolveId(source) {
+      return source === ENTRY ? ENTRY : null;
+    },
+    load(id) {
+      if (id !== ENTRY) return null;
+      let code = `export * from ${JSON.stringify(image.input)};\n`;
+      for (const [name, file] of Object.entries(image.extraExports)) code += `export { ${name} } from ${JSON.stringify(file)};\n`;
+      return code;
+    },
+  };
+}
+
+/** Checks the image, writes the minified copy (checked too), and for the portable image marks
+ * dist/ as CommonJS so that Node can require() the images. */
+function finishImage(image) {
+  return {
+    name: 'e4-finish-image',
+    async generateBundle(_options, bundle) {
+      const chunks = Object.values(bundle).filter((c) => c.type === 'chunk');
+      if (chunks.length !== 1) this.error(`${image.name}: expected one chunk, got ${chunks.length}`);
+      const chunk = chunks[0];
+      const check = { allow: image.allow };
+      try {
+        assertImage(chunk.code, chunk.fileName, check);
+        if (image.minify) {
+          const min = await minifyImage(chunk.code);
+          assertImage(min, minFile(chunk.fileName), check);
+          this.emitFile({ type: 'asset', fileName: minFile(chunk.fileName), source: min });
+        }
+      } catch (e) {
+        // Keep the rejected text for inspection (dist/ is not committed).
+        mkdirSync(outDirOf(image), { recursive: true });
+        writeFileSync(join(outDirOf(image), chunk.fileName + '.rejected'), chunk.code);
+        this.error(e.message + `\n(the rejected image is kept as ${outDirOf(image)}/${chunk.fileName}.rejected)`);
+      }
+      if (image.name === 'e4') {
+        this.emitFile({ type: 'asset', fileName: 'package.json', source: '{ "type": "commonjs" }\n' });
+      }
+    },
+  };
+}
+
+function outDirOf(image) {
+  return image.name.startsWith('boards/') ? 'dist/boards' : 'dist';
+}
+
+function config(image) {
+  const outDir = outDirOf(image);
+  const g = image.globalName;
+  return {
+    input: Object.keys(image.extraExports).length ? ENTRY : image.input,
+    plugins: [imageEntry(image), resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image)],
+    treeshake: { moduleSideEffects: true },
+    onwarn(warning, warn) {
+      // TypeScript's ES5 helpers start with `this && this.__extends`: harmless at module level.
+      if (warning.code === 'THIS_IS_UNDEFINED') return;
+      if (warning.code === 'UNRESOLVED_IMPORT' || warning.code === 'MISSING_EXPORT') throw new Error(warning.message);
+      warn(warning);
+    },
+    output: {
+      dir: outDir,
+      entryFileNames: basename(image.file),
+      format: 'iife',
+      name: g,
+      exports: 'named',
+      freeze: false, // Object.freeze is missing on Espruino
+      esModule: false,
+      externalLiveBindings: false,
+      generatedCode: { preset: 'es5', constBindings: false, arrowFunctions: false, objectShorthand: false, symbols: false },
+      footer: `if (typeof module === "object" && module && typeof module.exports === "object") module.exports = ${g};`,
+    },
+  };
+}
+
+export default listImages().map(config);
