@@ -1,0 +1,160 @@
+/**
+ * Every case of ../shared/vectors/e4-sk-vectors.json (aes_siv, protect, unprotect, commands,
+ * scenarios), each a named test, run through the client over a given vault: used for the board
+ * vaults (native AES, portable AES), with and without SHA-3 on the device.
+ */
+import { describe, expect, it } from 'vitest';
+import { create, memoryStore, resultName, topicHash } from '../../firmware/core';
+import { nobleVault } from '../../firmware/crypto/noble-vault';
+import type { Clock, StoredState, Vault } from '../../firmware/hal';
+import type { Options } from '../../firmware/client';
+import { withTopicNames } from '../../boards/shared/names';
+import { hex, loadVectors, toHexStr } from './vectors';
+
+export const V = loadVectors('e4-sk-vectors.json');
+const sha3 = nobleVault().sha3!;
+
+/** Every topic name in the vector file with its hash, as the host (flash, C2) would ship them. */
+export function allTopicNames(): { topic: string; hash: string }[] {
+  const names = new Set<string>();
+  for (const c of V.topic_hashes) names.add(c.topic);
+  for (const c of V.protect) names.add(c.topic);
+  for (const c of V.unprotect) {
+    names.add(c.topic);
+    for (const t of c.receiver.topics) names.add(t.topic);
+  }
+  for (const c of V.commands) {
+    names.add(c.delivered_on_topic);
+    if (c.command?.topic) names.add(c.command.topic);
+    for (const t of c.state_before.topics) if (t.topic) names.add(t.topic);
+  }
+  for (const s of V.scenarios) for (const st of s.steps) names.add(st.topic);
+  return [...names].map((topic) => ({ topic, hash: toHexStr(topicHash(nobleVault(), topic)) }));
+}
+
+function fixedClock(now: number): Clock & { set(t: number): void } {
+  let t = now;
+  return { kind: 'trusted', now: () => t, set: (v: number) => (t = v) };
+}
+
+function outcome(fn: () => Uint8Array | null): { result: string; plaintext: string | null } {
+  try {
+    const p = fn();
+    return p === null ? { result: 'E4_RESULT_OK_CONTROL', plaintext: null } : { result: 'E4_RESULT_OK', plaintext: toHexStr(p) };
+  } catch (e: any) {
+    if (e?.name !== 'E4Error') throw e;
+    expect(resultName(e.code)).toBe(e.result);
+    return { result: e.result, plaintext: null };
+  }
+}
+
+const topicsOf = (s: StoredState) => s.topics.map((t) => ({ topic_hash: toHexStr(t.hash), key: toHexStr(t.key) }));
+
+/**
+ * `makeVault()` gives a fresh vault; `deviceSha3`: whether the device hashes topic names itself.
+ * Without it the vault gets the host-computed name table (boards/shared/names.ts), as a Puck.js
+ * image does, and every topic entry carries its hash.
+ */
+export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
+  const names = allTopicNames();
+  const deviceVault = () => (deviceSha3 ? makeVault() : withTopicNames(makeVault(), names));
+
+  function receiver(r: { client_id: string; client_key: string; topics: any[] }, now: number, options?: Options) {
+    const vault = deviceVault();
+    if (!deviceSha3) expect(vault.sha3, 'no real SHA-3 on this device').not.toBe(sha3);
+    const clock = fixedClock(now);
+    const store = memoryStore();
+    const client = create(
+      { vault, clock, store },
+      { id: r.client_id, key: r.client_key, topics: r.topics.map((t: any) => ({ topic: t.topic, hash: t.topic_hash, key: t.key })) },
+      options,
+    );
+    return { client, clock, store };
+  }
+
+  describe('aes_siv', () => {
+    V.aes_siv.forEach((c: any, i: number) => {
+      it(`aes_siv #${i} (${c.plaintext.length / 2} bytes)`, () => {
+        const vault = makeVault();
+        expect(toHexStr(vault.seal(hex(c.key), hex(c.ad), hex(c.plaintext)))).toBe(c.output);
+        expect(toHexStr(vault.open(hex(c.key), hex(c.ad), hex(c.output))!)).toBe(c.plaintext);
+        for (const at of [0, 15, c.output.length / 2 - 1]) {
+          const bad = hex(c.output);
+          bad[at] ^= 1;
+          expect(vault.open(hex(c.key), hex(c.ad), bad)).toBeNull();
+        }
+        const badAd = hex(c.ad);
+        badAd[0] ^= 1;
+        expect(vault.open(hex(c.key), badAd, hex(c.output))).toBeNull();
+      });
+    });
+  });
+
+  describe('protect', () => {
+    V.protect.forEach((c: any, i: number) => {
+      it(`protect #${i}: ${c.plaintext.length / 2} bytes at ${c.timestamp}`, () => {
+        const hash = toHexStr(topicHash(nobleVault(), c.topic));
+        const { client } = receiver({ client_id: '00'.repeat(16), client_key: '11'.repeat(32), topics: [{ topic: c.topic, topic_hash: hash, key: c.topic_key }] }, c.timestamp);
+        const out = client.protect(c.topic, hex(c.plaintext));
+        expect(toHexStr(out)).toBe(c.protected);
+        expect(outcome(() => client.unprotect(c.topic, hex(c.protected)))).toEqual({ result: 'E4_RESULT_OK', plaintext: c.plaintext });
+      });
+    });
+  });
+
+  describe('unprotect', () => {
+    for (const c of V.unprotect) {
+      it(`${c.case}`, () => {
+        const { client, store } = receiver(c.receiver, c.now);
+        const before = store.load();
+        const got = outcome(() => client.unprotect(c.topic, hex(c.protected), c.options));
+        expect(got.result).toBe(c.expected_result);
+        expect(got.plaintext).toBe(c.expected_plaintext);
+        expect(store.load()).toEqual(before);
+      });
+    }
+  });
+
+  describe('commands', () => {
+    for (const c of V.commands) {
+      it(`${c.case}`, () => {
+        const { client, store } = receiver({ client_id: c.client_id, client_key: c.state_before.client_key, topics: c.state_before.topics }, c.now);
+        expect(client.controlTopic).toBe(c.control_topic);
+        const got = outcome(() => client.unprotect(c.delivered_on_topic, hex(c.protected), c.options));
+        expect(got.result).toBe(c.expected_result);
+        const after = client.snapshot();
+        expect(toHexStr(after.key)).toBe(c.state_after.client_key);
+        expect(topicsOf(after)).toEqual(c.state_after.topics);
+        expect(topicsOf(store.load()!)).toEqual(c.state_after.topics);
+      });
+    }
+  });
+
+  describe('scenarios', () => {
+    for (const s of V.scenarios) {
+      for (const transition of [false, true]) {
+        it(`${s.case} (key transition ${transition ? 'on' : 'off'})`, () => {
+          const init = s.initial_state;
+          const { client, clock } = receiver(init, s.steps[0].now, { keyTransition: transition ? 3600 : 0 });
+          s.steps.forEach((step: any, i: number) => {
+            clock.set(step.now);
+            const label = `step ${i}: ${step.description}`;
+            if (step.op === 'protect') {
+              const got = outcome(() => client.protect(step.topic, hex(step.plaintext)));
+              expect(got.result, label).toBe(step.expected_result);
+              if (step.expected_protected) expect(toHexStr(client.protect(step.topic, hex(step.plaintext))), label).toBe(step.expected_protected);
+              return;
+            }
+            const expected = transition && step.if_key_transition ? step.if_key_transition : step;
+            const got = outcome(() => client.unprotect(step.topic, hex(step.protected)));
+            expect(got.result, label).toBe(expected.expected_result);
+            expect(got.plaintext, label).toBe(expected.expected_plaintext);
+            const snap = client.snapshot();
+            expect(toHexStr(snap.key), label).toBe(step.state_after.client_key);
+            expect(topicsOf(snap), label).toEqual(step.state_after.topics);
+          });
+        });
+      }
+    }
+  });
+}
