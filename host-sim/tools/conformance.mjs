@@ -1,0 +1,432 @@
+#!/usr/bin/env node
+/**
+ * Conformance of a built ES5 image on real JavaScript engines.
+ *
+ *   npm run conformance -- [--engine node|duk|jerry|espruino|<binary path>]... [--kind K]
+ *                          [--image dist/e4.min.js] [--batch-bytes N] [--timeout-ms N] [--verbose]
+ *                          FILE...
+ *
+ * FILE is a vector file of either schema in ../shared/vectors/ (e4-sk-vectors.json, rfc5297.json).
+ * Each engine is fed self-contained scripts: the image + a small ES5 harness + a batch of cases.
+ * The harness runs each case through the image's public API (global E4) and prints one tagged line
+ * `@@E4R {"id":..,"out":..}` per case between `@@E4BEGIN` and `@@E4END <ms>`; the comparison with
+ * the expected values happens here, in Node. Batches are sized per engine kind so that a
+ * 12,000-variable Espruino or a 64 KB-heap JerryScript can hold one.
+ *
+ * Prints counts per file and section, the time per engine, and as its last line
+ * `conformance: N passed, M failed`. Exits 1 on any failure or when no case ran, 2 on bad usage.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describeEngine, KIND_DEFAULTS, openEngine } from './engines.mjs';
+
+const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+export const TAG = '@@E4R ';
+export const BEGIN = '@@E4BEGIN';
+export const END = '@@E4END';
+
+// ---------------------------------------------------------------------------------------------
+// The in-engine harness (ES5; prints with print() or console.log()). Every op takes plain JSON
+// arguments (hex strings) and returns plain JSON; errors become { code } (E4Error) or { error }.
+
+export const HARNESS = `
+(function (CASES) {
+  var out = typeof print === "function" ? print : function (s) { console.log(s); };
+  var H = E4.fromHex, X = E4.toHex, vault = E4.nobleVault();
+  function fail(e) { return e && e.name === "E4Error" ? { code: e.code } : { error: String(e && e.message ? e.message : e) }; }
+  function state(c) {
+    var s = c.snapshot(), t = [];
+    for (var i = 0; i < s.topics.length; i++) t.push([X(s.topics[i].hash), X(s.topics[i].key)]);
+    return { key: X(s.key), topics: t };
+  }
+  var OPS = {
+    text: function (a) {
+      var id = E4.clientId(vault, a.text);
+      return { utf8: X(E4.utf8(a.text)), id: X(id), topic: E4.controlTopic(id), hash: X(E4.topicHash(vault, a.text)), sha3: X(vault.sha3(H(a.hex))) };
+    },
+    seal: function (a) {
+      var k = H(a.key), ad = H(a.ad), s = vault.seal(k, ad, H(a.pt)), bad = H(X(s)), o = vault.open(k, ad, s);
+      bad[bad.length - 1] ^= 1;
+      return { sealed: X(s), opened: o && X(o), tampered: vault.open(k, ad, bad) };
+    },
+    siv: function (a) {
+      if (!E4.aesBlock) throw new Error("the image exports no aesBlock");
+      var ads = [];
+      for (var i = 0; i < a.ads.length; i++) ads.push(H(a.ads[i]));
+      var c = E4.sivEncrypt(E4.aesBlock, H(a.k1), H(a.k2), ads, H(a.pt)), p = E4.sivDecrypt(E4.aesBlock, H(a.k1), H(a.k2), ads, c);
+      return { out: X(c), back: p && X(p) };
+    },
+    client: function (a) {
+      var clock = { kind: "trusted", t: a.now, now: function () { return clock.t; } };
+      var c = E4.create({ vault: vault, clock: clock, store: E4.memoryStore() }, a.device, a.options);
+      var r = { control: c.controlTopic, steps: [] };
+      for (var i = 0; i < a.steps.length; i++) {
+        var st = a.steps[i], x;
+        clock.t = st.now;
+        try {
+          if (st.op === "protect") x = { out: X(c.protect(st.topic, H(st.hex))) };
+          else { var p = c.unprotect(st.topic, H(st.hex), st.flags); x = { out: p === null ? null : X(p) }; }
+        } catch (e) { x = fail(e); }
+        if (st.state) x.state = state(c);
+        r.steps.push(x);
+      }
+      c.close();
+      return r;
+    },
+    e41p: function (a) {
+      var topics = [];
+      for (var i = 0; i < a.topics.length; i++) topics.push({ hash: H(a.topics[i][0]), key: H(a.topics[i][1]), prevKey: null, prevSince: -1 });
+      var f = E4.encodeE41P({ id: H(a.id), key: H(a.key), topics: topics, lastCommand: -1, lastTags: new Uint8Array(0) });
+      var b = E4.decodeE41P(H(X(f))), c = E4.create({ vault: vault, store: E4.memoryStore(b) });
+      var r = { file: X(f), id: X(b.id), state: state(c), exported: X(c.exportE41P()) };
+      c.close();
+      return r;
+    }
+  };
+  out("${BEGIN} " + CASES.length);
+  var t0 = Date.now();
+  for (var i = 0; i < CASES.length; i++) {
+    var k = CASES[i], r;
+    CASES[i] = null;
+    try { r = { id: k.id, out: OPS[k.op](k.args) }; } catch (e) { r = { id: k.id, fail: fail(e) }; }
+    out("${TAG.trim()} " + JSON.stringify(r));
+  }
+  out("${END} " + (Date.now() - t0));
+})`;
+
+// ---------------------------------------------------------------------------------------------
+// Cases: { section, name, op, args, check(out) -> null | "why it failed" }
+
+const eq = (what, got, want) => (got === want ? null : `${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+const first = (...r) => r.find((x) => x) || null;
+const topicsOf = (list) => list.map((t) => [t.topic_hash, t.key]);
+
+/** libe4 result code of one client step's output. */
+function codeOf(x) {
+  if (x.code !== undefined) return x.code;
+  if (x.error !== undefined) return 'non-E4 error: ' + x.error;
+  return x.out === null ? -1 : 0;
+}
+
+function checkStep(label, x, want) {
+  const code = codeOf(x);
+  if (code !== want.code) return `${label}: result ${code}, want ${want.code} (${want.name})`;
+  if (want.code === 0 && want.out !== undefined && want.out !== null) return eq(label + ' output', x.out, want.out);
+  return null;
+}
+
+function checkState(label, got, key, topics) {
+  return first(eq(label + ' client key', got.key, key), eq(label + ' topics', JSON.stringify(got.topics), JSON.stringify(topics)));
+}
+
+function device(id, key, topics) {
+  return { id, key, topics: topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key })) };
+}
+
+function skCases(v) {
+  const cases = [];
+  const add = (section, name, op, args, check) => cases.push({ section, name, op, args, check });
+  for (const c of v.client_ids || []) {
+    add('client_ids', c.name.slice(0, 40), 'text', { text: c.name, hex: c.name_utf8_hex }, (o) =>
+      first(eq('utf8', o.utf8, c.name_utf8_hex), eq('id', o.id, c.id), eq('control topic', o.topic, c.control_topic), eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.id)),
+    );
+  }
+  for (const c of v.topic_hashes || []) {
+    add('topic_hashes', c.topic.slice(0, 40), 'text', { text: c.topic, hex: c.topic_utf8_hex }, (o) =>
+      first(eq('utf8', o.utf8, c.topic_utf8_hex), eq('topic hash', o.hash, c.topic_hash), eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.topic_hash)),
+    );
+  }
+  (v.aes_siv || []).forEach((c, i) => {
+    add('aes_siv', `#${i} (${c.plaintext.length / 2} bytes)`, 'seal', { key: c.key, ad: c.ad, pt: c.plaintext }, (o) =>
+      first(eq('seal', o.sealed, c.output), eq('open', o.opened, c.plaintext), eq('open of a tampered tag', o.tampered, null)),
+    );
+  });
+  (v.protect || []).forEach((c, i) => {
+    const args = {
+      now: c.timestamp,
+      device: { id: '00'.repeat(16), key: '11'.repeat(32), topics: [{ topic: c.topic, key: c.topic_key }] },
+      steps: [
+        { op: 'protect', topic: c.topic, hex: c.plaintext, now: c.timestamp },
+        { op: 'unprotect', topic: c.topic, hex: c.protected, flags: 0, now: c.timestamp },
+      ],
+    };
+    add('protect', `#${i} (${c.plaintext.length / 2} bytes at ${c.timestamp})`, 'client', args, (o) =>
+      first(
+        checkStep('protect', o.steps[0], { code: c.expected_code, name: c.expected_result, out: c.protected }),
+        checkStep('unprotect of the result', o.steps[1], { code: 0, name: 'E4_RESULT_OK', out: c.plaintext }),
+      ),
+    );
+  });
+  for (const c of v.unprotect || []) {
+    const r = c.receiver;
+    const args = {
+      now: c.now,
+      device: device(r.client_id, r.client_key, r.topics),
+      steps: [{ op: 'unprotect', topic: c.topic, hex: c.protected, flags: c.options, now: c.now, state: true }],
+    };
+    add('unprotect', c.case, 'client', args, (o) =>
+      first(
+        eq('control topic', o.control, r.control_topic),
+        checkStep('unprotect', o.steps[0], { code: c.expected_code, name: c.expected_result, out: c.expected_plaintext }),
+        checkState('state (unchanged)', o.steps[0].state, r.client_key, topicsOf(r.topics)),
+      ),
+    );
+  }
+  for (const c of v.commands || []) {
+    const args = {
+      now: c.now,
+      device: device(c.client_id, c.state_before.client_key, c.state_before.topics),
+      steps: [{ op: 'unprotect', topic: c.delivered_on_topic, hex: c.protected, flags: c.options, now: c.now, state: true }],
+    };
+    add('commands', c.case, 'client', args, (o) =>
+      first(
+        eq('control topic', o.control, c.control_topic),
+        checkStep('command', o.steps[0], { code: c.expected_code, name: c.expected_result, out: null }),
+        checkState('state after', o.steps[0].state, c.state_after.client_key, topicsOf(c.state_after.topics)),
+      ),
+    );
+  }
+  for (const s of v.scenarios || []) {
+    for (const transition of [false, true]) {
+      const init = s.initial_state;
+      const steps = s.steps.map((st) =>
+        st.op === 'protect'
+          ? { op: 'protect', topic: st.topic, hex: st.plaintext, now: st.now }
+          : { op: 'unprotect', topic: st.topic, hex: st.protected, flags: 0, now: st.now, state: true },
+      );
+      const args = { now: s.steps[0].now, device: device(init.client_id, init.client_key, init.topics), options: { keyTransition: transition ? 3600 : 0 }, steps };
+      add('scenarios', `${s.case} (key transition ${transition ? 'on' : 'off'})`, 'client', args, (o) => {
+        for (let i = 0; i < s.steps.length; i++) {
+          const st = s.steps[i];
+          const label = `step ${i} (${st.description})`;
+          const want = transition && st.if_key_transition ? st.if_key_transition : st;
+          const why =
+            st.op === 'protect'
+              ? checkStep(label, o.steps[i], { code: want.expected_code, name: want.expected_result, out: want.expected_protected })
+              : first(
+                  checkStep(label, o.steps[i], { code: want.expected_code, name: want.expected_result, out: want.expected_plaintext }),
+                  checkState(label, o.steps[i].state, st.state_after.client_key, topicsOf(st.state_after.topics)),
+                );
+          if (why) return why;
+        }
+        return eq('control topic', o.control, init.control_topic);
+      });
+    }
+  }
+  for (const c of v.storage_file || []) {
+    const topics = topicsOf(c.topics);
+    add('storage_file', c.case, 'e41p', { id: c.client_id, key: c.client_key, topics }, (o) =>
+      first(eq('encoded', o.file, c.file), eq('decoded id', o.id, c.client_id), checkState('decoded', o.state, c.client_key, topics), eq('exported by a client', o.exported, c.file)),
+    );
+  }
+  return cases;
+}
+
+function rfcCases(v) {
+  return v.vectors.map((c) => ({
+    section: 'rfc5297',
+    name: `${c.name} ${c.title}`,
+    op: 'siv',
+    args: { k1: c.mac_key_k1 || c.key.slice(0, c.key.length / 2), k2: c.ctr_key_k2 || c.key.slice(c.key.length / 2), ads: c.ad_components, pt: c.plaintext },
+    check: (o) => first(eq('SIV-ENCRYPT', o.out, c.output), eq('SIV-DECRYPT', o.back, c.plaintext)),
+  }));
+}
+
+/** The cases of one vector file, by its schema. Throws on an unknown schema. */
+export function loadCases(file) {
+  const v = JSON.parse(readFileSync(file, 'utf8'));
+  let cases;
+  if (v.meta && v.meta.format === 'e4-sk-test-vectors') cases = skCases(v);
+  else if (Array.isArray(v.vectors) && v.vectors.length && v.vectors[0].ad_components) cases = rfcCases(v);
+  else throw new Error(`${file}: unknown vector schema (expected e4-sk-test-vectors or the RFC 5297 file)`);
+  const name = basename(file);
+  cases.forEach((c, i) => {
+    c.file = name;
+    c.id = `${name}#${i}`;
+  });
+  return cases;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripts and runs
+
+/** JSON with every non-ASCII character escaped: engines read the script as bytes. */
+export function asciiJson(value) {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (ch) => '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
+/** Splits cases into batches of at most `batchBytes` bytes of case JSON (at least one case). */
+export function batches(cases, batchBytes) {
+  const out = [];
+  let cur = [];
+  let size = 0;
+  for (const c of cases) {
+    const json = asciiJson({ id: c.id, op: c.op, args: c.args });
+    if (cur.length && size + json.length > batchBytes) {
+      out.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push({ c, json });
+    size += json.length + 1;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+export function scriptFor(imageCode, batch) {
+  return `${imageCode}\n${HARNESS}([\n${batch.map((b) => b.json).join(',\n')}\n]);\n`;
+}
+
+/** Reads the tagged lines of an engine's output: Map id -> result, and the in-engine time. */
+export function parseOutput(stdout) {
+  const results = new Map();
+  let engineMs = null;
+  let begun = false;
+  for (const line of stdout.split(/\r?\n/)) {
+    const at = line.indexOf(TAG);
+    if (line.includes(BEGIN)) begun = true;
+    if (at >= 0) {
+      try {
+        const r = JSON.parse(line.slice(at + TAG.length).trim());
+        results.set(r.id, r);
+      } catch {
+        /* a mangled line: the case counts as having no result */
+      }
+    }
+    const end = line.indexOf(END + ' ');
+    if (end >= 0) engineMs = Number(line.slice(end + END.length + 1).trim().split(/\s/)[0]);
+  }
+  return { results, engineMs, begun };
+}
+
+function tail(s, n = 400) {
+  s = String(s || '').trim();
+  return s.length > n ? '…' + s.slice(-n) : s;
+}
+
+/**
+ * Runs `cases` on one engine. Returns { engine, kind, cases: [{ c, ok, why }], batches, wallMs,
+ * engineMs }.
+ */
+export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, onBatch } = {}) {
+  const kindDefaults = KIND_DEFAULTS[engine.kind];
+  const list = batches(cases, batchBytes || kindDefaults.batchBytes);
+  const outcomes = [];
+  let wallMs = 0;
+  let engineMs = 0;
+  for (let b = 0; b < list.length; b++) {
+    const batch = list[b];
+    const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs: timeoutMs || kindDefaults.timeoutMs });
+    wallMs += run.ms;
+    const parsed = parseOutput(run.stdout);
+    if (parsed.engineMs !== null) engineMs += parsed.engineMs;
+    for (const { c } of batch) {
+      const r = parsed.results.get(c.id);
+      let why;
+      if (!r) {
+        why = `no result from the engine (exit ${run.exit}${parsed.begun ? '' : ', the harness never started'})` + (tail(run.stderr) ? `: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
+      } else if (r.fail) why = 'threw ' + JSON.stringify(r.fail);
+      else {
+        try {
+          why = c.check(r.out);
+        } catch (e) {
+          why = 'unexpected output shape: ' + e.message;
+        }
+      }
+      outcomes.push({ c, ok: !why, why });
+    }
+    if (onBatch) onBatch(b + 1, list.length, run);
+  }
+  return { engine: engine.name, kind: engine.kind, cases: outcomes, batches: list.length, wallMs, engineMs };
+}
+
+/** Per file and section: { key: "file section", passed, failed }. */
+export function tally(outcomes) {
+  const m = new Map();
+  for (const o of outcomes) {
+    const k = `${o.c.file} ${o.c.section}`;
+    if (!m.has(k)) m.set(k, { key: k, passed: 0, failed: 0 });
+    m.get(k)[o.ok ? 'passed' : 'failed']++;
+  }
+  return [...m.values()];
+}
+
+export function defaultImage() {
+  const min = join(ROOT, 'dist', 'e4.min.js');
+  return existsSync(min) ? min : join(ROOT, 'dist', 'e4.js');
+}
+
+function usage(msg) {
+  if (msg) console.error('conformance: ' + msg);
+  console.error('usage: npm run conformance -- [--engine node|duk|jerry|espruino|PATH]... [--kind espruino|jerryscript|duktape] [--image FILE] [--batch-bytes N] [--timeout-ms N] [--verbose] FILE...');
+  process.exit(2);
+}
+
+export function parseArgs(argv) {
+  const o = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, verbose: false, files: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--engine') o.engines.push(val());
+    else if (a === '--kind') o.kind = val();
+    else if (a === '--image') o.image = val();
+    else if (a === '--batch-bytes') o.batchBytes = Number(val());
+    else if (a === '--timeout-ms') o.timeoutMs = Number(val());
+    else if (a === '--verbose' || a === '-v') o.verbose = true;
+    else if (a === '--help' || a === '-h') usage();
+    else if (a.startsWith('--')) usage(`unknown option ${a}`);
+    else o.files.push(a);
+  }
+  if (!o.engines.length) o.engines.push('node');
+  return o;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  if (!o.files.length) usage('no vector file given');
+  const imageFile = o.image || defaultImage();
+  if (!existsSync(imageFile)) usage(`image ${imageFile} not found: run \`npm run build\` first`);
+  const imageCode = readFileSync(imageFile, 'utf8');
+  let cases = [];
+  for (const f of o.files) cases = cases.concat(loadCases(f));
+  console.log(`image ${imageFile} (${imageCode.length} bytes), ${cases.length} cases from ${o.files.length} file(s)`);
+  let passed = 0;
+  let failed = 0;
+  for (const spec of o.engines) {
+    let engine;
+    try {
+      engine = openEngine(spec, o.kind);
+    } catch (e) {
+      console.log(`engine ${spec}: ${e.message}`);
+      failed += cases.length;
+      continue;
+    }
+    console.log(`engine ${describeEngine(engine)}`);
+    const res = await runCases(engine, imageCode, cases, {
+      batchBytes: o.batchBytes,
+      timeoutMs: o.timeoutMs,
+      onBatch: o.verbose ? (i, n, run) => console.log(`  batch ${i}/${n}: ${run.ms.toFixed(0)} ms, exit ${run.exit}`) : null,
+    });
+    for (const t of tally(res.cases)) console.log(`  ${t.key}: ${t.passed} passed, ${t.failed} failed`);
+    for (const f of res.cases.filter((x) => !x.ok)) console.log(`  FAIL ${f.c.file} ${f.c.section} ${f.c.name}: ${f.why}`);
+    const p = res.cases.filter((x) => x.ok).length;
+    console.log(`  time ${engine.name}: ${res.cases.length} cases in ${res.batches} batches, ${(res.wallMs / 1000).toFixed(2)} s wall, ${(res.engineMs / 1000).toFixed(2)} s in the engine`);
+    passed += p;
+    failed += res.cases.length - p;
+  }
+  console.log(`conformance: ${passed} passed, ${failed} failed`);
+  process.exit(failed || !passed ? 1 : 0);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => {
+    console.error(e);
+    console.log('conformance: 0 passed, 1 failed');
+    process.exit(1);
+  });
+}
