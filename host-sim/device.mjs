@@ -43,8 +43,10 @@ export class SimDevice extends EventEmitter {
    * - options: client options (override config.options).
    * - qos: MQTT QoS of publishes and subscriptions (default 1).
    * - print: where the device's print/log output goes.
+   * - filter: (topic, bytes) => boolean, consulted before a network message reaches the device
+   *   (the proxy drops the echo of its own publications with it).
    */
-  constructor({ config, image = null, realm = null, profile = 'device', vault = 'noble', clock, world = systemTime(), store = null, network = null, subscribe = [], options = {}, qos = DEFAULT_QOS, print = null } = {}) {
+  constructor({ config, image = null, realm = null, profile = 'device', vault = 'noble', clock, world = systemTime(), store = null, network = null, subscribe = [], options = {}, qos = DEFAULT_QOS, print = null, filter = null } = {}) {
     super();
     if (!config || (!config.key && !store)) throw new Error('SimDevice: config with a key is required');
     if (!image && !realm) throw new Error('SimDevice: an image (loadImage) or a shared realm is required');
@@ -64,6 +66,7 @@ export class SimDevice extends EventEmitter {
     this.options = { ...(config.options || {}), ...options };
     this.qos = qos;
     this.print = print;
+    this.filter = filter;
     this.sandbox = null;
     this.client = null;
     this.transport = null;
@@ -114,7 +117,9 @@ export class SimDevice extends EventEmitter {
           typeof this.network === 'function'
             ? this.network(this)
             : new MqttTransport(this.network, { clientId: mqttClientId('dev', this.name) });
-        this.transport.onMessage = (topic, bytes) => this.deliver(topic, bytes);
+        this.transport.onMessage = (topic, bytes) => {
+          if (!this.filter || this.filter(topic, bytes)) this.deliver(topic, bytes);
+        };
         await this.transport.open();
         await this.transport.subscribe(this.controlTopic, this.qos);
         for (const t of this.topics) await this.transport.subscribe(t, this.qos);
@@ -151,6 +156,11 @@ export class SimDevice extends EventEmitter {
   async subscribe(topic) {
     if (!this.topics.includes(topic)) this.topics.push(topic);
     if (this.transport) await this.transport.subscribe(topic, this.qos);
+  }
+
+  async unsubscribe(topic) {
+    this.topics = this.topics.filter((t) => t !== topic);
+    if (this.transport && this.transport.unsubscribe) await this.transport.unsubscribe(topic);
   }
 
   /** Protects and publishes. Returns the protected bytes (a Buffer). */

@@ -11,6 +11,20 @@ import mqtt from 'mqtt';
 
 export const DEFAULT_QOS = 1;
 
+/** MQTT topic filter matching (`+` one level, `#` the rest; `$` topics only match `$` filters). */
+export function topicMatches(filter, topic) {
+  if (filter === topic) return true;
+  if (topic.startsWith('$') && !filter.startsWith('$')) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
 let counter = 0;
 
 /** A client id the brokers accept (MQTT 3.1.1: keep it short and plain). */

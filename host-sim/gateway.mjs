@@ -1,0 +1,321 @@
+/**
+ * The gateway: bridges the framed link of devices that cannot reach the broker themselves
+ * (nRF52 boards over BLE UART or a serial line, see link.mjs and docs/link.md) to an MQTT broker.
+ * It holds no keys and runs no E4 client: it moves the devices' protected bytes between the link
+ * and the broker unchanged, so a message stays end to end across both hops.
+ *
+ * One MQTT connection serves every link; a message from the broker goes to each link whose
+ * subscriptions match its topic, as a PUBLISH frame the device acknowledges (retransmitted
+ * otherwise). A device's PUBLISH is acknowledged once the broker has it (QoS 1 PUBACK).
+ *
+ *   const gw = new Gateway({ broker: url, codec: linkCodec(E4) });
+ *   await gw.start();
+ *   gw.attach(stream, { name: 'puck-1' });   // stream: write(bytes), 'data', 'close' events
+ *
+ * As a command:
+ *   node host-sim/gateway.mjs --broker URL --serial /dev/ttyACM0 [--baud 115200] [--image FILE]
+ *   node host-sim/gateway.mjs --broker URL --listen 127.0.0.1:7000    (byte-stream links over TCP)
+ */
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { pathToFileURL } from 'node:url';
+import { DEFAULT_IMAGE } from './image.mjs';
+import { linkCodec } from './link.mjs';
+import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
+
+const toHex = (b) => Buffer.from(b).toString('hex');
+
+/** The frame codec from the built image (module.exports of dist/e4.js). */
+export function loadImageCodec(file = DEFAULT_IMAGE) {
+  const E4 = createRequire(import.meta.url)(file);
+  return linkCodec(E4);
+}
+
+class Link {
+  constructor(gw, stream, name) {
+    this.gw = gw;
+    this.stream = stream;
+    this.name = name;
+    this.id = null;
+    this.filters = new Set();
+    this.seq = 0;
+    this.pending = new Map(); // seq -> { timer, tries, frame }
+    this.stats = { framesIn: 0, framesOut: 0, published: 0, delivered: 0, retransmits: 0, lost: 0 };
+    this.decoder = gw.codec.frameDecoder((f) => this.onFrame(f), {
+      maxPayload: gw.maxPayload,
+      onDrop: (reason, n) => gw.emit('drop', { link: this.name, reason, bytes: n }),
+    });
+    this.onData = (chunk) => this.decoder.push(chunk);
+    this.onClose = () => gw.detach(this);
+    stream.on('data', this.onData);
+    stream.on('close', this.onClose);
+    if (stream.on && stream.once) stream.on('error', () => gw.detach(this));
+  }
+
+  send(type, seq, topic, payload) {
+    const frame = this.gw.codec.encodeFrame(type, seq, topic, payload || null);
+    this.stats.framesOut++;
+    this.stream.write(Buffer.from(frame.buffer, frame.byteOffset, frame.length));
+    return frame;
+  }
+
+  ack(seq, status = 0) {
+    if (seq) this.send(this.gw.codec.ACK, seq, '', new Uint8Array([status]));
+  }
+
+  /** A broker message for this device: PUBLISH with a sequence number, retransmitted until ACKed. */
+  deliver(topic, payload) {
+    const c = this.gw.codec;
+    this.seq = (this.seq % 255) + 1;
+    const seq = this.seq;
+    const old = this.pending.get(seq);
+    if (old) {
+      clearTimeout(old.timer);
+      this.stats.lost++;
+    }
+    const p = { tries: 0, timer: null };
+    const attempt = () => {
+      if (p.tries++ > this.gw.retries) {
+        this.pending.delete(seq);
+        this.stats.lost++;
+        this.gw.emit('lost', { link: this.name, topic });
+        return;
+      }
+      if (p.tries > 1) this.stats.retransmits++;
+      this.send(c.PUBLISH, seq, topic, payload);
+      p.timer = setTimeout(attempt, this.gw.ackTimeoutMs);
+    };
+    this.pending.set(seq, p);
+    this.stats.delivered++;
+    attempt();
+  }
+
+  onFrame(f) {
+    const c = this.gw.codec;
+    this.stats.framesIn++;
+    switch (f.type) {
+      case c.HELLO:
+        this.id = f.payload.length === 16 ? toHex(f.payload) : null;
+        this.gw.emit('hello', { link: this.name, id: this.id });
+        this.ack(f.seq);
+        break;
+      case c.SUBSCRIBE:
+        this.gw
+          .subscribe(this, f.topic)
+          .then(() => this.ack(f.seq, 0))
+          .catch((e) => {
+            this.gw.emit('error', e);
+            this.ack(f.seq, 1);
+          });
+        break;
+      case c.UNSUBSCRIBE:
+        this.gw.unsubscribe(this, f.topic).catch(() => {});
+        this.ack(f.seq, 0);
+        break;
+      case c.PUBLISH:
+        this.gw
+          .publish(this, f.topic, f.payload)
+          .then(() => {
+            this.stats.published++;
+            this.ack(f.seq, 0);
+          })
+          .catch((e) => {
+            this.gw.emit('error', e);
+            this.ack(f.seq, 1);
+          });
+        break;
+      case c.ACK: {
+        const p = this.pending.get(f.seq);
+        if (p) {
+          clearTimeout(p.timer);
+          this.pending.delete(f.seq);
+        }
+        break;
+      }
+      default:
+        this.gw.emit('drop', { link: this.name, reason: `unknown frame type ${f.type}`, bytes: 0 });
+    }
+  }
+
+  close() {
+    this.stream.off('data', this.onData);
+    this.stream.off('close', this.onClose);
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+}
+
+export class Gateway extends EventEmitter {
+  /**
+   * broker: MQTT URL. codec: linkCodec(E4) (default: from dist/e4.js). qos: toward the broker
+   * (default 1). ackTimeoutMs / retries: retransmission toward devices. maxPayload: largest frame
+   * payload accepted from a device (default 1024).
+   */
+  constructor({ broker, codec = null, qos = 1, ackTimeoutMs = 1000, retries = 3, maxPayload = 1024, name = 'gateway' } = {}) {
+    super();
+    if (!broker) throw new Error('gateway: a broker URL is required');
+    this.brokerUrl = broker;
+    this.codec = codec || loadImageCodec();
+    this.qos = qos;
+    this.ackTimeoutMs = ackTimeoutMs;
+    this.retries = retries;
+    this.maxPayload = maxPayload;
+    this.name = name;
+    this.links = new Set();
+    this.filters = new Map(); // filter -> Set of links
+    this.mqtt = null;
+    this.stats = { up: 0, down: 0, links: 0 };
+    this.on('error', () => {}); // reported through the event, never fatal
+  }
+
+  async start() {
+    this.mqtt = new MqttTransport(this.brokerUrl, { clientId: mqttClientId('gw', this.name), reconnect: true });
+    this.mqtt.onMessage = (topic, payload) => this.fromBroker(topic, payload);
+    await this.mqtt.open();
+    return this;
+  }
+
+  async stop() {
+    for (const l of [...this.links]) this.detach(l);
+    if (this.mqtt) await this.mqtt.close();
+    this.mqtt = null;
+  }
+
+  /** Adds a device link (any byte stream with write() and 'data'/'close' events). */
+  attach(stream, { name = `link-${this.stats.links + 1}` } = {}) {
+    const link = new Link(this, stream, name);
+    this.links.add(link);
+    this.stats.links++;
+    this.emit('attach', { link: name });
+    return link;
+  }
+
+  detach(link) {
+    if (!this.links.delete(link)) return;
+    link.close();
+    for (const f of [...link.filters]) this.unsubscribe(link, f).catch(() => {});
+    this.emit('detach', { link: link.name, id: link.id });
+  }
+
+  async subscribe(link, filter) {
+    link.filters.add(filter);
+    let set = this.filters.get(filter);
+    if (!set) {
+      set = new Set();
+      this.filters.set(filter, set);
+    }
+    const first = set.size === 0;
+    set.add(link);
+    if (first) await this.mqtt.subscribe(filter, this.qos);
+  }
+
+  async unsubscribe(link, filter) {
+    link.filters.delete(filter);
+    const set = this.filters.get(filter);
+    if (!set) return;
+    set.delete(link);
+    if (set.size === 0) {
+      this.filters.delete(filter);
+      if (this.mqtt && this.mqtt.connected) await this.mqtt.unsubscribe(filter);
+    }
+  }
+
+  async publish(link, topic, payload) {
+    if (!this.mqtt) throw new Error('gateway stopped');
+    await this.mqtt.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.length), this.qos);
+    this.stats.up++;
+  }
+
+  fromBroker(topic, payload) {
+    if (payload.length > 65535) return;
+    const targets = new Set();
+    for (const [filter, set] of this.filters) if (topicMatches(filter, topic)) for (const l of set) targets.add(l);
+    for (const l of targets) {
+      l.deliver(topic, payload);
+      this.stats.down++;
+    }
+  }
+}
+
+// --- command line ----------------------------------------------------------------------------
+
+const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--serial PATH [--baud N] | --listen HOST:PORT) [--image FILE]
+  --broker URL        the MQTT broker, mqtt://host:port
+  --serial PATH       a device's serial port (repeatable; needs the "serialport" package)
+  --baud N            serial speed (default 115200)
+  --listen HOST:PORT  accept byte-stream links over TCP (one device per connection)
+  --image FILE        the image whose frame codec to use (default dist/e4.js)`;
+
+export function parseGatewayArgs(argv) {
+  const o = { serial: [], baud: 115200 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--broker') o.broker = val();
+    else if (a === '--serial') o.serial.push(val());
+    else if (a === '--baud') {
+      o.baud = Number(val());
+      if (!Number.isInteger(o.baud) || o.baud <= 0) throw new Error('--baud takes a positive integer');
+    } else if (a === '--listen') {
+      const m = /^(.*):(\d+)$/.exec(val());
+      if (!m || Number(m[2]) > 65535) throw new Error('--listen takes HOST:PORT');
+      o.listen = { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+    } else if (a === '--image') o.image = val();
+    else if (a === '-h' || a === '--help') o.help = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.help && !o.broker) throw new Error('--broker is required');
+  if (!o.help && !o.serial.length && !o.listen) throw new Error('give --serial PATH or --listen HOST:PORT');
+  return o;
+}
+
+async function main(argv) {
+  let o;
+  try {
+    o = parseGatewayArgs(argv);
+  } catch (e) {
+    process.stderr.write(`gateway: ${e.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (o.help) return void process.stdout.write(USAGE + '\n');
+  const gw = new Gateway({ broker: o.broker, codec: loadImageCodec(o.image || DEFAULT_IMAGE) });
+  const say = (s) => process.stderr.write(`gateway: ${s}\n`);
+  gw.on('hello', (e) => say(`${e.link}: device ${e.id || '(no id)'}`));
+  gw.on('detach', (e) => say(`${e.link}: gone`));
+  gw.on('drop', (e) => say(`${e.link}: dropped ${e.bytes} bytes (${e.reason})`));
+  gw.on('error', (e) => say(`error: ${e.message}`));
+  await gw.start();
+  for (const path of o.serial) {
+    let SerialPort;
+    try {
+      ({ SerialPort } = await import('serialport'));
+    } catch {
+      throw new Error('--serial needs the "serialport" package (npm install serialport)');
+    }
+    const port = new SerialPort({ path, baudRate: o.baud });
+    await new Promise((resolve, reject) => port.once('open', resolve).once('error', reject));
+    gw.attach(port, { name: path });
+    say(`serial ${path} at ${o.baud} baud`);
+  }
+  if (o.listen) {
+    const server = net.createServer((sock) => gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}` }));
+    await new Promise((resolve, reject) => server.once('error', reject).listen(o.listen.port, o.listen.host, resolve));
+    const addr = server.address();
+    process.stdout.write(`listening tcp://${addr.address}:${addr.port}\n`);
+  }
+  say(`bridging to ${o.broker}`);
+  const stop = () => gw.stop().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
+  main(process.argv.slice(2)).catch((e) => {
+    process.stderr.write(`gateway: ${e.message}\n`);
+    process.exit(1);
+  });
+}

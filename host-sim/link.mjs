@@ -1,0 +1,230 @@
+/**
+ * The framed link of devices without a network stack (nRF52 over BLE UART or a serial line),
+ * simulated: a byte-stream pair with BLE-sized chunks and fault injection, and the device end of
+ * the protocol (LinkTransport) speaking the image's own frame codec (firmware/link/frame.ts,
+ * docs/link.md) from inside the device's sandbox.
+ *
+ * Protocol used over the frames (device <-> gateway):
+ *   HELLO(seq, payload = 16-byte client id)   -> ACK(seq, [0])
+ *   SUBSCRIBE(seq, topic)                     -> ACK(seq, [0] ok | [1] refused)
+ *   UNSUBSCRIBE(seq, topic)                   -> ACK(seq, [0])
+ *   PUBLISH(seq, topic, protected bytes)      -> ACK(seq, [0]) once the broker has it (seq 0: no ACK)
+ *   gateway -> device PUBLISH(seq, topic, bytes) -> device ACK(seq, [0]) (the gateway retransmits)
+ */
+import { EventEmitter } from 'node:events';
+
+/** Finds the frame codec in an image's exports (E4.link.* or E4.*). Throws a clear error. */
+export function linkCodec(E4) {
+  const src = E4 && (E4.link && E4.link.encodeFrame ? E4.link : E4);
+  if (!src || typeof src.encodeFrame !== 'function' || typeof src.frameDecoder !== 'function') {
+    throw new Error('this image does not export the link frame codec (encodeFrame, frameDecoder): rebuild with `npm run build`');
+  }
+  const num = (name, dflt) => (typeof src[name] === 'number' ? src[name] : dflt);
+  return {
+    encodeFrame: src.encodeFrame,
+    frameDecoder: src.frameDecoder,
+    PUBLISH: num('PUBLISH', 1),
+    SUBSCRIBE: num('SUBSCRIBE', 2),
+    UNSUBSCRIBE: num('UNSUBSCRIBE', 3),
+    ACK: num('ACK', 4),
+    HELLO: num('HELLO', 5),
+  };
+}
+
+/** A small deterministic PRNG (xorshift32) for reproducible fault injection. */
+export function prng(seed = 1) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 0x100000000;
+  };
+}
+
+class LinkEnd extends EventEmitter {
+  constructor(pair, side) {
+    super();
+    this.pair = pair;
+    this.side = side;
+    this.peer = null;
+    this.closed = false;
+    this.bytesWritten = 0;
+  }
+  /** Writes bytes; they arrive at the other end in chunks of at most `mtu` bytes. */
+  write(bytes) {
+    if (this.closed) return false;
+    this.bytesWritten += bytes.length;
+    this.pair._send(this, Buffer.from(bytes));
+    return true;
+  }
+  /** Drops the connection: both ends emit 'close'. */
+  destroy() {
+    this.pair.close();
+  }
+  end() {
+    this.pair.close();
+  }
+}
+
+/**
+ * Two connected ends of a simulated BLE UART (Nordic UART Service) or serial line.
+ * Options: mtu (bytes per notification, default 20), latencyMs (default 0: next tick),
+ * corruptRate / dropRate (probability per chunk of flipping one byte / losing the chunk),
+ * seed (of the fault PRNG).
+ */
+export function linkPair({ mtu = 20, latencyMs = 0, corruptRate = 0, dropRate = 0, seed = 1 } = {}) {
+  const rnd = prng(seed);
+  const pair = {
+    stats: { chunks: 0, corrupted: 0, dropped: 0 },
+    closed: false,
+    _send(from, buf) {
+      const to = from === a ? b : a;
+      for (let i = 0; i < buf.length; i += mtu) {
+        let chunk = Buffer.from(buf.subarray(i, i + mtu));
+        pair.stats.chunks++;
+        if (dropRate && rnd() < dropRate) {
+          pair.stats.dropped++;
+          continue;
+        }
+        if (corruptRate && rnd() < corruptRate) {
+          chunk[Math.floor(rnd() * chunk.length)] ^= 1 << Math.floor(rnd() * 8);
+          pair.stats.corrupted++;
+        }
+        const deliver = () => {
+          if (!pair.closed) to.emit('data', chunk);
+        };
+        if (latencyMs) setTimeout(deliver, latencyMs);
+        else setImmediate(deliver);
+      }
+    },
+    close() {
+      if (pair.closed) return;
+      pair.closed = true;
+      a.closed = b.closed = true;
+      setImmediate(() => {
+        a.emit('close');
+        b.emit('close');
+      });
+    },
+  };
+  const a = new LinkEnd(pair, 'device');
+  const b = new LinkEnd(pair, 'gateway');
+  pair.device = a;
+  pair.gateway = b;
+  return pair;
+}
+
+/**
+ * The device end of the link, as a SimDevice transport: frames are encoded and decoded by the
+ * codec of the image running in the device's sandbox. Requests (HELLO, SUBSCRIBE, PUBLISH) wait
+ * for the gateway's ACK and are retransmitted `retries` times after `ackTimeoutMs`.
+ */
+export class LinkTransport {
+  constructor(end, sandbox, { ackTimeoutMs = 1000, retries = 3, id = null } = {}) {
+    this.end = end;
+    this.sandbox = sandbox;
+    this.codec = linkCodec(sandbox.E4);
+    this.ackTimeoutMs = ackTimeoutMs;
+    this.retries = retries;
+    this.id = id;
+    this.seq = 0;
+    this.waiting = new Map(); // seq -> { resolve, reject, timer, frame, tries }
+    this.onMessage = null;
+    this.connected = false;
+    this.stats = { framesIn: 0, framesOut: 0, retransmits: 0 };
+    this.decoder = this.codec.frameDecoder((f) => this._onFrame(f), { maxPayload: 1024 });
+    this._onData = (chunk) => this.decoder.push(sandbox.bytesIn(chunk));
+    this._onClose = () => this._closed(new Error('link closed'));
+  }
+
+  _send(type, seq, topic, payload) {
+    const frame = this.codec.encodeFrame(type, seq, topic, payload ? this.sandbox.bytesIn(payload) : null);
+    this.stats.framesOut++;
+    this.end.write(this.sandbox.bytesOut(frame));
+  }
+
+  _nextSeq() {
+    this.seq = (this.seq % 255) + 1;
+    return this.seq;
+  }
+
+  _request(type, topic, payload) {
+    if (!this.connected && type !== this.codec.HELLO) return Promise.reject(new Error('link not connected'));
+    const seq = this._nextSeq();
+    return new Promise((resolve, reject) => {
+      const w = { resolve, reject, tries: 0, timer: null };
+      const attempt = () => {
+        if (w.tries++ > this.retries) {
+          this.waiting.delete(seq);
+          return reject(new Error(`link: no ACK for frame ${seq} after ${this.retries} retransmissions`));
+        }
+        if (w.tries > 1) this.stats.retransmits++;
+        this._send(type, seq, topic, payload);
+        w.timer = setTimeout(attempt, this.ackTimeoutMs);
+      };
+      this.waiting.set(seq, w);
+      attempt();
+    });
+  }
+
+  _onFrame(f) {
+    this.stats.framesIn++;
+    const c = this.codec;
+    if (f.type === c.ACK) {
+      const w = this.waiting.get(f.seq);
+      if (!w) return; // a late duplicate
+      clearTimeout(w.timer);
+      this.waiting.delete(f.seq);
+      if (f.payload.length && f.payload[0] !== 0) w.reject(new Error(`link: gateway refused frame ${f.seq} (status ${f.payload[0]})`));
+      else w.resolve();
+    } else if (f.type === c.PUBLISH) {
+      if (f.seq) this._send(c.ACK, f.seq, '', new Uint8Array([0]));
+      if (this.onMessage) this.onMessage(f.topic, this.sandbox.bytesOut(f.payload));
+    }
+  }
+
+  _closed(err) {
+    this.connected = false;
+    this.end.off('data', this._onData);
+    this.end.off('close', this._onClose);
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+    this.waiting.clear();
+  }
+
+  async open() {
+    this.end.on('data', this._onData);
+    this.end.on('close', this._onClose);
+    const id = this.id ? Buffer.from(this.id, 'hex') : Buffer.alloc(0);
+    await this._request(this.codec.HELLO, '', id);
+    this.connected = true;
+    return this;
+  }
+
+  subscribe(topic) {
+    return this._request(this.codec.SUBSCRIBE, topic, null);
+  }
+
+  unsubscribe(topic) {
+    return this._request(this.codec.UNSUBSCRIBE, topic, null);
+  }
+
+  publish(topic, bytes) {
+    return this._request(this.codec.PUBLISH, topic, bytes);
+  }
+
+  async close() {
+    this._closed(new Error('link closed'));
+    this.end.destroy();
+  }
+
+  kill() {
+    this._closed(new Error('power lost'));
+    this.end.destroy();
+  }
+}
