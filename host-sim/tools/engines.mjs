@@ -108,7 +108,7 @@ export async function runInSandbox(script, { endTag, timeoutMs = KIND_DEFAULTS.n
     const compiled = new vm.Script(script, { filename: 'conformance-batch.js' });
     createSandbox({ script: { runInContext: (ctx) => compiled.runInContext(ctx, { timeout: timeoutMs }) }, path: 'conformance-batch.js' }, { print: (s) => lines.push(s) });
   } catch (e) {
-    stderr = String((e && e.stack) || e);
+    stderr = e && e.message !== undefined ? `${e.name}: ${e.message}` : String(e);
     exit = 1;
   }
   void endTag;
