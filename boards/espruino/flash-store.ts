@@ -1,0 +1,507 @@
+/**
+ * A power-safe Store on Espruino's flash `Storage` (docs/flash-store.md).
+ *
+ * One file at a time, `<name>0` or `<name>1`, pre-sized by its first write and then only
+ * appended to (Espruino refuses writes to bytes already written). It starts with an 8-byte header
+ * ("E4S", format version, generation) and a snapshot of the state, followed by one record group
+ * per commit. A group carries its own length and a CRC-32 at its end, so a group torn by a power
+ * cut is recognised and ignored: load() replays the complete groups through applyChanges and stops
+ * at the first incomplete or damaged one. Every key sits in a 36-byte blob (key | CRC-32 of the
+ * key) that the group CRC reads as zeros, so a blob can later be overwritten with zeros in place
+ * without invalidating its group.
+ *
+ * A full file is compacted: a snapshot goes to the other name with the next generation, then the
+ * old file is removed. Until the new file is complete the old one is what load() finds; after,
+ * the higher generation wins.
+ *
+ * Removed or replaced keys leave the medium with the commit that drops them:
+ * - with a `zero` hook (raw 1->0 flash writes, see `mappedFlashZero`): the commit is appended,
+ *   then every blob of a key the new state no longer holds is overwritten with zeros; old files
+ *   are zeroed before they are erased. Power-safe at every step, no Espruino compaction.
+ * - without one (any Storage): the new state is written as a snapshot to a new file, the old file
+ *   erased and `Storage.compact()` run, which is the only Storage call that physically erases.
+ *   Espruino's compaction holds up to a page of files in RAM while it rewrites flash: a power cut
+ *   inside it can lose files, this one included (docs/flash-store.md).
+ * load() finishes an erasure that a power cut interrupted.
+ */
+import type { Change, Store, StoredState } from '../../firmware/hal';
+import { applyChanges, wipeState } from '../../firmware/state';
+import { checkBytes, readU64LE, writeU64LE } from '../../firmware/bytes';
+import { E4Error, PARAMETER_INVALID, PERSISTENCE_ERROR, PERSISTENCE_INCOMPATIBLE } from '../../firmware/errors';
+
+/** The part of Espruino's `require("Storage")` this store uses. */
+export interface StorageApi {
+  readArrayBuffer(name: string): ArrayBuffer | undefined;
+  write(name: string, data: Uint8Array, offset?: number, size?: number): boolean;
+  erase(name: string): void;
+  compact(): void;
+}
+
+/** Overwrites `length` bytes of the file `name` from `offset` with zeros, in place, in ascending
+ * address order (1->0 bit writes, which NOR flash allows and Storage.write refuses). */
+export type ZeroFn = (name: string, offset: number, length: number) => void;
+
+export interface FlashStoreOptions {
+  /** File name prefix: the store uses `<name>0` and `<name>1` (default "e4s"). */
+  name?: string;
+  /** Smallest file size in bytes (default 1024); a file is made at least twice its snapshot. */
+  size?: number;
+  /** In-place zeroing; without it removed keys are erased with Storage.compact(). */
+  zero?: ZeroFn;
+  /** CRC-32 (IEEE, as zlib); pass Espruino's native `E.CRC32`. Default: a JS implementation. */
+  crc32?: (data: Uint8Array) => number;
+}
+
+var MAGIC = [0x45, 0x34, 0x53, 1]; // "E4S", format version 1
+var HEAD = 8; // MAGIC | generation (u32 LE)
+var BLOB = 36; // key (32) | CRC-32 of the key (4)
+var PROVISION = 1;
+var CLIENT_KEY = 2;
+var TOPIC = 3;
+var REMOVE = 4;
+var RESET = 5;
+var CALIBRATE = 6;
+
+/** CRC-32 (reflected, polynomial 0xEDB88320), bit by bit: no 1 KB table in RAM. */
+export function crc32(b: Uint8Array): number {
+  var c = -1;
+  for (var i = 0; i < b.length; i++) {
+    c ^= b[i];
+    for (var k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c;
+}
+
+function r32(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
+}
+
+function w32(b: Uint8Array, o: number, v: number): void {
+  for (var i = 0; i < 4; i++) b[o + i] = (v >> (8 * i)) & 255;
+}
+
+/** Index after the last byte that is not 0xFF (erased flash reads 0xFF). */
+function written(b: Uint8Array): number {
+  var n = b.length;
+  while (n && b[n - 1] === 255) n--;
+  return n;
+}
+
+function fail(msg: string): E4Error {
+  return new E4Error(PERSISTENCE_ERROR, msg);
+}
+
+/** A time or a -1 ("none") as stored: value + 1, u64 LE. */
+function putTime(g: Uint8Array, o: number, v: number): void {
+  if (typeof v !== 'number' || v !== Math.floor(v) || v < -1 || v > 9007199254740990) throw new E4Error(PARAMETER_INVALID, 'bad time');
+  writeU64LE(g, o, v + 1);
+}
+
+function sizeOf(c: Change): number {
+  if (c.op === 'provision') return 56; // op | 0 0 0 | id (16) | key blob
+  if (c.op === 'clientKey') return 40; // op | 0 0 0 | key blob
+  if (c.op === 'topic') return c.topic.prevKey ? 100 : 64; // op | prev? | 0 0 | hash (16) | prevSince (8) | key blob [| prev key blob]
+  if (c.op === 'removeTopic') return 20; // op | 0 0 0 | hash (16)
+  if (c.op === 'resetTopics') return 4; // op | 0 0 0
+  if (c.op === 'calibrate') return 12 + ((checkBytes(c.tags, -1, 'tags').length + 3) & ~3); // op | 0 | tags length (u16) | time (8) | tags
+  throw new E4Error(PARAMETER_INVALID, 'unknown change');
+}
+
+/**
+ * One record group: length (u16) | 0 0 | changes | CRC-32 of all before it, key blobs read as
+ * zeros. Every change and every key blob starts at a multiple of 4 from the group start.
+ */
+function encode(changes: Change[], crc: (d: Uint8Array) => number): Uint8Array {
+  var len = 8;
+  for (var i = 0; i < changes.length; i++) len += sizeOf(changes[i]);
+  if (len > 65532) throw new E4Error(PARAMETER_INVALID, 'commit too large');
+  var g = new Uint8Array(len);
+  var keys: Uint8Array[] = [];
+  var at: number[] = [];
+  function blob(o: number, key: Uint8Array) {
+    checkBytes(key, 32, 'key');
+    var z = 0;
+    for (var j = 0; j < 32; j++) z |= key[j];
+    // An all-zero blob marks an erased key, so an all-zero key cannot be stored.
+    if (!z) throw new E4Error(PARAMETER_INVALID, 'all-zero key');
+    keys.push(key);
+    at.push(o);
+  }
+  g[0] = len & 255;
+  g[1] = len >> 8;
+  var p = 4;
+  for (i = 0; i < changes.length; i++) {
+    var c = changes[i];
+    var n = sizeOf(c);
+    if (c.op === 'provision') {
+      g[p] = PROVISION;
+      g.set(checkBytes(c.id, 16, 'id'), p + 4);
+      blob(p + 20, c.key);
+    } else if (c.op === 'clientKey') {
+      g[p] = CLIENT_KEY;
+      blob(p + 4, c.key);
+    } else if (c.op === 'topic') {
+      var t = c.topic;
+      g[p] = TOPIC;
+      g[p + 1] = t.prevKey ? 1 : 0;
+      g.set(checkBytes(t.hash, 16, 'hash'), p + 4);
+      putTime(g, p + 20, t.prevSince);
+      blob(p + 28, t.key);
+      if (t.prevKey) blob(p + 64, t.prevKey);
+    } else if (c.op === 'removeTopic') {
+      g[p] = REMOVE;
+      g.set(checkBytes(c.hash, 16, 'hash'), p + 4);
+    } else if (c.op === 'resetTopics') {
+      g[p] = RESET;
+    } else {
+      g[p] = CALIBRATE;
+      g[p + 2] = c.tags.length & 255;
+      g[p + 3] = c.tags.length >> 8;
+      putTime(g, p + 4, c.time);
+      g.set(c.tags, p + 12);
+    }
+    p += n;
+  }
+  w32(g, len - 4, crc(g.subarray(0, len - 4)));
+  for (i = 0; i < keys.length; i++) {
+    g.set(keys[i], at[i]);
+    w32(g, at[i] + 32, crc(keys[i]));
+  }
+  return g;
+}
+
+/** The changes that rebuild `s` from nothing. */
+function snapshot(s: StoredState): Change[] {
+  var c: Change[] = [{ op: 'provision', id: s.id, key: s.key }];
+  for (var i = 0; i < s.topics.length; i++) c.push({ op: 'topic', topic: s.topics[i] });
+  if (s.lastCommand !== -1 || s.lastTags.length) c.push({ op: 'calibrate', time: s.lastCommand, tags: s.lastTags });
+  return c;
+}
+
+/** What a file holds. */
+interface Scan {
+  state: StoredState | null;
+  /** Offsets of the key blobs of the valid groups. */
+  blobs: number[];
+  /** Offset after the last valid group. */
+  end: number;
+}
+
+/** A key as stored: its bytes when the blob checks, zeros when it was erased (or damaged). */
+function keyAt(b: Uint8Array, o: number, crc: (d: Uint8Array) => number, zero: Uint8Array): Uint8Array {
+  var k = b.subarray(o, o + 32);
+  return (crc(k) | 0) === r32(b, o + 32) ? k : zero;
+}
+
+/**
+ * The changes of the group at `p`, or null when there is none there (blank, torn or damaged).
+ * Pushes the group's key blob offsets to `blobs`.
+ */
+function readGroup(b: Uint8Array, p: number, crc: (d: Uint8Array) => number, blobs: number[], zero: Uint8Array): Change[] | null {
+  if (p + 8 > b.length) return null;
+  var len = b[p] | (b[p + 1] << 8);
+  var e = p + len - 4;
+  if (len < 8 || len & 3 || p + len > b.length) return null;
+  var out: Change[] = [];
+  var at: number[] = [];
+  var q = p + 4;
+  while (q < e) {
+    var op = b[q];
+    var n = op === PROVISION ? 56 : op === CLIENT_KEY ? 40 : op === TOPIC ? (b[q + 1] ? 100 : 64) : op === REMOVE ? 20 : op === RESET ? 4 : op === CALIBRATE ? 12 + ((b[q + 2] | (b[q + 3] << 8)) + 3 & ~3) : 0;
+    if (!n || q + n > e) return null;
+    if (op === PROVISION) {
+      at.push(q + 20);
+      out.push({ op: 'provision', id: b.subarray(q + 4, q + 20), key: keyAt(b, q + 20, crc, zero) });
+    } else if (op === CLIENT_KEY) {
+      at.push(q + 4);
+      out.push({ op: 'clientKey', key: keyAt(b, q + 4, crc, zero) });
+    } else if (op === TOPIC) {
+      at.push(q + 28);
+      if (b[q + 1]) at.push(q + 64);
+      out.push({
+        op: 'topic',
+        topic: { hash: b.subarray(q + 4, q + 20), prevSince: readU64LE(b, q + 20) - 1, key: keyAt(b, q + 28, crc, zero), prevKey: b[q + 1] ? keyAt(b, q + 64, crc, zero) : null },
+      });
+    } else if (op === REMOVE) {
+      out.push({ op: 'removeTopic', hash: b.subarray(q + 4, q + 20) });
+    } else if (op === RESET) {
+      out.push({ op: 'resetTopics' });
+    } else {
+      out.push({ op: 'calibrate', time: readU64LE(b, q + 4) - 1, tags: b.subarray(q + 12, q + 12 + (b[q + 2] | (b[q + 3] << 8))) });
+    }
+    q += n;
+  }
+  // The group CRC reads key blobs as zeros (they may have been erased since).
+  var t = new Uint8Array(len - 4);
+  t.set(b.subarray(p, e));
+  for (var i = 0; i < at.length; i++) for (var j = 0; j < BLOB; j++) t[at[i] - p + j] = 0;
+  if ((crc(t) | 0) !== r32(b, e)) return null;
+  for (i = 0; i < at.length; i++) blobs.push(at[i]);
+  return out;
+}
+
+/** Replays the valid groups of a file (up to `limit`) through applyChanges. */
+function scan(b: Uint8Array, limit: number, crc: (d: Uint8Array) => number): Scan {
+  var zero = new Uint8Array(32);
+  var s: Scan = { state: null, blobs: [], end: HEAD };
+  var g: Change[] | null;
+  while (s.end < limit && (g = readGroup(b, s.end, crc, s.blobs, zero))) {
+    s.state = applyChanges(s.state, g);
+    s.end += b[s.end] | (b[s.end + 1] << 8);
+  }
+  // A key that reads as erased must have been replaced later: one still in use means damage.
+  var st = s.state;
+  if (st) {
+    var live = keysOf(st);
+    for (var i = 0; i < live.length; i++) {
+      var z = 0;
+      for (var j = 0; j < 32; j++) z |= live[i][j];
+      if (!z) {
+        wipeState(st);
+        throw fail('a stored key is damaged');
+      }
+    }
+  }
+  return s;
+}
+
+function keysOf(s: StoredState): Uint8Array[] {
+  var k = [s.key];
+  for (var i = 0; i < s.topics.length; i++) {
+    k.push(s.topics[i].key);
+    if (s.topics[i].prevKey) k.push(s.topics[i].prevKey as Uint8Array);
+  }
+  return k;
+}
+
+/** Offsets (in `b`, plus `shift`) of key blobs holding a key that `s` does not hold, or partly erased. */
+function stale(b: Uint8Array, blobs: number[], s: StoredState, crc: (d: Uint8Array) => number, shift: number, out: number[]): number[] {
+  var live = keysOf(s);
+  for (var i = 0; i < blobs.length; i++) {
+    var o = blobs[i];
+    var drop = true;
+    if ((crc(b.subarray(o, o + 32)) | 0) === r32(b, o + 32)) {
+      for (var j = 0; j < live.length && drop; j++) {
+        var same = true;
+        for (var k = 0; k < 32 && same; k++) same = b[o + k] === live[j][k];
+        if (same) drop = false;
+      }
+    } else {
+      drop = false;
+      for (k = 0; k < BLOB; k++) if (b[o + k]) drop = true;
+    }
+    if (drop) out.push(o + shift);
+  }
+  return out;
+}
+
+/** The generation of a usable file; -1 for one that is torn or erased; -2 for a damaged one.
+ * Throws PERSISTENCE_INCOMPATIBLE for a file of another format or version. */
+function classify(b: Uint8Array, crc: (d: Uint8Array) => number): number {
+  if (!b.length || b[0] === 0) return -1; // zeroed on its way out
+  for (var i = 0; i < 4; i++) {
+    if (b[i] !== MAGIC[i]) {
+      if (written(b) <= i) return -1; // torn while the header was written
+      throw new E4Error(PERSISTENCE_INCOMPATIBLE, 'not an E4 flash store of this version');
+    }
+  }
+  if (readGroup(b, HEAD, crc, [], new Uint8Array(32))) return r32(b, 4) >>> 0;
+  // No valid snapshot: torn if nothing is written past where it should end, else damaged.
+  var len = b.length > HEAD + 1 ? b[HEAD] | (b[HEAD + 1] << 8) : 0;
+  return written(b) < HEAD + len ? -1 : -2;
+}
+
+interface Current {
+  slot: number;
+  gen: number;
+  size: number;
+  end: number;
+  /** Bytes written after `end` (a torn or failed append): the next commit starts a new file. */
+  dirty: boolean;
+}
+
+export function flashStore(storage: StorageApi, options?: FlashStoreOptions): Store {
+  var opt = options || {};
+  var prefix = opt.name || 'e4s';
+  var minSize = opt.size || 1024;
+  var zero = opt.zero;
+  var crc = opt.crc32 || crc32;
+  var cur: Current | null = null;
+  var loaded = false;
+
+  function read(slot: number): Uint8Array | undefined {
+    var ab = storage.readArrayBuffer(prefix + slot);
+    return ab ? new Uint8Array(ab) : undefined;
+  }
+
+  function write(slot: number, data: Uint8Array, offset: number, size?: number): void {
+    if (!storage.write(prefix + slot, data, offset, size)) throw fail('flash write failed');
+  }
+
+  /** Removes a file of this store; its bytes are zeroed first when the board can. */
+  function remove(slot: number): void {
+    var b = read(slot);
+    if (!b) return;
+    if (zero) {
+      var from = 0;
+      var to = written(b);
+      while (from < to && !b[from]) from++;
+      from &= ~3;
+      if (to > from) zero(prefix + slot, from, to - from);
+    }
+    storage.erase(prefix + slot);
+  }
+
+  /** Writes `state` as the snapshot of a new file, then removes the old file. */
+  function rotate(state: StoredState, scrub: boolean): void {
+    var snap = encode(snapshot(state), crc);
+    var used = HEAD + snap.length;
+    var size = minSize;
+    while (size < 2 * used) size *= 2;
+    var slot = cur ? 1 - cur.slot : 0;
+    var gen = cur ? (cur.gen + 1) >>> 0 : 1;
+    var data = new Uint8Array(used);
+    for (var i = 0; i < 4; i++) data[i] = MAGIC[i];
+    w32(data, 4, gen);
+    data.set(snap, HEAD);
+    if (read(slot)) {
+      // Left by an interrupted compaction: it may hold keys.
+      remove(slot);
+      scrub = true;
+    }
+    try {
+      write(slot, data, 0, size);
+    } catch (e) {
+      try {
+        remove(slot);
+      } catch (e2) {
+        // Power or flash trouble: load() removes it later.
+      }
+      throw e;
+    }
+    var old = cur;
+    cur = { slot: slot, gen: gen, size: size, end: used, dirty: false };
+    if (old) {
+      remove(old.slot);
+      if (scrub && !zero) storage.compact();
+    }
+  }
+
+  function zeroAll(slot: number, at: number[]): void {
+    for (var i = 0; i < at.length; i++) (zero as ZeroFn)(prefix + slot, at[i], BLOB);
+  }
+
+  function load(): StoredState | null {
+    loaded = false;
+    cur = null;
+    var best = -1;
+    var gen = -1;
+    var damaged = false;
+    var b: Uint8Array | undefined;
+    var files: (Uint8Array | undefined)[] = [];
+    for (var slot = 0; slot < 2; slot++) {
+      b = files[slot] = read(slot);
+      if (!b) continue;
+      var g = classify(b, crc);
+      if (g === -2) damaged = true;
+      if (g > gen) {
+        gen = g;
+        best = slot;
+      }
+    }
+    if (best < 0 && damaged) throw fail('flash store damaged');
+    var sc: Scan | null = null;
+    if (best >= 0) {
+      b = files[best] as Uint8Array;
+      sc = scan(b, b.length, crc);
+      cur = { slot: best, gen: gen, size: b.length, end: sc.end, dirty: written(b) > sc.end };
+    }
+    files = [];
+    // The other file is left by an interrupted compaction or a torn first write.
+    var other = false;
+    for (slot = 0; slot < 2; slot++) {
+      if (slot !== best && read(slot)) {
+        remove(slot);
+        other = true;
+      }
+    }
+    var state = sc ? sc.state : null;
+    if (state) {
+      // Keys a power cut kept from being erased.
+      var old = stale(b as Uint8Array, (sc as Scan).blobs, state, crc, 0, []);
+      if (old.length && zero) zeroAll(best, old);
+      else if (old.length) rotate(state, true);
+      else if (other && !zero) storage.compact();
+    }
+    loaded = true;
+    return state;
+  }
+
+  function commit(changes: Change[]): void {
+    if (!changes.length) return;
+    if (!loaded) wipeState(load());
+    var g = encode(changes, crc);
+    var fits = cur && !cur.dirty && cur.end + g.length <= cur.size;
+    var keys = false;
+    for (var i = 0; i < changes.length; i++) if (changes[i].op !== 'calibrate') keys = true;
+    if (fits && !keys) return append(g);
+    var b = cur ? read(cur.slot) : undefined;
+    if (cur && !b) throw fail('flash store file missing');
+    var sc = b ? scan(b, (cur as Current).end, crc) : null;
+    var state = applyChanges(sc ? sc.state : null, changes);
+    try {
+      // Blobs of keys this commit drops: in the file, and (a key set and dropped at once) in g.
+      var drop: number[] = [];
+      if (sc) stale(b as Uint8Array, sc.blobs, state, crc, 0, drop);
+      if (fits) {
+        var gBlobs: number[] = [];
+        readGroup(g, 0, crc, gBlobs, new Uint8Array(32));
+        stale(g, gBlobs, state, crc, (cur as Current).end, drop);
+      }
+      // Without in-place zeroing, dropping a key takes a new file and a Storage compaction.
+      if (!fits || (drop.length && !zero)) return rotate(state, drop.length > 0 || (cur ? cur.dirty : false));
+      append(g);
+      if (drop.length) zeroAll((cur as Current).slot, drop);
+    } finally {
+      wipeState(state);
+    }
+  }
+
+  function append(g: Uint8Array): void {
+    var c = cur as Current;
+    try {
+      write(c.slot, g, c.end);
+    } catch (e) {
+      c.dirty = true;
+      throw e;
+    }
+    c.end += g.length;
+  }
+
+  return { load: load, commit: commit };
+}
+
+/** Espruino's `require("Flash")` subset used by mappedFlashZero. */
+export interface RawFlash {
+  read(length: number, addr: number): Uint8Array;
+  write(data: Uint8Array, addr: number): void;
+}
+
+/**
+ * A `zero` hook for boards whose Storage is memory-mapped internal flash at its own address
+ * (nRF52: Puck.js, MDBT42Q, Pixl.js), e.g.
+ *   mappedFlashZero(require("Flash"), require("Storage"), function (s) { return E.getAddressOf(s, true); })
+ * It writes only after checking that the flash at the computed address holds the file's bytes, so
+ * a board where the mapping differs (ESP32, external SPI flash) gets an error, not a stray write.
+ */
+export function mappedFlashZero(flash: RawFlash, storage: { read(name: string): string | undefined }, addressOf: (s: string) => number): ZeroFn {
+  return function (name: string, offset: number, length: number) {
+    var s = storage.read(name);
+    var a = s === undefined ? 0 : addressOf(s);
+    var n = length < 64 ? length : 64;
+    var probe = a ? flash.read(n, a + offset) : null;
+    for (var i = 0; i < n; i++) if (!probe || probe[i] !== (s as string).charCodeAt(offset + i)) throw fail('flash file not found at its address');
+    var z = new Uint8Array(64);
+    for (i = 0; i < length; i += 64) flash.write(length - i < 64 ? new Uint8Array(length - i) : z, a + offset + i);
+  };
+}
