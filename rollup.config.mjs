@@ -6,13 +6,14 @@
  * (build/deps.mjs) remove what cannot run on the targets; each image is checked statically
  * (build/check.mjs) and the build fails on any finding.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { resolveSources, lowerToES5 } from './build/es5.mjs';
 import { pinnedRewrites } from './build/deps.mjs';
 import { assertImage } from './build/check.mjs';
 import { minifyImage } from './build/minify.mjs';
 import { listImages, minFile } from './build/images.mjs';
+import { writeSizeReport } from './host-sim/tools/size.mjs';
 
 const ENTRY = '\0e4-entry';
 
@@ -42,6 +43,7 @@ function finishImage(image) {
       if (chunks.length !== 1) this.error(`${image.name}: expected one chunk, got ${chunks.length}`);
       const chunk = chunks[0];
       const check = { allow: image.allow };
+      rmSync(join(outDirOf(image), chunk.fileName + '.rejected'), { force: true });
       try {
         assertImage(chunk.code, chunk.fileName, check);
         if (image.minify) {
@@ -94,4 +96,23 @@ function config(image) {
   };
 }
 
-export default listImages().map(config);
+/** dist/size.json records the SHA-256 of every image (host-sim/image.mjs checks images against
+ * it): removed when a build starts, written again once every image is out. */
+function sizeReport(first, last) {
+  return {
+    name: 'e4-size-report',
+    buildStart() {
+      if (first) rmSync(join('dist', 'size.json'), { force: true });
+    },
+    async writeBundle() {
+      if (last) await writeSizeReport();
+    },
+  };
+}
+
+const images = listImages();
+export default images.map((image, i) => {
+  const c = config(image);
+  c.plugins.push(sizeReport(i === 0, i === images.length - 1));
+  return c;
+});
