@@ -200,7 +200,8 @@ describe('C2 library', () => {
 
   it('rotate-device-key: SetIdKey under the old key; later commands under the new one; the device follows', async () => {
     const rec = recorder();
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
+    // A frozen host clock: grant, revoke, grant within one second must still be distinct messages.
+    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => 1_700_000_000 });
     await c2.addDevice({ name: 'alice' });
     await c2.addTopic('a/b');
     const cfg0 = c2.deviceConfig('alice');
@@ -218,6 +219,7 @@ describe('C2 library', () => {
     await c2.grant('alice', 'a/b', { role: 'sub' });
     await c2.resetDevice('alice');
     expect(parseCommand(openWire(unhex(cfg1.key), rec.sent[4].bytes).plain)).toEqual({ cmd: 'ResetTopics' });
+    expect(rec.sent.slice(1).map((m) => openWire(unhex(cfg1.key), m.bytes).ts)).toEqual([1_700_000_001, 1_700_000_002, 1_700_000_003, 1_700_000_004]);
     dev.deliver(rec.sent);
     expect(dev.state()).toEqual({ key: cfg1.key, topics: {} });
     expect(c2.list().devices[0].topics).toEqual([]);
@@ -317,6 +319,58 @@ describe('C2 library', () => {
     expect(gens('SELECT gen FROM topic_keys ORDER BY gen')).toEqual([3, 4]);
     expect(gens('SELECT gen FROM device_keys ORDER BY gen')).toEqual([3, 4]);
     // Sealed rows removed from the file leave no copy (secure_delete): the file holds exactly the live rows.
+    c2.close();
+  });
+
+  it('revoke --rotate: the revoked device gets RemoveTopic, the others a key it never saw', async () => {
+    const rec = recorder();
+    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
+    await c2.addTopic('t');
+    const devs = {};
+    for (const name of ['a', 'b', 'c']) {
+      await c2.addDevice({ name });
+      devs[name] = deviceFrom(c2.deviceConfig(name));
+      await c2.grant(name, 't', { role: name === 'a' ? 'pub' : 'sub' });
+    }
+    const old = c2.deviceConfig('a').topics[0].key;
+    const r = await c2.revoke('c', 't', { rotate: true });
+    expect(r.rotated.holders.map((h) => h.name)).toEqual(['b', 'a']); // subscriber first
+    for (const dv of Object.values(devs)) dv.deliver(rec.sent);
+    const fresh = c2.deviceConfig('a').topics[0].key;
+    expect(fresh).not.toBe(old);
+    expect(devs.a.state().topics).toEqual({ [hex(h16('t'))]: fresh });
+    expect(devs.b.state().topics).toEqual({ [hex(h16('t'))]: fresh });
+    expect(devs.c.state().topics).toEqual({});
+    expect(c2.deviceConfig('c').topics).toEqual([]);
+    c2.close();
+  });
+
+  it('batch: one write for many operations, all or nothing', async () => {
+    const dbPath = dbFile();
+    const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
+    await c2.addTopic('t');
+    const rev = c2.list().revision;
+    const { result, delivery } = await c2.batch(async (c) => {
+      for (const name of ['a', 'b', 'c']) {
+        await c.addDevice({ name });
+        await c.grant(name, 't');
+      }
+      return 'done';
+    });
+    expect(result).toBe('done');
+    expect(delivery.queued).toHaveLength(3);
+    expect(c2.list().revision).toBe(rev + 1);
+    const before = fs.readFileSync(dbPath);
+    await expect(
+      c2.batch(async (c) => {
+        await c.addDevice({ name: 'd' });
+        await c.grant('d', 't');
+        await c.grant('d', 'missing');
+      }),
+    ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(fs.readFileSync(dbPath).equals(before)).toBe(true);
+    expect(c2.list().devices.map((d) => d.name)).toEqual(['a', 'b', 'c']);
+    await c2.addDevice({ name: 'd' }); // usable afterwards
     c2.close();
   });
 

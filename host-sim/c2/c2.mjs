@@ -105,6 +105,7 @@ export class C2 {
     this.sendTimeoutMs = sendTimeoutMs;
     this.concurrency = concurrency;
     this.chain = Promise.resolve();
+    this.inBatch = false;
   }
 
   get dbPath() {
@@ -120,11 +121,38 @@ export class C2 {
     return Math.floor(this.now());
   }
 
-  /** Operations run one at a time, in call order. */
+  /** Operations run one at a time, in call order (inside `batch`, directly: the batch holds the turn). */
   exclusive(fn) {
+    if (this.inBatch) return Promise.resolve().then(fn);
     const run = this.chain.then(fn);
     this.chain = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Runs many operations as one: `await c2.batch(async (c2) => { await c2.addDevice(...); ... })`.
+   * The file is written once at the end and queued commands are sent once, after it (rotations
+   * still consumers first). All or nothing: if fn throws, every change made inside is dropped.
+   * Only the operations fn awaits may run meanwhile. Returns { result, delivery }.
+   */
+  batch(fn) {
+    return this.exclusive(async () => {
+      this.inBatch = true;
+      this.store.deferWrites = true;
+      let result;
+      try {
+        result = await fn(this);
+      } catch (e) {
+        this.store.deferWrites = false;
+        this.store.reload();
+        throw e;
+      } finally {
+        this.inBatch = false;
+        this.store.deferWrites = false;
+      }
+      if (this.store.dirty) this.store.persist();
+      return { result, delivery: await this.deliver() };
+    });
   }
 
   // ---------------------------------------------------------------- lookups
@@ -388,6 +416,7 @@ export class C2 {
   }
 
   async deliver() {
+    if (this.inBatch) return { acked: [], failed: [], queued: [], deferred: true };
     const rows = this.store.all(
       `SELECT c.device, c.seq, c.phase, c.kind, c.topic, c.gen, c.message, d.name, t.topic AS topic_name
        FROM commands c JOIN devices d ON d.id = c.device LEFT JOIN topics t ON t.hash = c.topic

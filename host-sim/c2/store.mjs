@@ -190,6 +190,8 @@ export class Store {
     this.lockFile = lockFile;
     this.closed = false;
     this.dirty = false;
+    /** Set during C2.batch: transactions commit in memory; the batch writes the file once. */
+    this.deferWrites = false;
     this.pragmas();
   }
 
@@ -330,7 +332,8 @@ export class Store {
       this.dirty = false;
       throw e;
     }
-    this.persist();
+    if (this.deferWrites) this.dirty = true;
+    else this.persist();
     return result;
   }
 
