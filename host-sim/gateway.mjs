@@ -41,7 +41,8 @@ class Link {
     this.filters = new Set();
     this.seq = 0;
     this.pending = new Map(); // seq -> { timer, tries, frame }
-    this.stats = { framesIn: 0, framesOut: 0, published: 0, delivered: 0, retransmits: 0, lost: 0 };
+    this.stats = { framesIn: 0, framesOut: 0, published: 0, duplicates: 0, delivered: 0, retransmits: 0, lost: 0 };
+    this.lastPublish = null;
     this.decoder = gw.codec.frameDecoder((f) => this.onFrame(f), {
       maxPayload: gw.maxPayload,
       onDrop: (reason, n) => gw.emit('drop', { link: this.name, reason, bytes: n }),
@@ -113,18 +114,33 @@ class Link {
         this.gw.unsubscribe(this, f.topic).catch(() => {});
         this.ack(f.seq, 0);
         break;
-      case c.PUBLISH:
+      case c.PUBLISH: {
+        // A retransmission (its ACK was lost or is still to come) is not published twice: same
+        // sequence number and same bytes as the last PUBLISH of this link.
+        const last = this.lastPublish;
+        if (f.seq && last && last.seq === f.seq && last.topic === f.topic && Buffer.compare(last.payload, Buffer.from(f.payload)) === 0) {
+          this.stats.duplicates = (this.stats.duplicates || 0) + 1;
+          if (last.done) this.ack(f.seq, last.status);
+          break;
+        }
+        const entry = { seq: f.seq, topic: f.topic, payload: Buffer.from(f.payload), done: false, status: 0 };
+        this.lastPublish = entry;
         this.gw
           .publish(this, f.topic, f.payload)
           .then(() => {
             this.stats.published++;
+            entry.done = true;
             this.ack(f.seq, 0);
           })
           .catch((e) => {
             this.gw.emit('error', e);
+            entry.done = true;
+            entry.status = 1;
+            this.lastPublish = null;
             this.ack(f.seq, 1);
           });
         break;
+      }
       case c.ACK: {
         const p = this.pending.get(f.seq);
         if (p) {

@@ -129,10 +129,12 @@ function strip(context, profile) {
  * A device realm with the image loaded. Returns { E4, context, bytesIn, bytesOut, run }.
  * - print(text) / log(level, text): where the device's output goes (host functions).
  * - profile: 'device' (default) or 'es5' (only the non-ES5 globals removed).
+ * - modules: { name: object } served by a global `require(name)` the way Espruino serves its
+ *   built-in modules (e.g. { crypto: espruinoCrypto(), Storage: ... }); absent: no `require`.
  * Bytes cross the realm boundary through bytesIn (host bytes -> the sandbox's own Uint8Array:
  * the core checks `instanceof Uint8Array`) and bytesOut (-> a host Buffer copy).
  */
-export function createSandbox(image, { print, log, profile = 'device', name = 'device' } = {}) {
+export function createSandbox(image, { print, log, profile = 'device', name = 'device', modules = null } = {}) {
   if (!PROFILES.includes(profile)) throw new Error(`unknown sandbox profile ${profile} (${PROFILES.join(', ')})`);
   const context = vm.createContext(Object.create(null), {
     name,
@@ -146,6 +148,12 @@ export function createSandbox(image, { print, log, profile = 'device', name = 'd
     (s) => sink(s),
     (level, text) => logSink(level, text),
   );
+  if (modules) {
+    const table = { ...modules };
+    vm.runInContext('(function (get) { globalThis.require = function (n) { var m = get(String(n)); if (m === undefined) throw new Error("Module " + n + " not found"); return m; }; })', context)(
+      (n) => (Object.prototype.hasOwnProperty.call(table, n) ? table[n] : undefined),
+    );
+  }
   image.script.runInContext(context);
   const E4 = vm.runInContext('typeof E4 !== "undefined" ? E4 : undefined', context);
   if (!E4 || typeof E4.create !== 'function') throw new Error(`image ${image.path} did not define a global E4 with create()`);

@@ -1,0 +1,328 @@
+/**
+ * `npm start`: the heart-rate story, end to end, on embedded defaults.
+ *
+ * A heart-rate monitor (Puck.js profile: native AES, no SHA-3, no wall clock, behind a gateway
+ * over a simulated BLE UART link) publishes its readings on `health/heart-rate`. A phone
+ * application (an E4 client on MQTT) and an unmodified MQTT application behind the protection
+ * proxy consume them. An observer subscribed to `#` on the broker checks that only ciphertext
+ * passes. The C2 provisions everything over the air, then midway rotates the topic key (consumers
+ * first) and the monitor is power-cycled: its keys survive in flash. A summary table ends it.
+ *
+ *   node host-sim/fleet.mjs [--devices N] [--broker URL|aedes|mosquitto] [--duration S]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import mqtt from 'mqtt';
+import { startBroker } from './broker.mjs';
+import { SimDevice } from './device.mjs';
+import { Gateway } from './gateway.mjs';
+import { flashStore } from './hal.mjs';
+import { loadImage } from './image.mjs';
+import { linkCodec, linkPair, LinkTransport } from './link.mjs';
+import { MqttTransport } from './net.mjs';
+import { ProtectionProxy } from './proxy.mjs';
+import { initC2 } from './c2/c2.mjs';
+import { sha3_16 } from './config.mjs';
+
+export const TOPIC = 'health/heart-rate';
+const TOPIC_HASH = sha3_16(TOPIC);
+const PASSPHRASE = 'heart-rate demo passphrase (not a secret)';
+
+const USAGE = `usage: npm start -- [--devices N] [--broker URL|aedes|mosquitto] [--duration S]
+  --devices N     heart-rate monitors behind the gateway (1-200, default 1)
+  --broker B      aedes (embedded, default), mosquitto (started here), or mqtt://host:port
+  --duration S    seconds of traffic (4-3600, default 12); the key rotation happens midway
+  --period MS     milliseconds between two readings of a monitor (100-10000, default 500)
+  --image FILE    the E4 image to run (default dist/e4.js)`;
+
+export class UsageError extends Error {}
+
+export function parseFleetArgs(argv) {
+  const o = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null };
+  const int = (flag, v, lo, hi) => {
+    if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi) throw new UsageError(`${flag} takes a whole number from ${lo} to ${hi} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})`);
+    return Number(v);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i];
+    let v;
+    const eq = a.indexOf('=');
+    if (a.startsWith('--') && eq > 0) {
+      v = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    const val = () => (v !== undefined ? v : argv[++i]);
+    if (a === '--devices') o.devices = int(a, val(), 1, 200);
+    else if (a === '--duration') o.duration = int(a, val(), 4, 3600);
+    else if (a === '--period') o.period = int(a, val(), 100, 10000);
+    else if (a === '--broker') {
+      o.broker = val();
+      if (!o.broker) throw new UsageError('--broker needs aedes, mosquitto or mqtt://host:port');
+      if (!['aedes', 'mosquitto'].includes(o.broker) && !/^(mqtt|tcp):\/\/[^/\s]+:\d+\/?$/.test(o.broker)) {
+        throw new UsageError(`--broker takes aedes, mosquitto or mqtt://host:port (got ${JSON.stringify(o.broker)})`);
+      }
+    } else if (a === '--image') {
+      o.image = val();
+      if (!o.image) throw new UsageError('--image needs a file');
+    } else if (a === '-h' || a === '--help') o.help = true;
+    else throw new UsageError(`unknown argument ${JSON.stringify(argv[i])}`);
+  }
+  return o;
+}
+
+const short = (buf, n = 24) => buf.toString('hex').slice(0, n) + (buf.length * 2 > n ? '…' : '');
+
+function table(rows) {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
+  return rows
+    .map((r, i) => {
+      const line = r.map((cell, c) => (c === 0 ? String(cell).padEnd(widths[c]) : String(cell).padStart(widths[c]))).join('  ');
+      return i === 0 ? line + '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : line;
+    })
+    .join('\n');
+}
+
+/**
+ * Runs the story. Returns { ok, checks, summary }. `out` receives the progress lines.
+ */
+export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + '\n')) {
+  const o = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null, ...opts };
+  const t0 = Date.now();
+  const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`;
+  const say = (s) => out(`${stamp()} ${s}`);
+  const cleanup = [];
+  const dir = mkdtempSync(join(tmpdir(), 'e4-fleet-'));
+  cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+  try {
+    // --- image, broker --------------------------------------------------------------------
+    const image = loadImage(o.image || undefined);
+    say(`image   ${image.path} (${image.size.toLocaleString('en-US')} bytes, sha256 ${image.sha256.slice(0, 16)}…, ${image.check === 'computed' ? 'computed at load' : 'matches ' + image.check})`);
+    const E4 = createRequire(import.meta.url)(image.path);
+    const broker = await startBroker(o.broker.includes('://') ? { url: o.broker } : { kind: o.broker });
+    cleanup.push(() => broker.close());
+    say(`broker  ${broker.kind} at ${broker.url}${broker.kind === 'external' ? '' : ' (loopback, ephemeral port)'}`);
+
+    // --- observer on '#': records everything that crosses the broker ----------------------
+    const observer = new MqttTransport(broker.url);
+    const seen = []; // { topic, payload }
+    observer.onMessage = (topic, payload) => seen.push({ topic, payload: Buffer.from(payload) });
+    await observer.open();
+    await observer.subscribe('#', 1);
+    cleanup.push(() => observer.close());
+    say('observer subscribed to # on the broker');
+
+    // --- C2 -----------------------------------------------------------------------------
+    const c2link = new MqttTransport(broker.url);
+    await c2link.open();
+    cleanup.push(() => c2link.close());
+    // Factory phase: no sender yet, so commands stay queued in the C2 database.
+    const c2 = await initC2({ dbPath: join(dir, 'c2.db'), passphrase: PASSPHRASE, e4: E4 });
+    cleanup.push(async () => c2.close());
+    await c2.addTopic(TOPIC);
+    const names = [];
+    for (let i = 1; i <= o.devices; i++) names.push(`monitor-${i}`);
+    for (const name of [...names, 'phone-app', 'legacy-proxy']) await c2.addDevice({ name });
+    await c2.grant('phone-app', TOPIC, { role: 'sub' });
+    await c2.grant('legacy-proxy', TOPIC, { role: 'sub' });
+    for (const name of names) await c2.grant(name, TOPIC, { role: 'pub' });
+    c2link.onMessage = (topic, payload) => c2.observe(topic, new Uint8Array(payload));
+    await c2link.subscribe(TOPIC, 1);
+    say(`c2      database ${join(dir, 'c2.db')} (keys sealed under Argon2id of a passphrase); topic ${TOPIC}; ${names.length + 2} devices registered and granted (pub: ${names.length} monitor(s); sub: phone-app, legacy-proxy)`);
+
+    // --- gateway and monitors (Puck.js profile) ------------------------------------------
+    const gateway = new Gateway({ broker: broker.url, codec: linkCodec(E4), name: 'ble-gateway' });
+    await gateway.start();
+    cleanup.push(() => gateway.stop());
+    const monitors = [];
+    for (let i = 1; i <= o.devices; i++) {
+      const name = `monitor-${i}`;
+      const config = c2.deviceConfig(name, { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
+      const dev = new SimDevice({
+        image,
+        config,
+        vault: 'native-aes', // Puck.js: require("crypto").AES, no SHA-3 (hashes come from the C2)
+        clock: 'monotonic', // Puck.js: seconds since boot, no wall clock
+        store: flashStore({ file: join(dir, `${name}.flash`) }),
+        network: (d) => {
+          const pair = linkPair({ mtu: 20, corruptRate: 0.01, seed: i });
+          gateway.attach(pair.gateway, { name });
+          return new LinkTransport(pair.device, d.sandbox, { id: d.id, ackTimeoutMs: 300 });
+        },
+      });
+      await dev.start();
+      cleanup.push(() => dev.stop());
+      monitors.push(dev);
+    }
+    say(`monitor ${o.devices} × Puck.js profile (native AES, no SHA-3, monotonic clock, flash) behind the gateway over BLE UART (20-byte chunks, 1 % corrupted)`);
+
+    // --- phone application ---------------------------------------------------------------
+    const phone = new SimDevice({ image, config: c2.deviceConfig('phone-app', { clock: 'trusted' }), clock: 'trusted', network: broker.url, subscribe: [TOPIC] });
+    await phone.start();
+    cleanup.push(() => phone.stop());
+    say('phone   E4 client on MQTT (portable vault, trusted clock), subscribed to ' + TOPIC);
+
+    // --- protection proxy and a legacy application -----------------------------------------
+    const proxy = new ProtectionProxy({ config: c2.deviceConfig('legacy-proxy'), image, broker: broker.url, store: flashStore({ file: join(dir, 'proxy.flash') }) });
+    await proxy.start();
+    cleanup.push(() => proxy.stop());
+    const legacy = await mqtt.connectAsync(proxy.url, { clientId: 'legacy-dashboard', reconnectPeriod: 0 });
+    cleanup.push(() => legacy.endAsync());
+    const legacyGot = [];
+    legacy.on('message', (topic, payload) => legacyGot.push(payload.toString()));
+    await legacy.subscribeAsync(TOPIC, { qos: 1 });
+    say(`proxy   listening ${proxy.url}; an unmodified MQTT app subscribed there in plaintext`);
+
+    // --- the devices are on line: the C2 sends what it queued --------------------------------
+    // The queued SetTopicKey commands carry the keys the devices were provisioned with (no
+    // change) but, being authenticated C2 commands, they calibrate the clockless monitors.
+    const applied = (devs) => Promise.all(devs.map((d) => new Promise((r) => d.once('command', r))));
+    const consumers = [phone, proxy.device];
+    let wait = applied([...consumers, ...monitors]);
+    c2.setSend((topic, bytes, { qos }) => c2link.publish(topic, Buffer.from(bytes), qos));
+    const flushed = await c2.flush();
+    await withTimeout(wait, 10000, 'devices did not receive the C2 commands');
+    say(`c2      sent ${flushed.acked.length} queued commands (QoS 2); every device ran its command: monitors calibrated (time ${monitors[0].time().now})`);
+
+    // --- traffic ---------------------------------------------------------------------------
+    const sent = new Map(); // "monitor|n" -> text
+    const phoneGot = new Set();
+    const rejected = [];
+    phone.on('data', (ev) => phoneGot.add(ev.payload.toString()));
+    phone.on('rejected', (ev) => rejected.push({ at: 'phone', ...ev }));
+    proxy.device.on('rejected', (ev) => rejected.push({ at: 'proxy', ...ev }));
+    const verbose = monitors.length <= 2;
+    let stopping = false;
+    let rotation = null;
+    const beforeKeys = monitors.map((m) => m.topicKey(TOPIC_HASH));
+    const tickers = monitors.map((m, idx) => {
+      let n = 0;
+      let bpm = 68 + idx;
+      return setInterval(async () => {
+        if (stopping || !m.isOn || m.cycling) return;
+        n++;
+        bpm = Math.max(50, Math.min(150, bpm + ((n * 7 + idx) % 5) - 2));
+        const text = JSON.stringify({ device: m.name, n, bpm });
+        try {
+          sent.set(`${m.name}|${n}`, text);
+          const bytes = await m.publish(TOPIC, text);
+          if (verbose) say(`${m.name} → ${text}   on the broker: ${bytes.length} B ${short(bytes)}`);
+        } catch (e) {
+          if (m.isOn && !m.cycling) say(`${m.name}: publish failed: ${e.message}`);
+          sent.delete(`${m.name}|${n}`);
+        }
+      }, o.period);
+    });
+    cleanup.push(async () => tickers.forEach(clearInterval));
+    const progress = verbose
+      ? null
+      : setInterval(() => say(`sent ${sent.size}, phone ${phoneGot.size}, legacy ${legacyGot.length}, broker messages ${seen.length}`), 1000);
+    if (progress) cleanup.push(async () => clearInterval(progress));
+
+    await sleep((o.duration * 1000) / 2);
+
+    // --- midway: rotate the topic key, then power-cycle the monitors -------------------------
+    const rotStart = Date.now();
+    wait = applied([...consumers, ...monitors]);
+    const r = await c2.rotateTopic(TOPIC);
+    await withTimeout(wait, 10000, 'devices did not apply the rotation');
+    rotation = { gen: r.gen, ms: Date.now() - rotStart, acked: r.delivery.acked.length, failed: r.delivery.failed.length, order: r.holders.map((h) => h.name) };
+    say(`c2      rotated ${TOPIC} to key generation ${r.gen}: consumers first (${rotation.order.join(', ')}), broker acked ${rotation.acked}/${r.holders.length}, all applied in ${rotation.ms} ms`);
+    await Promise.all(
+      monitors.map(async (m) => {
+        m.cycling = true;
+        await m.stop({ graceful: false });
+        if (verbose) say(`${m.name} power off (RAM and keys in it gone; flash kept)`);
+        await sleep(300);
+        await m.start();
+        m.publishedAtBoot = m.stats.published;
+        m.cycling = false;
+        const kept = m.topicKey(TOPIC_HASH);
+        if (verbose) say(`${m.name} power on: boot ${m.boots}, topic key loaded from flash (${kept ? 'present' : 'MISSING'}), link and subscriptions back`);
+      }),
+    );
+    if (!verbose) say(`${monitors.length} monitors power-cycled: RAM lost, keys loaded back from flash`);
+    await sleep((o.duration * 1000) / 2);
+    stopping = true;
+    await sleep(1000); // in-flight messages land
+
+    // --- checks and summary ---------------------------------------------------------------
+    const texts = [...sent.values()];
+    const legacySet = new Set(legacyGot);
+    const dataOnBroker = seen.filter((s) => s.topic === TOPIC);
+    const keys = [];
+    for (const d of [...monitors, phone, proxy.device]) {
+      const s = d.snapshot();
+      keys.push(s.key, ...s.topics.map((t) => t.key), ...s.topics.filter((t) => t.prevKey).map((t) => t.prevKey));
+    }
+    const leaked = seen.filter((s) => texts.some((t) => s.payload.includes(t)) || s.payload.toString().includes('"bpm"') || keys.some((k) => s.payload.includes(Buffer.from(k, 'hex'))));
+    const observed = c2.list().devices.filter((d) => d.name && d.name.startsWith('monitor-'));
+    const rows = [['device', 'sent', 'phone got', 'legacy app got', 'boots', 'key gen seen by C2']];
+    for (const m of monitors) {
+      const mine = texts.filter((t) => JSON.parse(t).device === m.name);
+      const grant = observed.find((d) => d.name === m.name)?.topics.find((t) => t.topic === TOPIC);
+      rows.push([m.name, mine.length, mine.filter((t) => phoneGot.has(t)).length, mine.filter((t) => legacySet.has(t)).length, m.boots, grant?.seenGen ?? '-']);
+    }
+    const afterKeys = monitors.map((m) => m.topicKey(TOPIC_HASH));
+    const checks = [
+      ['every monitor published before and after the rotation and the power cycle', monitors.every((m) => m.stats.published > 0 && m.publishedAtBoot !== undefined && m.stats.published > m.publishedAtBoot)],
+      ['every reading reached the phone', texts.length > 0 && texts.every((t) => phoneGot.has(t))],
+      ['every reading reached the legacy app through the proxy', texts.length > 0 && texts.every((t) => legacySet.has(t))],
+      ['the broker carried only ciphertext (no reading, no key)', leaked.length === 0 && dataOnBroker.length >= texts.length],
+      ['key rotation: new key on every monitor, previous key replaced', afterKeys.every((k, i) => k && k !== beforeKeys[i])],
+      ['monitors kept their keys across the power cycle', monitors.every((m) => m.boots === 2 && m.topicKey(TOPIC_HASH))],
+      ['no message rejected (duplicates from link retransmissions aside)', rejected.every((x) => x.result === 'E4_ERROR_MESSAGE_REPLAYED')],
+    ];
+    out('');
+    out(table(rows));
+    out('');
+    out(`broker: ${seen.length} messages seen by the observer on # (${dataOnBroker.length} on ${TOPIC}, ${seen.length - dataOnBroker.length} C2 commands), e.g. ${dataOnBroker[0] ? short(dataOnBroker[0].payload, 48) : '-'}`);
+    out(`rotation: generation ${rotation.gen} in ${rotation.ms} ms to ${rotation.order.length} holders; gateway frames up/down ${gateway.stats.up}/${gateway.stats.down}; proxy protected/unprotected ${proxy.stats.protected}/${proxy.stats.unprotected}`);
+    if (rejected.length) out(`rejected: ${rejected.map((x) => `${x.at}:${x.result}`).join(', ')}${rejected.every((x) => x.result === 'E4_ERROR_MESSAGE_REPLAYED') ? ' (duplicates, dropped by the replay cache)' : ''}`);
+    for (const [what, ok] of checks) out(`${ok ? 'PASS' : 'FAIL'}  ${what}`);
+    const ok = checks.every(([, v]) => v);
+    out(ok ? '\nThe story ran end to end: only ciphertext crossed the broker.' : '\nSome checks failed (see above).');
+    return { ok, checks, sent: texts.length, phone: phoneGot.size, legacy: legacySet.size, seen: seen.length, rotation };
+  } finally {
+    for (const f of cleanup.reverse()) {
+      try {
+        await f();
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout(p, ms, what) {
+  let t;
+  return Promise.race([p, new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+}
+
+async function main(argv) {
+  let o;
+  try {
+    o = parseFleetArgs(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`fleet: ${e.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (o.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const { ok } = await runFleet(o);
+  process.exit(ok ? 0 : 1);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
+  main(process.argv.slice(2)).catch((e) => {
+    process.stderr.write(`fleet: ${e.message}\n`);
+    process.exit(1);
+  });
+}
