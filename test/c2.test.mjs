@@ -283,20 +283,31 @@ describe('C2 library', () => {
     await c2.addTopic('health/heart-rate');
     expect((await c2.grant('monitor-1', 'health/heart-rate', { role: 'pub' })).delivery.queued).toHaveLength(1);
     await c2.grant('phone-1', 'health/heart-rate', { role: 'sub' });
-    c2.setSend(recorder().send);
+    // Queued rotations supersede each other: only the newest key is worth sending.
+    await c2.rotateTopic('health/heart-rate');
+    const r = await c2.rotateTopic('health/heart-rate');
+    expect(r.delivery.queued.map((q) => [q.name, q.kind])).toEqual([
+      ['phone-1', 'set-topic-key'],
+      ['monitor-1', 'set-topic-key'],
+    ]);
+    const rec = recorder();
+    c2.setSend(rec.send);
     expect((await c2.flush()).acked).toHaveLength(2);
+    const monitorCfg = c2.deviceConfig('monitor-1');
+    const sentToMonitor = rec.sent.find((m) => m.topic === 'e4/' + monitorCfg.id);
+    expect(parseCommand(openWire(unhex(monitorCfg.key), sentToMonitor.bytes).plain).key).toBe(monitorCfg.topics[0].key);
     await c2.rotateTopic('health/heart-rate');
     const newKey = unhex(c2.deviceConfig('monitor-1').topics[0].key);
     const monitor = () => c2.list().devices.find((d) => d.name === 'monitor-1');
-    expect(monitor().pending).toMatchObject([{ kind: 'set-topic-key', gen: 1, state: 'at-broker', seenSince: 'never' }]);
+    expect(monitor().pending).toMatchObject([{ kind: 'set-topic-key', gen: 3, state: 'at-broker', seenSince: 'never' }]);
     expect(c2.observe('health/heart-rate', protectWire(newKey, 1_700_000_000, new Uint8Array([72])))).toEqual({
       topic: 'health/heart-rate',
-      gen: 1,
+      gen: 3,
       current: true,
       device: hex(h16('monitor-1')),
     });
     expect(monitor().pending).toEqual([]); // confirmed
-    expect(monitor().topics[0].seenGen).toBe(1);
+    expect(monitor().topics[0].seenGen).toBe(3);
     expect(c2.list().devices.find((d) => d.name === 'phone-1').pending).toMatchObject([{ state: 'at-broker', seenSince: 'never' }]);
     expect(c2.observe('health/heart-rate', protectWire(new Uint8Array(32), 1, new Uint8Array([1])))).toBe(null);
     await c2.save();
@@ -591,7 +602,7 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
     expect(cli(['add-topic', ...base(), 'health/heart-rate']).code).toBe(0);
     r = cli(['grant', ...base(), 'monitor-1', 'health/heart-rate', '--role', 'pub']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/queued for monitor-1/);
+    expect(r.out).toMatch(/waiting for a broker \(for monitor-1\)/);
     r = cli(['list', ...base(), '--json']);
     expect(r.code).toBe(0);
     const l = JSON.parse(r.out);
@@ -708,21 +719,21 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
       devConn.on('message', (topic, payload) => applied.push(dev.client.unprotect(topic, new Uint8Array(payload))));
       await devConn.subscribeAsync(dev.client.controlTopic, { qos: 2 });
 
-      // The grant queued earlier goes out first, then the rotation (one holder, the publisher).
+      // The grant queued earlier is superseded by the rotation: one command to the one holder.
       const r = await cliAsync(['rotate-topic', ...base(), 'health/heart-rate', '--broker', url]);
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
-      expect(r.out).toMatch(/2 commands acknowledged by the broker/);
+      expect(r.out).toMatch(/1 command acknowledged by the broker/);
       expect(r.out).toMatch(/not yet confirmed by: monitor-1/);
-      for (let i = 0; i < 100 && (got.length < 2 || applied.length < 2); i++) await new Promise((res) => setTimeout(res, 50));
+      for (let i = 0; i < 100 && (got.length < 1 || applied.length < 1); i++) await new Promise((res) => setTimeout(res, 50));
       const cfgFile = path.join(dir, 'after.json');
       expect(cli(['config', ...base(), 'monitor-1', '--out', cfgFile]).code).toBe(0);
       const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
-      expect(got.map((g) => g.topic)).toEqual(['e4/' + cfg.id, 'e4/' + cfg.id]);
+      expect(got.map((g) => g.topic)).toEqual(['e4/' + cfg.id]);
       const cmds = got.map((g) => parseCommand(openWire(unhex(cfg.key), g.payload).plain));
-      expect(cmds[1]).toEqual({ cmd: 'SetTopicKey', key: cfg.topics[0].key, hash: cfg.topics[0].hash });
-      expect(cmds[0].key).not.toBe(cfg.topics[0].key);
-      expect(applied).toEqual([null, null]); // both ran as commands on the device
+      expect(cmds).toEqual([{ cmd: 'SetTopicKey', key: cfg.topics[0].key, hash: cfg.topics[0].hash }]);
+      expect(dev.state().topics[cfg.topics[0].hash]).toBe(cfg.topics[0].key);
+      expect(applied).toEqual([null]); // ran as a command on the device
       expect(dev.state()).toEqual(expectedState(cfg));
       let l = JSON.parse(cli(['list', ...base(), '--json']).out);
       expect(l.devices[0].pending).toMatchObject([{ kind: 'set-topic-key', gen: 1, state: 'at-broker', seenSince: 'never' }]);

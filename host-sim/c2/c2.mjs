@@ -227,6 +227,12 @@ export class C2 {
       wipe(key);
       wipe(payload);
     }
+    // A queued (never acknowledged) topic command that this one overrides is not worth sending.
+    if (kind === 'set-topic-key' || kind === 'remove-topic') {
+      this.store.run(`DELETE FROM commands WHERE device = ? AND status = 'queued' AND topic = ? AND kind IN ('set-topic-key', 'remove-topic')`, [d.id, topic]);
+    } else if (kind === 'reset-topics') {
+      this.store.run(`DELETE FROM commands WHERE device = ? AND status = 'queued' AND kind IN ('set-topic-key', 'remove-topic', 'reset-topics')`, [d.id]);
+    }
     this.store.run(
       `INSERT INTO commands (device, seq, ts, kind, topic, gen, phase, status, message, created) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)`,
       [d.id, d.next_seq, ts, kind, topic, gen, phase, message, this.seconds()],

@@ -243,7 +243,7 @@ function printDelivery(out, delivery, brokerGiven) {
     out.push(
       brokerGiven
         ? `${queued.length} command(s) held back behind an unacknowledged one for: ${devs.join(', ')}`
-        : `${queued.length} command(s) queued for ${devs.join(', ')}: deliver with \`e4-c2 flush --broker URL\``,
+        : `${queued.length} command(s) waiting for a broker (for ${devs.join(', ')}): deliver with \`e4-c2 flush --broker URL\``,
     );
   }
 }
