@@ -65,6 +65,7 @@ function latin1(b) {
 }
 
 export class FlashSim {
+  #kind;
   /**
    * @param {object} [o]
    * @param {number} [o.size=40960] Storage bytes (Puck.js class: 10 pages of 4 KB)
@@ -90,6 +91,9 @@ export class FlashSim {
     this.budget = Infinity;
     this.failure = null;
     this.events = 0;
+    /** What each event was: [{ kind: 'header' | 'data' | 'erase' | 'compact' | 'raw' | 'page', from, to }]
+     * (event indexes; 'compact' covers every event of a compaction, also one run by a write). */
+    this.#kind = null;
     this.lastReadAddress = 0;
     this.resetStats();
     const sim = this;
@@ -103,12 +107,12 @@ export class FlashSim {
         sim.#alive();
         sim.stats.flashWrite++;
         if (sim.#fail('flashWrite', toBytes(data), addr)) return;
-        sim.#program(addr, toBytes(data));
+        sim.#program(addr, toBytes(data), 'raw');
         sim.#persist();
       },
       erasePage(addr) {
         sim.#alive();
-        sim.#erasePage(sim.#pageStart(addr));
+        sim.#erasePage(sim.#pageStart(addr), 'page');
         sim.#persist();
       },
     };
@@ -116,6 +120,13 @@ export class FlashSim {
 
   resetStats() {
     this.stats = { write: 0, erase: 0, compact: 0, flashWrite: 0, bytesProgrammed: 0, pageErases: 0, resets: 0 };
+    this.trace = [];
+  }
+
+  /** The kind of event number `i` (see trace), or null. */
+  kindOf(i) {
+    for (const t of this.trace) if (i >= t.from && i < t.to) return t.kind;
+    return null;
   }
 
   // --- fault injection and observation ----------------------------------------------------
@@ -138,7 +149,7 @@ export class FlashSim {
     this.failure = null;
     if (this.bootCheck && !this.#storageValid()) {
       this.stats.resets++;
-      for (let p = this.start; p < this.end; p += this.pageSize) this.#erasePage(p);
+      for (let p = this.start; p < this.end; p += this.pageSize) this.#erasePage(p, 'page');
       this.#persist();
     }
   }
@@ -237,7 +248,7 @@ export class FlashSim {
     const at = f.data + offset;
     if (!this.#erased(at, d.length)) throw new Error('File already written with different data');
     if (this.#fail('write', d, at)) return false;
-    this.#program(at, d);
+    this.#program(at, d, 'data');
     this.#persist();
     return true;
   }
@@ -259,7 +270,7 @@ export class FlashSim {
 
   eraseAll() {
     this.#alive();
-    for (let p = this.start; p < this.end; p += this.pageSize) this.#erasePage(p);
+    for (let p = this.start; p < this.end; p += this.pageSize) this.#erasePage(p, 'page');
     this.#persist();
   }
 
@@ -297,8 +308,12 @@ export class FlashSim {
     if (this.dead) throw new PowerCut();
   }
 
-  #event() {
+  #event(kind) {
     if (this.dead) throw new PowerCut();
+    kind = this.#kind || kind;
+    const t = this.trace[this.trace.length - 1];
+    if (t && t.kind === kind && t.to === this.events) t.to++;
+    else this.trace.push({ kind, from: this.events, to: this.events + 1 });
     if (this.budget <= 0) {
       this.dead = true;
       this.#persist();
@@ -313,7 +328,7 @@ export class FlashSim {
     const f = this.failure;
     if (!f || f.op !== op) return false;
     this.failure = null;
-    if (data && f.after) this.#program(at, data.subarray(0, f.after));
+    if (data && f.after) this.#program(at, data.subarray(0, f.after), 'data');
     this.#persist();
     if (f.returnFalse) return true;
     throw new Error(`flash ${op} failed (injected)`);
@@ -325,19 +340,19 @@ export class FlashSim {
   }
 
   /** NOR programming, ascending, one event per `unit` (aligned) or byte. */
-  #program(addr, data) {
+  #program(addr, data, kind) {
     if (addr < this.start || addr + data.length > this.end) throw new Error('flash write out of range');
     let i = 0;
     while (i < data.length) {
       const stop = Math.min(data.length, this.unit > 1 ? i + this.unit - ((addr + i) % this.unit) : i + 1);
-      this.#event();
+      this.#event(kind);
       for (; i < stop; i++) this.mem[addr + i - this.base] &= data[i];
     }
     this.stats.bytesProgrammed += data.length;
   }
 
-  #erasePage(p) {
-    this.#event();
+  #erasePage(p, kind) {
+    this.#event(kind);
     this.mem.fill(0xff, p - this.base, p - this.base + this.pageSize);
     this.stats.pageErases++;
   }
@@ -427,7 +442,7 @@ export class FlashSim {
   }
 
   #eraseHeader(addr) {
-    this.#program(addr + 4, new Uint8Array(4));
+    this.#program(addr + 4, new Uint8Array(4), 'erase');
   }
 
   /** jsfGetSpaceLeftInPage */
@@ -476,7 +491,7 @@ export class FlashSim {
     const v = (size | (flags << 24)) >>> 0;
     for (let i = 0; i < 4; i++) hdr[i] = (v >>> (8 * i)) & 255;
     hdr.set(nameBytes(name), 4);
-    this.#program(free, hdr);
+    this.#program(free, hdr, 'header');
     return { addr: free, data: free + HEADER, h: this.#header(free) };
   }
 
@@ -508,6 +523,16 @@ export class FlashSim {
 
   /** jsfBankCompact + jsfCompactInternal + jsfCompactWriteBuffer. */
   #compact() {
+    const outer = this.#kind;
+    this.#kind = 'compact';
+    try {
+      return this.#compactNow();
+    } finally {
+      this.#kind = outer;
+    }
+  }
+
+  #compactNow() {
     const st = this.#statsAt(this.start);
     if (!st.trashBytes) return false;
     const bufSize = Math.min(st.fileBytes, this.pageSize + HEADER);
@@ -523,8 +548,8 @@ export class FlashSim {
         if (s + tail > bufSize) s = bufSize - tail;
         if (s + writeAddress > nextFlashPage) s = nextFlashPage - writeAddress;
         if (readAddress < nextFlashPage) return;
-        if (this.#pageStart(writeAddress) === writeAddress) this.#erasePage(writeAddress);
-        this.#program(writeAddress, buf.subarray(tail, tail + s));
+        if (this.#pageStart(writeAddress) === writeAddress) this.#erasePage(writeAddress, 'compact');
+        this.#program(writeAddress, buf.subarray(tail, tail + s), 'compact');
         writeAddress += s;
         nextFlashPage = this.#nextPage(writeAddress) || this.end;
         tail = (tail + s) % bufSize;
@@ -567,7 +592,7 @@ export class FlashSim {
     if (writeAddress !== st.firstPageWithErasedFiles) writeAddress = this.#nextPage(writeAddress - 1);
     if (writeAddress) {
       if (!addr) addr = this.end;
-      for (let p = writeAddress; p < addr; p += this.pageSize) this.#erasePage(p);
+      for (let p = writeAddress; p < addr; p += this.pageSize) this.#erasePage(p, 'compact');
     }
     return true;
   }

@@ -2,8 +2,8 @@
  * A power-safe Store on Espruino's flash `Storage` (docs/flash-store.md).
  *
  * One file at a time, `<name>0` or `<name>1`, pre-sized by its first write and then only
- * appended to (Espruino refuses writes to bytes already written). It starts with an 8-byte header
- * ("E4S", format version, generation) and a snapshot of the state, followed by one record group
+ * appended to (Espruino refuses writes to bytes already written). It starts with a 12-byte header
+ * ("E4S", format version, generation, compaction-due flag) and a snapshot of the state, followed by one record group
  * per commit. A group carries its own length and a CRC-32 at its end, so a group torn by a power
  * cut is recognised and ignored: load() replays the complete groups through applyChanges and stops
  * at the first incomplete or damaged one. Every key sits in a 36-byte blob (key | CRC-32 of the
@@ -53,7 +53,7 @@ export interface FlashStoreOptions {
 }
 
 var MAGIC = [0x45, 0x34, 0x53, 1]; // "E4S", format version 1
-var HEAD = 8; // MAGIC | generation (u32 LE)
+var HEAD = 12; // MAGIC | generation (u32 LE) | 0 0 0 0, or FF FF FF FF while a compaction is due
 var BLOB = 36; // key (32) | CRC-32 of the key (4)
 var PROVISION = 1;
 var CLIENT_KEY = 2;
@@ -360,15 +360,19 @@ export function flashStore(storage: StorageApi, options?: FlashStoreOptions): St
     while (size < 2 * used) size *= 2;
     var slot = cur ? 1 - cur.slot : 0;
     var gen = cur ? (cur.gen + 1) >>> 0 : 1;
-    var data = new Uint8Array(used);
-    for (var i = 0; i < 4; i++) data[i] = MAGIC[i];
-    w32(data, 4, gen);
-    data.set(snap, HEAD);
     if (read(slot)) {
       // Left by an interrupted compaction: it may hold keys.
       remove(slot);
       scrub = true;
     }
+    var due = scrub && !zero;
+    var data = new Uint8Array(used);
+    for (var i = 0; i < 4; i++) {
+      data[i] = MAGIC[i];
+      data[8 + i] = due ? 255 : 0;
+    }
+    w32(data, 4, gen);
+    data.set(snap, HEAD);
     try {
       write(slot, data, 0, size);
     } catch (e) {
@@ -381,10 +385,14 @@ export function flashStore(storage: StorageApi, options?: FlashStoreOptions): St
     }
     var old = cur;
     cur = { slot: slot, gen: gen, size: size, end: used, dirty: false };
-    if (old) {
-      remove(old.slot);
-      if (scrub && !zero) storage.compact();
-    }
+    if (old) remove(old.slot);
+    if (due) compactNow(slot, true);
+  }
+
+  /** Storage.compact() erases the pages of removed files; the header flag records it is done. */
+  function compactNow(slot: number, due: boolean): void {
+    storage.compact();
+    if (due) write(slot, new Uint8Array(4), 8);
   }
 
   function zeroAll(slot: number, at: number[]): void {
@@ -431,7 +439,7 @@ export function flashStore(storage: StorageApi, options?: FlashStoreOptions): St
       var old = stale(b as Uint8Array, (sc as Scan).blobs, state, crc, 0, []);
       if (old.length && zero) zeroAll(best, old);
       else if (old.length) rotate(state, true);
-      else if (other && !zero) storage.compact();
+      else if ((b as Uint8Array)[8] || (other && !zero)) compactNow(best, !!(b as Uint8Array)[8]);
     }
     loaded = true;
     return state;
