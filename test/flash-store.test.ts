@@ -294,3 +294,338 @@ afterAll(() => {
   }));
   console.log(JSON.stringify(rows));
 });
+
+function liveKeys(s: StoredState | null): Uint8Array[] {
+  if (!s) return [];
+  const k = [s.key];
+  for (const t of s.topics) {
+    k.push(t.key);
+    if (t.prevKey) k.push(t.prevKey);
+  }
+  return k;
+}
+
+/** Offsets of the record groups of a store file (after the 12-byte header). */
+function groups(file: Uint8Array): number[] {
+  const out: number[] = [];
+  for (let p = 12; p + 2 <= file.length; ) {
+    const len = file[p] | (file[p + 1] << 8);
+    if (len === 0xffff) break;
+    out.push(p);
+    p += len;
+  }
+  return out;
+}
+
+function fileOf(sim: FlashSim, name: string): Uint8Array {
+  const ab = sim.readArrayBuffer(name);
+  if (!ab) throw new Error('no file ' + name);
+  return new Uint8Array(ab);
+}
+
+function expectE4(fn: () => unknown, code: number) {
+  let err: unknown = null;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(isE4Error(err), String(err)).toBe(true);
+  expect((err as { code: number }).code).toBe(code);
+}
+
+describe('erasure', () => {
+  for (const mode of ['zero', 'compact'] as Mode[]) {
+    it(`${mode} mode: after every commit of a long history the medium holds exactly the live keys`, () => {
+      const { sim, open, reopen } = device(mode, { unit: 4, bootCheck: true }, 512);
+      const s = open();
+      s.load();
+      let m: StoredState | null = null;
+      const used: Uint8Array[] = [];
+      const run = (c: Change[]) => {
+        s.commit(c);
+        m = applyChanges(m, c);
+        for (const x of c) {
+          if (x.op === 'provision' || x.op === 'clientKey') used.push(x.key);
+          if (x.op === 'topic') used.push(x.topic.key);
+        }
+        const live = liveKeys(m).map(toHex);
+        for (const k of used) expect(sim.contains(k), `${toHex(k)} live=${live.includes(toHex(k))}`).toBe(live.includes(toHex(k)));
+      };
+      run(P0);
+      const topics = [TA, TB, TC, hash('a/b'), hash('c/d')];
+      for (let i = 0; i < 60; i++) {
+        const h = topics[i % topics.length];
+        const t = T0 + 60 * i;
+        const cur = (m as StoredState | null)?.topics.find((x) => toHex(x.hash) === toHex(h));
+        if (i % 11 === 10) run([{ op: 'clientKey', key: key('client-' + i) }, cal(t)]);
+        else if (i % 13 === 12) run([{ op: 'resetTopics' }, cal(t)]);
+        else if (i % 7 === 6 && cur) run([{ op: 'removeTopic', hash: h }, cal(t)]);
+        else if (i % 3 === 0 && cur) run([topic(h, key('k' + i), cur.key, t), cal(t)]); // rotation with transition
+        else if (i % 5 === 4 && cur && cur.prevKey) run([topic(h, cur.key, null, -1)]); // transition ends
+        else if (i % 2) run([cal(t)]);
+        else run([topic(h, key('k' + i)), cal(t)]);
+      }
+      expect(show(reopen())).toBe(show(m));
+    });
+  }
+});
+
+describe('recovery', () => {
+  it('a power cut during the erasure that load() finishes is harmless too', () => {
+    const { sim, open, reopen } = device('zero', { unit: 4, bootCheck: true });
+    commitAll(open(), [P0]);
+    const img = sim.bytes();
+    const commit: Change[] = [{ op: 'removeTopic', hash: TB }, cal(T0 + 10)];
+    const after = show(model([P0, commit]));
+    // Measure: the append is the 'data' events; cut right after it, before the zeroing.
+    const s = open();
+    s.load();
+    sim.resetStats();
+    const e0 = sim.events;
+    s.commit(commit);
+    let appended = 0;
+    for (let k = e0; k < sim.events; k++) if (sim.kindOf(k) === 'data') appended++;
+    sim.restore(img);
+    sim.reboot();
+    const s2 = open();
+    s2.load();
+    sim.cutAfter(appended);
+    expect(() => s2.commit(commit)).toThrow(PowerCut);
+    sim.reboot();
+    expect(sim.contains(KB1)).toBe(true); // durable, not yet erased
+    const cutImg = sim.bytes();
+    const e1 = sim.events;
+    expect(show(reopen())).toBe(after); // load() erases it...
+    const recovery = sim.events - e1;
+    expect(recovery).toBeGreaterThan(0);
+    expect(sim.contains(KB1)).toBe(false);
+    // ...and a cut anywhere in that erasure leaves the state after, erased by the next load.
+    for (let j = 0; j < recovery; j++) {
+      sim.restore(cutImg);
+      sim.reboot();
+      sim.cutAfter(j);
+      expect(() => open().load()).toThrow(PowerCut);
+      sim.reboot();
+      expect(show(reopen())).toBe(after);
+      expect(sim.contains(KB1)).toBe(false);
+    }
+  });
+
+  it('a damaged record: load() returns the state of the last complete commit, the next commit starts a new file', () => {
+    for (const mode of ['zero', 'compact'] as Mode[]) {
+      const { sim, open, reopen } = device(mode);
+      const c1 = [topic(TC, KC1), cal(T0 + 1)];
+      const c2 = [cal(T0 + 2)];
+      const c3 = [topic(TB, KB1, null, T0), cal(T0 + 3)];
+      commitAll(open(), [P0, c1, c2, c3]);
+      const g = groups(fileOf(sim, 'e4s0'));
+      expect(g.length).toBe(4);
+      sim.corruptFile('e4s0', g[2] + 13, 0x01); // a bit of c2's calibration time
+      expect(show(reopen())).toBe(show(model([P0, c1])));
+      const s = open();
+      s.load();
+      s.commit(NEXT);
+      expect(sim.list()).toContain('e4s1');
+      expect(sim.list()).not.toContain('e4s0');
+      expect(show(reopen())).toBe(show(model([P0, c1, NEXT])));
+    }
+  });
+
+  it('a damaged record before a removal is reported: the removed key cannot come back', () => {
+    const { sim, open, reopen } = device('zero');
+    commitAll(open(), [P0, [cal(T0 + 1)], [{ op: 'removeTopic', hash: TB }, cal(T0 + 2)]]);
+    expect(sim.contains(KB1)).toBe(false);
+    sim.corruptFile('e4s0', groups(fileOf(sim, 'e4s0'))[1] + 13, 0x01);
+    expectE4(() => reopen(), PERSISTENCE_ERROR);
+  });
+
+  it('a damaged live key is reported, never loaded as a wrong key', () => {
+    const { sim, open, reopen } = device('zero');
+    commitAll(open(), [P0, [cal(T0)]]);
+    const g = groups(fileOf(sim, 'e4s0'));
+    sim.corruptFile('e4s0', g[0] + 4 + 20 + 5, 0x10); // provision's client key
+    expectE4(() => reopen(), PERSISTENCE_ERROR);
+  });
+
+  it('a damaged snapshot in the only file is reported (not taken for an empty store)', () => {
+    const { sim, open, reopen } = device('zero');
+    commitAll(open(), [P0, [cal(T0)]]);
+    sim.corruptFile('e4s0', 12 + 4 + 2, 0x01); // provision's padding
+    expectE4(() => reopen(), PERSISTENCE_ERROR);
+    const before = sim.bytes();
+    expectE4(() => open().commit([cal(T0 + 1)]), PERSISTENCE_ERROR);
+    expect(Buffer.compare(sim.bytes(), before)).toBe(0);
+  });
+
+  it('a file of another format or version is PERSISTENCE_INCOMPATIBLE and is left alone', () => {
+    for (const content of ['{"wifi":"home"}', 'E4S\x02' + '\x00'.repeat(40), 'E41P' + '\x11'.repeat(50)]) {
+      const { sim, open } = device('zero');
+      sim.write('e4s1', content);
+      const before = sim.bytes();
+      expectE4(() => open().load(), PERSISTENCE_INCOMPATIBLE);
+      expectE4(() => open().commit(P0), PERSISTENCE_INCOMPATIBLE);
+      expect(Buffer.compare(sim.bytes(), before)).toBe(0);
+    }
+  });
+
+  it('the store uses its own names only', () => {
+    const { sim, open, reopen } = device('zero');
+    sim.write('e4s', 'other');
+    sim.write('e4s2', 'other');
+    const s = flashStore(sim, { name: 'keys', crc32 });
+    s.load();
+    s.commit(P0);
+    expect(sim.list().sort()).toEqual(['.bootcde', 'e4s', 'e4s2', 'keys0']);
+    expect(reopen()).toBe(null);
+    commitAll(open(), [P0]);
+    expect(show(flashStore(sim, { name: 'keys' }).load())).toBe(show(model([P0])));
+  });
+});
+
+describe('failures', () => {
+  it('full Storage: a commit that needs a new file throws and changes nothing; appends still work', () => {
+    for (const mode of ['zero', 'compact'] as Mode[]) {
+      const sim = new FlashSim({ size: 8192 });
+      sim.write('.bootcde', ' '.repeat(6500));
+      const open = () =>
+        flashStore(sim, mode === 'zero' ? { zero: mappedFlashZero(sim.flash, sim, () => sim.lastReadAddress) } : {});
+      const s = open();
+      s.load();
+      s.commit(P0);
+      let last = model([P0]);
+      let err: unknown = null;
+      for (let i = 0; i < 100 && !err; i++) {
+        try {
+          s.commit([cal(T0 + i)]);
+          last = applyChanges(last, [cal(T0 + i)]);
+        } catch (e) {
+          err = e;
+        }
+      }
+      expect(String(err)).toMatch(/Unable to find or create file/);
+      expect(show(open().load())).toBe(show(last));
+      expect(sim.list()).toEqual(['.bootcde', 'e4s0']);
+    }
+    // In zero mode a removal is an append plus zeroing: it needs no new file.
+    const sim = new FlashSim({ size: 8192 });
+    sim.write('.bootcde', ' '.repeat(6500));
+    const s = flashStore(sim, { zero: mappedFlashZero(sim.flash, sim, () => sim.lastReadAddress) });
+    s.load();
+    s.commit(P0);
+    s.commit([{ op: 'removeTopic', hash: TB }]);
+    expect(sim.contains(KB1)).toBe(false);
+  });
+
+  it('a failed write throws, and neither the session nor a reboot sees the failed commit', () => {
+    for (const fault of [{}, { after: 20 }, { returnFalse: true }, { after: 8, returnFalse: true }]) {
+      for (const mode of ['zero', 'compact'] as Mode[]) {
+        const { sim, open, reopen } = device(mode);
+        const s = open();
+        commitAll(s, [P0]);
+        sim.failNext('write', fault);
+        const failed: Change[] = [topic(TC, KC1), cal(T0 + 1)];
+        let err: unknown = null;
+        try {
+          s.commit(failed);
+        } catch (e) {
+          err = e;
+        }
+        expect(err).not.toBe(null);
+        if (fault.returnFalse) expect((err as { code: number }).code).toBe(PERSISTENCE_ERROR);
+        expect(show(reopen())).toBe(show(model([P0])));
+        s.commit(NEXT); // same session: starts a new file past the failed bytes
+        expect(show(reopen())).toBe(show(model([P0, NEXT])));
+        expect(sim.contains(KC1)).toBe(false); // zeroed with the old file, or compacted away
+      }
+    }
+  });
+
+  it('a failed new file (compaction) throws and keeps the old one', () => {
+    const { sim, open, reopen } = device('zero', undefined, FULL);
+    const s = open();
+    commitAll(s, [P0, ...filling('zero', FULL)]);
+    const before = show(reopen());
+    sim.failNext('write', { after: 40 });
+    expect(() => s.commit([cal(T0 + 999)])).toThrow(/injected/);
+    expect(show(reopen())).toBe(before);
+    expect(sim.list()).toEqual(['.bootcde', 'e4s0']);
+    s.commit([cal(T0 + 999)]);
+    expect(show(reopen())).toBe(show(applyChanges(model([P0, ...filling('zero', FULL)]), [cal(T0 + 999)])));
+  });
+
+  it('a failed erasure throws; the commit is durable and the next load erases the key', () => {
+    const { sim, open, reopen } = device('zero');
+    const s = open();
+    commitAll(s, [P0]);
+    sim.failNext('flashWrite');
+    expect(() => s.commit([{ op: 'removeTopic', hash: TB }])).toThrow(/injected/);
+    expect(sim.contains(KB1)).toBe(true);
+    expect(show(reopen())).toBe(show(model([P0, [{ op: 'removeTopic', hash: TB }]])));
+    expect(sim.contains(KB1)).toBe(false);
+  });
+
+  it('bad input: nothing is written', () => {
+    const { sim, open } = device('zero');
+    const s = open();
+    commitAll(s, [P0]);
+    const before = sim.bytes();
+    sim.resetStats();
+    s.commit([]);
+    expectE4(() => s.commit([topic(TC, new Uint8Array(32))]), PARAMETER_INVALID); // all-zero key marks an erased key
+    expectE4(() => s.commit([topic(TC, KC1.subarray(0, 31))]), PARAMETER_INVALID);
+    expectE4(() => s.commit([cal(-5)]), PARAMETER_INVALID);
+    expectE4(() => s.commit([{ op: 'bogus' } as unknown as Change]), PARAMETER_INVALID);
+    expect(sim.stats.write).toBe(0);
+    expect(Buffer.compare(sim.bytes(), before)).toBe(0);
+  });
+
+  it('mappedFlashZero refuses to write where the file is not', () => {
+    const { sim, open } = device('compact');
+    commitAll(open(), [P0]);
+    const z = mappedFlashZero(sim.flash, sim, () => sim.lastReadAddress + 4);
+    const before = sim.bytes();
+    expectE4(() => z('e4s0', 0, 36), PERSISTENCE_ERROR);
+    expectE4(() => mappedFlashZero(sim.flash, sim, () => 0)('e4s0', 0, 36), PERSISTENCE_ERROR);
+    expectE4(() => mappedFlashZero(sim.flash, sim, () => 1)('nofile', 0, 36), PERSISTENCE_ERROR);
+    expect(Buffer.compare(sim.bytes(), before)).toBe(0);
+  });
+});
+
+describe('format', () => {
+  it('crc32 is the IEEE CRC-32 of zlib (and of Espruino E.CRC32)', async () => {
+    const { crc32: zlibCrc } = await import('node:zlib');
+    for (const label of ['', 'a', 'monitor-1', 'x'.repeat(1000)]) {
+      const b = new TextEncoder().encode(label);
+      expect(crc32(b) >>> 0).toBe(zlibCrc(b));
+    }
+  });
+
+  it('load() with an empty Storage writes nothing; a torn first file reads as empty and is removed', () => {
+    const { sim, open, reopen } = device('zero');
+    sim.resetStats();
+    expect(reopen()).toBe(null);
+    expect(sim.stats.bytesProgrammed).toBe(0);
+    sim.write('e4s0', 'E4', 0, 1024); // header torn after 2 bytes
+    expect(reopen()).toBe(null);
+    expect(sim.list()).toEqual(['.bootcde']);
+    commitAll(open(), [P0]);
+    expect(show(reopen())).toBe(show(model([P0])));
+  });
+
+  it('a file reopened from disk (file-backed flash) gives the same state', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'e4-flash-'));
+    try {
+      const file = join(dir, 'espruino.flash');
+      const a = new FlashSim({ file });
+      commitAll(flashStore(a, { crc32 }), [P0, TRANSITION]);
+      const b = new FlashSim({ file });
+      expect(show(flashStore(b).load())).toBe(show(model([P0, TRANSITION])));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
