@@ -66,7 +66,8 @@ export function resolveSources({ substitutes = IMAGE_SUBSTITUTES } = {}) {
         const found = tryFile(resolve(dirname(importer), source));
         return found ? { id: found, moduleSideEffects: packageSideEffects(found) } : null;
       }
-      const req = createRequire(importer);
+      // A virtual module (id starting with \0) resolves packages from the project root.
+      const req = createRequire(importer.startsWith('\0') ? join(root, 'package.json') : importer);
       const id = req.resolve(source);
       return { id, moduleSideEffects: packageSideEffects(id) };
     },
