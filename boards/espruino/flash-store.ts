@@ -320,173 +320,189 @@ interface Current {
   dirty: boolean;
 }
 
+/** A store's settings and where it stands. Its functions live at module level, not in a closure
+ * per store: Espruino copies the body of every function created at run time into RAM. */
+interface Ctx {
+  s: StorageApi;
+  /** File name prefix. */
+  p: string;
+  min: number;
+  zero: ZeroFn | undefined;
+  crc: (d: Uint8Array) => number;
+  cur: Current | null;
+  loaded: boolean;
+}
+
+function readSlot(x: Ctx, slot: number): Uint8Array | undefined {
+  var ab = x.s.readArrayBuffer(x.p + slot);
+  return ab ? new Uint8Array(ab) : undefined;
+}
+
+function writeSlot(x: Ctx, slot: number, data: Uint8Array, offset: number, size?: number): void {
+  if (!x.s.write(x.p + slot, data, offset, size)) throw fail('flash write failed');
+}
+
+/** Removes a file of the store; its bytes are zeroed first when the board can. */
+function remove(x: Ctx, slot: number): void {
+  var b = readSlot(x, slot);
+  if (!b) return;
+  if (x.zero) {
+    var from = 0;
+    var to = written(b);
+    while (from < to && !b[from]) from++;
+    from &= ~3;
+    if (to > from) x.zero(x.p + slot, from, to - from);
+  }
+  x.s.erase(x.p + slot);
+}
+
+/** Writes `state` as the snapshot of a new file, then removes the old file. */
+function rotate(x: Ctx, state: StoredState, scrub: boolean): void {
+  var cur = x.cur;
+  var snap = encode(snapshot(state), x.crc);
+  var used = HEAD + snap.length;
+  var size = x.min;
+  while (size < 2 * used) size *= 2;
+  var slot = cur ? 1 - cur.slot : 0;
+  var gen = cur ? (cur.gen + 1) >>> 0 : 1;
+  if (readSlot(x, slot)) {
+    // Left by an interrupted compaction: it may hold keys.
+    remove(x, slot);
+    scrub = true;
+  }
+  var due = scrub && !x.zero;
+  var data = new Uint8Array(used);
+  for (var i = 0; i < 4; i++) {
+    data[i] = MAGIC[i];
+    data[8 + i] = due ? 255 : 0;
+  }
+  w32(data, 4, gen);
+  data.set(snap, HEAD);
+  try {
+    writeSlot(x, slot, data, 0, size);
+  } catch (e) {
+    try {
+      remove(x, slot);
+    } catch (e2) {
+      // Power or flash trouble: load() removes it later.
+    }
+    throw e;
+  }
+  x.cur = { slot: slot, gen: gen, size: size, end: used, dirty: false };
+  if (cur) remove(x, cur.slot);
+  if (due) compactNow(x, slot, true);
+}
+
+/** Storage.compact() erases the pages of removed files; the header flag records it is done. */
+function compactNow(x: Ctx, slot: number, due: boolean): void {
+  x.s.compact();
+  if (due) writeSlot(x, slot, new Uint8Array(4), 8);
+}
+
+function zeroAll(x: Ctx, slot: number, at: number[]): void {
+  for (var i = 0; i < at.length; i++) (x.zero as ZeroFn)(x.p + slot, at[i], BLOB);
+}
+
+function load(x: Ctx): StoredState | null {
+  x.loaded = false;
+  x.cur = null;
+  var best = -1;
+  var gen = -1;
+  var damaged = false;
+  var b: Uint8Array | undefined;
+  var files: (Uint8Array | undefined)[] = [];
+  for (var slot = 0; slot < 2; slot++) {
+    b = files[slot] = readSlot(x, slot);
+    if (!b) continue;
+    var g = classify(b, x.crc);
+    if (g === -2) damaged = true;
+    if (g > gen) {
+      gen = g;
+      best = slot;
+    }
+  }
+  if (best < 0 && damaged) throw fail('flash store damaged');
+  var sc: Scan | null = null;
+  if (best >= 0) {
+    b = files[best] as Uint8Array;
+    sc = scan(b, b.length, x.crc);
+    x.cur = { slot: best, gen: gen, size: b.length, end: sc.end, dirty: written(b) > sc.end };
+  }
+  files = [];
+  // The other file is left by an interrupted compaction or a torn first write.
+  var other = false;
+  for (slot = 0; slot < 2; slot++) {
+    if (slot !== best && readSlot(x, slot)) {
+      remove(x, slot);
+      other = true;
+    }
+  }
+  var state = sc ? sc.state : null;
+  if (state) {
+    // Keys a power cut kept from being erased.
+    var old = stale(b as Uint8Array, (sc as Scan).blobs, state, x.crc, 0, []);
+    var due = (b as Uint8Array)[8];
+    if (old.length && x.zero) zeroAll(x, best, old);
+    else if (old.length) rotate(x, state, true);
+    else if (due || (other && !x.zero)) compactNow(x, best, !!due);
+  }
+  x.loaded = true;
+  return state;
+}
+
+function commit(x: Ctx, changes: Change[]): void {
+  if (!changes.length) return;
+  if (!x.loaded) wipeState(load(x));
+  var cur = x.cur;
+  var g = encode(changes, x.crc);
+  var fits = cur && !cur.dirty && cur.end + g.length <= cur.size;
+  var keys = false;
+  for (var i = 0; i < changes.length; i++) if (changes[i].op !== 'calibrate') keys = true;
+  if (fits && !keys) return append(x, g);
+  var b = cur ? readSlot(x, cur.slot) : undefined;
+  if (cur && !b) throw fail('flash store file missing');
+  var sc = b ? scan(b, (cur as Current).end, x.crc) : null;
+  var state = applyChanges(sc ? sc.state : null, changes);
+  try {
+    // Blobs of keys this commit drops: in the file, and (a key set and dropped at once) in g.
+    var drop: number[] = [];
+    if (sc) stale(b as Uint8Array, sc.blobs, state, x.crc, 0, drop);
+    if (fits) {
+      var gBlobs: number[] = [];
+      readGroup(g, 0, x.crc, gBlobs, new Uint8Array(32));
+      stale(g, gBlobs, state, x.crc, (cur as Current).end, drop);
+    }
+    // Without in-place zeroing, dropping a key takes a new file and a Storage compaction.
+    if (!fits || (drop.length && !x.zero)) return rotate(x, state, drop.length > 0 || (cur ? cur.dirty : false));
+    append(x, g);
+    if (drop.length) zeroAll(x, (cur as Current).slot, drop);
+  } finally {
+    wipeState(state);
+  }
+}
+
+function append(x: Ctx, g: Uint8Array): void {
+  var c = x.cur as Current;
+  try {
+    writeSlot(x, c.slot, g, c.end);
+  } catch (e) {
+    c.dirty = true;
+    throw e;
+  }
+  c.end += g.length;
+}
+
 export function flashStore(storage: StorageApi, options?: FlashStoreOptions): Store {
-  var opt = options || {};
-  var prefix = opt.name || 'e4s';
-  var minSize = opt.size || 1024;
-  var zero = opt.zero;
-  var crc = opt.crc32 || crc32;
-  var cur: Current | null = null;
-  var loaded = false;
-
-  function read(slot: number): Uint8Array | undefined {
-    var ab = storage.readArrayBuffer(prefix + slot);
-    return ab ? new Uint8Array(ab) : undefined;
-  }
-
-  function write(slot: number, data: Uint8Array, offset: number, size?: number): void {
-    if (!storage.write(prefix + slot, data, offset, size)) throw fail('flash write failed');
-  }
-
-  /** Removes a file of this store; its bytes are zeroed first when the board can. */
-  function remove(slot: number): void {
-    var b = read(slot);
-    if (!b) return;
-    if (zero) {
-      var from = 0;
-      var to = written(b);
-      while (from < to && !b[from]) from++;
-      from &= ~3;
-      if (to > from) zero(prefix + slot, from, to - from);
-    }
-    storage.erase(prefix + slot);
-  }
-
-  /** Writes `state` as the snapshot of a new file, then removes the old file. */
-  function rotate(state: StoredState, scrub: boolean): void {
-    var snap = encode(snapshot(state), crc);
-    var used = HEAD + snap.length;
-    var size = minSize;
-    while (size < 2 * used) size *= 2;
-    var slot = cur ? 1 - cur.slot : 0;
-    var gen = cur ? (cur.gen + 1) >>> 0 : 1;
-    if (read(slot)) {
-      // Left by an interrupted compaction: it may hold keys.
-      remove(slot);
-      scrub = true;
-    }
-    var due = scrub && !zero;
-    var data = new Uint8Array(used);
-    for (var i = 0; i < 4; i++) {
-      data[i] = MAGIC[i];
-      data[8 + i] = due ? 255 : 0;
-    }
-    w32(data, 4, gen);
-    data.set(snap, HEAD);
-    try {
-      write(slot, data, 0, size);
-    } catch (e) {
-      try {
-        remove(slot);
-      } catch (e2) {
-        // Power or flash trouble: load() removes it later.
-      }
-      throw e;
-    }
-    var old = cur;
-    cur = { slot: slot, gen: gen, size: size, end: used, dirty: false };
-    if (old) remove(old.slot);
-    if (due) compactNow(slot, true);
-  }
-
-  /** Storage.compact() erases the pages of removed files; the header flag records it is done. */
-  function compactNow(slot: number, due: boolean): void {
-    storage.compact();
-    if (due) write(slot, new Uint8Array(4), 8);
-  }
-
-  function zeroAll(slot: number, at: number[]): void {
-    for (var i = 0; i < at.length; i++) (zero as ZeroFn)(prefix + slot, at[i], BLOB);
-  }
-
-  function load(): StoredState | null {
-    loaded = false;
-    cur = null;
-    var best = -1;
-    var gen = -1;
-    var damaged = false;
-    var b: Uint8Array | undefined;
-    var files: (Uint8Array | undefined)[] = [];
-    for (var slot = 0; slot < 2; slot++) {
-      b = files[slot] = read(slot);
-      if (!b) continue;
-      var g = classify(b, crc);
-      if (g === -2) damaged = true;
-      if (g > gen) {
-        gen = g;
-        best = slot;
-      }
-    }
-    if (best < 0 && damaged) throw fail('flash store damaged');
-    var sc: Scan | null = null;
-    if (best >= 0) {
-      b = files[best] as Uint8Array;
-      sc = scan(b, b.length, crc);
-      cur = { slot: best, gen: gen, size: b.length, end: sc.end, dirty: written(b) > sc.end };
-    }
-    files = [];
-    // The other file is left by an interrupted compaction or a torn first write.
-    var other = false;
-    for (slot = 0; slot < 2; slot++) {
-      if (slot !== best && read(slot)) {
-        remove(slot);
-        other = true;
-      }
-    }
-    var state = sc ? sc.state : null;
-    if (state) {
-      // Keys a power cut kept from being erased.
-      var old = stale(b as Uint8Array, (sc as Scan).blobs, state, crc, 0, []);
-      if (old.length && zero) zeroAll(best, old);
-      else if (old.length) rotate(state, true);
-      else if ((b as Uint8Array)[8] || (other && !zero)) compactNow(best, !!(b as Uint8Array)[8]);
-    }
-    loaded = true;
-    return state;
-  }
-
-  function commit(changes: Change[]): void {
-    if (!changes.length) return;
-    if (!loaded) wipeState(load());
-    var g = encode(changes, crc);
-    var fits = cur && !cur.dirty && cur.end + g.length <= cur.size;
-    var keys = false;
-    for (var i = 0; i < changes.length; i++) if (changes[i].op !== 'calibrate') keys = true;
-    if (fits && !keys) return append(g);
-    var b = cur ? read(cur.slot) : undefined;
-    if (cur && !b) throw fail('flash store file missing');
-    var sc = b ? scan(b, (cur as Current).end, crc) : null;
-    var state = applyChanges(sc ? sc.state : null, changes);
-    try {
-      // Blobs of keys this commit drops: in the file, and (a key set and dropped at once) in g.
-      var drop: number[] = [];
-      if (sc) stale(b as Uint8Array, sc.blobs, state, crc, 0, drop);
-      if (fits) {
-        var gBlobs: number[] = [];
-        readGroup(g, 0, crc, gBlobs, new Uint8Array(32));
-        stale(g, gBlobs, state, crc, (cur as Current).end, drop);
-      }
-      // Without in-place zeroing, dropping a key takes a new file and a Storage compaction.
-      if (!fits || (drop.length && !zero)) return rotate(state, drop.length > 0 || (cur ? cur.dirty : false));
-      append(g);
-      if (drop.length) zeroAll((cur as Current).slot, drop);
-    } finally {
-      wipeState(state);
-    }
-  }
-
-  function append(g: Uint8Array): void {
-    var c = cur as Current;
-    try {
-      write(c.slot, g, c.end);
-    } catch (e) {
-      c.dirty = true;
-      throw e;
-    }
-    c.end += g.length;
-  }
-
-  return { load: load, commit: commit };
+  var o = options || {};
+  var x: Ctx = { s: storage, p: o.name || 'e4s', min: o.size || 1024, zero: o.zero, crc: o.crc32 || crc32, cur: null, loaded: false };
+  return {
+    load: function () {
+      return load(x);
+    },
+    commit: function (changes: Change[]) {
+      commit(x, changes);
+    },
+  };
 }
 
 /** Espruino's `require("Flash")` subset used by mappedFlashZero. */

@@ -1,0 +1,252 @@
+/**
+ * The simulated Espruino Storage (host-sim/flash-sim.mjs): Espruino's documented behaviour, its
+ * write/erase/compact rules, fault injection, and (when a Linux build of Espruino is found, see
+ * host-sim/tools/engines.mjs) byte-for-byte agreement of the medium with Espruino's own
+ * espruino.flash after the same Storage calls and the same flash-store commits.
+ */
+import { describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FlashSim, PowerCut } from '../host-sim/flash-sim.mjs';
+import { findBinary } from '../host-sim/tools/engines.mjs';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+describe('Storage rules', () => {
+  it("behaves as Espruino's documentation of Storage.write says", () => {
+    const f = new FlashSim();
+    f.write('a', 'Hello', 0, 14);
+    expect(f.read('a')).toBe('Hello' + '\xff'.repeat(9));
+    f.write('a', ' ', 5);
+    f.write('a', 'World!!!', 6);
+    expect(f.read('a')).toBe('Hello World!!!');
+    f.write('a', ' ', 0);
+    expect(f.read('a')).toBe(' ');
+    expect(f.read('nope')).toBe(undefined);
+    expect(f.read('a', 0, 0)).toBe(' ');
+  });
+
+  it('refuses to write bytes already written, past the end, or into a missing file', () => {
+    const f = new FlashSim();
+    f.write('a', new Uint8Array([1, 2, 3]), 0, 8);
+    expect(() => f.write('a', 'x', 1)).toThrow('File already written with different data');
+    expect(() => f.write('a', 'xxxxxx', 4)).toThrow('Too much data for file size');
+    expect(() => f.write('b', 'x', 4)).toThrow('Unable to find or create file');
+    expect(() => f.write('c', '')).toThrow("Can't create zero length file");
+    expect(f.write('a', 'x', -1)).toBe(false);
+    f.write('a', new Uint8Array([0xff, 0xff]), 3); // 0xFF over blank bytes: allowed, and still blank
+    f.write('a', 'z', 3);
+    expect(hex(new Uint8Array(f.readArrayBuffer('a')!))).toBe('0102037affffffff');
+  });
+
+  it('rewriting a file at offset 0 replaces it, unless identical; erase only marks it (data stays until compact)', () => {
+    const f = new FlashSim();
+    const secret = new Uint8Array(32).map((_, i) => 0xa0 ^ i);
+    f.write('k', secret);
+    f.write('k', secret); // identical: nothing written
+    expect(f.getStats().fileCount).toBe(1);
+    expect(f.getStats().trashCount).toBe(0);
+    f.write('k', 'other');
+    expect(f.getStats().trashCount).toBe(1);
+    expect(f.contains(secret)).toBe(true);
+    f.write('keep', 'still here');
+    f.erase('k');
+    expect(f.read('k')).toBe(undefined);
+    expect(f.list()).toEqual(['keep']);
+    expect(f.contains(new TextEncoder().encode('other'))).toBe(true);
+    const free = f.getFree();
+    f.compact();
+    expect(f.contains(secret)).toBe(false);
+    expect(f.contains(new TextEncoder().encode('other'))).toBe(false);
+    expect(f.read('keep')).toBe('still here');
+    expect(f.getFree()).toBeGreaterThan(free);
+    expect(f.getStats().trashBytes).toBe(0);
+  });
+
+  it('compaction moves files across pages and keeps their bytes', () => {
+    const f = new FlashSim({ size: 16384, pageSize: 1024 });
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 12; i++) {
+      const name = 'f' + i;
+      files[name] = String.fromCharCode(65 + i).repeat(300 + 97 * i);
+      f.write(name, files[name]);
+    }
+    for (let i = 0; i < 12; i += 3) {
+      f.erase('f' + i);
+      delete files['f' + i];
+    }
+    f.compact();
+    expect(f.list().sort()).toEqual(Object.keys(files).sort());
+    for (const [n, c] of Object.entries(files)) expect(f.read(n)).toBe(c);
+    expect(f.getStats().trashCount).toBe(0);
+  });
+
+  it('creating a file without room compacts first when that makes room, else throws', () => {
+    const f = new FlashSim({ size: 8192, pageSize: 1024 });
+    f.write('big', 'x'.repeat(5000));
+    f.write('old', 'y'.repeat(2000));
+    f.erase('old');
+    f.write('new', 'z'.repeat(2500)); // needs the trash of 'old'
+    expect(f.stats.compact).toBe(0);
+    expect(f.getStats().trashCount).toBe(0);
+    expect(f.read('big')).toBe('x'.repeat(5000));
+    expect(() => f.write('more', 'w'.repeat(2000))).toThrow('Unable to find or create file');
+  });
+
+  it('Flash.write programs NOR-style (1 -> 0 only) without the Storage check', () => {
+    const f = new FlashSim();
+    f.write('a', new Uint8Array([0xf0, 0x0f, 0xff, 0x55]));
+    const at = f.addressOf('a');
+    f.flash.write(new Uint8Array([0x3c, 0x3c, 0x00, 0xff]), at);
+    expect(hex(f.flash.read(4, at))).toBe('300c0055');
+  });
+});
+
+describe('fault injection', () => {
+  it('a power cut tears the write at the byte, then everything throws until reboot', () => {
+    const f = new FlashSim();
+    f.write('a', 'x', 0, 16);
+    const e0 = f.events;
+    f.cutAfter(3);
+    expect(() => f.write('a', 'abcdef', 4)).toThrow(PowerCut);
+    expect(f.events - e0).toBe(3);
+    expect(() => f.read('a')).toThrow(PowerCut);
+    expect(() => f.list()).toThrow(PowerCut);
+    f.reboot();
+    expect(f.read('a')).toBe('x\xff\xff\xffabc' + '\xff'.repeat(9));
+  });
+
+  it('with unit 4 a cut falls between words (nRF52 NVMC programs 32-bit words)', () => {
+    const f = new FlashSim({ unit: 4 });
+    f.write('a', 'x', 0, 16);
+    f.cutAfter(1);
+    expect(() => f.write('a', 'abcdefgh', 4)).toThrow(PowerCut);
+    f.reboot();
+    expect(f.read('a')).toBe('x\xff\xff\xffabcd' + '\xff'.repeat(8));
+  });
+
+  it('a page erase is one event; the trace tells what each event was', () => {
+    const f = new FlashSim({ size: 8192, pageSize: 1024 });
+    f.write('a', 'a'.repeat(100));
+    f.write('b', 'b'.repeat(100));
+    f.erase('a');
+    f.resetStats();
+    const e0 = f.events;
+    f.compact();
+    expect(f.stats.pageErases).toBeGreaterThan(0);
+    expect(f.events - e0).toBe(f.stats.pageErases + f.stats.bytesProgrammed);
+    expect(f.trace.every((t: { kind: string }) => t.kind === 'compact')).toBe(true);
+    expect(f.kindOf(e0)).toBe('compact');
+  });
+
+  it('failNext fails one call, optionally after programming some bytes, or by returning false', () => {
+    const f = new FlashSim();
+    f.write('a', 'x', 0, 16);
+    f.failNext('write', { after: 2 });
+    expect(() => f.write('a', 'abcd', 4)).toThrow(/injected/);
+    expect(f.read('a', 4, 4)).toBe('ab\xff\xff');
+    f.failNext('write', { returnFalse: true });
+    expect(f.write('a', 'z', 10)).toBe(false);
+    expect(f.read('a', 10, 1)).toBe('\xff');
+    f.failNext('erase');
+    expect(() => f.erase('a')).toThrow(/injected/);
+    expect(f.read('a')).not.toBe(undefined);
+  });
+
+  it("Espruino's boot check resets a Storage whose file chain ends in garbage", () => {
+    const f = new FlashSim({ size: 8192, pageSize: 1024 });
+    f.write('a', 'a'.repeat(100));
+    f.reboot();
+    expect(f.stats.resets).toBe(0);
+    // A torn header at the end of the chain, with the next page blank: Espruino accepts it.
+    f.corrupt(f.addressOf('a') + 100, 0x00);
+    f.reboot();
+    expect(f.stats.resets).toBe(0);
+    expect(f.read('a')).toBe('a'.repeat(100));
+    // Garbage at the start of the next page: Espruino erases all of Storage.
+    f.corrupt(f.start + 1024, 0x12);
+    f.reboot();
+    expect(f.stats.resets).toBe(1);
+    expect(f.list()).toEqual([]);
+  });
+
+  it('a file-backed medium survives the object', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'e4-flash-sim-'));
+    try {
+      const file = join(dir, 'espruino.flash');
+      new FlashSim({ file, size: 4096, pageSize: 1024 }).write('a', 'kept');
+      expect(readFileSync(file).length).toBe(4096);
+      expect(new FlashSim({ file, size: 4096, pageSize: 1024 }).read('a')).toBe('kept');
+      expect(() => new FlashSim({ file, size: 8192, pageSize: 1024 })).toThrow(/expected 8192/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// --- against Espruino's Linux build --------------------------------------------------------
+
+const espruino = findBinary('espruino');
+
+/** Storage calls and flash-store commits, as source that runs on Espruino and in Node alike
+ * (`S` is Storage, `FS` the flash-store bundle, `crc` the CRC-32 to use). */
+const SCRIPT = `
+function bytes(n, v) { var b = new Uint8Array(n); for (var i = 0; i < n; i++) b[i] = (v + 7 * i) & 255; return b; }
+S.write("app.js", "print('hello');");
+S.write("a", "Hello", 0, 14); S.write("a", " World", 5);
+S.write("big", bytes(3000, 1)); S.write("c", bytes(700, 2), 0, 900); S.write("c", bytes(10, 3), 700);
+S.erase("a"); S.write("c", "replaced"); S.compact(); S.write("d", bytes(1500, 4));
+var st = FS.flashStore(S, { size: 512, crc32: crc });
+st.load();
+var k = function (v) { return bytes(32, v); };
+var h = function (v) { return bytes(16, v); };
+st.commit([{ op: "provision", id: h(1), key: k(2) }, { op: "topic", topic: { hash: h(3), key: k(4), prevKey: null, prevSince: -1 } }, { op: "topic", topic: { hash: h(5), key: k(6), prevKey: null, prevSince: -1 } }]);
+st.commit([{ op: "topic", topic: { hash: h(3), key: k(7), prevKey: k(4), prevSince: 1767225700 } }, { op: "calibrate", time: 1767225700, tags: h(8) }]);
+st.commit([{ op: "removeTopic", hash: h(5) }, { op: "calibrate", time: 1767225800, tags: h(9) }]);
+for (var i = 0; i < 20; i++) st.commit([{ op: "calibrate", time: 1767225900 + i, tags: h(10 + i) }]);
+st.commit([{ op: "clientKey", key: k(40) }]);
+var s = st.load();
+var out = [s.key[0], s.topics.length, s.topics[0].key[0], s.topics[0].prevKey[0], s.lastCommand, S.list().sort().join()];
+`;
+
+async function storeBundle(): Promise<string> {
+  const { rollup } = await import('rollup');
+  const { resolveSources, lowerToES5 } = await import('../build/es5.mjs');
+  const ENTRY = '\0flash-store-entry';
+  const b = await rollup({
+    input: ENTRY,
+    plugins: [
+      { name: 'entry', resolveId: (s: string) => (s === ENTRY ? ENTRY : null), load: (id: string) => (id === ENTRY ? `export { flashStore } from ${JSON.stringify(join(__dirname, '../boards/espruino/flash-store.ts'))};` : null) },
+      resolveSources(),
+      lowerToES5(),
+    ],
+    onwarn: () => {},
+  });
+  const { output } = await b.generate({ format: 'iife', name: 'FS', exports: 'named', freeze: false, generatedCode: { preset: 'es5', constBindings: false, arrowFunctions: false, objectShorthand: false, symbols: false } });
+  return output[0].code;
+}
+
+describe.skipIf(!espruino)('against Espruino (Linux build)', () => {
+  it('the same Storage calls and flash-store commits leave espruino.flash identical to the simulated medium', async () => {
+    const code = await storeBundle();
+    const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
+    try {
+      writeFileSync(join(dir, 'run.js'), `${code}\nvar S = require("Storage"); var crc = E.CRC32;\n${SCRIPT}\nprint("OUT " + JSON.stringify(out));\n`);
+      const text = execFileSync(espruino as string, ['run.js'], { cwd: dir, input: '', timeout: 120000 }).toString();
+      const line = text.split('\n').find((l) => l.startsWith('OUT '));
+      expect(line, text.slice(-2000)).toBeTruthy();
+      // Linux Espruino: 256 KB of flash at 0x10000000 in 1 KB pages, all of it Storage.
+      const sim = new FlashSim({ size: 262144, pageSize: 1024, base: 0x10000000 });
+      const FS = new Function(code + '\nreturn FS;')();
+      const out = new Function('S', 'FS', 'crc', SCRIPT + '\nreturn out;')(sim, FS, undefined);
+      expect(JSON.parse(line!.slice(4).trim())).toEqual(out);
+      const medium = readFileSync(join(dir, 'espruino.flash'));
+      expect(medium.length).toBe(262144);
+      expect(Buffer.compare(medium, Buffer.from(sim.bytes()))).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
