@@ -82,6 +82,9 @@ export class FlashSim {
     this.start = base;
     this.end = base + size;
     this.mem = new Uint8Array(size).fill(0xff);
+    /** Program operations per 32-bit word since its page was last erased (nRF52840 allows 2; an
+     * nRF52832 allows 181 per 512-byte block). */
+    this.wordWrites = new Uint16Array(size / 4);
     if (file && existsSync(file)) {
       const img = readFileSync(file);
       if (img.length !== size) throw new Error(`${file}: ${img.length} bytes, expected ${size}`);
@@ -152,6 +155,21 @@ export class FlashSim {
       for (let p = this.start; p < this.end; p += this.pageSize) this.#erasePage(p, 'page');
       this.#persist();
     }
+  }
+
+  /** The most program operations any word, and any `block`-byte block, has had since its erase. */
+  writeLimits(block = 512) {
+    let word = 0;
+    let blk = 0;
+    for (let b = 0; b < this.wordWrites.length; b += block / 4) {
+      let sum = 0;
+      for (let w = b; w < b + block / 4; w++) {
+        sum += this.wordWrites[w];
+        if (this.wordWrites[w] > word) word = this.wordWrites[w];
+      }
+      if (sum > blk) blk = sum;
+    }
+    return { word, block: blk };
   }
 
   /** A copy of the raw medium. */
@@ -342,6 +360,7 @@ export class FlashSim {
   /** NOR programming, ascending, one event per `unit` (aligned) or byte. */
   #program(addr, data, kind) {
     if (addr < this.start || addr + data.length > this.end) throw new Error('flash write out of range');
+    for (let w = (addr - this.base) >> 2; w < (addr - this.base + data.length + 3) >> 2; w++) this.wordWrites[w]++;
     let i = 0;
     while (i < data.length) {
       const stop = Math.min(data.length, this.unit > 1 ? i + this.unit - ((addr + i) % this.unit) : i + 1);
@@ -354,6 +373,7 @@ export class FlashSim {
   #erasePage(p, kind) {
     this.#event(kind);
     this.mem.fill(0xff, p - this.base, p - this.base + this.pageSize);
+    this.wordWrites.fill(0, (p - this.base) >> 2, (p - this.base + this.pageSize) >> 2);
     this.stats.pageErases++;
   }
 

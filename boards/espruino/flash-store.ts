@@ -26,7 +26,7 @@
  */
 import type { Change, Store, StoredState } from '../../firmware/hal';
 import { applyChanges, wipeState } from '../../firmware/state';
-import { checkBytes, readU64LE, writeU64LE } from '../../firmware/bytes';
+import { checkBytes, readU64LE, wipe, writeU64LE } from '../../firmware/bytes';
 import { E4Error, PARAMETER_INVALID, PERSISTENCE_ERROR, PERSISTENCE_INCOMPATIBLE } from '../../firmware/errors';
 
 /** The part of Espruino's `require("Storage")` this store uses. */
@@ -342,16 +342,31 @@ function writeSlot(x: Ctx, slot: number, data: Uint8Array, offset: number, size?
   if (!x.s.write(x.p + slot, data, offset, size)) throw fail('flash write failed');
 }
 
-/** Removes a file of the store; its bytes are zeroed first when the board can. */
+/** Zeroes bytes [from, to) of a file, skipping the words already zero (each word of flash is then
+ * written at most twice between erases: nRF52840's limit). */
+function zeroSpan(x: Ctx, slot: number, b: Uint8Array, from: number, to: number): void {
+  while (from < to && from < b.length && !b[from]) from++;
+  from &= ~3;
+  if (to > from) (x.zero as ZeroFn)(x.p + slot, from, to - from);
+}
+
+/** Removes a file of the store. With a zero hook its key blobs (all of it when it cannot be
+ * parsed) are zeroed first: an erased file stays on the medium until Espruino compacts. */
 function remove(x: Ctx, slot: number): void {
   var b = readSlot(x, slot);
   if (!b) return;
   if (x.zero) {
-    var from = 0;
-    var to = written(b);
-    while (from < to && !b[from]) from++;
-    from &= ~3;
-    if (to > from) x.zero(x.p + slot, from, to - from);
+    var sc: Scan | null = null;
+    try {
+      if (classify(b, x.crc) >= 0) sc = scan(b, b.length, x.crc);
+    } catch (e) {
+      // Damaged: zero all of it.
+    }
+    if (sc) {
+      wipeState(sc.state);
+      zeroAll(x, slot, b, sc.blobs);
+    }
+    zeroSpan(x, slot, b, sc ? sc.end : 0, written(b));
   }
   x.s.erase(x.p + slot);
 }
@@ -361,8 +376,8 @@ function rotate(x: Ctx, state: StoredState, scrub: boolean): void {
   var cur = x.cur;
   var snap = encode(snapshot(state), x.crc);
   var used = HEAD + snap.length;
-  var size = x.min;
-  while (size < 2 * used) size *= 2;
+  // Room for as many bytes of commits as the snapshot takes, at least.
+  var size = x.min < 2 * used ? (2 * used + 255) & ~255 : x.min;
   var slot = cur ? 1 - cur.slot : 0;
   var gen = cur ? (cur.gen + 1) >>> 0 : 1;
   if (readSlot(x, slot)) {
@@ -387,6 +402,9 @@ function rotate(x: Ctx, state: StoredState, scrub: boolean): void {
       // Power or flash trouble: load() removes it later.
     }
     throw e;
+  } finally {
+    wipe(snap);
+    wipe(data);
   }
   x.cur = { slot: slot, gen: gen, size: size, end: used, dirty: false };
   if (cur) remove(x, cur.slot);
@@ -399,8 +417,9 @@ function compactNow(x: Ctx, slot: number, due: boolean): void {
   if (due) writeSlot(x, slot, new Uint8Array(4), 8);
 }
 
-function zeroAll(x: Ctx, slot: number, at: number[]): void {
-  for (var i = 0; i < at.length; i++) (x.zero as ZeroFn)(x.p + slot, at[i], BLOB);
+/** Zeroes the key blobs at `at` (offsets in the file as `b` shows it, or past its end). */
+function zeroAll(x: Ctx, slot: number, b: Uint8Array, at: number[]): void {
+  for (var i = 0; i < at.length; i++) zeroSpan(x, slot, b, at[i], at[i] + BLOB);
 }
 
 function load(x: Ctx): StoredState | null {
@@ -442,7 +461,7 @@ function load(x: Ctx): StoredState | null {
     // Keys a power cut kept from being erased.
     var old = stale(b as Uint8Array, (sc as Scan).blobs, state, x.crc, 0, []);
     var due = (b as Uint8Array)[8];
-    if (old.length && x.zero) zeroAll(x, best, old);
+    if (old.length && x.zero) zeroAll(x, best, b as Uint8Array, old);
     else if (old.length) rotate(x, state, true);
     else if (due || (other && !x.zero)) compactNow(x, best, !!due);
   }
@@ -458,7 +477,7 @@ function commit(x: Ctx, changes: Change[]): void {
   var fits = cur && !cur.dirty && cur.end + g.length <= cur.size;
   var keys = false;
   for (var i = 0; i < changes.length; i++) if (changes[i].op !== 'calibrate') keys = true;
-  if (fits && !keys) return append(x, g);
+  if (fits && !keys) return append(x, g); // a calibration: no key in it
   var b = cur ? readSlot(x, cur.slot) : undefined;
   if (cur && !b) throw fail('flash store file missing');
   var sc = b ? scan(b, (cur as Current).end, x.crc) : null;
@@ -475,9 +494,10 @@ function commit(x: Ctx, changes: Change[]): void {
     // Without in-place zeroing, dropping a key takes a new file and a Storage compaction.
     if (!fits || (drop.length && !x.zero)) return rotate(x, state, drop.length > 0 || (cur ? cur.dirty : false));
     append(x, g);
-    if (drop.length) zeroAll(x, (cur as Current).slot, drop);
+    if (drop.length) zeroAll(x, (cur as Current).slot, b as Uint8Array, drop);
   } finally {
     wipeState(state);
+    wipe(g);
   }
 }
 
