@@ -198,9 +198,23 @@ S.write("app.js", "print('hello');");
 S.write("a", "Hello", 0, 14); S.write("a", " World", 5);
 S.write("big", bytes(3000, 1)); S.write("c", bytes(700, 2), 0, 900); S.write("c", bytes(10, 3), 700);
 S.erase("a"); S.write("c", "replaced"); S.compact(); S.write("d", bytes(1500, 4));
-var st = FS.flashStore(S, { size: 512, crc32: crc });
+// Zero mode: find the file's flash address by walking Storage's file headers with the Flash
+// module (Linux Espruino: Storage starts at 0x10000000, 1 KB pages); compact mode: no hook.
+function locate(name) {
+  var a = 0x10000000, end = a + 262144;
+  while (a + 32 <= end) {
+    var hd = F.read(32, a);
+    if (hd[0] == 255 && hd[1] == 255 && hd[2] == 255 && hd[3] == 255) { a = (a & ~1023) + 1024; if (F.read(4, a)[3] == 255) return 0; continue; }
+    var n = ""; for (var j = 4; j < 32 && hd[j]; j++) n += String.fromCharCode(hd[j]);
+    if (n == name) return a + 32;
+    a = (a + 32 + (hd[0] | hd[1] << 8 | hd[2] << 16) + 3) & ~3;
+  }
+  return 0;
+}
+var zero = ZERO ? function (name, off, len) { FS.mappedFlashZero(F, S, function () { return locate(name); })(name, off, len); } : undefined;
+var st = FS.flashStore(S, { size: 512, crc32: crc, zero: zero });
 st.load();
-var k = function (v) { return bytes(32, v); };
+var k = function (v) { var b = new Uint8Array(32); for (var i = 0; i < 32; i++) b[i] = (v * 59 + i * i * 13 + 5) & 255; return b; };
 var h = function (v) { return bytes(16, v); };
 st.commit([{ op: "provision", id: h(1), key: k(2) }, { op: "topic", topic: { hash: h(3), key: k(4), prevKey: null, prevSince: -1 } }, { op: "topic", topic: { hash: h(5), key: k(6), prevKey: null, prevSince: -1 } }]);
 st.commit([{ op: "topic", topic: { hash: h(3), key: k(7), prevKey: k(4), prevSince: 1767225700 } }, { op: "calibrate", time: 1767225700, tags: h(8) }]);
@@ -208,7 +222,7 @@ st.commit([{ op: "removeTopic", hash: h(5) }, { op: "calibrate", time: 176722580
 for (var i = 0; i < 20; i++) st.commit([{ op: "calibrate", time: 1767225900 + i, tags: h(10 + i) }]);
 st.commit([{ op: "clientKey", key: k(40) }]);
 var s = st.load();
-var out = [s.key[0], s.topics.length, s.topics[0].key[0], s.topics[0].prevKey[0], s.lastCommand, S.list().sort().join()];
+var out = [s.key[0], s.topics.length, s.topics[0].key[0], s.topics[0].prevKey[0], s.lastCommand, S.list().sort().join(), JSON.stringify(S.getStats())];
 `;
 
 async function storeBundle(): Promise<string> {
@@ -218,7 +232,7 @@ async function storeBundle(): Promise<string> {
   const b = await rollup({
     input: ENTRY,
     plugins: [
-      { name: 'entry', resolveId: (s: string) => (s === ENTRY ? ENTRY : null), load: (id: string) => (id === ENTRY ? `export { flashStore } from ${JSON.stringify(join(__dirname, '../boards/espruino/flash-store.ts'))};` : null) },
+      { name: 'entry', resolveId: (s: string) => (s === ENTRY ? ENTRY : null), load: (id: string) => (id === ENTRY ? `export { flashStore, mappedFlashZero } from ${JSON.stringify(join(__dirname, '../boards/espruino/flash-store.ts'))};` : null) },
       resolveSources(),
       lowerToES5(),
     ],
@@ -229,24 +243,32 @@ async function storeBundle(): Promise<string> {
 }
 
 describe.skipIf(!espruino)('against Espruino (Linux build)', () => {
-  it('the same Storage calls and flash-store commits leave espruino.flash identical to the simulated medium', async () => {
-    const code = await storeBundle();
-    const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
-    try {
-      writeFileSync(join(dir, 'run.js'), `${code}\nvar S = require("Storage"); var crc = E.CRC32;\n${SCRIPT}\nprint("OUT " + JSON.stringify(out));\n`);
-      const text = execFileSync(espruino as string, ['run.js'], { cwd: dir, input: '', timeout: 120000 }).toString();
-      const line = text.split('\n').find((l) => l.startsWith('OUT '));
-      expect(line, text.slice(-2000)).toBeTruthy();
-      // Linux Espruino: 256 KB of flash at 0x10000000 in 1 KB pages, all of it Storage.
-      const sim = new FlashSim({ size: 262144, pageSize: 1024, base: 0x10000000 });
-      const FS = new Function(code + '\nreturn FS;')();
-      const out = new Function('S', 'FS', 'crc', SCRIPT + '\nreturn out;')(sim, FS, undefined);
-      expect(JSON.parse(line!.slice(4).trim())).toEqual(out);
-      const medium = readFileSync(join(dir, 'espruino.flash'));
-      expect(medium.length).toBe(262144);
-      expect(Buffer.compare(medium, Buffer.from(sim.bytes()))).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  for (const zero of [false, true]) {
+    it(`the same Storage calls and flash-store commits (${zero ? 'zero' : 'compact'} mode) leave espruino.flash identical to the simulated medium`, async () => {
+      const code = await storeBundle();
+      const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
+      try {
+        const prelude = `var ZERO = ${zero};`;
+        writeFileSync(join(dir, 'run.js'), `${code}\n${prelude}\nvar S = require("Storage"); var F = require("Flash"); var crc = E.CRC32;\n${SCRIPT}\nprint("OUT " + JSON.stringify(out));\n`);
+        const text = execFileSync(espruino as string, ['run.js'], { cwd: dir, input: '', timeout: 120000 }).toString();
+        const line = text.split('\n').find((l) => l.startsWith('OUT '));
+        expect(line, text.slice(-2000)).toBeTruthy();
+        // Linux Espruino: 256 KB of flash at 0x10000000 in 1 KB pages, all of it Storage.
+        const sim = new FlashSim({ size: 262144, pageSize: 1024, base: 0x10000000 });
+        const FS = new Function(code + '\nreturn FS;')();
+        const out = new Function('S', 'F', 'FS', 'crc', prelude + SCRIPT + '\nreturn out;')(sim, sim.flash, FS, undefined);
+        expect(JSON.parse(line!.slice(4).trim())).toEqual(out);
+        const medium = readFileSync(join(dir, 'espruino.flash'));
+        expect(medium.length).toBe(262144);
+        expect(Buffer.compare(medium, Buffer.from(sim.bytes()))).toBe(0);
+        // Removed keys (k(6): topic removed; k(2): client key replaced) are gone from Espruino's flash.
+        const k = (v: number) => Buffer.from(Array.from({ length: 32 }, (_, i) => (v * 59 + i * i * 13 + 5) & 255));
+        expect(medium.includes(k(6))).toBe(false);
+        expect(medium.includes(k(2))).toBe(false);
+        expect(medium.includes(k(40))).toBe(true);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
