@@ -2,13 +2,13 @@
  * A power-safe Store on Espruino's flash `Storage` (docs/flash-store.md).
  *
  * One file at a time, `<name>0` or `<name>1`, pre-sized by its first write and then only
- * appended to (Espruino refuses writes to bytes already written). It starts with a 12-byte header
- * ("E4S", format version, generation, compaction-due flag) and a snapshot of the state, followed by one record group
- * per commit. A group carries its own length and a CRC-32 at its end, so a group torn by a power
- * cut is recognised and ignored: load() replays the complete groups through applyChanges and stops
- * at the first incomplete or damaged one. Every key sits in a 36-byte blob (key | CRC-32 of the
- * key) that the group CRC reads as zeros, so a blob can later be overwritten with zeros in place
- * without invalidating its group.
+ * appended to (Espruino refuses writes to bytes already written). It starts with a 12-byte
+ * header ("E4S", format version, generation, compaction-due flag) and a snapshot of the state,
+ * followed by one record group per commit. A group carries its length and, at its end, a CRC-32:
+ * a group torn by a power cut is recognised, and load() replays the complete groups through
+ * applyChanges, stopping at the first incomplete or damaged one. Every key sits in a 36-byte blob
+ * (key | CRC-32 of the key) that the group CRC reads as zeros, so a blob can later be overwritten
+ * with zeros in place without invalidating its group.
  *
  * A full file is compacted: a snapshot goes to the other name with the next generation, then the
  * old file is removed. Until the new file is complete the old one is what load() finds; after,
@@ -16,12 +16,12 @@
  *
  * Removed or replaced keys leave the medium with the commit that drops them:
  * - with a `zero` hook (raw 1->0 flash writes, see `mappedFlashZero`): the commit is appended,
- *   then every blob of a key the new state no longer holds is overwritten with zeros; old files
- *   are zeroed before they are erased. Power-safe at every step, no Espruino compaction.
+ *   then every blob of a key the new state no longer holds is overwritten with zeros; a file is
+ *   removed only after its key blobs are zeroed. Power-safe at every step, no compaction.
  * - without one (any Storage): the new state is written as a snapshot to a new file, the old file
- *   erased and `Storage.compact()` run, which is the only Storage call that physically erases.
- *   Espruino's compaction holds up to a page of files in RAM while it rewrites flash: a power cut
- *   inside it can lose files, this one included (docs/flash-store.md).
+ *   erased and `Storage.compact()` run, the only Storage call that physically erases. Espruino's
+ *   compaction holds up to a page of files in RAM while it rewrites flash: a power cut inside it
+ *   can lose files, this one included (docs/flash-store.md).
  * load() finishes an erasure that a power cut interrupted.
  */
 import type { Change, Store, StoredState } from '../../firmware/hal';
