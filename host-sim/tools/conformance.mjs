@@ -84,6 +84,8 @@ export const HARNESS = `
       return r;
     }
   };
+  // Espruino: variables in use (without a GC first, so garbage counts: close to the peak).
+  var mem = typeof process !== "undefined" && process && typeof process.memory === "function", peak = 0;
   out("${BEGIN} " + CASES.length);
   var t0 = Date.now();
   for (var i = 0; i < CASES.length; i++) {
@@ -91,8 +93,9 @@ export const HARNESS = `
     CASES[i] = null;
     try { r = { id: k.id, out: OPS[k.op](k.args) }; } catch (e) { r = { id: k.id, fail: fail(e) }; }
     out("${TAG.trim()} " + JSON.stringify(r));
+    if (mem) peak = Math.max(peak, process.memory(false).usage);
   }
-  out("${END} " + (Date.now() - t0));
+  out("${END} " + (Date.now() - t0) + (mem ? " " + peak : ""));
 })`;
 
 // ---------------------------------------------------------------------------------------------
@@ -283,6 +286,7 @@ export function scriptFor(imageCode, batch) {
 export function parseOutput(stdout) {
   const results = new Map();
   let engineMs = null;
+  let peakVars = null;
   let begun = false;
   for (const line of stdout.split(/\r?\n/)) {
     const at = line.indexOf(TAG);
@@ -296,9 +300,13 @@ export function parseOutput(stdout) {
       }
     }
     const end = line.indexOf(END + ' ');
-    if (end >= 0) engineMs = Number(line.slice(end + END.length + 1).trim().split(/\s/)[0]);
+    if (end >= 0) {
+      const words = line.slice(end + END.length + 1).trim().split(/\s+/);
+      engineMs = Number(words[0]);
+      if (words[1] !== undefined) peakVars = Number(words[1]);
+    }
   }
-  return { results, engineMs, begun };
+  return { results, engineMs, begun, peakVars };
 }
 
 function tail(s, n = 400) {
@@ -308,7 +316,7 @@ function tail(s, n = 400) {
 
 /**
  * Runs `cases` on one engine. Returns { engine, kind, cases: [{ c, ok, why }], batches, wallMs,
- * engineMs }.
+ * engineMs, peakVars } (peakVars: Espruino's variables in use, else null).
  */
 export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, onBatch } = {}) {
   const kindDefaults = KIND_DEFAULTS[engine.kind];
@@ -316,12 +324,14 @@ export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs
   const outcomes = [];
   let wallMs = 0;
   let engineMs = 0;
+  let peakVars = null;
   for (let b = 0; b < list.length; b++) {
     const batch = list[b];
     const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs: timeoutMs || kindDefaults.timeoutMs });
     wallMs += run.ms;
     const parsed = parseOutput(run.stdout);
     if (parsed.engineMs !== null) engineMs += parsed.engineMs;
+    if (parsed.peakVars !== null) peakVars = Math.max(peakVars || 0, parsed.peakVars);
     for (const { c } of batch) {
       const r = parsed.results.get(c.id);
       let why;
@@ -339,7 +349,7 @@ export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs
     }
     if (onBatch) onBatch(b + 1, list.length, run);
   }
-  return { engine: engine.name, kind: engine.kind, cases: outcomes, batches: list.length, wallMs, engineMs };
+  return { engine: engine.name, kind: engine.kind, cases: outcomes, batches: list.length, wallMs, engineMs, peakVars };
 }
 
 /** Per file and section: { key: "file section", passed, failed }. */
@@ -415,7 +425,7 @@ async function main() {
     for (const t of tally(res.cases)) console.log(`  ${t.key}: ${t.passed} passed, ${t.failed} failed`);
     for (const f of res.cases.filter((x) => !x.ok)) console.log(`  FAIL ${f.c.file} ${f.c.section} ${f.c.name}: ${f.why}`);
     const p = res.cases.filter((x) => x.ok).length;
-    console.log(`  time ${engine.name}: ${res.cases.length} cases in ${res.batches} batches, ${(res.wallMs / 1000).toFixed(2)} s wall, ${(res.engineMs / 1000).toFixed(2)} s in the engine`);
+    console.log(`  time ${engine.name}: ${res.cases.length} cases in ${res.batches} batches, ${(res.wallMs / 1000).toFixed(2)} s wall, ${(res.engineMs / 1000).toFixed(2)} s in the engine` + (res.peakVars !== null ? `, peak ${res.peakVars} variables in use` : ''));
     passed += p;
     failed += res.cases.length - p;
   }
