@@ -1,6 +1,6 @@
 /**
  * ES5 images (docs/image.md): dist/e4.js (portable: firmware/index.ts) and dist/boards/<board>.js
- * (one per boards/<board>/main.ts), each with a mangle-only dist/...min.js.
+ * (one per boards/<board>/main.ts), each with a minified dist/...min.js (build/minify.mjs).
  *
  * Every module, dependencies included, is lowered to ES5 by TypeScript; pinned rewrites
  * (build/deps.mjs) remove what cannot run on the targets; each image is checked statically
@@ -74,7 +74,6 @@ function config(image) {
   return {
     input: Object.keys(image.extraExports).length ? ENTRY : image.input,
     plugins: [imageEntry(image), resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image)],
-    treeshake: { moduleSideEffects: true },
     onwarn(warning, warn) {
       // TypeScript's ES5 helpers start with `this && this.__extends`: harmless at module level.
       if (warning.code === 'THIS_IS_UNDEFINED') return;
