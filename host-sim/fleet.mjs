@@ -121,13 +121,15 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     // Factory phase: no sender yet, so commands stay queued in the C2 database.
     const c2 = await initC2({ dbPath: join(dir, 'c2.db'), passphrase: PASSPHRASE, e4: E4 });
     cleanup.push(async () => c2.close());
-    await c2.addTopic(TOPIC);
     const names = [];
     for (let i = 1; i <= o.devices; i++) names.push(`monitor-${i}`);
-    for (const name of [...names, 'phone-app', 'legacy-proxy']) await c2.addDevice({ name });
-    await c2.grant('phone-app', TOPIC, { role: 'sub' });
-    await c2.grant('legacy-proxy', TOPIC, { role: 'sub' });
-    for (const name of names) await c2.grant(name, TOPIC, { role: 'pub' });
+    await c2.batch(async (c) => {
+      await c.addTopic(TOPIC);
+      for (const name of [...names, 'phone-app', 'legacy-proxy']) await c.addDevice({ name });
+      await c.grant('phone-app', TOPIC, { role: 'sub' });
+      await c.grant('legacy-proxy', TOPIC, { role: 'sub' });
+      for (const name of names) await c.grant(name, TOPIC, { role: 'pub' });
+    });
     c2link.onMessage = (topic, payload) => c2.observe(topic, new Uint8Array(payload));
     await c2link.subscribe(TOPIC, 1);
     say(`c2      database ${join(dir, 'c2.db')} (keys sealed under Argon2id of a passphrase); topic ${TOPIC}; ${names.length + 2} devices registered and granted (pub: ${names.length} monitor(s); sub: phone-app, legacy-proxy)`);

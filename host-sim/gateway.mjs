@@ -13,7 +13,7 @@
  *   gw.attach(stream, { name: 'puck-1' });   // stream: write(bytes), 'data', 'close' events
  *
  * As a command:
- *   node host-sim/gateway.mjs --broker URL --serial /dev/ttyACM0 [--baud 115200] [--image FILE]
+ *   node host-sim/gateway.mjs --broker URL --serial /dev/ttyACM0 [--baud 115200] [--console-line] [--image FILE]
  *   node host-sim/gateway.mjs --broker URL --listen 127.0.0.1:7000    (byte-stream links over TCP)
  */
 import { EventEmitter } from 'node:events';
@@ -198,8 +198,13 @@ export class Gateway extends EventEmitter {
     this.mqtt = null;
   }
 
-  /** Adds a device link (any byte stream with write() and 'data'/'close' events). */
-  attach(stream, { name = `link-${this.stats.links + 1}` } = {}) {
+  /**
+   * Adds a device link (any byte stream with write() and 'data'/'close' events). `consoleLine`:
+   * text written first, for a link that starts as the board's console (Espruino's BLE UART: the
+   * Puck.js image switches to frames on the line "E4.gateway()", see boards/espruino/link.ts).
+   */
+  attach(stream, { name = `link-${this.stats.links + 1}`, consoleLine = null } = {}) {
+    if (consoleLine) stream.write(Buffer.from('\x10' + consoleLine + '\n'));
     const link = new Link(this, stream, name);
     this.links.add(link);
     this.stats.links++;
@@ -256,11 +261,12 @@ export class Gateway extends EventEmitter {
 
 // --- command line ----------------------------------------------------------------------------
 
-const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--serial PATH [--baud N] | --listen HOST:PORT) [--image FILE]
+const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--serial PATH [--baud N] | --listen HOST:PORT) [--console-line] [--image FILE]
   --broker URL        the MQTT broker, mqtt://host:port
   --serial PATH       a device's serial port (repeatable; needs the "serialport" package)
   --baud N            serial speed (default 115200)
   --listen HOST:PORT  accept byte-stream links over TCP (one device per connection)
+  --console-line      first send "E4.gateway()" on each link (an Espruino console, e.g. a BLE UART bridge)
   --image FILE        the image whose frame codec to use (default dist/e4.js)`;
 
 export function parseGatewayArgs(argv) {
@@ -314,11 +320,11 @@ async function main(argv) {
     }
     const port = new SerialPort({ path, baudRate: o.baud });
     await new Promise((resolve, reject) => port.once('open', resolve).once('error', reject));
-    gw.attach(port, { name: path });
+    gw.attach(port, { name: path, consoleLine: o.consoleLine });
     say(`serial ${path} at ${o.baud} baud`);
   }
   if (o.listen) {
-    const server = net.createServer((sock) => gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}` }));
+    const server = net.createServer((sock) => gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}`, consoleLine: o.consoleLine }));
     await new Promise((resolve, reject) => server.once('error', reject).listen(o.listen.port, o.listen.host, resolve));
     const addr = server.address();
     process.stdout.write(`listening tcp://${addr.address}:${addr.port}\n`);

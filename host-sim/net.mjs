@@ -37,10 +37,13 @@ export class MqttTransport {
   /**
    * url: mqtt://host:port. options: clientId, keepalive (s), connectTimeout (ms), reconnect
    * (default false: a simulated device that loses its broker reports it instead of retrying
-   * silently).
+   * silently), maxInflight (default 20, mosquitto's default max_inflight_messages).
    */
-  constructor(url, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false } = {}) {
+  constructor(url, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false, maxInflight = 20 } = {}) {
     this.url = url;
+    this.maxInflight = maxInflight;
+    this.inflight = 0;
+    this.waiting = [];
     this.clientId = clientId;
     this.opts = { clientId, keepalive, connectTimeout, reconnectPeriod: reconnect ? 1000 : 0, clean: true, protocolVersion: 4, resubscribe: true };
     this.client = null;
@@ -94,9 +97,30 @@ export class MqttTransport {
     return new Promise((resolve, reject) => this.client.unsubscribe(topic, (err) => (err ? reject(err) : resolve())));
   }
 
+  /**
+   * Publishes; resolves when the broker acknowledged it (QoS 1 PUBACK, QoS 2 PUBCOMP). At most
+   * `maxInflight` QoS 1/2 publications are outstanding per connection, the rest wait their turn:
+   * mosquitto 2.0 completes the QoS 2 handshake for publications beyond its max_inflight_messages
+   * (default 20) from an MQTT 3.1.1 client but silently drops them.
+   */
   publish(topic, bytes, qos = DEFAULT_QOS, retain = false) {
-    return new Promise((resolve, reject) => {
-      this.client.publish(topic, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), { qos, retain }, (err) => (err ? reject(err) : resolve()));
+    const payload = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
+    const send = () =>
+      new Promise((resolve, reject) => {
+        if (!this.client) return reject(new Error('MQTT connection closed'));
+        this.client.publish(topic, payload, { qos, retain }, (err) => (err ? reject(err) : resolve()));
+      });
+    if (!qos) return send();
+    if (this.inflight < this.maxInflight) return this._run(send);
+    return new Promise((resolve, reject) => this.waiting.push(() => this._run(send).then(resolve, reject)));
+  }
+
+  _run(send) {
+    this.inflight++;
+    return send().finally(() => {
+      this.inflight--;
+      const next = this.waiting.shift();
+      if (next) next();
     });
   }
 

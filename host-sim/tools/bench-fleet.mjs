@@ -36,14 +36,14 @@ import { MqttTransport } from '../net.mjs';
 const TOPIC = 'fleet/telemetry';
 const USAGE = `usage: npm run bench:fleet -- [--devices N] [--per-context K] [--broker aedes|mosquitto|URL] [--messages M] [--out FILE]
   --devices N       simulated devices (1-20000, default 10000)
-  --per-context K   devices per vm context: 1 = a sandbox per device (default), N = one shared sandbox
+  --per-context K   devices per vm context (default: all in one shared sandbox; 1 = a sandbox per device)
   --broker B        aedes (default) or mosquitto, started in a child process; or mqtt://host:port
   --messages M      end-to-end messages, spread over the devices (default 20000)
   --sample S        sandboxes created to measure the cost of one (default 200)
   --out FILE        JSON results (default dist/bench-fleet.json)`;
 
 export function parseBenchArgs(argv) {
-  const o = { devices: 10000, perContext: 1, broker: 'aedes', messages: 20000, sample: 200, out: join(ROOT, 'dist', 'bench-fleet.json') };
+  const o = { devices: 10000, perContext: 0, broker: 'aedes', messages: 20000, sample: 200, out: join(ROOT, 'dist', 'bench-fleet.json') };
   const int = (flag, v, lo, hi) => {
     if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi) throw new Error(`${flag} takes a whole number from ${lo} to ${hi}`);
     return Number(v);
@@ -222,7 +222,9 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
     t = Date.now();
     const rot = await c2.rotateTopic(TOPIC);
     const ackedMs = Date.now() - t;
-    await until(() => applied >= o.devices + 1, 120000, 'every device to apply the rotation');
+    await until(() => applied >= o.devices + 1, 120000, 'every device to apply the rotation').catch((e) => {
+      throw new Error(`${e.message}: ${applied} of ${o.devices + 1} applied; broker acked ${rot.delivery.acked.length}, failed ${rot.delivery.failed.length}; rejected ${JSON.stringify(rejected)}`);
+    });
     const appliedMs = Date.now() - t;
     result.rotation = {
       holders: rot.holders.length,
