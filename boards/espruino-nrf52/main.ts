@@ -1,0 +1,43 @@
+/**
+ * nRF52 boards without native AES (MDBT42Q, Pixl.js, Bangle.js 2): like the Puck.js image but
+ * with the portable AES (build/image/aes.ts) under AES-SIV. No SHA-3: topic hashes come with
+ * the configuration. See README.md beside this file.
+ */
+import type { Client } from '../../firmware/client';
+import type { Log, Vault } from '../../firmware/hal';
+import { install } from '../espruino/boot';
+import type { DeviceFile } from '../espruino/boot';
+import { portableVault } from '../shared/portable-vault';
+import { linkTransport } from '../espruino/link';
+import type { LinkTransport } from '../espruino/link';
+import { withTopicNames } from '../shared/names';
+import type { TopicName } from '../shared/names';
+
+export { client, device, status, version } from '../espruino/api';
+export { create } from '../../firmware/client';
+
+/** This board's vault; `topics` ({topic, hash}) are the names it can hash (no SHA-3 here). */
+export function vault(topics?: TopicName[]): Vault {
+  return withTopicNames(portableVault(), topics || []);
+}
+
+var link: LinkTransport | null = null;
+
+export var start = install({
+  clock: 'monotonic',
+  zeroInPlace: true,
+  vault: function (cfg: DeviceFile) {
+    return vault(cfg.topics);
+  },
+  transport: function (cfg: DeviceFile, c: Client, log: Log) {
+    var t = cfg.transport;
+    if (!t || !t.link) return null;
+    link = linkTransport(t.link, c.id, log);
+    return link;
+  },
+});
+
+/** Sent by the gateway on the BLE console: switch this connection to link frames. */
+export function gateway(): void {
+  if (link) link.attach();
+}

@@ -1,0 +1,44 @@
+/**
+ * Puck.js (nRF52832, native AES): the smallest image. Native AES-SIV, no SHA-3 (topic hashes
+ * come with the configuration), the framed link to a gateway over BLE UART or serial, the
+ * power-safe flash store with in-place key erasure. Runs from flash (Storage file "e4.js",
+ * started by the boot file ".boot0"): see README.md beside this file.
+ */
+import type { Client } from '../../firmware/client';
+import type { Log, Vault } from '../../firmware/hal';
+import { install } from '../espruino/boot';
+import type { DeviceFile } from '../espruino/boot';
+import { nativeVault } from '../espruino/native-aes';
+import { linkTransport } from '../espruino/link';
+import type { LinkTransport } from '../espruino/link';
+import { withTopicNames } from '../shared/names';
+import type { TopicName } from '../shared/names';
+
+export { client, device, status, version } from '../espruino/api';
+export { create } from '../../firmware/client';
+
+/** This board's vault; `topics` ({topic, hash}) are the names it can hash (no SHA-3 here). */
+export function vault(topics?: TopicName[]): Vault {
+  return withTopicNames(nativeVault(), topics || []);
+}
+
+var link: LinkTransport | null = null;
+
+export var start = install({
+  clock: 'monotonic',
+  zeroInPlace: true,
+  vault: function (cfg: DeviceFile) {
+    return vault(cfg.topics);
+  },
+  transport: function (cfg: DeviceFile, c: Client, log: Log) {
+    var t = cfg.transport;
+    if (!t || !t.link) return null;
+    link = linkTransport(t.link, c.id, log);
+    return link;
+  },
+});
+
+/** Sent by the gateway on the BLE console: switch this connection to link frames. */
+export function gateway(): void {
+  if (link) link.attach();
+}

@@ -1,0 +1,35 @@
+/**
+ * The global `E4` of the Espruino board images (boards/espruino/README.md): start-up, the
+ * client, the device runtime and their status. Each board entry re-exports these and adds what
+ * its hardware needs.
+ */
+import type { Client } from '../../firmware/client';
+import type { Device } from '../shared/runtime';
+import { board } from './boot';
+
+/** The E4 client (null before start-up or when it failed: see status()). */
+export function client(): Client | null {
+  return board.client;
+}
+
+/** The device runtime: publish(), subscribe(), on('message' | 'command' | 'error' | 'up' | 'down'). */
+export function device(): Device | null {
+  return board.device;
+}
+
+/** { ok, error, id, topics, connected, stats, time } without any key. */
+export function status(): any {
+  var c = board.client;
+  var d = board.device;
+  return {
+    ok: !!c,
+    error: board.error,
+    controlTopic: c ? c.controlTopic : null,
+    topics: c ? c.snapshot().topics.length : 0,
+    connected: d ? d.connected : false,
+    stats: d ? d.stats : null,
+    time: c ? c.time() : null,
+  };
+}
+
+export var version = '0.1.0';

@@ -1,0 +1,208 @@
+/**
+ * Start-up of an E4 image on an Espruino board (boards/espruino/README.md):
+ *
+ * 1. read the device configuration `e4.json` from Storage (written by `npm run flash`);
+ * 2. open the power-safe flash store (boards/espruino/flash-store.ts, files `e4s0`/`e4s1`);
+ * 3. create the client: from the store when it holds a state, else provisioned from the
+ *    configuration, whose keys are then erased from flash (the store keeps them from now on, and
+ *    erases them when C2 removes or replaces them);
+ * 4. on `E.on('init')` (after every boot file and the application's code have run, so its
+ *    handlers are in place) start the transport; on `E.on('kill')` (reset/load) stop it.
+ *
+ * The clock is Espruino's getTime(): `monotonic` (seconds since power-on; a setTime() jump, e.g.
+ * from an IDE connecting, is absorbed so the clock never leaps), `untrusted` (wall time that may
+ * be wrong: ESP32 with SNTP, or a board whose time was set by hand), `trusted`, or `none`.
+ */
+import type { Client, Options } from '../../firmware/client';
+import type { Clock, Log, LogLevel, Store, Vault } from '../../firmware/hal';
+import { create } from '../../firmware/client';
+import type { Device, Transport } from '../shared/runtime';
+import { runDevice } from '../shared/runtime';
+import { flashStore, mappedFlashZero } from './flash-store';
+
+declare var require: (name: string) => any;
+declare var E: any;
+declare var getTime: () => number;
+declare var setInterval: (fn: () => void, ms: number) => any;
+declare var console: { log(m: string): void };
+
+/** The device configuration file (device.json as written by C2/flash; keys removed after provisioning). */
+export var CONFIG_FILE = 'e4.json';
+/** Prefix of the flash store's files (`e4s0`, `e4s1`). */
+export var STORE_NAME = 'e4s';
+
+export interface TopicEntry {
+  topic?: string;
+  hash?: string;
+  key?: string;
+}
+
+export interface DeviceFile {
+  format?: string;
+  version?: number;
+  name?: string;
+  id?: string;
+  key?: string;
+  topics?: TopicEntry[];
+  options?: Options;
+  clock?: string;
+  transport?: any;
+  /** Least level logged to the console: debug, info, warn (default), error. */
+  log?: string;
+  /** Set once the keys have moved to the store. */
+  provisioned?: boolean;
+}
+
+/** What a board entry (boards/<board>/main.ts) supplies. */
+export interface BoardSpec {
+  /** Clock kind when the configuration names none. */
+  clock: string;
+  vault(cfg: DeviceFile): Vault;
+  /** The transport the configuration asks for, or null (then only the client is available). */
+  transport(cfg: DeviceFile, client: Client, log: Log): Transport | null;
+  /** Erase removed keys in place on memory-mapped internal flash (nRF52) when that works. */
+  zeroInPlace?: boolean;
+}
+
+/** The board's state: `E4.client()`, `E4.device()`, `E4.status()` read it. */
+export var board: { client: Client | null; device: Device | null; error: string; config: DeviceFile | null } = {
+  client: null,
+  device: null,
+  error: '',
+  config: null,
+};
+
+var LEVELS: { [l: string]: number } = { debug: 0, info: 1, warn: 2, error: 3 };
+
+export function consoleLog(level?: string): Log {
+  var min = level && LEVELS[level] !== undefined ? LEVELS[level] : 2;
+  return function (l: LogLevel, m: string) {
+    if (LEVELS[l] >= min) console.log('E4 ' + l + ': ' + m);
+  };
+}
+
+/** A HAL clock over getTime(), or undefined for "none". */
+export function espruinoClock(kind: string): Clock | undefined {
+  if (kind === 'none') return undefined;
+  if (kind !== 'monotonic') {
+    return {
+      kind: kind === 'trusted' ? 'trusted' : 'untrusted',
+      now: function () {
+        return Math.floor(getTime());
+      },
+    };
+  }
+  var off = 0;
+  var last = -1;
+  function read(): number {
+    var t = getTime() + off;
+    // Read at least every minute (below): a step back, or forward by more than 5 minutes, is a
+    // setTime(), not time passing.
+    if (last >= 0 && (t < last || t > last + 300)) {
+      off += last - t;
+      t = last;
+    }
+    last = t;
+    return t;
+  }
+  read();
+  setInterval(read, 60000);
+  return {
+    kind: 'monotonic',
+    now: function () {
+      return Math.floor(read());
+    },
+  };
+}
+
+/** The store on this board's Storage: in-place key erasure where the flash is memory-mapped. */
+export function openStore(S: any, zeroInPlace: boolean): Store {
+  var zero;
+  if (zeroInPlace) {
+    var probe = S.read(CONFIG_FILE);
+    // Storage files of internal flash have an address; emulated or external flash gives 0.
+    if (probe && E.getAddressOf(probe, true)) zero = mappedFlashZero(require('Flash'), S, function (s: string) {
+      return E.getAddressOf(s, true);
+    });
+  }
+  return flashStore(S, { name: STORE_NAME, zero: zero, crc32: E.CRC32 });
+}
+
+/** Replaces the configuration file by one without keys, and erases the old one from flash. */
+function dropKeys(S: any, cfg: DeviceFile): void {
+  var out: any = {};
+  for (var k in cfg) if (k !== 'key' && k !== 'topics') out[k] = (cfg as any)[k];
+  var topics: TopicEntry[] = [];
+  var t = cfg.topics || [];
+  for (var i = 0; i < t.length; i++) topics.push({ topic: t[i].topic, hash: t[i].hash });
+  out.topics = topics;
+  out.provisioned = true;
+  S.erase(CONFIG_FILE);
+  S.write(CONFIG_FILE, JSON.stringify(out));
+  // Storage.erase only unlinks: compaction is what erases the old bytes.
+  S.compact();
+}
+
+/** Names of the topics of the configuration (subscriptions, and the name table of boards without SHA-3). */
+export function topicNames(cfg: DeviceFile): string[] {
+  var out: string[] = [];
+  var t = cfg.topics || [];
+  for (var i = 0; i < t.length; i++) if (typeof t[i].topic === 'string') out.push(t[i].topic as string);
+  return out;
+}
+
+/**
+ * Opens the device. Returns its runtime (null without configuration, transport or on error: see
+ * `board.error`); idempotent.
+ */
+export function boot(spec: BoardSpec): Device | null {
+  if (board.client) return board.device;
+  var S = require('Storage');
+  var cfg: DeviceFile | undefined = S.readJSON(CONFIG_FILE, true);
+  var log = consoleLog(cfg && cfg.log);
+  if (!cfg || (cfg.format !== undefined && cfg.format !== 'e4-device') || (cfg.version !== undefined && cfg.version !== 1)) {
+    board.error = 'no usable ' + CONFIG_FILE + ' in Storage: run npm run flash';
+    log('error', board.error);
+    return null;
+  }
+  try {
+    var store = openStore(S, !!spec.zeroInPlace);
+    var withKeys = typeof cfg.key === 'string';
+    var device = withKeys
+      ? {
+          id: cfg.id,
+          name: cfg.name,
+          key: cfg.key as string,
+          topics: cfg.topics as { topic?: string; hash?: string; key: string }[],
+        }
+      : null;
+    var client = create({ vault: spec.vault(cfg), store: store, clock: espruinoClock(cfg.clock || spec.clock), log: log }, device, cfg.options);
+    if (withKeys) dropKeys(S, cfg);
+    board.client = client;
+    board.config = cfg;
+    var transport = spec.transport(cfg, client, log);
+    if (transport) board.device = runDevice(client, transport, topicNames(cfg), log);
+    board.error = '';
+  } catch (e) {
+    board.error = e instanceof Error || (e && (e as Error).message) ? (e as Error).message : String(e);
+    log('error', 'boot failed: ' + board.error);
+  }
+  return board.device;
+}
+
+/**
+ * Registers the start-up with Espruino: boot and start the transport on E.on('init'), stop it on
+ * E.on('kill'). Returns the start function (E4.start) for images evaluated outside a boot.
+ */
+export function install(spec: BoardSpec): () => Device | null {
+  function start(): Device | null {
+    var d = boot(spec);
+    if (d) d.start();
+    return d;
+  }
+  E.on('init', start);
+  E.on('kill', function () {
+    if (board.device) board.device.stop();
+  });
+  return start;
+}

@@ -1,0 +1,176 @@
+/**
+ * The framed link to a gateway (docs/link.md) for nRF52 boards: over Bluetooth LE UART (the
+ * Nordic UART service Espruino exposes) or a serial port. Frames: firmware/link/frame.ts.
+ *
+ * Protocol, device side: HELLO(seq, client id) when the link starts, answered by ACK; then
+ * SUBSCRIBE(seq, topic) for the control topic and each topic, each answered by ACK (status 0 =
+ * subscribed). Requests without an ACK are sent again every second, up to 3 times. PUBLISH from
+ * the gateway is handed to the runtime and acknowledged when it carries a seq; the device's own
+ * PUBLISH frames carry seq 0 (no ACK, like MQTT QoS 0). A HELLO from the gateway (it restarted)
+ * makes the device start over.
+ *
+ * BLE UART: while a connection is the Espruino console, the bytes are console input. The gateway
+ * sends the console line `E4.gateway()`; the device then moves the console to LoopbackA (not
+ * forced: the next connection gets the console again, so the IDE and `npm run flash` keep
+ * working) and speaks frames on that connection until it ends.
+ * Serial: `Serial1.setup(baud, {rx, tx})` and the console moved off Serial1 (also after each BLE
+ * connection, when Espruino hands it back to Serial1).
+ */
+import type { Log } from '../../firmware/hal';
+import { ACK, encodeFrame, frameDecoder, HELLO, PUBLISH, SUBSCRIBE } from '../../firmware/link/frame';
+import type { Transport, TransportSink } from '../shared/runtime';
+
+declare var Bluetooth: any;
+declare var Serial1: any;
+declare var LoopbackA: any;
+declare var NRF: any;
+declare var setInterval: (fn: () => void, ms: number) => any;
+declare var clearInterval: (id: any) => void;
+
+export interface LinkConfig {
+  kind?: 'ble-uart' | 'serial';
+  baud?: number;
+  rx?: any;
+  tx?: any;
+  /** Largest payload accepted from the gateway (default 512). */
+  maxPayload?: number;
+}
+
+interface Pending {
+  type: number;
+  topic: string;
+  payload: Uint8Array | null;
+  tries: number;
+}
+
+export interface LinkTransport extends Transport {
+  /** BLE UART: called (as E4.gateway()) by the gateway on the console to switch to frames. */
+  attach(): void;
+  stats: { framesIn: number; framesOut: number; retransmits: number; dropped: number };
+}
+
+export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTransport {
+  var ble = cfg.kind !== 'serial';
+  var port = ble ? Bluetooth : Serial1;
+  var sink: TransportSink | null = null;
+  var seq = 0;
+  var pending: { [seq: string]: Pending } = {};
+  var timer: any = null;
+  var up = false;
+  var stats = { framesIn: 0, framesOut: 0, retransmits: 0, dropped: 0 };
+
+  function send(type: number, s: number, topic: string, payload: Uint8Array | null): void {
+    port.write(encodeFrame(type, s, topic, payload));
+    stats.framesOut++;
+  }
+
+  function retry(): void {
+    var any = false;
+    for (var k in pending) {
+      var p = pending[k];
+      if (p.tries >= 3) {
+        log('warn', 'link: no answer to frame ' + k.substr(1));
+        delete pending[k];
+        continue;
+      }
+      p.tries++;
+      stats.retransmits++;
+      send(p.type, +k.substr(1), p.topic, p.payload);
+      any = true;
+    }
+    if (!any && timer) {
+      clearInterval(timer);
+      timer = null;
+    }
+  }
+
+  function request(type: number, topic: string, payload: Uint8Array | null): void {
+    seq = (seq % 255) + 1;
+    pending['$' + seq] = { type: type, topic: topic, payload: payload, tries: 0 };
+    send(type, seq, topic, payload);
+    if (!timer) timer = setInterval(retry, 1000);
+  }
+
+  function hello(): void {
+    up = false;
+    pending = {};
+    request(HELLO, '', id);
+  }
+
+  var decoder = frameDecoder(
+    function (f) {
+      stats.framesIn++;
+      if (f.type === ACK) {
+        var p = pending['$' + f.seq];
+        if (!p) return; // late duplicate
+        delete pending['$' + f.seq];
+        if (f.payload.length && f.payload[0]) log('warn', 'link: gateway refused ' + (p.topic || 'frame ' + f.seq));
+        else if (p.type === HELLO && sink) {
+          up = true;
+          sink.up();
+        }
+      } else if (f.type === PUBLISH) {
+        if (f.seq) send(ACK, f.seq, '', new Uint8Array(1));
+        if (up && sink) sink.message(f.topic, f.payload);
+      } else if (f.type === HELLO) {
+        hello();
+      }
+    },
+    {
+      maxPayload: cfg.maxPayload || 512,
+      onDrop: function (_reason, n) {
+        stats.dropped += n;
+      },
+    },
+  );
+
+  function onData(d: string): void {
+    decoder.push(d);
+  }
+
+  function offConsole(): void {
+    LoopbackA.setConsole();
+  }
+
+  var link: LinkTransport = {
+    stats: stats,
+    start: function (s) {
+      sink = s;
+      if (ble) {
+        NRF.on('disconnect', function () {
+          decoder.reset();
+          if (up && sink) sink.down();
+          up = false;
+          pending = {};
+        });
+        return; // the gateway calls attach() (E4.gateway()) once connected
+      }
+      Serial1.setup(cfg.baud || 115200, { rx: cfg.rx, tx: cfg.tx });
+      offConsole();
+      NRF.on('disconnect', offConsole);
+      Serial1.on('data', onData);
+      hello();
+    },
+    attach: function () {
+      if (!ble) return;
+      offConsole();
+      decoder.reset();
+      Bluetooth.removeAllListeners('data');
+      Bluetooth.on('data', onData);
+      hello();
+    },
+    subscribe: function (topic) {
+      request(SUBSCRIBE, topic, null);
+    },
+    publish: function (topic, data) {
+      send(PUBLISH, 0, topic, data);
+    },
+    stop: function () {
+      if (timer) clearInterval(timer);
+      timer = null;
+      pending = {};
+      up = false;
+    },
+  };
+  return link;
+}

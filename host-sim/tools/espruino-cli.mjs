@@ -1,0 +1,139 @@
+/**
+ * Running the Espruino command-line tool (node_modules/.bin/espruino, espruino@0.1.67) against a
+ * board: serial port, Bluetooth LE address, or tcp://host:port (an Espruino console over TCP,
+ * e.g. the Linux build started with --telnet). Shared by flash.mjs and hil.mjs.
+ *
+ * The tool sends `reset()` and then the uploaded file line by line to the console; it prints the
+ * board's output prefixed with "--] " and exits 500 ms after the board falls silent. Known
+ * limits: an upload of 512 bytes or less never finishes (scripts are padded past that here);
+ * `require("X")` in uploaded code makes it look for ./modules/X.js or the web (the scripts here
+ * contain no require of a non-built-in module).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'node_modules', '.bin', 'espruino');
+
+/** A wrong command line: the tools print the message and usage, and exit 2. */
+export class UsageError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Kind of a --port value: 'tcp', 'ble' or 'serial'. Throws UsageError for anything else. */
+export function portKind(port) {
+  if (typeof port !== 'string' || !port) throw new UsageError('--port is required');
+  if (/^tcp:\/\/[^:/\s]+(:\d+)?\/?$/.test(port)) return 'tcp';
+  if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(port)) return 'ble';
+  if (/^(\/dev\/|COM\d+$)/.test(port)) return 'serial';
+  throw new UsageError(`--port ${JSON.stringify(port)}: expected a serial device (/dev/ttyACM0, COM3), a Bluetooth address (aa:bb:cc:dd:ee:ff) or tcp://host:port`);
+}
+
+/**
+ * Parses `--name value` / `--flag` arguments against `spec` ({ name: 'string' | 'number' | 'boolean' }).
+ * Throws UsageError for unknown, repeated or valueless options.
+ */
+export function parseArgs(argv, spec) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(a);
+    if (!m) throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
+    const name = m[1];
+    const type = spec[name];
+    if (!type) throw new UsageError(`unknown option --${name}`);
+    if (name in out) throw new UsageError(`--${name} given twice`);
+    if (type === 'boolean') {
+      if (m[2] !== undefined) throw new UsageError(`--${name} takes no value`);
+      out[name] = true;
+      continue;
+    }
+    let v = m[2];
+    if (v === undefined) {
+      v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`--${name} needs a value`);
+    }
+    if (type === 'number') {
+      if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
+      v = Number(v);
+    }
+    out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * Runs the CLI: uploads `script` (after the tool's reset()) to `port`, or evaluates `expr` without
+ * reset. Resolves { code, output, lines } where `lines` are the board's output lines (prefix
+ * removed). Rejects on timeout (the process is killed).
+ */
+export function runEspruino({ port, script, expr, baud, timeoutMs = 120000, onLine, verbose = false }) {
+  const kind = portKind(port);
+  if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm ci`);
+  const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
+  const args = [];
+  if (kind !== 'ble') args.push('--no-ble');
+  args.push('-p', port);
+  if (baud) args.push('-b', String(baud));
+  if (script !== undefined) {
+    // The tool never finishes uploads of 512 bytes or less (it only calls back after a write
+    // bigger than its 512-byte block): pad short scripts with a string statement, which the
+    // tool's code transforms keep (they drop comments and blank lines).
+    let s = script;
+    if (s.length <= 700) s += '\n"' + '-'.repeat(700 - s.length) + '";\n';
+    const file = join(dir, 'upload.js');
+    writeFileSync(file, s);
+    args.push(file);
+  }
+  if (expr !== undefined) args.push('-e', expr);
+  return new Promise((resolve, reject) => {
+    // cwd = the scratch dir: the tool looks for ./modules there, never in the project.
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const lines = [];
+    let partial = '';
+    const take = (chunk) => {
+      const text = chunk.toString('latin1');
+      output += text;
+      if (verbose) process.stderr.write(text);
+      partial += text;
+      let i;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        const line = partial.slice(0, i).replace(/\r$/, '');
+        partial = partial.slice(i + 1);
+        const m = /^--\] ?(.*)$/.exec(line);
+        if (m) {
+          lines.push(m[1]);
+          if (onLine) onLine(m[1]);
+        }
+      }
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`espruino CLI timed out after ${Math.round(timeoutMs / 1000)} s talking to ${port}`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      if (/Unable to connect!/.test(output)) reject(new Error(`could not connect to ${port}`));
+      else resolve({ code, output, lines });
+    });
+  });
+}
+
+/** Tagged lines `TAG rest` printed by a script, as { tag, words }. */
+export function tagged(lines, tag) {
+  return lines.filter((l) => l.startsWith(tag + ' ')).map((l) => l.slice(tag.length + 1));
+}

@@ -1,0 +1,307 @@
+#!/usr/bin/env node
+/**
+ * `npm run hil -- --board <board> --port <serial | BLE address | tcp://host:port>`
+ *
+ * Hardware in the loop: flashes the board image with a fresh test identity (random keys, four
+ * topics, no transport), then over the board's console:
+ *  1. boot: the image started from flash and opened its store; runtime memory (process.memory()
+ *     with and without the runtime);
+ *  2. a subset of the conformance vectors (../shared/vectors/e4-sk-vectors.json), run on the
+ *     board in small batches (aes_siv, protect, unprotect, commands) against the board's vault;
+ *  3. store survives reset: a C2 command (SetTopicKey) applied, the board reloaded (load()),
+ *     then a message the board protects on that topic must open with the new key on the host,
+ *     and a replay of the command must be rejected;
+ *  4. timing: protect + unprotect of 64 bytes on the board.
+ * Prints `hil: N passed, M failed`; exit status 0 only when nothing failed. Without --port it
+ * explains how to attach a board and exits 2.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { aessiv } from '@noble/ciphers/aes.js';
+import { ESPRUINO_BOARDS, flash, sha3_16 } from './flash.mjs';
+import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
+
+export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
+
+  --board      ${ESPRUINO_BOARDS.join(' | ')}
+  --port       the board's connection:
+                 a serial device        --port /dev/ttyACM0 (Linux), /dev/tty.usbmodem* (macOS), COM3
+                 Bluetooth LE address   --port aa:bb:cc:dd:ee:ff (needs the 'noble' BLE stack;
+                                        find it with: npx espruino --list)
+                 an Espruino console over TCP, e.g. the Linux build of Espruino:
+                   mkdir /tmp/esp && cd /tmp/esp && sleep 3600 | espruino --telnet
+                   --port tcp://127.0.0.1:2323
+  --cases      number of vector cases to run on the board (default 24)
+  --batch      bytes of case data per upload (default 1200; keep small on a Puck.js)
+  --no-flash   the board already holds the image and a HIL identity (reruns)
+  --timeout    seconds per espruino tool run (default 300)
+  --verbose    show the espruino tool's output
+
+The board's Storage is rewritten (image, configuration, store): do not run this on a
+provisioned device.`;
+
+const ARGS = { board: 'string', port: 'string', cases: 'number', batch: 'number', 'no-flash': 'boolean', timeout: 'number', verbose: 'boolean', help: 'boolean' };
+
+const hexOf = (b) => Buffer.from(b).toString('hex');
+const unhex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
+
+/** The E4 protected message: timestamp (8, LE) | AES-SIV(key|key, AD = timestamp, payload). */
+export function protect(key, ts, payload) {
+  const t = Buffer.alloc(8);
+  t.writeBigUInt64LE(BigInt(ts));
+  const k = unhex(key);
+  const sealed = aessiv(Uint8Array.from([...k, ...k]), t).encrypt(payload);
+  return Uint8Array.from([...t, ...sealed]);
+}
+
+export function open(key, message) {
+  const k = unhex(key);
+  try {
+    return aessiv(Uint8Array.from([...k, ...k]), message.subarray(0, 8)).decrypt(message.subarray(8));
+  } catch {
+    return null;
+  }
+}
+
+/** A throwaway identity for the test: random keys, four topics with host-computed hashes. */
+export function hilDevice(board) {
+  const key = () => randomBytes(32).toString('hex');
+  const name = `hil-${board}-${randomBytes(4).toString('hex')}`;
+  const topics = ['hil/t1', 'hil/t2', 'hil/t3', 'hil/t4'].map((topic) => ({ topic, hash: sha3_16(topic), key: key() }));
+  return { format: 'e4-device', version: 1, name, id: sha3_16(name), key: key(), topics, clock: 'monotonic', log: 'warn' };
+}
+
+/** On-board harness (ES5): hex helpers, result names, a client on a fixed clock. */
+const HARNESS = `
+function H(s){var b=new Uint8Array(s.length/2);for(var i=0;i<b.length;i++)b[i]=parseInt(s.substr(2*i,2),16);return b;}
+function X(b){var s="";for(var i=0;i<b.length;i++)s+=(b[i]<16?"0":"")+b[i].toString(16);return s;}
+function R(f){try{var p=f();return p===null?"E4_RESULT_OK_CONTROL":"E4_RESULT_OK:"+X(p);}catch(e){return e&&e.result?e.result:"JS "+e;}}
+function T(n,g,e){print("E4HIL case "+n+" "+(g===e?"pass":"fail got="+g+" expected="+e));}
+function C(r,now,topics){var c={t:now};return {k:c,c:E4.create({vault:E4.vault(NAMES),clock:{kind:"trusted",now:function(){return c.t;}}},{id:r.id,key:r.key,topics:topics},{})};}
+function S(c){var s=c.snapshot(),o=[];for(var i=0;i<s.topics.length;i++)o.push(X(s.topics[i].hash)+":"+X(s.topics[i].key));return X(s.key)+"/"+o.join(",");}
+`;
+
+/** The case subset: a spread over each section (first, edges, last). */
+export function pickCases(V, n) {
+  const take = (list, k) => {
+    if (list.length <= k) return list;
+    const out = [];
+    for (let i = 0; i < k; i++) out.push(list[Math.floor((i * list.length) / k)]);
+    return out;
+  };
+  const per = Math.max(1, Math.floor(n / 4));
+  const cases = [];
+  take(V.aes_siv, per).forEach((c, i) => cases.push({ kind: 'aes_siv', name: `aes_siv#${i}`, c }));
+  take(V.protect, per).forEach((c, i) => cases.push({ kind: 'protect', name: `protect#${i}`, c }));
+  take(V.unprotect, per).forEach((c) => cases.push({ kind: 'unprotect', name: c.case, c }));
+  take(V.commands, n - 3 * per).forEach((c) => cases.push({ kind: 'commands', name: c.case, c }));
+  return cases;
+}
+
+/** One case as on-board code (the expected outcome travels with it; the board prints pass/fail). */
+export function caseCode({ kind, name, c }) {
+  const n = JSON.stringify(name);
+  if (kind === 'aes_siv') {
+    return `(function(){var v=E4.vault(NAMES);T(${n}+" seal",X(v.seal(H("${c.key}"),H("${c.ad}"),H("${c.plaintext}"))),"${c.output}");var p=v.open(H("${c.key}"),H("${c.ad}"),H("${c.output}"));T(${n}+" open",p?X(p):"null","${c.plaintext}");})();`;
+  }
+  if (kind === 'protect') {
+    const hash = sha3_16(c.topic);
+    return `(function(){var x=C({id:"${'00'.repeat(16)}",key:"${'11'.repeat(32)}"},${c.timestamp},[{topic:${JSON.stringify(c.topic)},hash:"${hash}",key:"${c.topic_key}"}]).c;T(${n},X(x.protect(${JSON.stringify(c.topic)},H("${c.plaintext}"))),"${c.protected}");})();`;
+  }
+  if (kind === 'unprotect') {
+    const r = c.receiver;
+    const topics = r.topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key }));
+    const exp = c.expected_result === 'E4_RESULT_OK' ? `E4_RESULT_OK:${c.expected_plaintext}` : c.expected_result;
+    return `(function(){var x=C({id:"${r.client_id}",key:"${r.client_key}"},${c.now},${JSON.stringify(topics)}).c;T(${n},R(function(){return x.unprotect(${JSON.stringify(c.topic)},H("${c.protected}"),${c.options});}),"${exp}");})();`;
+  }
+  const topics = c.state_before.topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key }));
+  const after = c.state_after.client_key + '/' + c.state_after.topics.map((t) => `${t.topic_hash}:${t.key}`).join(',');
+  return `(function(){var x=C({id:"${c.client_id}",key:"${c.state_before.client_key}"},${c.now},${JSON.stringify(topics)}).c;T(${n},R(function(){return x.unprotect(${JSON.stringify(c.delivered_on_topic)},H("${c.protected}"),${c.options});}),"${c.expected_result}");T(${n}+" state",S(x),"${after}");})();`;
+}
+
+/** Topic names of the cases with their hashes (boards without SHA-3 get them as a table). */
+function namesOf(cases) {
+  const names = new Set();
+  for (const { c } of cases) {
+    if (c.topic) names.add(c.topic);
+    if (c.delivered_on_topic) names.add(c.delivered_on_topic);
+    for (const t of (c.receiver && c.receiver.topics) || (c.state_before && c.state_before.topics) || []) if (t.topic) names.add(t.topic);
+  }
+  return [...names].map((topic) => ({ topic, hash: sha3_16(topic) }));
+}
+
+/** Results of one run: counts pass/fail lines and keeps failures for the report. */
+class Tally {
+  constructor(log) {
+    this.passed = 0;
+    this.failed = 0;
+    this.failures = [];
+    this.log = log;
+  }
+  check(name, ok, detail = '') {
+    if (ok) this.passed++;
+    else {
+      this.failed++;
+      this.failures.push(`${name}${detail ? ': ' + detail : ''}`);
+    }
+    this.log(`hil: ${ok ? 'pass' : 'FAIL'} ${name}${detail && (!ok || detail.startsWith('(')) ? ' ' + detail : ''}`);
+  }
+}
+
+export async function hil(opts, log = (m) => console.log(m)) {
+  if (!opts.board) throw new UsageError('--board is required');
+  if (!ESPRUINO_BOARDS.includes(opts.board)) throw new UsageError(`--board ${JSON.stringify(opts.board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
+  portKind(opts.port);
+  const timeoutMs = (opts.timeout || 300) * 1000;
+  // A failed run (timeout, lost connection) fails the checks that needed it, not the whole run.
+  const run = (o) =>
+    runEspruino({ port: opts.port, baud: opts.baud, timeoutMs, verbose: !!opts.verbose, ...o }).catch((e) => {
+      log(`hil: ${e.message}`);
+      return { lines: [`E4HIL error ${e.message}`], code: -1 };
+    });
+  const tally = new Tally(log);
+  const result = { memory: null, timing: null };
+
+  // --- flash --------------------------------------------------------------------------------
+  let dev;
+  if (!opts['no-flash']) {
+    dev = hilDevice(opts.board);
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const file = join(mkdtempSync(join(tmpdir(), 'e4-hil-')), 'device.json');
+    writeFileSync(file, JSON.stringify(dev));
+    try {
+      const f = await flash({ board: opts.board, port: opts.port, device: file, timeout: opts.timeout, verbose: opts.verbose, baud: opts.baud }, log);
+      tally.check('flash (image, configuration, boot file verified by CRC-32)', true, `(${f.free} bytes of Storage free)`);
+    } catch (e) {
+      tally.check('flash', false, e.message);
+      return { ...tally, ...result };
+    }
+    writeFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), JSON.stringify(dev), { flag: 'w' });
+  } else {
+    try {
+      dev = JSON.parse(readFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), 'utf8'));
+    } catch {
+      throw new UsageError('--no-flash needs host-sim/out/hil-device.json from an earlier run');
+    }
+  }
+
+  // --- 1. boot and memory --------------------------------------------------------------------
+  // The tool's reset() runs the boot files again (the image starts from flash); the runtime's
+  // share is what is freed when it is dropped.
+  const memScript = `
+var s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));
+var c=E4.client();var u1=process.memory().usage;
+var m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+c.unprotect("hil/t1",m);m=undefined;c=undefined;s=undefined;
+var u2=process.memory().usage;
+delete E4;E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
+var u3=process.memory().usage;var mm=process.memory();
+print("E4HIL mem "+JSON.stringify({boot:u1-u3,after:u2-u3,base:u3,total:mm.total,blocksize:mm.blocksize}));
+load();
+`;
+  const memRes = await run({ script: memScript });
+  const bootLine = tagged(memRes.lines, 'E4HIL boot')[0];
+  const boot = bootLine ? JSON.parse(bootLine) : null;
+  tally.check('boot from flash, store opened, 4 topics', !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`, boot ? JSON.stringify(boot) : 'no boot report');
+  const memLine = tagged(memRes.lines, 'E4HIL mem')[0];
+  if (memLine) {
+    result.memory = JSON.parse(memLine);
+    log(`hil: memory: runtime ${result.memory.boot} vars after boot with 4 topics, ${result.memory.after} after a protect/unprotect (interpreter alone ${result.memory.base} of ${result.memory.total} vars, ${result.memory.blocksize} bytes each)`);
+  }
+  tally.check('memory report', !!memLine);
+
+  // --- 2. conformance vectors ------------------------------------------------------------------
+  const V = JSON.parse(readFileSync(join(ROOT, '..', 'shared', 'vectors', 'e4-sk-vectors.json'), 'utf8'));
+  const cases = pickCases(V, opts.cases || 24);
+  const names = namesOf(cases);
+  const namesCode = `var NAMES=${JSON.stringify(names)};`;
+  const batch = opts.batch || 1200;
+  let expected = 0;
+  const seen = [];
+  for (let i = 0; i < cases.length; ) {
+    let code = '';
+    let n = 0;
+    while (i < cases.length && (n === 0 || code.length + caseCode(cases[i]).length < batch)) {
+      code += caseCode(cases[i]) + '\n';
+      expected += cases[i].kind === 'aes_siv' || cases[i].kind === 'commands' ? 2 : 1;
+      i++;
+      n++;
+    }
+    const res = await run({ script: namesCode + HARNESS + code + 'print("E4HIL batch done");\n' });
+    seen.push(...tagged(res.lines, 'E4HIL case'));
+    if (!tagged(res.lines, 'E4HIL batch').length) tally.check(`vector batch ending at case ${i}`, false, 'the board did not finish the batch: ' + res.lines.filter((l) => /error|Error|ERROR/.test(l)).slice(0, 3).join(' | '));
+  }
+  for (const line of seen) {
+    const m = /^(.*) (pass|fail.*)$/.exec(line);
+    if (m) tally.check(`vector ${m[1]}`, m[2] === 'pass', m[2] === 'pass' ? '' : m[2]);
+  }
+  tally.check(`all ${expected} vector checks reported`, seen.length === expected, `${seen.length} reported`);
+
+  // --- 3. store survives reset -------------------------------------------------------------
+  const newKey = randomBytes(32).toString('hex');
+  const t2 = dev.topics[1];
+  const ts = Math.floor(Date.now() / 1000);
+  const cmd = Uint8Array.from([3, ...unhex(newKey), ...unhex(t2.hash)]);
+  const cmdMsg = hexOf(protect(dev.key, ts, cmd));
+  const applyRes = await run({
+    script: `${HARNESS}var c=E4.client();print("E4HIL apply "+R(function(){return c.unprotect(c.controlTopic,H("${cmdMsg}"));}));print("E4HIL reload");load();\n`,
+  });
+  const applied = tagged(applyRes.lines, 'E4HIL apply')[0];
+  tally.check('C2 SetTopicKey applied and stored', applied === 'E4_RESULT_OK_CONTROL', applied || 'no answer');
+  // load() restarts the interpreter from flash; the next run (after the tool's reset(), which
+  // boots the image once more) talks to a runtime that knows only what the store kept.
+  const afterRes = await run({
+    script: `${HARNESS}var c=E4.client();print("E4HIL after "+X(c.protect("hil/t2","survived reset")));print("E4HIL replay "+R(function(){return c.unprotect(c.controlTopic,H("${cmdMsg}"));}));print("E4HIL time "+JSON.stringify(c.time()));\n`,
+  });
+  const after = tagged(afterRes.lines, 'E4HIL after')[0];
+  const opened = after ? open(newKey, unhex(after)) : null;
+  tally.check('store survives reset: the rotated key is in use after reload', !!opened && Buffer.from(opened).toString() === 'survived reset', after ? '' : 'no answer');
+  const replay = tagged(afterRes.lines, 'E4HIL replay')[0];
+  tally.check('store survives reset: a replay of the command is rejected', replay === 'E4_ERROR_MESSAGE_REPLAYED', replay || 'no answer');
+
+  // --- 4. timing -------------------------------------------------------------------------------
+  const timeRes = await run({
+    // Distinct messages: the client rejects an exact duplicate (MESSAGE_REPLAYED).
+    script: `var c=E4.client();var N=10,p="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",m=[];var t0=getTime();for(var i=0;i<N;i++)m.push(c.protect("hil/t3",p+i));var t1=getTime();for(i=0;i<N;i++)c.unprotect("hil/t3",m[i],1);var t2=getTime();print("E4HIL timing "+JSON.stringify({protect:(t1-t0)*1000/N,unprotect:(t2-t1)*1000/N}));\n`,
+  });
+  const timing = tagged(timeRes.lines, 'E4HIL timing')[0];
+  if (timing) {
+    result.timing = JSON.parse(timing);
+    log(`hil: timing: protect ${result.timing.protect.toFixed(2)} ms, unprotect ${result.timing.unprotect.toFixed(2)} ms (64-byte payload, mean of 10)`);
+  }
+  tally.check('protect/unprotect timing', !!timing, timing ? '' : timeRes.lines.slice(-3).join(' | '));
+  return { passed: tally.passed, failed: tally.failed, failures: tally.failures, ...result };
+}
+
+async function main(argv) {
+  let opts;
+  try {
+    opts = parseArgs(argv, ARGS);
+    if (opts.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (!opts.port) {
+      console.error('hil: no board attached: give --port.\n\n' + USAGE);
+      return 2;
+    }
+    const r = await hil(opts);
+    console.log(`hil: ${r.passed} passed, ${r.failed} failed`);
+    return r.failed ? 1 : 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`hil: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error(`hil: ${e.message}`);
+    console.log('hil: 0 passed, 1 failed');
+    return 1;
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}
