@@ -63,13 +63,17 @@ export function parseBenchArgs(argv) {
     } else if (a === '-h' || a === '--help') o.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
+  if (!o.perContext || o.perContext > o.devices) o.perContext = o.devices;
   return o;
 }
 
 // A full collection before each memory reading (without requiring node --expose-gc).
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc');
+let gc = null;
 const mem = () => {
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc');
+    gc = vm.runInNewContext('gc');
+  }
   gc();
   const m = process.memoryUsage();
   return { rss: m.rss, heap: m.heapUsed, external: m.external + m.arrayBuffers };
@@ -205,7 +209,8 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
     result.bootMs = Date.now() - t;
     const after = mem();
     result.memory = {
-      rssPerDeviceKB: kb((after.rss - before.rss) / o.devices),
+      // RSS deltas below a few MB are noise (memory freed by the C2's Argon2id is reused).
+      rssPerDeviceKB: after.rss - before.rss > 8 << 20 ? kb((after.rss - before.rss) / o.devices) : null,
       heapPerDeviceKB: kb((after.heap - before.heap) / o.devices),
       rssTotalMB: Math.round(after.rss / 1048576),
     };
@@ -274,7 +279,7 @@ function table(r) {
     ['shared sandbox', `${r.sandbox.shared.msEach} ms, ${r.sandbox.shared.heapKB} KB JS heap per extra client in one context`],
     ['C2 set-up (batch)', `${r.c2SetupMs} ms`],
     ['boot + connect', `${r.bootMs} ms`],
-    ['memory per device', `${r.memory.rssPerDeviceKB} KB RSS, ${r.memory.heapPerDeviceKB} KB JS heap (process ${r.memory.rssTotalMB} MB)`],
+    ['memory per device', `${r.memory.rssPerDeviceKB === null ? '(too few devices to measure) ' : r.memory.rssPerDeviceKB + ' KB '}RSS, ${r.memory.heapPerDeviceKB} KB JS heap (process ${r.memory.rssTotalMB} MB)`],
     ['rotate one topic key', `${r.rotation.allAppliedMs} ms until all ${r.rotation.holders} holders applied it (broker acked all in ${r.rotation.c2AllAckedMs} ms)`],
     ['end to end', `${r.endToEnd.messagesPerSecond} messages/s (${r.endToEnd.messages} in ${r.endToEnd.allReceivedMs} ms)`],
   ];
