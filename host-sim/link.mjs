@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 export function linkCodec(E4) {
   const src = E4 && (E4.link && E4.link.encodeFrame ? E4.link : E4);
   if (!src || typeof src.encodeFrame !== 'function' || typeof src.frameDecoder !== 'function') {
-    throw new Error('this image does not export the link frame codec (encodeFrame, frameDecoder): rebuild with `npm run build`');
+    throw new Error('this image does not export the link frame codec (encodeFrame, frameDecoder of firmware/link/frame.ts)');
   }
   const num = (name, dflt) => (typeof src[name] === 'number' ? src[name] : dflt);
   return {

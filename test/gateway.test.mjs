@@ -17,7 +17,16 @@ import { brokerKinds, c2On, hostE4, image, IMAGE_PATH, observer, sleep, tempDir,
 const img = image();
 const GATEWAY = join(ROOT, 'host-sim/gateway.mjs');
 
-describe.each(brokerKinds())('gateway over %s', (kind) => {
+// The gateway and the simulated link speak the frame codec the image exports.
+let codecMissing = null;
+try {
+  linkCodec(hostE4());
+} catch (e) {
+  codecMissing = e.message;
+  console.warn(`gateway tests skipped: ${codecMissing}`);
+}
+
+describe.skipIf(codecMissing).each(brokerKinds())('gateway over %s', (kind) => {
   let broker;
   const cleanup = [];
   beforeAll(async () => {
