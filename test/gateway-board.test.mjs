@@ -1,0 +1,119 @@
+/**
+ * The gateway with the real Puck.js board image (dist/boards/espruino-puckjs.min.js, flashed into
+ * an emulated Espruino board by the flash tool's own script): the board's link over BLE UART,
+ * through host-sim/gateway.mjs, to a broker and a phone application; C2 commands back through it;
+ * a power cycle in the middle.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { boardLink, boardRunner } from '../host-sim/board-link.mjs';
+import { SimDevice } from '../host-sim/device.mjs';
+import { espruinoBoard } from '../host-sim/espruino-env.mjs';
+import { flashSim } from '../host-sim/flash-sim.mjs';
+import { Gateway } from '../host-sim/gateway.mjs';
+import { ROOT } from '../host-sim/image.mjs';
+import { linkCodec } from '../host-sim/link.mjs';
+import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/tools/flash.mjs';
+import { brokerKinds, c2On, hostE4, image, observer, tempDir, until, withBroker } from './support/sim.mjs';
+
+const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
+const TOPIC = 'health/heart-rate';
+let skip = null;
+try {
+  linkCodec(hostE4());
+} catch (e) {
+  skip = e.message;
+}
+if (!skip && !existsSync(PUCK)) skip = `${PUCK} not built`;
+if (skip) console.warn(`gateway + Puck.js image tests skipped: ${skip}`);
+
+describe.skipIf(skip).each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => {
+  let broker;
+  const cleanup = [];
+  beforeAll(async () => {
+    broker = await withBroker(kind);
+  });
+  afterAll(async () => {
+    for (const f of cleanup.reverse()) await f().catch(() => {});
+    await broker.close();
+  });
+
+  it('publishes through the gateway, takes C2 commands through it, and survives a power cycle', async () => {
+    const obs = await observer(broker.url);
+    cleanup.push(() => obs.close());
+    const tmp = tempDir();
+    cleanup.push(async () => tmp.remove());
+    const c2 = await c2On(broker.url, tmp.dir, { send: false });
+    cleanup.push(async () => {
+      c2.close();
+      await c2.link.close();
+    });
+    await c2.addTopic(TOPIC);
+    await c2.addDevice({ name: 'puck' });
+    await c2.addDevice({ name: 'phone' });
+    await c2.grant('puck', TOPIC, { role: 'pub' });
+    await c2.grant('phone', TOPIC, { role: 'sub' });
+
+    // Flash the Puck.js image and its device.json the way `npm run flash` does, and boot it.
+    const cfg = c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
+    const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
+    const { script, files } = uploadScript({ image: readFileSync(PUCK, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
+    expect(board.upload(script)).toBe(true);
+    verifyFlash(board.printed, files);
+    let E4 = board.boot();
+    expect(E4.status()).toMatchObject({ ok: true, controlTopic: 'e4/' + cfg.id });
+    const runner = boardRunner(board);
+    cleanup.push(async () => runner.stop());
+
+    const gw = new Gateway({ broker: broker.url, codec: linkCodec(hostE4()), ackTimeoutMs: 300 });
+    await gw.start();
+    cleanup.push(() => gw.stop());
+    const events = [];
+    const connect = () => {
+      const d = E4.device();
+      d.on('command', () => events.push('command'));
+      d.on('error', (e) => events.push(e.result));
+      const link = boardLink(board, 'Bluetooth');
+      gw.attach(link, { name: 'puck', consoleLine: 'E4.gateway()' });
+      return link;
+    };
+    let link = connect();
+    await until(() => E4.device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the Puck.js link handshake');
+    expect([...gw.links][0].id).toBe(cfg.id);
+
+    const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: broker.url, subscribe: [TOPIC] });
+    await phone.start();
+    cleanup.push(() => phone.stop());
+    const got = [];
+    phone.on('data', (e) => got.push(e.payload.toString()));
+
+    // The queued grants go out: the Puck.js gets its command through the gateway (calibration).
+    c2.enableSend();
+    await c2.flush();
+    await until(() => events.includes('command'), 5000, 'the grant at the Puck.js');
+    E4.device().publish(TOPIC, '{"bpm":71,"n":1}');
+    await until(() => got.length === 1, 5000, 'the first reading at the phone');
+    expect(got).toEqual(['{"bpm":71,"n":1}']);
+
+    // Rotation, consumers first; the Puck.js applies its command, arriving over the gateway.
+    const before = events.filter((e) => e === 'command').length;
+    await c2.rotateTopic(TOPIC);
+    await until(() => events.filter((e) => e === 'command').length === before + 1, 5000, 'the rotation at the Puck.js');
+    const after = await c2.list().topics[0].gen;
+    expect(after).toBe(1);
+
+    // Power cycle: the BLE connection drops; the image boots from Storage and reconnects.
+    link.close();
+    E4 = board.powerCycle();
+    link = connect();
+    await until(() => E4.device().connected, 5000, 'the link after the power cycle');
+    E4.device().publish(TOPIC, '{"bpm":73,"n":2}');
+    await until(() => got.length === 2, 5000, 'a reading after the power cycle');
+    expect(got[1]).toBe('{"bpm":73,"n":2}');
+    // Under the new key: the C2 opens it with generation 1.
+    const last = obs.seen.filter((s) => s.topic === TOPIC).at(-1);
+    expect(c2.observe(TOPIC, new Uint8Array(last.payload))).toMatchObject({ gen: 1, current: true });
+    for (const s of obs.seen) expect(s.payload.includes('bpm')).toBe(false);
+  });
+});
