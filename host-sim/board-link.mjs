@@ -63,3 +63,116 @@ export function boardLink(board, streamName = 'Bluetooth') {
   s.end = s.close;
   return s;
 }
+
+/**
+ * A monitor that is a real board image on an emulated Espruino board, flashed the way
+ * `npm run flash` does (host-sim/tools/flash.mjs), reaching the broker through `gateway` over a
+ * BLE UART connection. The same surface as SimDevice where the fleet story needs it: start(),
+ * stop(), powerCycle(), publish(), isOn, boots, stats, topicKey(hash), events 'command' and
+ * 'rejected'.
+ */
+export class BoardDevice extends EventEmitter {
+  constructor({ image, board = 'espruino-puckjs', config, gateway, flashSize = 64 * 1024 }) {
+    super();
+    this.image = image; // loadImage() of dist/boards/<board>.min.js: exact bytes, hash checked
+    this.boardName = board;
+    this.config = config;
+    this.name = config.name;
+    this.id = config.id;
+    this.gateway = gateway;
+    this.flashSize = flashSize;
+    this.board = null;
+    this.E4 = null;
+    this.link = null;
+    this.runner = null;
+    this.boots = 0;
+    this.stats = { published: 0, commands: 0, rejected: 0 };
+  }
+
+  get isOn() {
+    return !!this.E4;
+  }
+
+  async start() {
+    const { espruinoBoard } = await import('./espruino-env.mjs');
+    const { flashSim } = await import('./flash-sim.mjs');
+    const { deviceConfigFor, uploadScript, verifyFlash } = await import('./tools/flash.mjs');
+    if (!this.board) {
+      this.board = espruinoBoard({ flash: flashSim({ size: this.flashSize }), time: 100 });
+      const { script, files } = uploadScript({ image: this.image.bytes.toString('latin1'), config: deviceConfigFor(this.boardName, this.config) });
+      if (!this.board.upload(script)) throw new Error(`${this.name}: the flash script did not finish`);
+      verifyFlash(this.board.printed, files);
+      this.E4 = this.board.boot();
+    } else {
+      this.E4 = this.board.powerCycle();
+    }
+    const st = this.E4.status();
+    if (!st.ok) throw new Error(`${this.name}: the image did not start: ${st.error}`);
+    this.boots++;
+    this.runner = this.runner || boardRunner(this.board);
+    const d = this.E4.device();
+    d.on('command', (topic) => {
+      this.stats.commands++;
+      this.emit('command', { topic });
+    });
+    d.on('error', (e, topic) => {
+      this.stats.rejected++;
+      this.emit('rejected', { topic, result: e && e.result });
+    });
+    this.link = boardLink(this.board, 'Bluetooth');
+    this.gateway.attach(this.link, { name: this.name, consoleLine: 'E4.gateway()' });
+    const end = Date.now() + 5000;
+    while (!d.connected) {
+      if (Date.now() > end) throw new Error(`${this.name}: no link to the gateway`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return this;
+  }
+
+  /** Power off: the BLE connection drops, RAM (the board's context) is gone; flash stays. */
+  async stop() {
+    if (this.link) this.link.close();
+    this.link = null;
+    this.E4 = null;
+    if (this.board) this.board.context = null;
+  }
+
+  async halt() {
+    await this.stop();
+    if (this.runner) this.runner.stop();
+    this.runner = null;
+  }
+
+  async powerCycle() {
+    await this.stop();
+    await this.start();
+  }
+
+  /** The device runtime protects and sends (over the link; its frames carry no ACK, like QoS 0). */
+  async publish(topic, text) {
+    if (!this.E4) throw new Error(`${this.name}: off`);
+    this.E4.device().publish(topic, text);
+    this.stats.published++;
+    return null;
+  }
+
+  topicKey(hashHex) {
+    if (!this.E4) return null;
+    const s = this.E4.client().snapshot();
+    for (let i = 0; i < s.topics.length; i++) {
+      const t = s.topics[i];
+      if (Buffer.from(t.hash).toString('hex') === hashHex) return Buffer.from(t.key).toString('hex');
+    }
+    return null;
+  }
+
+  snapshot() {
+    const s = this.E4.client().snapshot();
+    const h = (u) => Buffer.from(u).toString('hex');
+    return { id: h(s.id), key: h(s.key), topics: Array.prototype.map.call(s.topics, (t) => ({ hash: h(t.hash), key: h(t.key), prevKey: t.prevKey ? h(t.prevKey) : null })) };
+  }
+
+  time() {
+    return this.E4.client().time();
+  }
+}

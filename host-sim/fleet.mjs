@@ -10,7 +10,7 @@
  *
  *   node host-sim/fleet.mjs [--devices N] [--broker URL|aedes|mosquitto] [--duration S]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,15 +20,17 @@ import { startBroker } from './broker.mjs';
 import { SimDevice } from './device.mjs';
 import { Gateway } from './gateway.mjs';
 import { flashStore } from './hal.mjs';
-import { loadImage } from './image.mjs';
+import { loadImage, ROOT } from './image.mjs';
 import { linkCodec, linkPair, LinkTransport } from './link.mjs';
 import { MqttTransport } from './net.mjs';
 import { ProtectionProxy } from './proxy.mjs';
+import { BoardDevice } from './board-link.mjs';
 import { initC2 } from './c2/c2.mjs';
 import { sha3_16 } from './config.mjs';
 
 export const TOPIC = 'health/heart-rate';
 const TOPIC_HASH = sha3_16(TOPIC);
+const PUCK_IMAGE = join(ROOT, 'dist', 'boards', 'espruino-puckjs.min.js');
 const PASSPHRASE = 'heart-rate demo passphrase (not a secret)';
 
 const USAGE = `usage: npm start -- [--devices N] [--broker URL|aedes|mosquitto] [--duration S]
@@ -108,7 +110,10 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     // --- observer on '#': records everything that crosses the broker ----------------------
     const observer = new MqttTransport(broker.url);
     const seen = []; // { topic, payload }
-    observer.onMessage = (topic, payload) => seen.push({ topic, payload: Buffer.from(payload) });
+    observer.onMessage = (topic, payload) => {
+      seen.push({ topic, payload: Buffer.from(payload) });
+      if (topic === TOPIC && o.devices <= 2) say(`  observer on #: ${topic} ${payload.length} B ${short(payload)} (opaque)`);
+    };
     await observer.open();
     await observer.subscribe('#', 1);
     cleanup.push(() => observer.close());
@@ -148,32 +153,41 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
       await gateway.start();
       cleanup.push(() => gateway.stop());
     }
+    // The monitors run the Puck.js board image itself (flashed into an emulated Espruino board)
+    // when it is built; otherwise the portable image with the Puck.js profile.
+    const puckImage = gateway && existsSync(PUCK_IMAGE) ? loadImage(PUCK_IMAGE) : null;
     const monitors = [];
     for (let i = 1; i <= o.devices; i++) {
       const name = `monitor-${i}`;
       const config = c2.deviceConfig(name, { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
-      const dev = new SimDevice({
-        image,
-        config,
-        vault: 'native-aes', // Puck.js: require("crypto").AES, no SHA-3 (hashes come from the C2)
-        clock: 'monotonic', // Puck.js: seconds since boot, no wall clock
-        store: flashStore({ file: join(dir, `${name}.flash`) }),
-        network: gateway
-          ? (d) => {
-              const pair = linkPair({ mtu: 20, corruptRate: 0.01, seed: i });
-              gateway.attach(pair.gateway, { name });
-              return new LinkTransport(pair.device, d.sandbox, { id: d.id, ackTimeoutMs: 300 });
-            }
-          : broker.url,
-      });
+      const dev = puckImage
+        ? new BoardDevice({ image: puckImage, board: 'espruino-puckjs', config, gateway })
+        : new SimDevice({
+            image,
+            config,
+            vault: 'native-aes', // Puck.js: require("crypto").AES, no SHA-3 (hashes come from the C2)
+            clock: 'monotonic', // Puck.js: seconds since boot, no wall clock
+            store: flashStore({ file: join(dir, `${name}.flash`) }),
+            network: gateway
+              ? (d) => {
+                  const pair = linkPair({ mtu: 20, corruptRate: 0.01, seed: i });
+                  gateway.attach(pair.gateway, { name });
+                  return new LinkTransport(pair.device, d.sandbox, { id: d.id, ackTimeoutMs: 300 });
+                }
+              : broker.url,
+          });
       await dev.start();
-      cleanup.push(() => dev.stop());
+      cleanup.push(() => (dev.halt ? dev.halt() : dev.stop()));
       monitors.push(dev);
     }
-    say(
-      `monitor ${o.devices} × Puck.js profile (native AES, no SHA-3, monotonic clock, flash) ` +
-        (gateway ? 'behind the gateway over BLE UART (20-byte chunks, 1 % corrupted)' : 'on MQTT (no gateway: see the warning above)'),
-    );
+    if (puckImage) {
+      say(`monitor ${o.devices} × the Puck.js image ${puckImage.path.slice(ROOT.length + 1)} (${puckImage.size.toLocaleString('en-US')} bytes, sha256 ${puckImage.sha256.slice(0, 16)}…) on an emulated Espruino board: flashed like \`npm run flash\`, native crypto.AES, Storage flash, BLE UART to the gateway`);
+    } else {
+      say(
+        `monitor ${o.devices} × Puck.js profile of the portable image (native AES, no SHA-3, monotonic clock, flash) ` +
+          (gateway ? 'behind the gateway over BLE UART (20-byte chunks, 1 % corrupted)' : 'on MQTT (no gateway: see the warning above)'),
+      );
+    }
 
     // --- phone application ---------------------------------------------------------------
     const phone = new SimDevice({ image, config: c2.deviceConfig('phone-app', { clock: 'trusted' }), clock: 'trusted', network: broker.url, subscribe: [TOPIC] });
@@ -224,8 +238,8 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
         const text = JSON.stringify({ device: m.name, n, bpm });
         try {
           sent.set(`${m.name}|${n}`, text);
-          const bytes = await m.publish(TOPIC, text);
-          if (verbose) say(`${m.name} → ${text}   on the broker: ${bytes.length} B ${short(bytes)}`);
+          await m.publish(TOPIC, text);
+          if (verbose) say(`${m.name} → ${text}`);
         } catch (e) {
           if (m.isOn && !m.cycling) say(`${m.name}: publish failed: ${e.message}`);
           sent.delete(`${m.name}|${n}`);
