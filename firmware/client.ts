@@ -50,8 +50,9 @@ export interface DeviceConfig {
   /** 32-byte client key. */
   key: BytesLike;
   /** Topic keys. Give `hash` (precomputed) so the device never needs SHA-3 for these topics;
-   * `topic` alone is hashed at start-up. */
-  topics?: { topic?: string; hash?: BytesLike; key: BytesLike }[];
+   * `topic` alone is hashed at start-up. An entry without `key` only teaches the device the
+   * topic's name and hash, for a key C2 grants later (a device without SHA-3 needs this). */
+  topics?: { topic?: string; hash?: BytesLike; key?: BytesLike }[];
 }
 
 export interface Options {
@@ -196,6 +197,10 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     else if (typeof t.topic === 'string') h = hashOf(t.topic, true) as Uint8Array;
     else throw new E4Error(PARAMETER_INVALID, 'topic entry needs a topic or a hash');
     if (typeof t.topic === 'string') provisionedNames['$' + t.topic] = h;
+    if (t.key === undefined || t.key === null) {
+      if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a key or a topic name');
+      continue;
+    }
     provisionRecords.push({ hash: h, key: bytesOf(t.key, KEY_LEN, 'topic key'), prevKey: null, prevSince: -1 });
   }
   if (loaded) {

@@ -398,6 +398,16 @@ describe('provisioning and bad input', () => {
     expect(code(() => create({ vault: noSha }, { name: 'alice', key: CLIENT_KEY }))).toBe(-112);
   });
 
+  it('topic names without keys let a device without SHA-3 use topics C2 grants later', () => {
+    const noSha: Vault = { seal: vault.seal, open: vault.open };
+    const client = create({ vault: noSha }, { id: ID, key: CLIENT_KEY, topics: [{ topic: TOPIC, hash: toHex(HASH) }] });
+    expect(client.snapshot().topics).toEqual([]);
+    expect(code(() => client.protect(TOPIC, 'x'))).toBe(-105);
+    client.unprotect(client.controlTopic, command(T0, commands.setTopicKey(K1, HASH)));
+    expect(text(client.unprotect(TOPIC, client.protect(TOPIC, 'granted later')))).toBe('granted later');
+    expect(code(() => create({ vault: noSha }, { id: ID, key: CLIENT_KEY, topics: [{ hash: toHex(HASH) }] }))).toBe(-112);
+  });
+
   it('a corrupted message never changes state', () => {
     const { client, store } = device();
     const before = store.load();
