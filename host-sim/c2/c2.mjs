@@ -95,9 +95,14 @@ function resolveE4(e4) {
   return () => adapted;
 }
 
+/** QoS 2 publishes in flight at once. Mosquitto 2.0 completes the QoS 2 handshake for messages
+ * beyond its max_inflight_messages (default 20) and then drops them, so the sender would believe
+ * undelivered commands were acknowledged: stay below that limit. */
+export const MAX_IN_FLIGHT = 16;
+
 export class C2 {
   /** @param {Store} store */
-  constructor(store, { e4, send, now, sendTimeoutMs = 15000, concurrency = 256 } = {}) {
+  constructor(store, { e4, send, now, sendTimeoutMs = 15000, concurrency = MAX_IN_FLIGHT } = {}) {
     this.store = store;
     this.e4 = resolveE4(e4);
     this.send = send || null;
