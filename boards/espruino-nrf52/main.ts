@@ -10,15 +10,13 @@ import type { DeviceFile } from '../espruino/boot';
 import { portableVault } from '../shared/portable-vault';
 import { linkTransport } from '../espruino/link';
 import type { LinkTransport } from '../espruino/link';
-import { withTopicNames } from '../shared/names';
-import type { TopicName } from '../shared/names';
 
 export { client, device, status, version } from '../espruino/api';
 export { create } from '../../firmware/client';
 
-/** This board's vault; `topics` ({topic, hash}) are the names it can hash (no SHA-3 here). */
-export function vault(topics?: TopicName[]): Vault {
-  return withTopicNames(portableVault(), topics || []);
+/** This board's vault: no SHA-3 (topic names and hashes come with the configuration). */
+export function vault(): Vault {
+  return portableVault();
 }
 
 var link: LinkTransport | null = null;
@@ -26,9 +24,7 @@ var link: LinkTransport | null = null;
 export var start = install({
   clock: 'monotonic',
   zeroInPlace: true,
-  vault: function (cfg: DeviceFile) {
-    return vault(cfg.topics);
-  },
+  vault: vault,
   transport: function (cfg: DeviceFile, c: Client, log: Log) {
     var t = cfg.transport;
     if (!t || !t.link) return null;

@@ -168,14 +168,9 @@ export function boot(spec: BoardSpec): Device | null {
   try {
     var store = openStore(S, !!spec.zeroInPlace);
     var withKeys = typeof cfg.key === 'string';
-    var device = withKeys
-      ? {
-          id: cfg.id,
-          name: cfg.name,
-          key: cfg.key as string,
-          topics: cfg.topics as { topic?: string; hash?: string; key: string }[],
-        }
-      : null;
+    // Entries without a key (every entry once provisioned) still teach the client each topic's
+    // name and hash: boards without SHA-3 rely on that for topics C2 grants later.
+    var device = { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics };
     var client = create({ vault: spec.vault(cfg), store: store, clock: espruinoClock(cfg.clock || spec.clock), log: log }, device, cfg.options);
     if (withKeys) dropKeys(S, cfg);
     board.client = client;

@@ -129,7 +129,8 @@ export function boot(): Device | null {
   }
   try {
     var withKeys = typeof cfg.key === 'string';
-    var dev = withKeys ? { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics as { topic?: string; hash?: string; key: string }[] } : null;
+    // Entries without a key (every entry once provisioned) still teach names and hashes.
+    var dev = { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics };
     var c = create({ vault: vault(), store: flashStore(storage, { name: 'e4s' }), clock: clock(cfg.clock || 'monotonic'), log: log }, dev, cfg.options);
     var names: string[] = [];
     var t = cfg.topics || [];
