@@ -1,5 +1,6 @@
 /**
- * The list of ES5 images the build makes: the portable image (firmware/index.ts -> dist/e4.js)
+ * The list of ES5 images the build makes: the portable image (firmware/index.ts -> dist/e4.js),
+ * the link codec (firmware/link/frame.ts -> dist/link.js)
  * and one per board that has an entry boards/<board>/main.ts (-> dist/boards/<board>.js).
  * A board may hold boards/<board>/board.json with per-image settings:
  *   { "globalName": "E4",      // global the image defines (default "E4")
@@ -21,6 +22,17 @@ export function listImages() {
       extraExports: { aesBlock: join(root, 'build/image/aes.ts') },
       file: join(root, 'dist/e4.js'),
       globalName: 'E4',
+      minify: true,
+      allow: [],
+    },
+    {
+      // The framed serial/BLE-UART link codec (docs/link.md) on its own: the gateway and
+      // simulated link devices load it beside the portable image, which stays core + vault.
+      name: 'link',
+      input: join(root, 'firmware/link/frame.ts'),
+      extraExports: {},
+      file: join(root, 'dist/link.js'),
+      globalName: 'E4Link',
       minify: true,
       allow: [],
     },

@@ -18,10 +18,10 @@ import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { startBroker } from './broker.mjs';
 import { SimDevice } from './device.mjs';
-import { Gateway } from './gateway.mjs';
+import { Gateway, loadImageCodec } from './gateway.mjs';
 import { flashStore } from './hal.mjs';
 import { loadImage, ROOT } from './image.mjs';
-import { linkCodec, linkPair, LinkTransport } from './link.mjs';
+import { linkPair, LinkTransport } from './link.mjs';
 import { MqttTransport } from './net.mjs';
 import { ProtectionProxy } from './proxy.mjs';
 import { BoardDevice } from './board-link.mjs';
@@ -140,14 +140,8 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     say(`c2      database ${join(dir, 'c2.db')} (keys sealed under Argon2id of a passphrase); topic ${TOPIC}; ${names.length + 2} devices registered and granted (pub: ${names.length} monitor(s); sub: phone-app, legacy-proxy)`);
 
     // --- gateway and monitors (Puck.js profile) ------------------------------------------
-    // The gateway and the monitors' link use the frame codec the image exports. An image without
-    // it (built before firmware/link was exported) still tells the story, the monitors on MQTT.
-    let codec = null;
-    try {
-      codec = linkCodec(E4);
-    } catch (e) {
-      say(`WARNING ${e.message}; the monitors connect to the broker directly, without the gateway`);
-    }
+    // The gateway speaks the frame codec of the link image (dist/link.js); it holds no keys.
+    const codec = loadImageCodec();
     const gateway = codec ? new Gateway({ broker: broker.url, codec, name: 'ble-gateway' }) : null;
     if (gateway) {
       await gateway.start();

@@ -20,14 +20,14 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { DEFAULT_IMAGE } from './image.mjs';
+import { LINK_IMAGE } from './image.mjs';
 import { linkCodec } from './link.mjs';
 import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
 
 const toHex = (b) => Buffer.from(b).toString('hex');
 
-/** The frame codec from the built image (module.exports of dist/e4.js). */
-export function loadImageCodec(file = DEFAULT_IMAGE) {
+/** The frame codec from the built link image (module.exports of dist/link.js). */
+export function loadImageCodec(file = LINK_IMAGE) {
   const E4 = createRequire(import.meta.url)(file);
   return linkCodec(E4);
 }
@@ -164,7 +164,7 @@ class Link {
 
 export class Gateway extends EventEmitter {
   /**
-   * broker: MQTT URL. codec: linkCodec(E4) (default: from dist/e4.js). qos: toward the broker
+   * broker: MQTT URL. codec: linkCodec(E4Link) (default: from dist/link.js). qos: toward the broker
    * (default 1). ackTimeoutMs / retries: retransmission toward devices. maxPayload: largest frame
    * payload accepted from a device (default 1024).
    */
@@ -267,7 +267,7 @@ const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--serial PATH [--b
   --baud N            serial speed (default 115200)
   --listen HOST:PORT  accept byte-stream links over TCP (one device per connection)
   --console-line      first send "E4.gateway()" on each link (an Espruino console, e.g. a BLE UART bridge)
-  --image FILE        the image whose frame codec to use (default dist/e4.js)`;
+  --image FILE        the image whose frame codec to use (default dist/link.js)`;
 
 export function parseGatewayArgs(argv) {
   const o = { serial: [], baud: 115200 };
@@ -304,7 +304,7 @@ async function main(argv) {
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');
-  const gw = new Gateway({ broker: o.broker, codec: loadImageCodec(o.image || DEFAULT_IMAGE) });
+  const gw = new Gateway({ broker: o.broker, codec: loadImageCodec(o.image || LINK_IMAGE) });
   const say = (s) => process.stderr.write(`gateway: ${s}\n`);
   gw.on('hello', (e) => say(`${e.link}: device ${e.id || '(no id)'}`));
   gw.on('detach', (e) => say(`${e.link}: gone`));

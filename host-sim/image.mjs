@@ -17,6 +17,8 @@ import vm from 'node:vm';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_IMAGE = join(ROOT, 'dist', 'e4.js');
+/** The link frame codec image (firmware/link/frame.ts), global E4Link. */
+export const LINK_IMAGE = join(ROOT, 'dist', 'link.js');
 
 /** Globals of an ES5 engine with typed arrays (what Espruino, Duktape and JerryScript share). */
 const ES5_GLOBALS = new Set([

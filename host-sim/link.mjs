@@ -12,6 +12,7 @@
  *   gateway -> device PUBLISH(seq, topic, bytes) -> device ACK(seq, [0]) (the gateway retransmits)
  */
 import { EventEmitter } from 'node:events';
+import { LINK_IMAGE, loadImage } from './image.mjs';
 
 /** Finds the frame codec in an image's exports (E4.link.* or E4.*). Throws a clear error. */
 export function linkCodec(E4) {
@@ -29,6 +30,17 @@ export function linkCodec(E4) {
     ACK: num('ACK', 4),
     HELLO: num('HELLO', 5),
   };
+}
+
+/**
+ * The codec inside a device sandbox: the image's own when it has one (board images), else the
+ * link image (dist/link.js) loaded into the sandbox beside the portable image, as a device that
+ * runs both scripts would.
+ */
+export function sandboxLinkCodec(sandbox) {
+  if (sandbox.E4 && (sandbox.E4.link || sandbox.E4.encodeFrame)) return linkCodec(sandbox.E4);
+  if (sandbox.run('typeof E4Link') === 'undefined') loadImage(LINK_IMAGE).script.runInContext(sandbox.context);
+  return linkCodec(sandbox.run('E4Link'));
 }
 
 /** A small deterministic PRNG (xorshift32) for reproducible fault injection. */
@@ -126,7 +138,7 @@ export class LinkTransport {
   constructor(end, sandbox, { ackTimeoutMs = 1000, retries = 3, id = null } = {}) {
     this.end = end;
     this.sandbox = sandbox;
-    this.codec = linkCodec(sandbox.E4);
+    this.codec = sandboxLinkCodec(sandbox);
     this.ackTimeoutMs = ackTimeoutMs;
     this.retries = retries;
     this.id = id;

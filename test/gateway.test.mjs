@@ -8,25 +8,16 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/device.mjs';
-import { Gateway, parseGatewayArgs } from '../host-sim/gateway.mjs';
+import { Gateway, loadImageCodec, parseGatewayArgs } from '../host-sim/gateway.mjs';
 import { flashStore } from '../host-sim/hal.mjs';
-import { linkCodec, linkPair, LinkTransport } from '../host-sim/link.mjs';
+import { linkPair, LinkTransport } from '../host-sim/link.mjs';
 import { ROOT } from '../host-sim/image.mjs';
-import { brokerKinds, c2On, hostE4, image, IMAGE_PATH, observer, sleep, tempDir, until, withBroker } from './support/sim.mjs';
+import { brokerKinds, c2On, image, observer, sleep, tempDir, until, withBroker } from './support/sim.mjs';
 
 const img = image();
 const GATEWAY = join(ROOT, 'host-sim/gateway.mjs');
 
-// The gateway and the simulated link speak the frame codec the image exports.
-let codecMissing = null;
-try {
-  linkCodec(hostE4());
-} catch (e) {
-  codecMissing = e.message;
-  console.warn(`gateway tests skipped: ${codecMissing}`);
-}
-
-describe.skipIf(codecMissing).each(brokerKinds())('gateway over %s', (kind) => {
+describe.each(brokerKinds())('gateway over %s', (kind) => {
   let broker;
   const cleanup = [];
   beforeAll(async () => {
@@ -40,7 +31,7 @@ describe.skipIf(codecMissing).each(brokerKinds())('gateway over %s', (kind) => {
   async function setup(linkOpts = {}) {
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const gw = new Gateway({ broker: broker.url, codec: linkCodec(hostE4()), ackTimeoutMs: 100, retries: 8 });
+    const gw = new Gateway({ broker: broker.url, codec: loadImageCodec(), ackTimeoutMs: 100, retries: 8 });
     await gw.start();
     cleanup.push(() => gw.stop());
     const c2 = await c2On(broker.url, tmp.dir, { send: false });
@@ -174,7 +165,7 @@ describe.skipIf(codecMissing).each(brokerKinds())('gateway over %s', (kind) => {
   });
 
   it('runs as a command: byte-stream links over TCP', async () => {
-    const child = spawn(process.execPath, [GATEWAY, '--broker', broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [GATEWAY, '--broker', broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
     const addr = await new Promise((resolve, reject) => {
       let out = '';
