@@ -153,6 +153,13 @@ describe('decode', () => {
     expect(drops).toContain('bad header');
   });
 
+  it('treats a topic above maxTopic as corruption too', () => {
+    const { dec, frames, drops } = collect({ maxTopic: 16 });
+    dec.push(concat(encodeFrame(PUBLISH, 0, 'a/very/long/topic/name', bytes(4)), encoded[2]));
+    expect(frames).toEqual([expected[2]]);
+    expect(drops).toContain('bad header');
+  });
+
   it('hands out payloads it no longer references', () => {
     const got: Frame[] = [];
     const dec = frameDecoder((f) => got.push(f));

@@ -115,15 +115,25 @@ export function espruinoClock(kind: string): Clock | undefined {
   };
 }
 
-/** The store on this board's Storage: in-place key erasure where the flash is memory-mapped. */
+/**
+ * The store on this board's Storage: keys erased in place where Storage is memory-mapped
+ * internal flash (checked here: the bytes at the file's address must be the file's), else by
+ * Storage.compact() (ESP32, external SPI flash, the Linux build).
+ */
 export function openStore(S: any, zeroInPlace: boolean): Store {
   var zero;
-  if (zeroInPlace) {
-    var probe = S.read(CONFIG_FILE);
-    // Storage files of internal flash have an address; emulated or external flash gives 0.
-    if (probe && E.getAddressOf(probe, true)) zero = mappedFlashZero(require('Flash'), S, function (s: string) {
-      return E.getAddressOf(s, true);
-    });
+  var probe = zeroInPlace ? S.read(CONFIG_FILE) : undefined;
+  var at = probe ? E.getAddressOf(probe, true) : 0;
+  if (at) {
+    var F = require('Flash');
+    var head = F.read(8, at);
+    var same = true;
+    for (var i = 0; i < 8 && i < probe.length; i++) if (head[i] !== probe.charCodeAt(i)) same = false;
+    if (same) {
+      zero = mappedFlashZero(F, S, function (s: string) {
+        return E.getAddressOf(s, true);
+      });
+    }
   }
   return flashStore(S, { name: STORE_NAME, zero: zero, crc32: E.CRC32 });
 }

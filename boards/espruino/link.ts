@@ -34,6 +34,8 @@ export interface LinkConfig {
   tx?: any;
   /** Largest payload accepted from the gateway (default 512). */
   maxPayload?: number;
+  /** Longest topic accepted from the gateway, in bytes (default 96). */
+  maxTopic?: number;
 }
 
 interface Pending {
@@ -118,6 +120,7 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
     },
     {
       maxPayload: cfg.maxPayload || 512,
+      maxTopic: cfg.maxTopic || 96,
       onDrop: function (_reason, n) {
         stats.dropped += n;
       },
@@ -136,6 +139,10 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
     stats: stats,
     start: function (s) {
       sink = s;
+      if (typeof NRF === 'undefined') {
+        log('error', 'link: no Bluetooth/Serial1 on this board');
+        return;
+      }
       if (ble) {
         NRF.on('disconnect', function () {
           decoder.reset();

@@ -37,16 +37,13 @@ export interface Frame {
   payload: Uint8Array;
 }
 
-// CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection), a nibble at a time: a 16-entry
-// table instead of 256 keeps it small on devices.
-var NIBBLE = [0, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7, 0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef];
-
-/** CRC-16/CCITT-FALSE of `b[start..end)`; `crc` continues an earlier run (default 0xFFFF). */
+/** CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection) of `b[start..end)`, bit by bit
+ * (no table: RAM is what small boards lack); `crc` continues an earlier run (default 0xFFFF). */
 export function crc16(b: Uint8Array, start: number, end: number, crc?: number): number {
   var c = crc === undefined ? 0xffff : crc;
   for (var i = start; i < end; i++) {
-    c = ((c << 4) & 0xffff) ^ NIBBLE[((c >> 12) ^ (b[i] >> 4)) & 15];
-    c = ((c << 4) & 0xffff) ^ NIBBLE[((c >> 12) ^ b[i]) & 15];
+    c ^= b[i] << 8;
+    for (var k = 0; k < 8; k++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
   }
   return c;
 }
@@ -110,6 +107,8 @@ export function encodeFrame(type: number, seq: number, topic: string, payload?: 
 export interface DecoderOptions {
   /** Frames with a longer payload are treated as corruption (default 1024: device-sized). */
   maxPayload?: number;
+  /** Frames with a longer topic (in bytes) are treated as corruption (default 255). */
+  maxTopic?: number;
   /** Called with a reason each time bytes are dropped (diagnostics). */
   onDrop?: (reason: string, bytes: number) => void;
 }
@@ -130,7 +129,9 @@ export interface FrameDecoder {
 export function frameDecoder(onFrame: (f: Frame) => void, options?: DecoderOptions): FrameDecoder {
   var o = options || {};
   var maxPayload = o.maxPayload === undefined ? 1024 : o.maxPayload;
-  var buf = new Uint8Array(HEADER + 255 + maxPayload + 2);
+  var maxTopic = o.maxTopic === undefined ? 255 : o.maxTopic;
+  // Allocated with the first bytes: a link that is never used costs no buffer.
+  var buf: Uint8Array = null as unknown as Uint8Array;
   var len = 0;
   var stats = { frames: 0, dropped: 0 };
 
@@ -156,7 +157,7 @@ export function frameDecoder(onFrame: (f: Frame) => void, options?: DecoderOptio
       if (len < HEADER) return;
       var tlen = buf[4];
       var plen = buf[5] | (buf[6] << 8);
-      if ((crc16(buf, 2, 7) & 255) !== buf[7] || plen > maxPayload) {
+      if ((crc16(buf, 2, 7) & 255) !== buf[7] || plen > maxPayload || tlen > maxTopic) {
         drop(skipToMagic(1), 'bad header');
         continue;
       }
@@ -182,6 +183,7 @@ export function frameDecoder(onFrame: (f: Frame) => void, options?: DecoderOptio
     push: function (chunk) {
       var str = typeof chunk === 'string';
       var n = chunk.length;
+      if (!buf) buf = new Uint8Array(HEADER + maxTopic + maxPayload + 2);
       for (var i = 0; i < n; i++) {
         buf[len++] = str ? (chunk as string).charCodeAt(i) & 255 : (chunk as ArrayLike<number>)[i];
         if (len === buf.length) parse();
