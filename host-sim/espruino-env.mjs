@@ -38,6 +38,27 @@ function emitter(obj = {}) {
 
 const latin1 = (bytes) => Buffer.from(bytes).toString('latin1');
 
+const ESPRUINO_EVENTS = `(function () {
+  function def(name, fn) { Object.defineProperty(Object.prototype, name, { value: fn, enumerable: false, configurable: true, writable: true }); }
+  def('on', function (ev, fn) {
+    var k = '#on' + ev;
+    if (!Object.prototype.hasOwnProperty.call(this, k)) Object.defineProperty(this, k, { value: [], enumerable: false, configurable: true, writable: true });
+    this[k].push(fn);
+    return this;
+  });
+  def('emit', function (ev) {
+    var l = this['#on' + ev];
+    if (!l) return;
+    var args = Array.prototype.slice.call(arguments, 1);
+    l = l.slice();
+    for (var i = 0; i < l.length; i++) l[i].apply(this, args);
+  });
+  def('removeAllListeners', function (ev) {
+    if (ev === undefined) { var ks = Object.getOwnPropertyNames(this); for (var i = 0; i < ks.length; i++) if (ks[i].indexOf('#on') === 0) delete this[ks[i]]; }
+    else delete this['#on' + ev];
+  });
+})();`;
+
 /**
  * The Espruino MQTT module (require("MQTT")) over the npm `mqtt` client: create(server, options)
  * -> { connect, subscribe, publish, disconnect, on('connected' | 'disconnected' | 'publish' | 'error') }.
@@ -197,6 +218,9 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null } =
     };
     for (const [k, v] of Object.entries(g)) ctx[k] = v;
     ctx.global = ctx;
+    // Espruino gives every object on/emit/removeAllListeners (listeners in hidden "#on<event>"
+    // properties, several per event, called in order).
+    vm.runInContext(ESPRUINO_EVENTS, ctx);
     return ctx;
   }
 

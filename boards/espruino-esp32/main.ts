@@ -13,7 +13,7 @@ import type { DeviceFile } from '../espruino/boot';
 import { nativeVault } from '../espruino/native-aes';
 import { mqttTransport } from '../espruino/mqtt';
 
-export { client, device, status, version } from '../espruino/api';
+export { client, device, status, stop, version } from '../espruino/api';
 export { create } from '../../firmware/client';
 
 /** This board's vault (native AES, SHA-3 for topic names). */

@@ -12,7 +12,7 @@ import { nativeVault } from '../espruino/native-aes';
 import { linkTransport } from '../espruino/link';
 import type { LinkTransport } from '../espruino/link';
 
-export { client, device, status, version } from '../espruino/api';
+export { client, device, status, stop, version } from '../espruino/api';
 export { create } from '../../firmware/client';
 
 /** This board's vault: no SHA-3 (topic names and hashes come with the configuration). */

@@ -32,4 +32,12 @@ export function status(): any {
   };
 }
 
+/** Stops the transport, wipes the client's keys from RAM and drops the runtime (its memory is
+ * freed); E4.start() opens it again from the store. */
+export function stop(): void {
+  if (board.device) board.device.stop();
+  if (board.client) board.client.close();
+  board.device = board.client = null;
+}
+
 export var version = '0.1.0';

@@ -65,11 +65,10 @@ export interface BoardSpec {
 }
 
 /** The board's state: `E4.client()`, `E4.device()`, `E4.status()` read it. */
-export var board: { client: Client | null; device: Device | null; error: string; config: DeviceFile | null } = {
+export var board: { client: Client | null; device: Device | null; error: string } = {
   client: null,
   device: null,
   error: '',
-  config: null,
 };
 
 var LEVELS: { [l: string]: number } = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -184,7 +183,6 @@ export function boot(spec: BoardSpec): Device | null {
     var client = create({ vault: spec.vault(cfg), store: store, clock: espruinoClock(cfg.clock || spec.clock), log: log }, device, cfg.options);
     if (withKeys) dropKeys(S, cfg);
     board.client = client;
-    board.config = cfg;
     var transport = spec.transport(cfg, client, log);
     if (transport) board.device = runDevice(client, transport, topicNames(cfg), log);
     board.error = '';
@@ -208,6 +206,7 @@ export function install(spec: BoardSpec): () => Device | null {
   E.on('init', start);
   E.on('kill', function () {
     if (board.device) board.device.stop();
+    if (board.client) board.client.close();
   });
   return start;
 }

@@ -48,49 +48,44 @@ interface Pending {
 export interface LinkTransport extends Transport {
   /** BLE UART: called (as E4.gateway()) by the gateway on the console to switch to frames. */
   attach(): void;
-  stats: { framesIn: number; framesOut: number; retransmits: number; dropped: number };
 }
 
 export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTransport {
   var ble = cfg.kind !== 'serial';
-  var port = ble ? Bluetooth : Serial1;
+  var port: any = null; // Bluetooth or Serial1, taken at start (absent on some builds)
   var sink: TransportSink | null = null;
   var seq = 0;
   var pending: { [seq: string]: Pending } = {};
   var timer: any = null;
   var up = false;
-  var stats = { framesIn: 0, framesOut: 0, retransmits: 0, dropped: 0 };
 
   function send(type: number, s: number, topic: string, payload: Uint8Array | null): void {
     port.write(encodeFrame(type, s, topic, payload));
-    stats.framesOut++;
   }
 
-  function retry(): void {
-    var any = false;
-    for (var k in pending) {
-      var p = pending[k];
-      if (p.tries >= 3) {
-        log('warn', 'link: no answer to frame ' + k.substr(1));
-        delete pending[k];
-        continue;
+  /** Sends `type` as a request (seq > 0) and keeps it for retransmission until its ACK; with no
+   * argument, retransmits what is still unanswered (every second, 3 times). */
+  function request(type?: number, topic?: string, payload?: Uint8Array | null): void {
+    if (type !== undefined) {
+      seq = (seq % 255) + 1;
+      pending['$' + seq] = { type: type, topic: topic || '', payload: payload || null, tries: 0 };
+      send(type, seq, topic || '', payload || null);
+    } else {
+      for (var k in pending) {
+        var p = pending[k];
+        if (p.tries++ >= 3) {
+          log('warn', 'link: no answer to frame ' + k.substr(1));
+          delete pending[k];
+        } else send(p.type, +k.substr(1), p.topic, p.payload);
       }
-      p.tries++;
-      stats.retransmits++;
-      send(p.type, +k.substr(1), p.topic, p.payload);
-      any = true;
     }
+    var any = false;
+    for (var j in pending) any = !!j;
+    if (any && !timer) timer = setInterval(request, 1000);
     if (!any && timer) {
       clearInterval(timer);
       timer = null;
     }
-  }
-
-  function request(type: number, topic: string, payload: Uint8Array | null): void {
-    seq = (seq % 255) + 1;
-    pending['$' + seq] = { type: type, topic: topic, payload: payload, tries: 0 };
-    send(type, seq, topic, payload);
-    if (!timer) timer = setInterval(retry, 1000);
   }
 
   function hello(): void {
@@ -101,7 +96,6 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
 
   var decoder = frameDecoder(
     function (f) {
-      stats.framesIn++;
       if (f.type === ACK) {
         var p = pending['$' + f.seq];
         if (!p) return; // late duplicate
@@ -118,25 +112,10 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
         hello();
       }
     },
-    {
-      maxPayload: cfg.maxPayload || 512,
-      maxTopic: cfg.maxTopic || 96,
-      onDrop: function (_reason, n) {
-        stats.dropped += n;
-      },
-    },
+    { maxPayload: cfg.maxPayload || 512, maxTopic: cfg.maxTopic || 96 },
   );
 
-  function onData(d: string): void {
-    decoder.push(d);
-  }
-
-  function offConsole(): void {
-    LoopbackA.setConsole();
-  }
-
   var link: LinkTransport = {
-    stats: stats,
     start: function (s) {
       sink = s;
       if (typeof NRF === 'undefined') {
@@ -144,6 +123,7 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
         return;
       }
       if (ble) {
+        port = Bluetooth;
         NRF.on('disconnect', function () {
           decoder.reset();
           if (up && sink) sink.down();
@@ -152,18 +132,22 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
         });
         return; // the gateway calls attach() (E4.gateway()) once connected
       }
+      port = Serial1;
       Serial1.setup(cfg.baud || 115200, { rx: cfg.rx, tx: cfg.tx });
-      offConsole();
-      NRF.on('disconnect', offConsole);
-      Serial1.on('data', onData);
+      LoopbackA.setConsole();
+      // Espruino gives the console back to Serial1 when a BLE connection ends.
+      NRF.on('disconnect', function () {
+        LoopbackA.setConsole();
+      });
+      Serial1.on('data', decoder.push);
       hello();
     },
     attach: function () {
-      if (!ble) return;
-      offConsole();
+      if (!ble || !port) return;
+      LoopbackA.setConsole();
       decoder.reset();
       Bluetooth.removeAllListeners('data');
-      Bluetooth.on('data', onData);
+      Bluetooth.on('data', decoder.push);
       hello();
     },
     subscribe: function (topic) {

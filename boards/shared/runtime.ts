@@ -4,13 +4,16 @@
  * Subscribes to the control topic and to the topic names of the configuration, hands every
  * received payload to client.unprotect and the plaintext to the application; C2 commands are
  * applied by the client itself. ES5, no timers, no platform APIs: boards bring those.
+ *
+ * Events use Espruino's own `on`/`emit`, which every object has there (native code, several
+ * listeners per event); on other engines a small JavaScript version keeps one listener per event.
  */
 import type { Client } from '../../firmware/client';
 import type { Log } from '../../firmware/hal';
 import { isE4Error, MESSAGE_REPLAYED } from '../../firmware/errors';
 import { toBytes } from '../../firmware/bytes';
 
-/** What a transport reports to the runtime. */
+/** What a transport reports to the runtime (the Device itself). */
 export interface TransportSink {
   /** Connected (again): the runtime (re)subscribes. */
   up(): void;
@@ -28,7 +31,7 @@ export interface Transport {
 
 export type Handler = (a?: any, b?: any) => void;
 
-export interface Device {
+export interface Device extends TransportSink {
   client: Client;
   /** Topics subscribed to (control topic first). */
   topics: string[];
@@ -38,10 +41,11 @@ export interface Device {
   /** Adds a topic name to the subscriptions (it needs a key, now or later from C2, to be read). */
   subscribe(topic: string): void;
   /**
-   * One handler per event: 'message' (topic, plaintext Uint8Array), 'command' (topic) after a
-   * C2 command ran, 'error' (E4Error, topic) for a rejected message, 'up', 'down'.
+   * Events: 'message' (topic, plaintext Uint8Array), 'command' (topic) after a C2 command ran,
+   * 'error' (E4Error, topic) for a rejected message, 'up', 'down'.
    */
   on(event: string, fn: Handler): void;
+  emit(event: string, a?: any, b?: any): void;
   stats: { received: number; accepted: number; rejected: number; commands: number; published: number };
   /** Starts the transport (once; later calls do nothing). */
   start(): void;
@@ -49,83 +53,75 @@ export interface Device {
 }
 
 export function runDevice(client: Client, transport: Transport, topicNames: string[], log: Log): Device {
-  var handlers: { [event: string]: Handler } = {};
   var started = false;
   var topics = [client.controlTopic];
   for (var i = 0; i < topicNames.length; i++) if (topics.indexOf(topicNames[i]) < 0) topics.push(topicNames[i]);
 
-  function emit(event: string, a?: any, b?: any): void {
-    var fn = handlers['$' + event];
-    if (!fn) return;
-    try {
-      fn(a, b);
-    } catch (e) {
-      log('error', 'handler for ' + event + ' threw');
-    }
-  }
-
-  var device: Device = {
+  var device = {
     client: client,
     topics: topics,
     connected: false,
     stats: { received: 0, accepted: 0, rejected: 0, commands: 0, published: 0 },
-    publish: function (topic, payload) {
-      var m = client.protect(topic, toBytes(payload, 'payload'));
-      transport.publish(topic, m);
+    publish: function (topic: string, payload: Uint8Array | string) {
+      transport.publish(topic, client.protect(topic, toBytes(payload, 'payload')));
       device.stats.published++;
     },
-    subscribe: function (topic) {
+    subscribe: function (topic: string) {
       if (topics.indexOf(topic) >= 0) return;
       topics.push(topic);
       if (device.connected) transport.subscribe(topic);
     },
-    on: function (event, fn) {
-      handlers['$' + event] = fn;
-    },
     start: function () {
       if (started) return;
       started = true;
-      transport.start(sink);
+      transport.start(device);
     },
     stop: function () {
       if (transport.stop) transport.stop();
-      device.connected = false;
-      started = false;
+      device.connected = started = false;
     },
-  };
-
-  var sink: TransportSink = {
     up: function () {
       device.connected = true;
       for (var i = 0; i < topics.length; i++) transport.subscribe(topics[i]);
-      emit('up');
+      device.emit('up');
     },
     down: function () {
       device.connected = false;
-      emit('down');
+      device.emit('down');
     },
-    message: function (topic, data) {
-      device.stats.received++;
+    message: function (topic: string, data: Uint8Array) {
+      var s = device.stats;
+      s.received++;
       var plain: Uint8Array | null;
       try {
         plain = client.unprotect(topic, data);
       } catch (e) {
-        device.stats.rejected++;
+        s.rejected++;
         if (!isE4Error(e)) {
           log('error', 'unprotect failed on ' + topic);
           return;
         }
-        // QoS 0 delivers duplicates: an exact duplicate is expected noise, not an attack.
+        // QoS 0 and link retransmissions deliver duplicates: expected noise, not an attack.
         log(e.code === MESSAGE_REPLAYED ? 'debug' : 'warn', e.result + ' on ' + topic);
-        emit('error', e, topic);
+        device.emit('error', e, topic);
         return;
       }
-      device.stats.accepted++;
+      s.accepted++;
       if (plain === null) {
-        device.stats.commands++;
-        emit('command', topic);
-      } else emit('message', topic, plain);
+        s.commands++;
+        device.emit('command', topic);
+      } else device.emit('message', topic, plain);
     },
-  };
+  } as Device;
+  if (typeof device.emit !== 'function') {
+    var handlers: { [event: string]: Handler } = {};
+    device.on = function (event, fn) {
+      handlers['$' + event] = fn;
+    };
+    device.emit = function (event, a, b) {
+      var fn = handlers['$' + event];
+      if (fn) fn(a, b);
+    };
+  }
   return device;
 }

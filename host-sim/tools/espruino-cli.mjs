@@ -133,7 +133,13 @@ export function runEspruino({ port, script, expr, baud, timeoutMs = 120000, onLi
   });
 }
 
-/** Tagged lines `TAG rest` printed by a script, as { tag, words }. */
+/** The text after `TAG ` of the lines a script printed with that tag (a console prompt ">"
+ * may precede it when output follows the prompt on the same line). */
 export function tagged(lines, tag) {
-  return lines.filter((l) => l.startsWith(tag + ' ')).map((l) => l.slice(tag.length + 1));
+  const out = [];
+  for (const l of lines) {
+    const line = l.replace(/^>+/, '');
+    if (line.startsWith(tag + ' ')) out.push(line.slice(tag.length + 1));
+  }
+  return out;
 }

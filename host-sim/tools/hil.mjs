@@ -35,6 +35,7 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
                    --port tcp://127.0.0.1:2323
   --cases      number of vector cases to run on the board (default 24)
   --batch      bytes of case data per upload (default 1200; keep small on a Puck.js)
+  --max-bytes  largest vector payload run on the board (default 256; 1024 on ESP32)
   --no-flash   the board already holds the image and a HIL identity (reruns)
   --timeout    seconds per espruino tool run (default 300)
   --verbose    show the espruino tool's output
@@ -42,7 +43,7 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
 The board's Storage is rewritten (image, configuration, store): do not run this on a
 provisioned device.`;
 
-const ARGS = { board: 'string', port: 'string', cases: 'number', batch: 'number', 'no-flash': 'boolean', timeout: 'number', verbose: 'boolean', help: 'boolean' };
+const ARGS = { board: 'string', port: 'string', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', timeout: 'number', verbose: 'boolean', help: 'boolean' };
 
 const hexOf = (b) => Buffer.from(b).toString('hex');
 const unhex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
@@ -70,22 +71,37 @@ export function hilDevice(board) {
   const key = () => randomBytes(32).toString('hex');
   const name = `hil-${board}-${randomBytes(4).toString('hex')}`;
   const topics = ['hil/t1', 'hil/t2', 'hil/t3', 'hil/t4'].map((topic) => ({ topic, hash: sha3_16(topic), key: key() }));
-  return { format: 'e4-device', version: 1, name, id: sha3_16(name), key: key(), topics, clock: 'monotonic', log: 'warn' };
+  const dev = { format: 'e4-device', version: 1, name, id: sha3_16(name), key: key(), topics, clock: 'monotonic', log: 'warn' };
+  // nRF52 images get their link transport (it waits for a gateway), so the memory figures
+  // include the runtime a deployed board has. The ESP32 would need Wi-Fi: none there.
+  if (board !== 'espruino-esp32') dev.transport = { link: { kind: 'ble-uart' } };
+  return dev;
 }
 
-/** On-board harness (ES5): hex helpers, result names, a client on a fixed clock. */
-const HARNESS = `
+/** On-board helpers (ES5): hex in and out, the result name of a call. */
+const HELPERS = `
 function H(s){var b=new Uint8Array(s.length/2);for(var i=0;i<b.length;i++)b[i]=parseInt(s.substr(2*i,2),16);return b;}
 function X(b){var s="";for(var i=0;i<b.length;i++)s+=(b[i]<16?"0":"")+b[i].toString(16);return s;}
 function R(f){try{var p=f();return p===null?"E4_RESULT_OK_CONTROL":"E4_RESULT_OK:"+X(p);}catch(e){return e&&e.result?e.result:"JS "+e;}}
+`;
+
+/** The vector harness: the board's own runtime is stopped first (on a Puck.js there is no room
+ * for a second client next to it), then each case gets a client on a fixed clock. */
+const HARNESS = `E4.stop();${HELPERS}
 function T(n,g,e){print("E4HIL case "+n+" "+(g===e?"pass":"fail got="+g+" expected="+e));}
 function C(r,now,topics){var c={t:now},k={},i;for(i=0;i<topics.length;i++)k[topics[i].topic]=1;for(i=0;i<NAMES.length;i++)if(!k[NAMES[i].topic])topics.push(NAMES[i]);return {k:c,c:E4.create({vault:E4.vault(),clock:{kind:"trusted",now:function(){return c.t;}}},{id:r.id,key:r.key,topics:topics},{})};}
 function S(c){var s=c.snapshot(),o=[];for(var i=0;i<s.topics.length;i++)o.push(X(s.topics[i].hash)+":"+X(s.topics[i].key));return X(s.key)+"/"+o.join(",");}
 `;
 
-/** The case subset: a spread over each section (first, edges, last). */
-export function pickCases(V, n) {
-  const take = (list, k) => {
+/** Bytes a case moves (plaintext or message). */
+const caseBytes = (c) => (c.plaintext || c.protected || '').length / 2;
+
+/** The case subset: a spread over each section (first, edges, last), of cases whose payload fits
+ * the board (a 1000-byte message does not fit beside the runtime in a Puck.js's RAM). */
+export function pickCases(V, n, maxBytes = Infinity) {
+  const fits = (list) => list.filter((c) => caseBytes(c) <= maxBytes);
+  const take = (all, k) => {
+    const list = fits(all);
     if (list.length <= k) return list;
     const out = [];
     for (let i = 0; i < k; i++) out.push(list[Math.floor((i * list.length) / k)]);
@@ -215,21 +231,20 @@ load();
 
   // --- 2. conformance vectors ------------------------------------------------------------------
   const V = JSON.parse(readFileSync(join(ROOT, '..', 'shared', 'vectors', 'e4-sk-vectors.json'), 'utf8'));
-  const cases = pickCases(V, opts.cases || 24);
-  const names = namesOf(cases);
-  const namesCode = `var NAMES=${JSON.stringify(names)};`;
+  const cases = pickCases(V, opts.cases || 24, opts['max-bytes'] || (opts.board === 'espruino-esp32' ? 1024 : 256));
   const batch = opts.batch || 1200;
   let expected = 0;
   const seen = [];
   for (let i = 0; i < cases.length; ) {
     let code = '';
-    let n = 0;
-    while (i < cases.length && (n === 0 || code.length + caseCode(cases[i]).length < batch)) {
+    const inBatch = [];
+    while (i < cases.length && (inBatch.length === 0 || code.length + caseCode(cases[i]).length < batch)) {
       code += caseCode(cases[i]) + '\n';
+      inBatch.push(cases[i]);
       expected += cases[i].kind === 'aes_siv' || cases[i].kind === 'commands' ? 2 : 1;
       i++;
-      n++;
     }
+    const namesCode = `var NAMES=${JSON.stringify(namesOf(inBatch))};`;
     const res = await run({ script: namesCode + HARNESS + code + 'print("E4HIL batch done");\n' });
     seen.push(...tagged(res.lines, 'E4HIL case'));
     if (!tagged(res.lines, 'E4HIL batch').length) tally.check(`vector batch ending at case ${i}`, false, 'the board did not finish the batch: ' + res.lines.filter((l) => /error|Error|ERROR/.test(l)).slice(0, 3).join(' | '));
@@ -247,14 +262,14 @@ load();
   const cmd = Uint8Array.from([3, ...unhex(newKey), ...unhex(t2.hash)]);
   const cmdMsg = hexOf(protect(dev.key, ts, cmd));
   const applyRes = await run({
-    script: `${HARNESS}var c=E4.client();print("E4HIL apply "+R(function(){return c.unprotect(c.controlTopic,H("${cmdMsg}"));}));print("E4HIL reload");load();\n`,
+    script: `${HELPERS}var c=E4.client();print("E4HIL apply "+R(function(){return c.unprotect(c.controlTopic,H("${cmdMsg}"));}));print("E4HIL reload");load();\n`,
   });
   const applied = tagged(applyRes.lines, 'E4HIL apply')[0];
   tally.check('C2 SetTopicKey applied and stored', applied === 'E4_RESULT_OK_CONTROL', applied || 'no answer');
   // load() restarts the interpreter from flash; the next run (after the tool's reset(), which
   // boots the image once more) talks to a runtime that knows only what the store kept.
   const afterRes = await run({
-    script: `${HARNESS}var c=E4.client();print("E4HIL after "+X(c.protect("hil/t2","survived reset")));print("E4HIL replay "+R(function(){return c.unprotect(c.controlTopic,H("${cmdMsg}"));}));print("E4HIL time "+JSON.stringify(c.time()));\n`,
+    script: `${HELPERS}var c=E4.client();print("E4HIL after "+X(c.protect("hil/t2","survived reset")));print("E4HIL replay "+R(function(){return c.unprotect(c.controlTopic,H("${cmdMsg}"));}));print("E4HIL time "+JSON.stringify(c.time()));\n`,
   });
   const after = tagged(afterRes.lines, 'E4HIL after')[0];
   const opened = after ? open(newKey, unhex(after)) : null;
