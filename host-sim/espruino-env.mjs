@@ -165,8 +165,11 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null } =
         return 0;
       },
     });
+    // Espruino's Storage functions are static: they work detached from the object, as here.
+    const storage = {};
+    for (const m of ['read', 'readArrayBuffer', 'readJSON', 'write', 'writeJSON', 'erase', 'eraseAll', 'list', 'getFree', 'getStats', 'compact']) storage[m] = flash[m].bind(flash);
     const modules = {
-      Storage: flash,
+      Storage: storage,
       Flash: flash.flash,
       crypto: { AES: board.crypto.AES },
       Wifi: {
@@ -273,6 +276,7 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null } =
       if (code !== undefined) vm.runInContext(code, board.context, { filename: f });
     }
     board.E.emit('init');
+    board.tick(0); // idle after start-up: timers due now run (e.g. a deferred compaction)
     return board.context.E4;
   };
 

@@ -132,3 +132,14 @@ describe('hil: command line', () => {
     expect(r.err).toMatch(/--board "x"/);
   });
 });
+
+describe('flash: --erase-all', () => {
+  it('starts the upload by erasing the whole Storage, and excludes --keep-state', () => {
+    const r = run('flash.mjs', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--dry-run']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^clearInterval\(\);clearWatch\(\);\nvar S=require\("Storage"\);\nS\.eraseAll\(\);\nS\.erase\("e4\.js"\);/);
+    const r2 = run('flash.mjs', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--keep-state']);
+    expect(r2.code).toBe(2);
+    expect(r2.err).toMatch(/exclude each other/);
+  });
+});

@@ -24,6 +24,7 @@ declare var require: (name: string) => any;
 declare var E: any;
 declare var getTime: () => number;
 declare var setInterval: (fn: () => void, ms: number) => any;
+declare var setTimeout: (fn: () => void, ms: number) => any;
 declare var console: { log(m: string): void };
 
 /** The device configuration file (device.json as written by C2/flash; keys removed after provisioning). */
@@ -134,7 +135,28 @@ export function openStore(S: any, zeroInPlace: boolean): Store {
       });
     }
   }
-  return flashStore(S, { name: STORE_NAME, zero: zero, crc32: E.CRC32 });
+  return flashStore(deferCompaction(S), { name: STORE_NAME, zero: zero, crc32: E.CRC32 });
+}
+
+/**
+ * Storage whose compact() runs from the event loop, just after the current code returns.
+ * Compaction moves files; Espruino updates the variables that point into moved files, but not a
+ * function that is executing from one (its parser holds a raw flash pointer). The image runs
+ * from flash, so compacting in the middle of a commit could garble the running code whenever
+ * e4.js itself moves. Handed to the timer as the native function, compact runs with no
+ * JavaScript on the stack. (Storage compacting by itself, when a write finds it full, is not
+ * covered: keep free space; see README.md.)
+ */
+export function deferCompaction(S: any): any {
+  return {
+    readArrayBuffer: S.readArrayBuffer,
+    read: S.read,
+    write: S.write,
+    erase: S.erase,
+    compact: function () {
+      setTimeout(S.compact, 0);
+    },
+  };
 }
 
 /** Replaces the configuration file by one without keys, and erases the old one from flash. */
@@ -148,8 +170,8 @@ function dropKeys(S: any, cfg: DeviceFile): void {
   out.provisioned = true;
   S.erase(CONFIG_FILE);
   S.write(CONFIG_FILE, JSON.stringify(out));
-  // Storage.erase only unlinks: compaction is what erases the old bytes.
-  S.compact();
+  // Storage.erase only unlinks: compaction is what erases the old bytes (deferred: see above).
+  deferCompaction(S).compact();
 }
 
 /** Names of the topics of the configuration (subscriptions, and the name table of boards without SHA-3). */

@@ -38,6 +38,8 @@ export const USAGE = `usage: npm run flash -- --board <board> --port <port> --de
   --device     the device configuration written by C2 (format "e4-device", version 1)
   --keep-state keep the board's stored state and keys (image or settings update);
                --device is then optional and written without keys
+  --erase-all  erase the whole Storage first (a board dedicated to E4: the image then sits
+               at the start of Storage, where compaction never moves it)
   --boot-file  Storage file that starts the image at boot (default .boot0)
   --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT; default ./modules)
   --baud       serial baud rate (default 9600, the tool's default)
@@ -51,6 +53,7 @@ const ARGS = {
   port: 'string',
   device: 'string',
   'keep-state': 'boolean',
+  'erase-all': 'boolean',
   'boot-file': 'string',
   modules: 'string',
   baud: 'number',
@@ -168,7 +171,7 @@ export function crcOf(latin1) {
  * The upload script and the files it writes ({ name, bytes, crc }). `config` is the completed
  * device configuration (deviceConfigFor) or null (--keep-state without --device).
  */
-export function uploadScript({ image, config, keepState = false, bootFile = '.boot0', mqtt = null, start = true }) {
+export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, start = true }) {
   const files = [{ name: IMAGE_FILE, data: image }];
   if (config) files.push({ name: CONFIG_FILE, data: JSON.stringify(config) });
   if (mqtt !== null) files.push({ name: 'MQTT', data: mqtt });
@@ -178,7 +181,8 @@ export function uploadScript({ image, config, keepState = false, bootFile = '.bo
     'clearInterval();clearWatch();',
     'var S=require("Storage");',
   ];
-  if (!keepState) for (const f of STORE_FILES) lines.push(`S.erase(${JSON.stringify(f)});`);
+  if (eraseAll) lines.push('S.eraseAll();');
+  else if (!keepState) for (const f of STORE_FILES) lines.push(`S.erase(${JSON.stringify(f)});`);
   for (const f of files) {
     lines.push(`S.erase(${JSON.stringify(f.name)});`);
     lines.push(...writeLines(f.name, f.data));
@@ -238,7 +242,8 @@ export function prepare(opts) {
   const image = readFileSync(imageFile, 'latin1');
   let mqtt = null;
   if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt) mqtt = mqttModule(resolve(opts.modules || 'modules'));
-  return uploadScript({ image, config, keepState: !!opts['keep-state'], bootFile, mqtt, start: opts.start !== false });
+  if (opts['erase-all'] && opts['keep-state']) throw new UsageError('--erase-all and --keep-state exclude each other');
+  return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, start: opts.start !== false });
 }
 
 /** Flashes a board. Resolves { files, free }; rejects with UsageError or Error. */
