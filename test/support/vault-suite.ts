@@ -94,6 +94,8 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
         const { client } = receiver({ client_id: '00'.repeat(16), client_key: '11'.repeat(32), topics: [{ topic: c.topic, topic_hash: hash, key: c.topic_key }] }, c.timestamp);
         const out = client.protect(c.topic, hex(c.plaintext));
         expect(toHexStr(out)).toBe(c.protected);
+        expect(toHexStr(out.subarray(0, 8))).toBe(c.timestamp_le_hex);
+        expect(c.expected_result).toBe('E4_RESULT_OK');
         expect(outcome(() => client.unprotect(c.topic, hex(c.protected)))).toEqual({ result: 'E4_RESULT_OK', plaintext: c.plaintext });
       });
     });
@@ -117,12 +119,15 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
       it(`${c.case}`, () => {
         const { client, store } = receiver({ client_id: c.client_id, client_key: c.state_before.client_key, topics: c.state_before.topics }, c.now);
         expect(client.controlTopic).toBe(c.control_topic);
+        const commitsBefore = store.commits;
         const got = outcome(() => client.unprotect(c.delivered_on_topic, hex(c.protected), c.options));
         expect(got.result).toBe(c.expected_result);
         const after = client.snapshot();
         expect(toHexStr(after.key)).toBe(c.state_after.client_key);
         expect(topicsOf(after)).toEqual(c.state_after.topics);
+        // Memory and the store agree; a failed command commits nothing.
         expect(topicsOf(store.load()!)).toEqual(c.state_after.topics);
+        if (c.expected_code !== -1) expect(store.commits).toBe(commitsBefore);
       });
     }
   });
