@@ -69,11 +69,11 @@ export function parseArgs(argv, spec) {
 }
 
 /**
- * Runs the CLI: uploads `script` (after the tool's reset()) to `port`, or evaluates `expr` without
- * reset. Resolves { code, output, lines } where `lines` are the board's output lines (prefix
+ * Runs the CLI: uploads `script` (after the tool's reset(), unless `reset` is false) to `port`, or
+ * evaluates `expr` without reset (short expressions can hang the tool: prefer a script). Resolves { code, output, lines } where `lines` are the board's output lines (prefix
  * removed). Rejects on timeout (the process is killed).
  */
-export function runEspruino({ port, script, expr, baud, timeoutMs = 120000, onLine, verbose = false }) {
+export function runEspruino({ port, script, expr, baud, reset = true, timeoutMs = 120000, onLine, verbose = false }) {
   const kind = portKind(port);
   if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm ci`);
   const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
@@ -81,6 +81,8 @@ export function runEspruino({ port, script, expr, baud, timeoutMs = 120000, onLi
   if (kind !== 'ble') args.push('--no-ble');
   args.push('-p', port);
   if (baud) args.push('-b', String(baud));
+  // Without reset() the script runs in the interpreter as it is (its globals, its timers).
+  if (!reset) args.push('--config', 'RESET_BEFORE_SEND=false');
   if (script !== undefined) {
     // The tool never finishes uploads of 512 bytes or less (it only calls back after a write
     // bigger than its 512-byte block): pad short scripts with a string statement, which the
