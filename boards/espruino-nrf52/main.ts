@@ -5,7 +5,7 @@
  */
 import type { Client } from '../../firmware/client';
 import type { Log, Vault } from '../../firmware/hal';
-import { install } from '../espruino/boot';
+import { board, install } from '../espruino/boot';
 import type { DeviceFile } from '../espruino/boot';
 import { portableVault } from '../shared/portable-vault';
 import { linkTransport } from '../espruino/link';
@@ -19,8 +19,6 @@ export function vault(): Vault {
   return portableVault();
 }
 
-var link: LinkTransport | null = null;
-
 export var start = install({
   clock: 'monotonic',
   zeroInPlace: true,
@@ -28,12 +26,12 @@ export var start = install({
   transport: function (cfg: DeviceFile, c: Client, log: Log) {
     var t = cfg.transport;
     if (!t || !t.link) return null;
-    link = linkTransport(t.link, c.id, log);
-    return link;
+    return linkTransport(t.link, c.id, log);
   },
 });
 
 /** Sent by the gateway on the BLE console: switch this connection to link frames. */
 export function gateway(): void {
-  if (link) link.attach();
+  var t = board.transport as LinkTransport | null;
+  if (t) t.attach();
 }

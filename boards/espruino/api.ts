@@ -37,7 +37,7 @@ export function status(): any {
 export function stop(): void {
   if (board.device) board.device.stop();
   if (board.client) board.client.close();
-  board.device = board.client = null;
+  board.device = board.client = board.transport = null;
 }
 
 export var version = '0.1.0';

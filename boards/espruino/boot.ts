@@ -66,9 +66,10 @@ export interface BoardSpec {
 }
 
 /** The board's state: `E4.client()`, `E4.device()`, `E4.status()` read it. */
-export var board: { client: Client | null; device: Device | null; error: string } = {
+export var board: { client: Client | null; device: Device | null; transport: Transport | null; error: string } = {
   client: null,
   device: null,
+  transport: null,
   error: '',
 };
 
@@ -205,7 +206,7 @@ export function boot(spec: BoardSpec): Device | null {
     var client = create({ vault: spec.vault(cfg), store: store, clock: espruinoClock(cfg.clock || spec.clock), log: log }, device, cfg.options);
     if (withKeys) dropKeys(S, cfg);
     board.client = client;
-    var transport = spec.transport(cfg, client, log);
+    var transport = (board.transport = spec.transport(cfg, client, log));
     if (transport) board.device = runDevice(client, transport, topicNames(cfg), log);
     board.error = '';
   } catch (e) {
