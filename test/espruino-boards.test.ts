@@ -14,6 +14,7 @@ import { flashSim } from '../host-sim/flash-sim.mjs';
 import { espruinoBoard } from '../host-sim/espruino-env.mjs';
 import { deviceConfigFor, uploadScript, verifyFlash, sha3_16 } from '../host-sim/tools/flash.mjs';
 import { startBroker } from '../host-sim/broker.mjs';
+import { parseMqttUrl } from '../boards/espruino/mqtt';
 import { encodeFrame, frameDecoder, ACK, HELLO, PUBLISH, SUBSCRIBE, type Frame } from '../firmware/link/frame';
 
 const DIST = join(__dirname, '..', 'dist', 'boards');
@@ -302,3 +303,31 @@ async function vi_waitFor<T>(fn: () => T | null, ms = 5000): Promise<T> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('Espruino parser pitfalls in the images', () => {
+  it('no regular expression literal holds a "/" (Espruino ends the literal there, even inside [...])', async () => {
+    const acorn = await import('acorn');
+    for (const b of ['espruino-puckjs', 'espruino-nrf52', 'espruino-esp32']) {
+      const found: string[] = [];
+      const walk = (n: any) => {
+        if (!n || typeof n.type !== 'string') return;
+        if (n.type === 'Literal' && n.regex && n.regex.pattern.includes('/')) found.push(n.regex.pattern);
+        for (const k of Object.keys(n)) {
+          const v = n[k];
+          if (Array.isArray(v)) v.forEach(walk);
+          else if (v && typeof v.type === 'string') walk(v);
+        }
+      };
+      walk(acorn.parse(image(b), { ecmaVersion: 5 }));
+      expect(found, b).toEqual([]);
+    }
+  });
+});
+
+describe('MQTT URL', () => {
+  it('parses mqtt://host[:port] and refuses the rest', () => {
+    expect(parseMqttUrl('mqtt://127.0.0.1:1883')).toEqual({ host: '127.0.0.1', port: 1883 });
+    expect(parseMqttUrl('mqtt://broker.lan/')).toEqual({ host: 'broker.lan', port: 1883 });
+    for (const bad of ['tcp://x:1', 'mqtt://', 'mqtt://h:0', 'mqtt://h:70000', 'mqtt://h:1x', 'mqtt://h/x']) expect(() => parseMqttUrl(bad), bad).toThrow(/mqtt:\/\/host:port/);
+  });
+});

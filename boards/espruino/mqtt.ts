@@ -22,11 +22,18 @@ export interface MqttConfig {
   ntp?: string;
 }
 
-/** "mqtt://host:port" -> { host, port } (port 1883 by default). Throws on another scheme. */
+/** "mqtt://host:port" -> { host, port } (port 1883 by default). Throws on another form. No
+ * regular expression: Espruino's lexer ends a regex literal at a "/" inside a character class. */
 export function parseMqttUrl(url: string): { host: string; port: number } {
-  var m = /^mqtt:\/\/([^:/]+)(?::(\d+))?\/?$/.exec(url);
-  if (!m) throw new Error('transport.mqtt.url must look like mqtt://host:port');
-  return { host: m[1], port: m[2] ? +m[2] : 1883 };
+  var bad = new Error('transport.mqtt.url must look like mqtt://host:port');
+  if (typeof url !== 'string' || url.substr(0, 7) !== 'mqtt://') throw bad;
+  var rest = url.substr(7);
+  if (rest.charAt(rest.length - 1) === '/') rest = rest.substr(0, rest.length - 1);
+  var colon = rest.indexOf(':');
+  var host = colon < 0 ? rest : rest.substr(0, colon);
+  var port = colon < 0 ? 1883 : +rest.substr(colon + 1);
+  if (!host || host.indexOf('/') >= 0 || !(port > 0 && port < 65536 && port === Math.floor(port))) throw bad;
+  return { host: host, port: port };
 }
 
 export function mqttTransport(cfg: MqttConfig, clientName: string, log: Log): Transport {
