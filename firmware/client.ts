@@ -120,6 +120,61 @@ function optionNumber(o: Options, name: keyof Options, dflt: number): number {
   return v;
 }
 
+/**
+ * Loads the stored state, or provisions the store from `device` when it is empty. Topic names in
+ * `device` are handed to `learnName` (with their hash when given) whether or not the store was
+ * empty: they are configuration, not state. The provisioning copies of keys are wiped here, so
+ * that no key outlives its replacement in the client's memory.
+ */
+function openState(
+  store: Store,
+  vault: Vault,
+  device: DeviceConfig | null | undefined,
+  maxTopics: number,
+  commit: (changes: Change[]) => void,
+  learnName: (topic: string, hash: Uint8Array | null) => Uint8Array,
+): StoredState {
+  var loaded: StoredState | null;
+  try {
+    loaded = store.load();
+  } catch (e) {
+    if (isE4Error(e)) throw e;
+    throw new E4Error(PERSISTENCE_ERROR, 'store could not be read');
+  }
+  var configTopics = (device && device.topics) || [];
+  var changes: Change[] = [];
+  try {
+    for (var i = 0; i < configTopics.length; i++) {
+      var t = configTopics[i];
+      var h: Uint8Array;
+      if (t.hash !== undefined) h = bytesOf(t.hash, HASH_LEN, 'topic hash');
+      else if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a topic or a hash');
+      if (typeof t.topic === 'string') h = learnName(t.topic, t.hash !== undefined ? h! : null);
+      if (t.key === undefined || t.key === null) {
+        if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a key or a topic name');
+        continue;
+      }
+      if (!loaded) changes.push({ op: 'topic', topic: { hash: h!, key: copyBytes(bytesOf(t.key, KEY_LEN, 'topic key')), prevKey: null, prevSince: -1 } });
+    }
+    if (loaded) return loaded;
+    if (!device) throw new E4Error(PARAMETER_INVALID, 'the store is empty: a device configuration is needed');
+    var id: Uint8Array;
+    if (device.id !== undefined) id = bytesOf(device.id, ID_LEN, 'client id');
+    else if (typeof device.name === 'string') id = clientId(vault, device.name);
+    else throw new E4Error(PARAMETER_INVALID, 'device needs an id or a name');
+    if (changes.length > maxTopics) throw new E4Error(PARAMETER_INVALID, 'more topics than maxTopics');
+    changes.unshift({ op: 'provision', id: id, key: copyBytes(bytesOf(device.key, KEY_LEN, 'client key')) });
+    commit(changes);
+    return applyChanges(null, changes);
+  } finally {
+    for (var j = 0; j < changes.length; j++) {
+      var c = changes[j];
+      if (c.op === 'topic') wipe(c.topic.key);
+      if (c.op === 'provision') wipe(c.key);
+    }
+  }
+}
+
 /** How many tags of commands sharing the last command's second are kept durably. */
 var LAST_TAGS_KEPT = 8;
 
@@ -180,43 +235,12 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   }
 
   // --- load or provision ---------------------------------------------------------------
-  var state: StoredState;
-  var loaded: StoredState | null;
-  try {
-    loaded = store.load();
-  } catch (e) {
-    if (isE4Error(e)) throw e;
-    throw new E4Error(PERSISTENCE_ERROR, 'store could not be read');
-  }
-  var configTopics = (device && device.topics) || [];
-  var provisionRecords: TopicRecord[] = [];
-  for (var i = 0; i < configTopics.length; i++) {
-    var t = configTopics[i];
-    var h: Uint8Array;
-    if (t.hash !== undefined) h = bytesOf(t.hash, HASH_LEN, 'topic hash');
-    else if (typeof t.topic === 'string') h = hashOf(t.topic, true) as Uint8Array;
-    else throw new E4Error(PARAMETER_INVALID, 'topic entry needs a topic or a hash');
-    if (typeof t.topic === 'string') provisionedNames['$' + t.topic] = h;
-    if (t.key === undefined || t.key === null) {
-      if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a key or a topic name');
-      continue;
-    }
-    provisionRecords.push({ hash: h, key: bytesOf(t.key, KEY_LEN, 'topic key'), prevKey: null, prevSince: -1 });
-  }
-  if (loaded) {
-    state = loaded;
-  } else {
-    if (!device) throw new E4Error(PARAMETER_INVALID, 'the store is empty: a device configuration is needed');
-    var id: Uint8Array;
-    if (device.id !== undefined) id = bytesOf(device.id, ID_LEN, 'client id');
-    else if (typeof device.name === 'string') id = clientId(vault, device.name);
-    else throw new E4Error(PARAMETER_INVALID, 'device needs an id or a name');
-    if (provisionRecords.length > maxTopics) throw new E4Error(PARAMETER_INVALID, 'more topics than maxTopics');
-    var changes: Change[] = [{ op: 'provision', id: id, key: bytesOf(device.key, KEY_LEN, 'client key') }];
-    for (var j = 0; j < provisionRecords.length; j++) changes.push({ op: 'topic', topic: provisionRecords[j] });
-    storeCommit(changes);
-    state = applyChanges(null, changes);
-  }
+  var state = openState(store, vault, device, maxTopics, storeCommit, function (topic, hash) {
+    provisionedNames['$' + topic] = hash || (hashOf(topic, true) as Uint8Array);
+    return provisionedNames['$' + topic];
+  });
+  // Nothing of the provisioning data stays reachable from this closure (keys included).
+  device = null;
   var ctrlTopic = controlTopic(state.id);
   var time = timeKeeper(hal.clock, state.lastCommand);
 
