@@ -5,31 +5,24 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/device.mjs';
 import { flashStore } from '../host-sim/hal.mjs';
 import { MqttTransport } from '../host-sim/net.mjs';
 import { openC2 } from '../host-sim/c2/c2.mjs';
-import { brokerKinds, c2On, hostE4, image, observer, sleep, tempDir, until, withBroker } from './support/sim.mjs';
+import { brokerKinds, c2On, hostE4, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.mjs';
 
 const img = image();
 
 describe.each(brokerKinds())('fleet over %s', (kind) => {
-  let broker;
-  const cleanup = [];
-  beforeAll(async () => {
-    broker = await withBroker(kind);
-  });
-  afterAll(async () => {
-    for (const f of cleanup.reverse()) await f().catch(() => {});
-    await broker.close();
-  });
+  const suite = brokerPerSuite(kind);
+  const cleanup = suite.cleanup;
 
-  /** A C2 with `topic`, devices granted as given ({ name: role }), started on the broker. */
+  /** A C2 with `topic`, devices granted as given ({ name: role }), started on the suite.broker. */
   async function system(topic, roles, deviceOpts = {}) {
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(broker.url, tmp.dir, { send: false });
+    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
     cleanup.push(async () => {
       c2.close();
       await c2.link.close();
@@ -45,7 +38,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
       const dev = new SimDevice({
         image: img,
         config: c2.deviceConfig(name),
-        network: broker.url,
+        network: suite.broker.url,
         subscribe: role === 'pub' ? [] : [topic],
         store: o.store || flashStore(o.file ? { file: join(tmp.dir, o.file) } : {}),
         clock: o.clock || 'trusted',
@@ -65,7 +58,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
   }
 
   it('plaintext never crosses the broker: readings, commands and keys are all opaque there', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { c2, devices } = await system('plant/temperature', { sensor: 'pub', dashboard: 'sub', archive: 'sub' });
     const got = { dashboard: [], archive: [] };
@@ -176,7 +169,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     await devices.lock.powerCycle();
     expect(devices.lock.snapshot().topics[0].key).toBe(rotated.topics[0].key);
     await devices.lock.stop();
-    const again = new SimDevice({ image: img, config, network: broker.url, subscribe: ['home/door'], store: flashStore({ file: join(dir, 'lock.flash') }) });
+    const again = new SimDevice({ image: img, config, network: suite.broker.url, subscribe: ['home/door'], store: flashStore({ file: join(dir, 'lock.flash') }) });
     await again.start();
     cleanup.push(() => again.stop());
     expect(again.snapshot().key).toBe(rotated.key);
@@ -190,7 +183,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     await ran;
 
     // Control: without its flash (provisioned again from the same device.json) it cannot read.
-    const amnesiac = new SimDevice({ image: img, config, network: broker.url, subscribe: ['home/door'] });
+    const amnesiac = new SimDevice({ image: img, config, network: suite.broker.url, subscribe: ['home/door'] });
     await amnesiac.start();
     cleanup.push(() => amnesiac.stop());
     const rej = new Promise((r) => amnesiac.once('rejected', r));
@@ -199,7 +192,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
   });
 
   it('replayed commands captured on the broker are rejected by a device with no clock, also after a reboot', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const store = flashStore();
     const { c2, devices } = await system('valve/setpoint', { valve: 'sub', plc: 'pub' }, { valve: { clock: 'none', store } });
@@ -218,7 +211,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     const captured = obs.seen.filter((s) => s.topic === valve.controlTopic);
     expect(captured.length).toBe(3); // grant, rotation 1, rotation 2
 
-    const attacker = new MqttTransport(broker.url);
+    const attacker = new MqttTransport(suite.broker.url);
     await attacker.open();
     cleanup.push(() => attacker.close());
     const replay = async () => {
@@ -250,11 +243,11 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
   });
 
   it('a tampered C2 database or a wrong passphrase is detected and sends nothing', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(broker.url, tmp.dir, { passphrase: 'right passphrase' });
+    const c2 = await c2On(suite.broker.url, tmp.dir, { passphrase: 'right passphrase' });
     await c2.addTopic('a/b');
     await c2.addDevice({ name: 'dev' });
     await c2.grant('dev', 'a/b');

@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { boardLink, boardRunner } from '../host-sim/board-link.mjs';
 import { SimDevice } from '../host-sim/device.mjs';
 import { espruinoBoard } from '../host-sim/espruino-env.mjs';
@@ -14,7 +14,7 @@ import { flashSim } from '../host-sim/flash-sim.mjs';
 import { Gateway, loadImageCodec } from '../host-sim/gateway.mjs';
 import { ROOT } from '../host-sim/image.mjs';
 import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/tools/flash.mjs';
-import { brokerKinds, c2On, image, observer, tempDir, until, withBroker } from './support/sim.mjs';
+import { brokerKinds, c2On, image, observer, tempDir, until, brokerPerSuite } from './support/sim.mjs';
 
 const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
@@ -22,22 +22,15 @@ const TOPIC = 'health/heart-rate';
 if (!existsSync(PUCK)) throw new Error(`${PUCK} not built: run npm run build`);
 
 describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => {
-  let broker;
-  const cleanup = [];
-  beforeAll(async () => {
-    broker = await withBroker(kind);
-  });
-  afterAll(async () => {
-    for (const f of cleanup.reverse()) await f().catch(() => {});
-    await broker.close();
-  });
+  const suite = brokerPerSuite(kind);
+  const cleanup = suite.cleanup;
 
   it('publishes through the gateway, takes C2 commands through it, and survives a power cycle', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(broker.url, tmp.dir, { send: false });
+    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
     cleanup.push(async () => {
       c2.close();
       await c2.link.close();
@@ -59,7 +52,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     const runner = boardRunner(board);
     cleanup.push(async () => runner.stop());
 
-    const gw = new Gateway({ broker: broker.url, codec: loadImageCodec(), ackTimeoutMs: 300 });
+    const gw = new Gateway({ broker: suite.broker.url, codec: loadImageCodec(), ackTimeoutMs: 300 });
     await gw.start();
     cleanup.push(() => gw.stop());
     const events = [];
@@ -75,7 +68,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     await until(() => E4.device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the Puck.js link handshake');
     expect([...gw.links][0].id).toBe(cfg.id);
 
-    const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: broker.url, subscribe: [TOPIC] });
+    const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
     await phone.start();
     cleanup.push(() => phone.stop());
     const got = [];

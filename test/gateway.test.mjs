@@ -6,35 +6,28 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/device.mjs';
 import { Gateway, loadImageCodec, parseGatewayArgs } from '../host-sim/gateway.mjs';
 import { flashStore } from '../host-sim/hal.mjs';
 import { linkPair, LinkTransport } from '../host-sim/link.mjs';
 import { ROOT } from '../host-sim/image.mjs';
-import { brokerKinds, c2On, image, observer, sleep, tempDir, until, withBroker } from './support/sim.mjs';
+import { brokerKinds, c2On, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.mjs';
 
 const img = image();
 const GATEWAY = join(ROOT, 'host-sim/gateway.mjs');
 
 describe.each(brokerKinds())('gateway over %s', (kind) => {
-  let broker;
-  const cleanup = [];
-  beforeAll(async () => {
-    broker = await withBroker(kind);
-  });
-  afterAll(async () => {
-    for (const f of cleanup.reverse()) await f().catch(() => {});
-    await broker.close();
-  });
+  const suite = brokerPerSuite(kind);
+  const cleanup = suite.cleanup;
 
   async function setup(linkOpts = {}) {
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const gw = new Gateway({ broker: broker.url, codec: loadImageCodec(), ackTimeoutMs: 100, retries: 8 });
+    const gw = new Gateway({ broker: suite.broker.url, codec: loadImageCodec(), ackTimeoutMs: 100, retries: 8 });
     await gw.start();
     cleanup.push(() => gw.stop());
-    const c2 = await c2On(broker.url, tmp.dir, { send: false });
+    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
     cleanup.push(async () => {
       c2.close();
       await c2.link.close();
@@ -65,7 +58,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     });
     await puck.start();
     cleanup.push(() => puck.stop());
-    const nurse = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: broker.url, subscribe: ['ward/spo2'] });
+    const nurse = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: suite.broker.url, subscribe: ['ward/spo2'] });
     await nurse.start();
     cleanup.push(() => nurse.stop());
     const ran = [puck, nurse].map((d) => new Promise((r) => d.once('command', r)));
@@ -76,7 +69,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
   }
 
   it('carries the device’s protected bytes unchanged, both hops opaque, and holds no keys', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { gw, puck, nurse, taps, pairs } = await setup({ corruptRate: 0.03, seed: 11 });
     const got = [];
@@ -97,7 +90,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     const radio = Buffer.concat(taps);
     for (const t of texts) expect(radio.includes(t)).toBe(false);
     expect(radio.includes('PLAINTEXT')).toBe(false);
-    // No key of the device's appears on the radio link or at the broker.
+    // No key of the device's appears on the radio link or at the suite.broker.
     const s = puck.snapshot();
     for (const k of [s.key, ...s.topics.map((t) => t.key)]) {
       expect(radio.includes(Buffer.from(k, 'hex'))).toBe(false);
@@ -137,7 +130,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
   });
 
   it('retransmits toward a device until acknowledged and never publishes a retransmitted frame twice', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { c2, puck, pairs } = await setup({ dropRate: 0.15, seed: 3 });
     await c2.grant('nurse', 'ward/spo2', { role: 'both' }); // the nurse may now publish too
@@ -145,7 +138,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     const rejected = [];
     puck.on('data', (e) => got.push(e.payload.toString()));
     puck.on('rejected', (e) => rejected.push(e.result));
-    const phone = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: broker.url });
+    const phone = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: suite.broker.url });
     await phone.start();
     cleanup.push(() => phone.stop());
     const texts = [];
@@ -165,7 +158,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
   });
 
   it('runs as a command: byte-stream links over TCP', async () => {
-    const child = spawn(process.execPath, [GATEWAY, '--broker', broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [GATEWAY, '--broker', suite.broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
     const addr = await new Promise((resolve, reject) => {
       let out = '';
@@ -178,7 +171,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     });
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(broker.url, tmp.dir);
+    const c2 = await c2On(suite.broker.url, tmp.dir);
     cleanup.push(async () => {
       c2.close();
       await c2.link.close();
@@ -196,7 +189,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     });
     await dev.start();
     cleanup.push(() => dev.stop());
-    const app = new SimDevice({ image: img, config: c2.deviceConfig('app'), network: broker.url, subscribe: ['t/x'] });
+    const app = new SimDevice({ image: img, config: c2.deviceConfig('app'), network: suite.broker.url, subscribe: ['t/x'] });
     await app.start();
     cleanup.push(() => app.stop());
     const got = new Promise((r) => app.once('data', r));

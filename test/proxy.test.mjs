@@ -6,31 +6,24 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/device.mjs';
 import { flashStore } from '../host-sim/hal.mjs';
 import { ROOT } from '../host-sim/image.mjs';
 import { parseProxyArgs, ProtectionProxy } from '../host-sim/proxy.mjs';
-import { brokerKinds, c2On, image, IMAGE_PATH, observer, sleep, tempDir, until, withBroker } from './support/sim.mjs';
+import { brokerKinds, c2On, image, IMAGE_PATH, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.mjs';
 
 const img = image();
 const PROXY = join(ROOT, 'host-sim/proxy.mjs');
 
 describe.each(brokerKinds())('protection proxy over %s', (kind) => {
-  let broker;
-  const cleanup = [];
-  beforeAll(async () => {
-    broker = await withBroker(kind);
-  });
-  afterAll(async () => {
-    for (const f of cleanup.reverse()) await f().catch(() => {});
-    await broker.close();
-  });
+  const suite = brokerPerSuite(kind);
+  const cleanup = suite.cleanup;
 
   async function setup() {
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(broker.url, tmp.dir, { send: false });
+    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
     cleanup.push(async () => {
       c2.close();
       await c2.link.close();
@@ -43,10 +36,10 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     }
     const flash = join(tmp.dir, 'proxy.flash');
     const proxyConfig = c2.deviceConfig('proxy');
-    const proxy = new ProtectionProxy({ config: proxyConfig, image: img, broker: broker.url, store: flashStore({ file: flash }) });
+    const proxy = new ProtectionProxy({ config: proxyConfig, image: img, broker: suite.broker.url, store: flashStore({ file: flash }) });
     await proxy.start();
     cleanup.push(() => proxy.stop());
-    const plc = new SimDevice({ image: img, config: c2.deviceConfig('plc'), network: broker.url, subscribe: ['factory/line1/setpoint'] });
+    const plc = new SimDevice({ image: img, config: c2.deviceConfig('plc'), network: suite.broker.url, subscribe: ['factory/line1/setpoint'] });
     await plc.start();
     cleanup.push(() => plc.stop());
     const ran = [plc, proxy.device].map((d) => new Promise((r) => d.once('command', r)));
@@ -65,7 +58,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
   }
 
   it('bridges plaintext applications to E4 in both directions; the broker sees ciphertext only', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { proxy, plc } = await setup();
     const hmi = await legacyClient(proxy.url, 'hmi');
@@ -99,7 +92,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
   });
 
   it('never forwards what it cannot protect: unknown topics and control topics stay local', async () => {
-    const obs = await observer(broker.url);
+    const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { proxy } = await setup();
     const app = await legacyClient(proxy.url, 'legacy');
@@ -122,7 +115,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     const keys = proxy.device.snapshot();
     await proxy.stop();
     // Restarted with its original (now stale) identity file: the flash wins.
-    const again = new ProtectionProxy({ config: proxyConfig, image: img, broker: broker.url, store: flashStore({ file: flash }) });
+    const again = new ProtectionProxy({ config: proxyConfig, image: img, broker: suite.broker.url, store: flashStore({ file: flash }) });
     await again.start();
     cleanup.push(() => again.stop());
     expect(again.device.snapshot()).toEqual(keys);
@@ -143,7 +136,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await c2.grant('proxy2', 'factory/line1/speed', { role: 'sub' });
     const cfg = join(dir, 'proxy2.json');
     writeFileSync(cfg, JSON.stringify(c2.deviceConfig('proxy2')));
-    const child = spawn(process.execPath, [PROXY, '--device', cfg, '--broker', broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
     const url = await new Promise((resolve, reject) => {
       let out = '';

@@ -6,6 +6,7 @@
  * $MOSQUITTO). Under CI=true a missing mosquitto is a failure, not a skip.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,6 +35,20 @@ export function brokerKinds() {
 
 export async function withBroker(kind) {
   return startBroker({ kind });
+}
+
+/** For the enclosing describe: a broker of `kind` started before its tests, and a cleanup list
+ * run (last in, first out) after them, before the broker closes. */
+export function brokerPerSuite(kind) {
+  const suite = { broker: null, cleanup: [] };
+  beforeAll(async () => {
+    suite.broker = await withBroker(kind);
+  });
+  afterAll(async () => {
+    for (const f of suite.cleanup.reverse()) await f().catch(() => {});
+    await suite.broker.close();
+  });
+  return suite;
 }
 
 export function tempDir(prefix = 'e4-test-') {
