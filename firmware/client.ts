@@ -175,6 +175,12 @@ function openState(
   }
 }
 
+/** True when the `i`th tag of a row of tags is `tag` (tags are public: no constant time needed). */
+function tagAt(tags: Uint8Array, i: number, tag: Uint8Array): boolean {
+  for (var k = 0; k < TAG_LEN; k++) if (tags[i * TAG_LEN + k] !== tag[k]) return false;
+  return true;
+}
+
 /** How many tags of commands sharing the last command's second are kept durably. */
 var LAST_TAGS_KEPT = 8;
 
@@ -245,20 +251,19 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   var time = timeKeeper(hal.clock, state.lastCommand);
 
   // --- duplicate cache: ring of (topic, tag) of recently accepted messages ---------------
-  var recentTags = new Uint8Array(replaySize * TAG_LEN);
+  // The tag ring is allocated by the first message accepted (a board that only publishes never
+  // holds it).
+  var recentTags: Uint8Array | null = null;
   var recentTopics: string[] = [];
   var recentNext = 0;
 
-  function tagAt(tags: Uint8Array, i: number, tag: Uint8Array): boolean {
-    for (var k = 0; k < TAG_LEN; k++) if (tags[i * TAG_LEN + k] !== tag[k]) return false;
-    return true;
-  }
   function seenRecently(topic: string, tag: Uint8Array): boolean {
-    for (var i = 0; i < recentTopics.length; i++) if (recentTopics[i] === topic && tagAt(recentTags, i, tag)) return true;
+    for (var i = 0; i < recentTopics.length; i++) if (recentTopics[i] === topic && tagAt(recentTags as Uint8Array, i, tag)) return true;
     return false;
   }
   function remember(topic: string, tag: Uint8Array): void {
     if (!replaySize) return;
+    if (!recentTags) recentTags = new Uint8Array(replaySize * TAG_LEN);
     recentTags.set(tag, recentNext * TAG_LEN);
     recentTopics[recentNext] = topic;
     recentNext = (recentNext + 1) % replaySize;
