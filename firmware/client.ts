@@ -368,7 +368,11 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     }
   }
 
+  // Set by close(); checked by protect and unprotect.
+  var closed = false;
+
   function unprotect(topic: string, message: Uint8Array, flags?: number): Uint8Array | null {
+    if (closed) throw new E4Error(PARAMETER_INVALID, 'client closed');
     if (typeof topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic must be a string');
     checkBytes(message, -1, 'message');
     // Step 1: length.
@@ -430,7 +434,6 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     applyChanges(state, changes);
   }
 
-  var closed = false;
   var client: Client = {
     id: copyBytes(state.id),
     controlTopic: ctrlTopic,
@@ -443,10 +446,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       if (at < 0) throw new E4Error(TOPICKEY_MISSING);
       return protectMessage(vault, state.topics[at].key, time.stamp(), data);
     },
-    unprotect: function (topic, message, flags) {
-      if (closed) throw new E4Error(PARAMETER_INVALID, 'client closed');
-      return unprotect(topic, message, flags);
-    },
+    unprotect: unprotect,
     topicHash: function (topic) {
       return copyBytes(hashOf(topic, true) as Uint8Array);
     },

@@ -24,15 +24,12 @@ export interface TimeKeeper {
 export function timeKeeper(clock: Clock | undefined, lastKnown: number): TimeKeeper {
   var base = -1; // calibrated time...
   var baseAt = 0; // ...and the clock reading when it was taken
-  function reading(): number {
-    return clock ? clock.now() : -1;
-  }
   var keeper: TimeKeeper = {
     trusted: function () {
       return !!clock && clock.kind === 'trusted' && clock.now() >= CLOCK_VALID_FROM;
     },
     now: function () {
-      var r = reading();
+      var r = clock ? clock.now() : -1;
       if (clock && clock.kind === 'trusted' && r >= CLOCK_VALID_FROM) return r;
       // Calibrated this boot and a clock advances: calibration + elapsed (never backwards).
       if (base >= 0 && clock) return base + (r > baseAt ? r - baseAt : 0);
@@ -41,7 +38,7 @@ export function timeKeeper(clock: Clock | undefined, lastKnown: number): TimeKee
     },
     calibrate: function (timestamp: number) {
       base = timestamp;
-      baseAt = reading();
+      baseAt = clock ? clock.now() : -1;
       if (timestamp > lastKnown) lastKnown = timestamp;
     },
     stamp: function () {

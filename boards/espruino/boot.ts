@@ -116,6 +116,12 @@ export function espruinoClock(kind: string): Clock | undefined {
   };
 }
 
+/** Address of a Storage file's string in memory-mapped flash (0 when it is not mapped). At module
+ * level: a closure made in openStore would keep that function's whole scope in RAM for good. */
+function flashAddress(s: string): number {
+  return E.getAddressOf(s, true);
+}
+
 /**
  * The store on this board's Storage: keys erased in place where Storage is memory-mapped
  * internal flash (checked here: the bytes at the file's address must be the file's), else by
@@ -131,9 +137,7 @@ export function openStore(S: any, zeroInPlace: boolean): Store {
     var same = true;
     for (var i = 0; i < 8 && i < probe.length; i++) if (head[i] !== probe.charCodeAt(i)) same = false;
     if (same) {
-      zero = mappedFlashZero(F, S, function (s: string) {
-        return E.getAddressOf(s, true);
-      });
+      zero = mappedFlashZero(F, S, flashAddress);
     }
   }
   return flashStore(deferCompaction(S), { name: STORE_NAME, zero: zero, crc32: E.CRC32 });
