@@ -257,10 +257,6 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   var recentTopics: string[] = [];
   var recentNext = 0;
 
-  function seenRecently(topic: string, tag: Uint8Array): boolean {
-    for (var i = 0; i < recentTopics.length; i++) if (recentTopics[i] === topic && tagAt(recentTags as Uint8Array, i, tag)) return true;
-    return false;
-  }
   function remember(topic: string, tag: Uint8Array): void {
     if (!replaySize) return;
     if (!recentTags) recentTags = new Uint8Array(replaySize * TAG_LEN);
@@ -288,14 +284,6 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     if (ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
   }
 
-  function checkCommandOrder(ts: number, tag: Uint8Array): void {
-    if (!rejectOld || state.lastCommand < 0) return;
-    if (ts < state.lastCommand) throw new E4Error(MESSAGE_REPLAYED, 'command older than the last accepted one');
-    if (ts === state.lastCommand) {
-      for (var i = 0; i < state.lastTags.length / TAG_LEN; i++) if (tagAt(state.lastTags, i, tag)) throw new E4Error(MESSAGE_REPLAYED);
-    }
-  }
-
   function calibration(ts: number, tag: Uint8Array): Change | null {
     if (!rejectOld && !calibrateOn) return null;
     if (ts < state.lastCommand) return null;
@@ -309,8 +297,15 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     return { op: 'calibrate', time: ts, tags: tags };
   }
 
-  /** Parses and runs one command (e4-protocol.md, "Commands"); all-or-nothing. */
+  /** Parses and runs one command (e4-protocol.md, "Commands"); all-or-nothing. First the command
+   * order rule: no command older than the last accepted one, nor a replay of one of its second. */
   function runCommand(cmd: Uint8Array, ts: number, tag: Uint8Array): void {
+    if (rejectOld && state.lastCommand >= 0) {
+      if (ts < state.lastCommand) throw new E4Error(MESSAGE_REPLAYED, 'command older than the last accepted one');
+      if (ts === state.lastCommand) {
+        for (var t = 0; t < state.lastTags.length / TAG_LEN; t++) if (tagAt(state.lastTags, t, tag)) throw new E4Error(MESSAGE_REPLAYED);
+      }
+    }
     var changes: Change[] = [];
     var code = cmd.length ? cmd[0] : -1;
     var len = cmd.length;
@@ -400,12 +395,14 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     try {
       // Step 4: the time window, only after authentication; then our replay rules.
       checkWindow(ts, isCommand, flags || 0);
-      if (replaySize && seenRecently(topic, tag)) throw new E4Error(MESSAGE_REPLAYED);
+      // An exact duplicate (same topic and tag) of a recently accepted message.
+      for (var r = 0; replaySize && r < recentTopics.length; r++) {
+        if (recentTopics[r] === topic && tagAt(recentTags as Uint8Array, r, tag)) throw new E4Error(MESSAGE_REPLAYED);
+      }
       if (!isCommand) {
         remember(topic, tag);
         return plaintext;
       }
-      checkCommandOrder(ts, tag);
       runCommand(plaintext, ts, tag);
       remember(topic, tag);
     } catch (e) {

@@ -5,6 +5,7 @@
  */
 import type { Client } from '../../firmware/client';
 import type { Device } from '../shared/runtime';
+import { wipeState } from '../../firmware/state';
 import { board } from './boot';
 
 /** The E4 client (null before start-up or when it failed: see status()). */
@@ -21,11 +22,18 @@ export function device(): Device | null {
 export function status(): any {
   var c = board.client;
   var d = board.device;
+  // The topic count comes from a snapshot: its key copies are wiped at once, not left to the GC.
+  var topics = 0;
+  if (c) {
+    var snap = c.snapshot();
+    topics = snap.topics.length;
+    wipeState(snap);
+  }
   return {
     ok: !!c,
     error: board.error,
     controlTopic: c ? c.controlTopic : null,
-    topics: c ? c.snapshot().topics.length : 0,
+    topics: topics,
     connected: d ? d.connected : false,
     stats: d ? d.stats : null,
     time: c ? c.time() : null,
