@@ -49,21 +49,15 @@ export function toHex(b: Uint8Array): string {
   return s;
 }
 
-function hexNibble(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48; // 0-9
-  if (c >= 97 && c <= 102) return c - 87; // a-f
-  if (c >= 65 && c <= 70) return c - 55; // A-F
-  return -1;
-}
-
 export function fromHex(s: string): Uint8Array {
   if (typeof s !== 'string' || s.length % 2) throw new E4Error(PARAMETER_INVALID, 'hex string of even length expected');
   var out = new Uint8Array(s.length / 2);
-  for (var i = 0; i < out.length; i++) {
-    var hi = hexNibble(s.charCodeAt(2 * i));
-    var lo = hexNibble(s.charCodeAt(2 * i + 1));
-    if (hi < 0 || lo < 0) throw new E4Error(PARAMETER_INVALID, 'invalid hex digit');
-    out[i] = (hi << 4) | lo;
+  for (var j = 0; j < s.length; j++) {
+    var c = s.charCodeAt(j);
+    // 0-9, a-f, A-F
+    var v = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+    if (v < 0) throw new E4Error(PARAMETER_INVALID, 'invalid hex digit');
+    out[j >> 1] = (out[j >> 1] << 4) | v;
   }
   return out;
 }

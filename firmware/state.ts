@@ -4,21 +4,16 @@
  * recorded through the same function, so memory and medium cannot disagree on what a change means.
  */
 import type { Change, StoredState, TopicRecord } from './hal';
-import { copyBytes, wipe } from './bytes';
+import { copyBytes, equalBytes, wipe } from './bytes';
 import { E4Error, PERSISTENCE_INCOMPATIBLE } from './errors';
 
 export function emptyState(id: Uint8Array, key: Uint8Array): StoredState {
   return { id: copyBytes(id), key: copyBytes(key), topics: [], lastCommand: -1, lastTags: new Uint8Array(0) };
 }
 
-function sameHash(a: Uint8Array, b: Uint8Array): boolean {
-  for (var i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Index of the topic with this 16-byte hash, or -1. Hashes are public: no constant time needed. */
+/** Index of the topic with this 16-byte hash, or -1. */
 export function findTopic(state: StoredState, hash: Uint8Array): number {
-  for (var i = 0; i < state.topics.length; i++) if (sameHash(state.topics[i].hash, hash)) return i;
+  for (var i = 0; i < state.topics.length; i++) if (equalBytes(state.topics[i].hash, hash)) return i;
   return -1;
 }
 

@@ -95,7 +95,7 @@ export function espruinoClock(kind: string): Clock | undefined {
   }
   var off = 0;
   var last = -1;
-  function read(): number {
+  function now(): number {
     var t = getTime() + off;
     // Read at least every minute (below): a step back, or forward by more than 5 minutes, is a
     // setTime(), not time passing.
@@ -104,16 +104,11 @@ export function espruinoClock(kind: string): Clock | undefined {
       t = last;
     }
     last = t;
-    return t;
+    return Math.floor(t);
   }
-  read();
-  setInterval(read, 60000);
-  return {
-    kind: 'monotonic',
-    now: function () {
-      return Math.floor(read());
-    },
-  };
+  now();
+  setInterval(now, 60000);
+  return { kind: 'monotonic', now: now };
 }
 
 /** Address of a Storage file's string in memory-mapped flash (0 when it is not mapped). At module
