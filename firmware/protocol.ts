@@ -16,19 +16,15 @@ export var TAG_LEN = 16;
 export var HEADER_LEN = 24;
 export var CONTROL_PREFIX = 'e4/';
 
-function sha3Of(vault: Vault): (data: Uint8Array) => Uint8Array {
-  if (!vault.sha3) throw new E4Error(PARAMETER_INVALID, 'this vault has no SHA3-256: provision topic hashes');
-  return vault.sha3;
-}
-
-/** Client id = first 16 bytes of SHA3-256(UTF-8 name). */
-export function clientId(vault: Vault, name: string): Uint8Array {
-  return sha3Of(vault)(utf8(name)).subarray(0, ID_LEN);
-}
-
 /** Topic hash = first 16 bytes of SHA3-256(UTF-8 topic). */
 export function topicHash(vault: Vault, topic: string): Uint8Array {
-  return sha3Of(vault)(utf8(topic)).subarray(0, HASH_LEN);
+  if (!vault.sha3) throw new E4Error(PARAMETER_INVALID, 'this vault has no SHA3-256: provision topic hashes');
+  return vault.sha3(utf8(topic)).subarray(0, HASH_LEN);
+}
+
+/** Client id = first 16 bytes of SHA3-256(UTF-8 name): the topic hash derivation (ID_LEN is HASH_LEN). */
+export function clientId(vault: Vault, name: string): Uint8Array {
+  return topicHash(vault, name);
 }
 
 /** "e4/" + lowercase hex of the id (35 characters). */

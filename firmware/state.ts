@@ -7,10 +7,6 @@ import type { Change, StoredState, TopicRecord } from './hal';
 import { copyBytes, equalBytes, wipe } from './bytes';
 import { E4Error, PERSISTENCE_INCOMPATIBLE } from './errors';
 
-export function emptyState(id: Uint8Array, key: Uint8Array): StoredState {
-  return { id: copyBytes(id), key: copyBytes(key), topics: [], lastCommand: -1, lastTags: new Uint8Array(0) };
-}
-
 /** Index of the topic with this 16-byte hash, or -1. */
 export function findTopic(state: StoredState, hash: Uint8Array): number {
   for (var i = 0; i < state.topics.length; i++) if (equalBytes(state.topics[i].hash, hash)) return i;
@@ -49,7 +45,7 @@ export function applyChanges(state: StoredState | null, changes: Change[]): Stor
     var c = changes[i];
     if (c.op === 'provision') {
       wipeState(state);
-      state = emptyState(c.id, c.key);
+      state = { id: copyBytes(c.id), key: copyBytes(c.key), topics: [], lastCommand: -1, lastTags: new Uint8Array(0) };
       continue;
     }
     if (!state) throw new E4Error(PERSISTENCE_INCOMPATIBLE, 'change before provisioning');
