@@ -206,12 +206,13 @@ export async function hil(opts, log = (m) => console.log(m)) {
 
   // --- 1. boot and memory --------------------------------------------------------------------
   // The tool's reset() runs the boot files again (the image starts from flash); the runtime's
-  // share is what is freed when it is dropped.
+  // share is what is freed when it is dropped. The status object read first is the tool's, not
+  // the runtime's: it is dropped before the first reading.
   const memScript = `
-var s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));
+var s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));s=undefined;
 var c=E4.client();var u1=process.memory().usage;
 var m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-c.unprotect("hil/t1",m);m=undefined;c=undefined;s=undefined;
+c.unprotect("hil/t1",m);m=undefined;c=undefined;
 var u2=process.memory().usage;
 delete E4;E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
 var u3=process.memory().usage;var mm=process.memory();
