@@ -18,15 +18,9 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
   const suite = brokerPerSuite(kind);
   const cleanup = suite.cleanup;
 
-  /** A C2 with `topic`, devices granted as given ({ name: role }), started on the suite.broker. */
+  /** A C2 with `topic`, devices granted as given ({ name: role }), started on the broker. */
   async function system(topic, roles, deviceOpts = {}) {
-    const tmp = tempDir();
-    cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
-    cleanup.push(async () => {
-      c2.close();
-      await c2.link.close();
-    });
+    const { c2, tmp } = await suite.c2({ send: false });
     await c2.addTopic(topic);
     const devices = {};
     for (const [name, role] of Object.entries(roles)) {

@@ -14,7 +14,7 @@ import { flashSim } from '../host-sim/flash-sim.mjs';
 import { Gateway, loadImageCodec } from '../host-sim/gateway.mjs';
 import { ROOT } from '../host-sim/image.mjs';
 import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/tools/flash.mjs';
-import { brokerKinds, c2On, image, observer, tempDir, until, brokerPerSuite } from './support/sim.mjs';
+import { brokerKinds, image, observer, until, brokerPerSuite } from './support/sim.mjs';
 
 const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
@@ -28,13 +28,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
   it('publishes through the gateway, takes C2 commands through it, and survives a power cycle', async () => {
     const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
-    const tmp = tempDir();
-    cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
-    cleanup.push(async () => {
-      c2.close();
-      await c2.link.close();
-    });
+    const { c2 } = await suite.c2({ send: false });
     await c2.addTopic(TOPIC);
     await c2.addDevice({ name: 'puck' });
     await c2.addDevice({ name: 'phone' });

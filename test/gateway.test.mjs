@@ -90,7 +90,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     const radio = Buffer.concat(taps);
     for (const t of texts) expect(radio.includes(t)).toBe(false);
     expect(radio.includes('PLAINTEXT')).toBe(false);
-    // No key of the device's appears on the radio link or at the suite.broker.
+    // No key of the device's appears on the radio link or at the broker.
     const s = puck.snapshot();
     for (const k of [s.key, ...s.topics.map((t) => t.key)]) {
       expect(radio.includes(Buffer.from(k, 'hex'))).toBe(false);

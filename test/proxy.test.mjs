@@ -21,13 +21,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
   const cleanup = suite.cleanup;
 
   async function setup() {
-    const tmp = tempDir();
-    cleanup.push(async () => tmp.remove());
-    const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
-    cleanup.push(async () => {
-      c2.close();
-      await c2.link.close();
-    });
+    const { c2, tmp } = await suite.c2({ send: false });
     for (const t of ['factory/line1/speed', 'factory/line1/setpoint']) await c2.addTopic(t);
     for (const name of ['proxy', 'plc']) {
       await c2.addDevice({ name });

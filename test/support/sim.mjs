@@ -48,6 +48,17 @@ export function brokerPerSuite(kind) {
     for (const f of suite.cleanup.reverse()) await f().catch(() => {});
     await suite.broker.close();
   });
+  /** A C2 on the suite's broker in a fresh temporary directory, both removed after the suite. */
+  suite.c2 = async (options) => {
+    const tmp = tempDir();
+    suite.cleanup.push(async () => tmp.remove());
+    const c2 = await c2On(suite.broker.url, tmp.dir, options);
+    suite.cleanup.push(async () => {
+      c2.close();
+      await c2.link.close();
+    });
+    return { c2, tmp };
+  };
   return suite;
 }
 
