@@ -11,7 +11,7 @@ import { SimDevice } from '../host-sim/device.mjs';
 import { flashStore } from '../host-sim/hal.mjs';
 import { ROOT } from '../host-sim/image.mjs';
 import { parseProxyArgs, ProtectionProxy } from '../host-sim/proxy.mjs';
-import { brokerKinds, c2On, image, IMAGE_PATH, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.mjs';
+import { brokerKinds, image, IMAGE_PATH, observer, sleep, until, brokerPerSuite } from './support/sim.mjs';
 
 const img = image();
 const PROXY = join(ROOT, 'host-sim/proxy.mjs');
