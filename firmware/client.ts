@@ -247,6 +247,12 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   });
   // Nothing of the provisioning data stays reachable from this closure (keys included).
   device = null;
+  // A name of a topic held points at the state's copy of its hash: one array per hash in RAM.
+  // (Hashes are never changed in place: a record that changes is replaced.)
+  for (var n in provisionedNames) {
+    var held = findTopic(state, provisionedNames[n]);
+    if (held >= 0) provisionedNames[n] = state.topics[held].hash;
+  }
   var ctrlTopic = controlTopic(state.id);
   var time = timeKeeper(hal.clock, state.lastCommand);
 
