@@ -1,7 +1,7 @@
 /**
  * Byte helpers shared by the whole firmware: checks, hex, UTF-8, 64-bit timestamps, constant-time
- * comparison and key wiping. Written for ES5 engines: no TextEncoder, no typed-array `slice`,
- * `fill` or `from` (Duktape and Espruino lack or differ on them), no BigInt.
+ * comparison and key wiping. Written for ES5 engines: no text-encoding API, no typed-array
+ * `slice`, `fill` or `from` (Duktape and Espruino lack or differ on them), no big integers.
  */
 import { E4Error, PARAMETER_INVALID } from './errors';
 
@@ -62,7 +62,7 @@ export function fromHex(s: string): Uint8Array {
   return out;
 }
 
-/** UTF-8 encoding of a JavaScript (UTF-16) string; a lone surrogate becomes U+FFFD, like TextEncoder. */
+/** UTF-8 encoding of a JavaScript (UTF-16) string; a lone surrogate becomes U+FFFD, as in the WHATWG encoder. */
 export function utf8(s: string): Uint8Array {
   var bytes: number[] = [];
   for (var i = 0; i < s.length; i++) {
@@ -92,7 +92,7 @@ export function toBytes(data: Uint8Array | string, what: string): Uint8Array {
 // 2^32 as a literal: Espruino's Math.pow(2, 32) is not exact.
 var TWO32 = 4294967296;
 
-/** Writes `value` (0 <= value < 2^53) as 8 bytes little-endian, as two 32-bit halves (no BigInt). */
+/** Writes `value` (0 <= value < 2^53) as 8 bytes little-endian, as two 32-bit halves (no big integers on the targets). */
 export function writeU64LE(out: Uint8Array, offset: number, value: number): void {
   var lo = value % TWO32;
   var hi = (value - lo) / TWO32;
