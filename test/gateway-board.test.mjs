@@ -88,8 +88,10 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     E4 = board.powerCycle();
     link = connect();
     await until(() => E4.device().connected, 5000, 'the link after the power cycle');
+    const seenBefore = obs.seen.filter((s) => s.topic === TOPIC).length;
     E4.device().publish(TOPIC, '{"bpm":73,"n":2}');
     await until(() => got.length === 2, 5000, 'a reading after the power cycle');
+    await until(() => obs.seen.filter((s) => s.topic === TOPIC).length > seenBefore, 5000, 'that reading at the observer');
     expect(got[1]).toBe('{"bpm":73,"n":2}');
     // Under the new key: the C2 opens it with generation 1.
     const last = obs.seen.filter((s) => s.topic === TOPIC).at(-1);

@@ -84,8 +84,12 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     await until(() => got.length === 30, 10000, 'every sample at the nurse');
     expect(got).toEqual(texts);
     expect(pairs[0].stats.corrupted).toBeGreaterThan(0); // the link did damage frames...
-    // ...yet the broker saw exactly the bytes the device produced, once each.
-    const onBroker = obs.seen.filter((s) => s.topic === 'ward/spo2').map((s) => s.payload.toString('hex'));
+    // ...yet the broker saw exactly the bytes the device produced, once each (the observer is a
+    // subscriber of its own: wait for it too, not only for the nurse).
+    const spo2 = () => obs.seen.filter((s) => s.topic === 'ward/spo2');
+    await until(() => spo2().length >= 30, 10000, 'every sample at the observer');
+    await new Promise((r) => setTimeout(r, 100)); // and nothing more after them
+    const onBroker = spo2().map((s) => s.payload.toString('hex'));
     expect(onBroker).toEqual(sent.map((b) => b.toString('hex')));
     const radio = Buffer.concat(taps);
     for (const t of texts) expect(radio.includes(t)).toBe(false);
