@@ -5,6 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/device.mjs';
 import { flashStore } from '../host-sim/hal.mjs';
@@ -234,6 +235,31 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     expect(lax.deliver(valve.controlTopic, captured[0].payload).kind).toBe('command');
     expect(lax.snapshot().topics[0].key).not.toBe(keyNow);
     await lax.stop();
+  });
+
+  it('C2 commands to many devices all reach the broker (QoS 2 with a bounded number in flight)', async () => {
+    // Mosquitto completes the QoS 2 handshake for publishes beyond its max_inflight_messages (20)
+    // and then drops them: a sender with more in flight would count lost commands as delivered.
+    const obs = await observer(suite.broker.url);
+    cleanup.push(() => obs.close());
+    const { c2 } = await suite.c2({ send: false });
+    const raw = await mqtt.connectAsync(suite.broker.url, { reconnectPeriod: 0 });
+    cleanup.push(() => raw.endAsync());
+    const N = 300;
+    await c2.batch(async (c) => {
+      await c.addTopic('plant/alarm');
+      for (let i = 0; i < N; i++) {
+        await c.addDevice({ name: `sensor-${i}` });
+        await c.grant(`sensor-${i}`, 'plant/alarm', { role: 'sub' });
+      }
+    });
+    c2.setSend((topic, bytes, { qos }) => raw.publishAsync(topic, Buffer.from(bytes), { qos }));
+    await c2.flush();
+    const commands = () => obs.seen.filter((m) => m.topic.startsWith('e4/'));
+    await until(() => commands().length >= N, 10000, 'every command at the observer');
+    await sleep(200);
+    expect(new Set(commands().map((m) => m.topic)).size).toBe(N);
+    expect(commands().length).toBe(N);
   });
 
   it('a tampered C2 database or a wrong passphrase is detected and sends nothing', async () => {
