@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { runIfMain, stopOnSignal } from './cli.mjs';
 
 export const MOSQUITTO = process.env.MOSQUITTO || '/usr/sbin/mosquitto';
 export const BROKER_KINDS = ['aedes', 'mosquitto'];
@@ -225,14 +225,7 @@ async function main(argv) {
   }
   const b = await startBroker({ kind, port });
   process.stdout.write(`listening ${b.url}\n`);
-  const stop = () => b.close().then(() => process.exit(0));
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  stopOnSignal(() => b.close());
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`broker: ${e.message}\n`);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, 'broker', main);

@@ -19,10 +19,10 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { LINK_IMAGE } from './image.mjs';
 import { linkCodec } from './link.mjs';
 import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
+import { runIfMain, stopOnSignal } from './cli.mjs';
 
 const toHex = (b) => Buffer.from(b).toString('hex');
 
@@ -330,14 +330,7 @@ async function main(argv) {
     process.stdout.write(`listening tcp://${addr.address}:${addr.port}\n`);
   }
   say(`bridging to ${o.broker}`);
-  const stop = () => gw.stop().then(() => process.exit(0));
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  stopOnSignal(() => gw.stop());
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`gateway: ${e.message}\n`);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, 'gateway', main);

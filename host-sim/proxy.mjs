@@ -18,11 +18,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { SimDevice } from './device.mjs';
 import { flashStore, systemTime } from './hal.mjs';
 import { loadImage } from './image.mjs';
 import { topicMatches } from './net.mjs';
+import { runIfMain, stopOnSignal } from './cli.mjs';
 
 const ECHO_MEMORY = 1024;
 
@@ -233,14 +233,7 @@ async function main(argv) {
   });
   await proxy.start();
   process.stdout.write(`listening ${proxy.url}\n`);
-  const stop = () => proxy.stop().then(() => process.exit(0));
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  stopOnSignal(() => proxy.stop());
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`proxy: ${e.message}\n`);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, 'proxy', main);

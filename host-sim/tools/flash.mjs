@@ -20,9 +20,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { pathToFileURL } from 'node:url';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
+import { runIfMain } from '../cli.mjs';
 
 export const ESPRUINO_BOARDS = ['espruino-puckjs', 'espruino-nrf52', 'espruino-esp32'];
 export const IMAGE_FILE = 'e4.js';
@@ -283,6 +283,4 @@ async function main(argv) {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
-}
+runIfMain(import.meta.url, 'flash', main);

@@ -18,10 +18,10 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { ESPRUINO_BOARDS, flash, sha3_16 } from './flash.mjs';
 import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
+import { runIfMain } from '../cli.mjs';
 
 export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
 
@@ -327,6 +327,4 @@ async function main(argv) {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
-}
+runIfMain(import.meta.url, 'hil', main);
