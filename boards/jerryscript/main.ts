@@ -10,6 +10,7 @@
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import type { Client, Options } from '../../firmware/client';
 import { create } from '../../firmware/client';
+import { wipeState } from '../../firmware/state';
 import type { Clock, Log, LogLevel, Vault } from '../../firmware/hal';
 import { flashStore } from '../espruino/flash-store';
 import { portableVault } from '../shared/portable-vault';
@@ -185,7 +186,14 @@ export function device(): Device | null {
 export function status(): any {
   var c = state.client;
   var d = state.device;
-  return { ok: !!c, error: state.error, controlTopic: c ? c.controlTopic : null, topics: c ? c.snapshot().topics.length : 0, connected: d ? d.connected : false, stats: d ? d.stats : null };
+  // The topic count comes from a snapshot: its key copies are wiped at once, not left to the GC.
+  var topics = 0;
+  if (c) {
+    var snap = c.snapshot();
+    topics = snap.topics.length;
+    wipeState(snap);
+  }
+  return { ok: !!c, error: state.error, controlTopic: c ? c.controlTopic : null, topics: topics, connected: d ? d.connected : false, stats: d ? d.stats : null };
 }
 
 export var version = '0.1.0';
