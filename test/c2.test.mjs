@@ -20,7 +20,7 @@ import { C2Error, initC2, openC2 } from '../host-sim/c2/c2.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'host-sim/c2/cli.mjs');
 const VECTORS = JSON.parse(
-  fs.readFileSync(process.env.E4_VECTORS_DIR ? path.join(process.env.E4_VECTORS_DIR, 'e4-sk-vectors.json') : path.join(ROOT, '../shared/vectors/e4-sk-vectors.json'), 'utf8'),
+  fs.readFileSync(path.join(ROOT, 'test/vectors/e4-sk-vectors.json'), 'utf8'),
 );
 const FAST = { t: 1, m: 64, p: 1 };
 const PASS = 'correct horse battery staple';

@@ -13,7 +13,7 @@ import { findBinary } from '../host-sim/tools/engines.mjs';
 import { loadCases } from '../host-sim/tools/conformance.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
-const VECTORS = process.env.E4_VECTORS_DIR || join(ROOT, '..', 'shared', 'vectors');
+const VECTORS = join(ROOT, 'test', 'vectors');
 const FILES = [join(VECTORS, 'e4-sk-vectors.json'), join(VECTORS, 'rfc5297.json')];
 const TOTAL = FILES.reduce((n, f) => n + loadCases(f).length, 0);
 const duk = findBinary('duk');

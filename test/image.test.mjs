@@ -1,7 +1,7 @@
 /**
  * The built ES5 images (npm test builds them first): they parse as ECMAScript 5, reference
  * nothing the target engines lack, build no large tables at load, expose E4 as a global and as
- * module.exports, and pass the shared vectors in a node:vm realm that holds only ES5-era globals
+ * module.exports, and pass the reference vectors (test/vectors) in a node:vm realm that holds only ES5-era globals
  * plus typed arrays. Also: the static checker and the dependency-rewrite guard can fail, and the
  * image-only substitutes (build/image/) give the same bytes as noble and node:crypto.
  */
@@ -25,7 +25,7 @@ import { openEngine } from '../host-sim/tools/engines.mjs';
 import { createSandbox } from '../host-sim/image.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
-const VECTORS = process.env.E4_VECTORS_DIR || join(ROOT, '..', 'shared', 'vectors');
+const VECTORS = join(ROOT, 'test', 'vectors');
 
 /** Every image file the build makes (readable and minified). */
 const files = [];
@@ -175,7 +175,7 @@ describe('loading', () => {
       expect(ctx.module.exports).toBe(vm.runInContext('E4', ctx));
     });
 
-    it(`${label} passes every shared vector in the ES5 sandbox`, async () => {
+    it(`${label} passes every reference vector in the ES5 sandbox`, async () => {
       const cases = loadCases(join(VECTORS, 'e4-sk-vectors.json')).concat(loadCases(join(VECTORS, 'rfc5297.json')));
       const res = await runCases(openEngine('node'), readFileSync(f.file, 'utf8'), cases);
       const failed = res.cases.filter((c) => !c.ok).map((c) => `${c.c.section} ${c.c.name}: ${c.why}`);

@@ -1,5 +1,5 @@
 /**
- * firmware/crypto/siv.ts against every case of ../shared/vectors/rfc5297.json (RFC 5297 Appendix A,
+ * firmware/crypto/siv.ts against every case of test/vectors/rfc5297.json (RFC 5297 Appendix A,
  * AES-128 keys), with ECB+CBC and ECB-only block primitives, and noble's aessiv as a cross-check.
  */
 import { describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * Every case of ../shared/vectors/e4-sk-vectors.json, each its own test, for three vaults: the
+ * Every case of test/vectors/e4-sk-vectors.json, each its own test, for three vaults: the
  * portable noble vault, and the generic SIV (firmware/crypto/siv.ts) over an AES block primitive
  * with CBC and with ECB only (the shapes the native board vaults take).
  */
@@ -7,7 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { create, sivVault, encodeE41P, decodeE41P, clientId, topicHash, controlTopic, utf8, memoryStore } from '../firmware/core';
 import { nobleVault } from '../firmware/crypto/noble-vault';
 import type { StoredState, Vault } from '../firmware/hal';
-import { loadVectors, hex, toHexStr } from './support/vectors';
+import { loadVectors, hex, toHexStr, VECTORS_DIR } from './support/vectors';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { vaultSuite } from './support/vault-suite';
 import { nodeAesCbc, nodeAesEcb } from './support/node-aes';
 
@@ -19,6 +22,13 @@ const vaults: [string, Vault][] = [
   ['siv vault (ecb+cbc)', sivVault(nodeAesCbc, sha3)],
   ['siv vault (ecb only)', sivVault(nodeAesEcb, sha3)],
 ];
+
+it('each vector file matches the SHA-256 pinned in test/vectors/README.md', () => {
+  const readme = readFileSync(join(VECTORS_DIR, 'README.md'), 'utf8');
+  const pins = [...readme.matchAll(/^\| `([\w.-]+\.json)` \| `([0-9a-f]{64})` \|/gm)].map((m) => [m[1], m[2]]);
+  expect(pins.map((p) => p[0]).sort()).toEqual(readdirSync(VECTORS_DIR).filter((f) => f.endsWith('.json')).sort());
+  for (const [file, sha] of pins) expect(createHash('sha256').update(readFileSync(join(VECTORS_DIR, file))).digest('hex'), file).toBe(sha);
+});
 
 it('vector file has every section', () => {
   for (const k of ['client_ids', 'topic_hashes', 'aes_siv', 'protect', 'unprotect', 'commands', 'scenarios', 'storage_file']) {

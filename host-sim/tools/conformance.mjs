@@ -6,7 +6,7 @@
  *                          [--image dist/e4.min.js] [--batch-bytes N] [--timeout-ms N] [--verbose]
  *                          FILE...
  *
- * FILE is a vector file of either schema in ../shared/vectors/ (e4-sk-vectors.json, rfc5297.json).
+ * FILE is a vector file of either schema in test/vectors/ (e4-sk-vectors.json, rfc5297.json; see test/vectors/README.md).
  * Each engine is fed self-contained scripts: the image + a small ES5 harness + a batch of cases.
  * The harness runs each case through the image's public API (global E4) and prints one tagged line
  * `@@E4R {"id":..,"out":..}` per case between `@@E4BEGIN` and `@@E4END <ms>`; the comparison with

@@ -6,7 +6,7 @@
  * topics, no transport), then over the board's console:
  *  1. boot: the image started from flash and opened its store; runtime memory (process.memory()
  *     with and without the runtime);
- *  2. a subset of the conformance vectors (../shared/vectors/e4-sk-vectors.json), run on the
+ *  2. a subset of the conformance vectors (test/vectors/e4-sk-vectors.json), run on the
  *     board in small batches (aes_siv, protect, unprotect, commands) against the board's vault;
  *  3. store survives reset: a C2 command (SetTopicKey) applied, the board reloaded (load()),
  *     then a message the board protects on that topic must open with the new key on the host,
@@ -231,7 +231,7 @@ load();
   tally.check('memory report', !!memLine);
 
   // --- 2. conformance vectors ------------------------------------------------------------------
-  const V = JSON.parse(readFileSync(join(ROOT, '..', 'shared', 'vectors', 'e4-sk-vectors.json'), 'utf8'));
+  const V = JSON.parse(readFileSync(join(ROOT, 'test', 'vectors', 'e4-sk-vectors.json'), 'utf8'));
   const cases = pickCases(V, opts.cases || 24, opts['max-bytes'] || (opts.board === 'espruino-esp32' ? 1024 : 256));
   const batch = opts.batch || 1200;
   let expected = 0;

@@ -1,5 +1,5 @@
 /**
- * Every case of ../shared/vectors/e4-sk-vectors.json (aes_siv, protect, unprotect, commands,
+ * Every case of test/vectors/e4-sk-vectors.json (aes_siv, protect, unprotect, commands,
  * scenarios), each a named test, run through the client over a given vault: used for the board
  * vaults (native AES, portable AES), with and without SHA-3 on the device.
  */

@@ -1,9 +1,9 @@
-/** Loads the shared vector files (never copied into the repo). */
+/** Loads the reference vector files kept in test/vectors (provenance and hashes: test/vectors/README.md). */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
-export const VECTORS_DIR = process.env.E4_VECTORS_DIR || join(fileURLToPath(new URL('.', import.meta.url)), '../../../shared/vectors');
+export const VECTORS_DIR = join(fileURLToPath(new URL('.', import.meta.url)), '../vectors');
 
 export function loadVectors(name: string): any {
   return JSON.parse(readFileSync(join(VECTORS_DIR, name), 'utf8'));
