@@ -18,23 +18,13 @@ export var PARAMETER_INVALID = -112;
 export var PERSISTENCE_INCOMPATIBLE = -113;
 
 /** The result names. Built on each call: as a module-level table it would hold ~50 variables of
- * an Espruino board's RAM for good, and names are only needed when something fails. */
+ * an Espruino board's RAM for good, and names are only needed when something fails. The error
+ * names are listed from -100 down ("" for the codes libe4 does not use). */
 function names(): { [code: string]: string } {
-  return {
-    '0': 'E4_RESULT_OK',
-    '-1': 'E4_RESULT_OK_CONTROL',
-    '-100': 'E4_ERROR_INTERNAL',
-    '-101': 'E4_ERROR_INVALID_TAG',
-    '-102': 'E4_ERROR_TIMESTAMP_IN_FUTURE',
-    '-103': 'E4_ERROR_TIMESTAMP_TOO_OLD',
-    '-104': 'E4_ERROR_CIPHERTEXT_TOO_SHORT',
-    '-105': 'E4_ERROR_TOPICKEY_MISSING',
-    '-106': 'E4_ERROR_MESSAGE_REPLAYED',
-    '-107': 'E4_ERROR_INVALID_COMMAND',
-    '-108': 'E4_ERROR_PERSISTENCE_ERROR',
-    '-112': 'E4_ERROR_PARAMETER_INVALID',
-    '-113': 'E4_ERROR_PERSISTENCE_INCOMPATIBLE',
-  };
+  var all: { [code: string]: string } = { '0': 'E4_RESULT_OK', '-1': 'E4_RESULT_OK_CONTROL' };
+  var errs = 'INTERNAL INVALID_TAG TIMESTAMP_IN_FUTURE TIMESTAMP_TOO_OLD CIPHERTEXT_TOO_SHORT TOPICKEY_MISSING MESSAGE_REPLAYED INVALID_COMMAND PERSISTENCE_ERROR    PARAMETER_INVALID PERSISTENCE_INCOMPATIBLE'.split(' ');
+  for (var i = 0; i < errs.length; i++) if (errs[i]) all[String(-100 - i)] = 'E4_ERROR_' + errs[i];
+  return all;
 }
 
 /** The libe4 constant name of a result code, e.g. -101 -> "E4_ERROR_INVALID_TAG". */
@@ -85,4 +75,17 @@ E4Error.prototype.toString = function (this: E4Error) {
 /** True when `e` is an E4Error (also across two copies of the image, where instanceof fails). */
 export function isE4Error(e: unknown): e is E4Error {
   return !!e && (e as E4Error).name === 'E4Error' && typeof (e as E4Error).code === 'number';
+}
+
+/**
+ * Runs `fn`, reporting anything it throws that is not an E4Error (out of memory, a native call
+ * failing, a bug) as INTERNAL: only an authentication failure may look like one (INVALID_TAG),
+ * and vaults signal that by returning null, never by throwing.
+ */
+export function orInternal<R>(fn: () => R): R {
+  try {
+    return fn();
+  } catch (e) {
+    throw isE4Error(e) ? e : new E4Error(INTERNAL);
+  }
 }

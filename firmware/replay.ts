@@ -1,0 +1,65 @@
+/**
+ * The replay window: a message accepted once is never accepted again, whatever the message rate,
+ * in a fixed amount of memory.
+ *
+ * The window remembers up to `size` accepted messages, each by its timestamp and the first 6 bytes
+ * of its SIV tag (16 bytes an entry), and keeps a floor. Invariant: every accepted message stamped
+ * above the floor is remembered. When the window is full, the entry with the oldest timestamp
+ * makes room and the floor rises to that timestamp; so a message the window does not hold is new
+ * when it is stamped above the floor, and cannot be vouched for when it is stamped at or below it.
+ *
+ * - held in the window: MESSAGE_REPLAYED (it was accepted before);
+ * - not held, at or below the floor: TIMESTAMP_TOO_OLD. It may be a replay of a forgotten message
+ *   or a legitimate late one: the device cannot tell, and says only what it knows, that the
+ *   message is older than what it can check (a sender that stamps afresh gets through);
+ * - not held, above the floor: new.
+ *
+ * Forgetting the oldest first keeps the floor as low as the memory allows: with senders whose
+ * timestamps increase, the floor trails the oldest sender. The cost is that a burst of more than
+ * `size` messages within one second (or a sender lagging behind a burst of others) raises the floor
+ * past legitimate messages, which are then refused as too old.
+ *
+ * Six tag bytes (48 bits) decide equality together with the timestamp: two different messages
+ * with the same timestamp are taken for one another with probability 2^-48 per pair (the later
+ * one refused, never a replay accepted). The window lives in RAM: a reboot empties it (see
+ * README.md, "Time and replay").
+ *
+ * A window is one Float64Array: [floor + 1, then (tag key, timestamp + 1) per entry], so that a
+ * new, zeroed array is an empty window without a floor (timestamps are >= 0). Functions, not a
+ * closure object: on Espruino every closure costs RAM for good.
+ */
+import { MESSAGE_REPLAYED, TIMESTAMP_TOO_OLD } from './errors';
+
+/** Bytes of the tag kept per entry (an exact double up to 2^53). */
+var KEY_BYTES = 6;
+
+/** An empty window for `size` (>= 1) messages: 16 bytes per message, plus 8. */
+export function replayWindow(size: number): Float64Array {
+  return new Float64Array(1 + 2 * size);
+}
+
+function tagKey(tag: Uint8Array): number {
+  var k = 0;
+  for (var i = 0; i < KEY_BYTES; i++) k = k * 256 + tag[i];
+  return k;
+}
+
+/** 0 when the message (timestamp, tag) is new to the window; MESSAGE_REPLAYED when the window
+ * holds it; TIMESTAMP_TOO_OLD when it is at or below the floor and not held. */
+export function replayCheck(w: Float64Array, timestamp: number, tag: Uint8Array): number {
+  var k = tagKey(tag);
+  var t = timestamp + 1;
+  for (var i = 1; i < w.length; i += 2) if (w[i + 1] === t && w[i] === k) return MESSAGE_REPLAYED;
+  return t <= w[0] ? TIMESTAMP_TOO_OLD : 0;
+}
+
+
+/** Remembers an accepted message, in place of the oldest entry (an empty one first); the floor
+ * rises to the timestamp of the entry that makes room. */
+export function replayAdd(w: Float64Array, timestamp: number, tag: Uint8Array): void {
+  var at = 1;
+  for (var i = 3; i < w.length; i += 2) if (w[i + 1] < w[at + 1]) at = i;
+  if (w[at + 1] > w[0]) w[0] = w[at + 1];
+  w[at] = tagKey(tag);
+  w[at + 1] = timestamp + 1;
+}
