@@ -70,11 +70,13 @@ export interface Options {
   /** Take the timestamp of each accepted command as the time now (see time.ts). */
   calibrate?: boolean;
   /** Size of the replay window (replay.ts): how many accepted messages are remembered, 16 bytes
-   * each; 0 disables the window. */
+   * each; 0 disables the window. protect()'s window (distinctStamps) has the same size (16 when
+   * this is 0). */
   replayCache?: number;
   /** protect() never emits the same bytes twice: when the same topic and payload were already
-   * protected at a timestamp, it stamps the next second, at most this many seconds ahead of the
-   * device's time estimate (keep it within receivers' maxDelay); 0 disables. */
+   * protected at a timestamp (or its window cannot vouch that they were not), it stamps the next
+   * second, at most this many seconds ahead of the device's time estimate, then refuses
+   * (MESSAGE_REPLAYED); keep it within receivers' maxDelay. 0 disables (the reference). */
   distinctStamps?: number;
   /** Size of the topic-key table. */
   maxTopics?: number;
@@ -183,17 +185,7 @@ function openState(
   }
 }
 
-/** The checks protect and unprotect start with. */
-function checkCall(closed: boolean, topic: string): void {
-  if (closed) throw new E4Error(PARAMETER_INVALID, 'client closed');
-  if (typeof topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic must be a string');
-}
 
-/** How many tags of commands sharing the last command's second are kept durably. */
-var LAST_TAGS_KEPT = 8;
-
-/** Messages remembered by protect() to keep its output distinct (the sender's window). */
-var SENT_KEPT = 8;
 
 
 /**
@@ -268,8 +260,6 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   }
   var ctrlTopic = controlTopic(state.id);
   var time = timeKeeper(hal.clock, state.lastCommand);
-  // Set by the first calibration of this boot: until then the freshness floor applies.
-  var calibrated = false;
 
   // The replay window of received messages and the sender's window of protected ones
   // (replay.ts), each allocated when first needed (a board that only publishes never holds the
@@ -278,37 +268,8 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   var sent: Float64Array | null = null;
 
   // --- receive rules ---------------------------------------------------------------------
-  function previousKeyUsable(rec: TopicRecord): boolean {
-    if (!rec.prevKey || !keyTransition) return false;
-    if (rec.prevSince < 0) return true; // no notion of time at the rotation: until the next one
-    var now = time.now();
-    return now < 0 || now - rec.prevSince <= keyTransition;
-  }
-
-  /** e4-protocol.md, Receiving step 4; commands are held to it only with a trusted clock, the
-   * command order rule protecting them otherwise. Data gets the freshness floor (freshness.ts)
-   * while the device has no better time than its last command. */
-  function checkWindow(ts: number, isCommand: boolean): void {
-    var trusted = time.trusted();
-    if (isCommand && !trusted) return;
-    if (!trusted && !calibrated) checkFreshness(ts, state.lastCommand, maxDelay);
-    var now = time.now();
-    if (now < 0) return;
-    if (ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
-    if (ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
-  }
-
-  function calibration(ts: number, tag: Uint8Array): Change | null {
-    if ((!rejectOld && !calibrateOn) || ts < state.lastCommand) return null;
-    var tags: Uint8Array;
-    if (ts === state.lastCommand) {
-      var keep = Math.min(state.lastTags.length / TAG_LEN, LAST_TAGS_KEPT - 1);
-      tags = new Uint8Array((keep + 1) * TAG_LEN);
-      tags.set(state.lastTags.subarray(state.lastTags.length - keep * TAG_LEN));
-      tags.set(tag, keep * TAG_LEN);
-    } else tags = copyBytes(tag);
-    return { op: 'calibrate', time: ts, tags: tags };
-  }
+  // (Rules used once are inline in runCommand and unprotect: on Espruino every closure of a
+  // client costs RAM for as long as it lives.)
 
   /** Parses and runs one command (e4-protocol.md, "Commands"); all-or-nothing. First the command
    * order rule: no command older than the last accepted one, nor a replay of one of its second. */
@@ -346,8 +307,19 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     } else {
       throw new E4Error(INVALID_COMMAND);
     }
-    var cal = calibration(ts, tag);
-    if (cal) changes.push(cal);
+    // The calibration: this command's time and the tags of the commands of its second, stored.
+    var cal: Change | null = null;
+    if ((rejectOld || calibrateOn) && ts >= state.lastCommand) {
+      var tags: Uint8Array;
+      if (ts === state.lastCommand) {
+        // Up to 8 tags of commands sharing the last command's second are kept durably.
+        var keep = Math.min(state.lastTags.length / TAG_LEN, 7);
+        tags = new Uint8Array((keep + 1) * TAG_LEN);
+        tags.set(state.lastTags.subarray(state.lastTags.length - keep * TAG_LEN));
+        tags.set(tag, keep * TAG_LEN);
+      } else tags = copyBytes(tag);
+      changes.push((cal = { op: 'calibrate', time: ts, tags: tags }));
+    }
     if (changes.length) {
       try {
         storeCommit(changes);
@@ -361,10 +333,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
         wipe(rotated);
       }
     }
-    if (cal && calibrateOn) {
-      time.calibrate(ts);
-      calibrated = true;
-    }
+    if (cal && calibrateOn) time.calibrate(ts);
     log('info', 'command 0x0' + code + ' applied');
   }
 
@@ -373,19 +342,15 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     applyChanges(state, changes);
   }
 
-  function dropExpiredPreviousKey(rec: TopicRecord): void {
-    try {
-      provisionCommit([{ op: 'topic', topic: { hash: rec.hash, key: rec.key, prevKey: null, prevSince: -1 } }]);
-    } catch (e) {
-      // Not fatal: an expired key is never used; the drop is retried on the next message.
-    }
-  }
-
   // Set by close(); checked by protect and unprotect.
   var closed = false;
 
-  /** The record of the topic key for `topic`; TOPICKEY_MISSING when none is held. */
-  function recordOf(topic: string): TopicRecord {
+  /** The record of the key for `topic` (null for the control topic when `control`), after the
+   * checks protect and unprotect share; TOPICKEY_MISSING when no key is held. */
+  function recordOf(topic: string, control?: boolean): TopicRecord | null {
+    if (closed) throw new E4Error(PARAMETER_INVALID, 'client closed');
+    if (typeof topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic must be a string');
+    if (control && topic === ctrlTopic) return null;
     var h = hashOf(topic, false);
     var at = h ? findTopic(state, h) : -1;
     if (at < 0) throw new E4Error(TOPICKEY_MISSING);
@@ -393,43 +358,58 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   }
 
   function unprotect(topic: string, message: Uint8Array, flags?: number): Uint8Array | null {
-    checkCall(closed, topic);
     checkBytes(message, -1, 'message');
     // Step 1: length.
     if (message.length < HEADER_LEN) throw new E4Error(CIPHERTEXT_TOO_SHORT);
     // Step 2: key. The control topic first (as e4go), so no topic key can shadow it.
-    var isCommand = topic === ctrlTopic;
-    var rec = isCommand ? null : recordOf(topic);
+    var rec = recordOf(topic, true);
+    var isCommand = !rec;
     // Step 3: authenticate and decrypt; the previous key only after the current one failed.
     var ad = message.subarray(0, TIMESTAMP_LEN);
     var sealed = message.subarray(TIMESTAMP_LEN);
     // Null from the vault means "not authentic"; anything it throws is INTERNAL (orInternal).
     var plaintext = orInternal(function () {
       var p = vault.open(rec ? rec.key : state.key, ad, sealed);
-      if (!p && rec && rec.prevKey) {
-        if (previousKeyUsable(rec)) p = vault.open(rec.prevKey, ad, sealed);
-        else dropExpiredPreviousKey(rec);
+      if (p || !rec || !rec.prevKey) return p;
+      // The previous key, for keyTransition seconds after the rotation (until the next rotation
+      // when the device had no notion of time then); an expired one is dropped.
+      var now = time.now();
+      if (keyTransition && (rec.prevSince < 0 || now < 0 || now - rec.prevSince <= keyTransition)) return vault.open(rec.prevKey, ad, sealed);
+      try {
+        provisionCommit([{ op: 'topic', topic: { hash: rec.hash, key: rec.key, prevKey: null, prevSince: -1 } }]);
+      } catch (e) {
+        // Not fatal: an expired key is never used; the drop is retried on the next message.
       }
-      return p;
+      return null;
     });
     if (!plaintext) throw new E4Error(INVALID_TAG);
     var tag = message.subarray(TIMESTAMP_LEN, HEADER_LEN);
     var ts = readU64LE(message, 0);
-    var skipTime = ignoreAll || (flags as number) & IGNORE_TIMESTAMP; // undefined & 1 is 0
+    var skipTime = ignoreAll || (flags as number) & 1; // IGNORE_TIMESTAMP (undefined & 1 is 0)
     // Commands are held to the command order rule (stored, so it survives reboots) instead of
     // the replay window, unless that rule is off.
     var windowed = replaySize && (!isCommand || !rejectOld);
     try {
-      // Step 4: the time window, only after authentication; then our replay rules.
-      if (!skipTime) checkWindow(ts, isCommand);
+      // Step 4: the time window, only after authentication; commands are held to it only with a
+      // trusted clock, the command order rule protecting them otherwise. Without one, data also
+      // gets the freshness floor (freshness.ts): what holds with no clock, or before the first
+      // calibration of a boot (once calibrated, the estimate is at least the last command's
+      // time, so the window implies it). Then our replay rules.
+      var trusted = time.trusted();
+      if (!skipTime && (trusted || !isCommand)) {
+        if (!trusted) checkFreshness(ts, state.lastCommand, maxDelay);
+        var now = time.now();
+        if (now >= 0 && ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
+        if (now >= 0 && ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
+      }
       if (windowed) {
         if (!received) received = replayWindow(replaySize);
-        var seen = replayCheck(received, ts, tag);
+        var seen = replayCheck(received, message);
         // Its floor is a timestamp rule: skipped with the window (exact duplicates are not).
         if (seen === MESSAGE_REPLAYED || (seen && !skipTime)) throw new E4Error(seen);
       }
       if (isCommand) runCommand(plaintext, ts, tag);
-      if (windowed) replayAdd(received as Float64Array, ts, tag);
+      if (windowed) replayAdd(received as Float64Array, message);
       if (!isCommand) return plaintext;
     } catch (e) {
       wipe(plaintext); // nothing of a rejected message is kept
@@ -452,12 +432,11 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     id: copyBytes(state.id),
     controlTopic: ctrlTopic,
     protect: function (topic, payload) {
-      checkCall(closed, topic);
+      var key = (recordOf(topic) as TopicRecord).key;
       var data = toBytes(payload, 'payload');
-      var key = recordOf(topic).key;
       var ts = time.stamp();
       var last = ts + distinctLead;
-      if (distinctLead && !sent) sent = replayWindow(SENT_KEPT);
+      if (distinctLead && !sent) sent = replayWindow(replaySize || 16); // 16 when replayCache is 0
       // Distinct output: the first timestamp, within distinctStamps, at which the sender's window
       // vouches that this payload was not protected before (replay.ts).
 
@@ -466,11 +445,10 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
         var out = orInternal(function () {
           return protectMessage(vault, key, ts, data);
         });
-        var tag = out.subarray(TIMESTAMP_LEN, HEADER_LEN);
-        if (!sent || !replayCheck(sent, ts, tag)) break;
+        if (!sent || !replayCheck(sent, out)) break;
         ts++;
       }
-      if (sent) replayAdd(sent, ts, tag);
+      if (sent) replayAdd(sent, out);
       return out;
     },
     unprotect: unprotect,

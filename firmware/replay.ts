@@ -28,38 +28,36 @@
  * new, zeroed array is an empty window without a floor (timestamps are >= 0). Functions, not a
  * closure object: on Espruino every closure costs RAM for good.
  */
+import { readU64LE } from './bytes';
 import { MESSAGE_REPLAYED, TIMESTAMP_TOO_OLD } from './errors';
-
-/** Bytes of the tag kept per entry (an exact double up to 2^53). */
-var KEY_BYTES = 6;
 
 /** An empty window for `size` (>= 1) messages: 16 bytes per message, plus 8. */
 export function replayWindow(size: number): Float64Array {
   return new Float64Array(1 + 2 * size);
 }
 
-function tagKey(tag: Uint8Array): number {
-  var k = 0;
-  for (var i = 0; i < KEY_BYTES; i++) k = k * 256 + tag[i];
-  return k;
-}
+// A message is `timestamp (8, LE) | tag (16) | ciphertext`; an entry keeps its timestamp + 1 and
+// the first 6 tag bytes as a number (exact: below 2^53). Inline rather than helper functions:
+// on Espruino each function costs RAM for as long as the image runs.
 
-/** 0 when the message (timestamp, tag) is new to the window; MESSAGE_REPLAYED when the window
- * holds it; TIMESTAMP_TOO_OLD when it is at or below the floor and not held. */
-export function replayCheck(w: Float64Array, timestamp: number, tag: Uint8Array): number {
-  var k = tagKey(tag);
-  var t = timestamp + 1;
+/** 0 when the protected `message` is new to the window; MESSAGE_REPLAYED when the window holds
+ * it; TIMESTAMP_TOO_OLD when it is stamped at or below the floor and not held. */
+export function replayCheck(w: Float64Array, message: Uint8Array): number {
+  var t = readU64LE(message, 0) + 1;
+  var k = 0;
+  for (var j = 8; j < 14; j++) k = k * 256 + message[j];
   for (var i = 1; i < w.length; i += 2) if (w[i + 1] === t && w[i] === k) return MESSAGE_REPLAYED;
   return t <= w[0] ? TIMESTAMP_TOO_OLD : 0;
 }
 
-
 /** Remembers an accepted message, in place of the oldest entry (an empty one first); the floor
  * rises to the timestamp of the entry that makes room. */
-export function replayAdd(w: Float64Array, timestamp: number, tag: Uint8Array): void {
+export function replayAdd(w: Float64Array, message: Uint8Array): void {
   var at = 1;
   for (var i = 3; i < w.length; i += 2) if (w[i + 1] < w[at + 1]) at = i;
   if (w[at + 1] > w[0]) w[0] = w[at + 1];
-  w[at] = tagKey(tag);
-  w[at + 1] = timestamp + 1;
+  var k = 0;
+  for (var j = 8; j < 14; j++) k = k * 256 + message[j];
+  w[at] = k;
+  w[at + 1] = readU64LE(message, 0) + 1;
 }

@@ -27,12 +27,13 @@ export function timeKeeper(clock: Clock | undefined, lastKnown: number): TimeKee
   var baseAt = 0; // ...and the clock reading when it was taken
   var keeper: TimeKeeper = {
     trusted: function () {
-      return !!clock && clock.kind === 'trusted' && clock.now() >= CLOCK_VALID_FROM;
+      return !!clock && clock.kind === 'trusted' && clock.now() >= 946684800; // CLOCK_VALID_FROM
     },
     now: function () {
       if (!clock) return -1;
       var r = clock.now();
-      var set = r >= CLOCK_VALID_FROM;
+      // CLOCK_VALID_FROM as a literal (here and above): a variable costs RAM on Espruino.
+      var set = r >= 946684800;
       if (set && clock.kind === 'trusted') return r;
       // Calibrated this boot: calibration + elapsed (never backwards).
       if (base >= 0) return base + (r > baseAt ? r - baseAt : 0);
