@@ -36,7 +36,7 @@ import {
   topicHash,
 } from './protocol';
 import { checkFreshness } from './freshness';
-import { replayAdd, replayCheck, replayWindow } from './replay';
+import { replayAdd, replayCheck, replayFloor, replayWindow } from './replay';
 import { applyChanges, cloneState, findTopic, wipeState } from './state';
 import { encodeE41P } from './storage/e41p';
 import { memoryStore } from './storage/memory-store';
@@ -184,9 +184,6 @@ function openState(
     }
   }
 }
-
-
-
 
 /**
  * Opens the device: loads the stored state, or provisions it from `device` when the store is
@@ -438,8 +435,9 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       var last = ts + distinctLead;
       if (distinctLead && !sent) sent = replayWindow(replaySize || 16); // 16 when replayCache is 0
       // Distinct output: the first timestamp, within distinctStamps, at which the sender's window
-      // vouches that this payload was not protected before (replay.ts).
-
+      // vouches that this payload was not protected before (replay.ts): above its floor, and not
+      // one it holds.
+      if (sent && ts <= replayFloor(sent)) ts = replayFloor(sent) + 1;
       for (;;) {
         if (ts > last) throw new E4Error(MESSAGE_REPLAYED, 'no distinct timestamp');
         var out = orInternal(function () {

@@ -29,7 +29,7 @@ function names(): { [code: string]: string } {
 
 /** The libe4 constant name of a result code, e.g. -101 -> "E4_ERROR_INVALID_TAG". */
 export function resultName(code: number): string {
-  return names()[String(code)] || 'E4_ERROR_INTERNAL';
+  return new E4Error(code).result;
 }
 
 /** The code of a libe4 constant name, or undefined. */
@@ -60,7 +60,9 @@ interface E4ErrorConstructor {
 export var E4Error = function E4Error(this: E4Error, code: number, detail?: string) {
   this.name = 'E4Error';
   this.code = code;
-  this.result = resultName(code);
+  // The name table read here rather than through resultName: one function fewer in an image
+  // that does not export it (each costs RAM on Espruino).
+  this.result = names()[String(code)] || 'E4_ERROR_INTERNAL';
   this.message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
   var stack = new Error(this.message).stack;
   if (stack) this.stack = stack;

@@ -50,6 +50,11 @@ export function replayCheck(w: Float64Array, message: Uint8Array): number {
   return t <= w[0] ? TIMESTAMP_TOO_OLD : 0;
 }
 
+/** The floor: a message stamped at or below it is refused unless held (-1: none yet). */
+export function replayFloor(w: Float64Array): number {
+  return w[0] - 1;
+}
+
 /** Remembers an accepted message, in place of the oldest entry (an empty one first); the floor
  * rises to the timestamp of the entry that makes room. */
 export function replayAdd(w: Float64Array, message: Uint8Array): void {

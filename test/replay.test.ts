@@ -4,7 +4,7 @@
  * accepted once is never accepted again, whatever the rate, checked against an unbounded model.
  */
 import { describe, expect, it } from 'vitest';
-import { replayAdd, replayCheck, replayWindow } from '../firmware/replay';
+import { replayAdd, replayCheck, replayFloor, replayWindow } from '../firmware/replay';
 import { MESSAGE_REPLAYED, TIMESTAMP_TOO_OLD } from '../firmware/errors';
 
 /** A protected message's header, `timestamp (8, LE) | tag (16)`, with a tag whose first bytes
@@ -72,6 +72,16 @@ describe('replay window (firmware/replay.ts)', () => {
     // Still held above the floor: exact duplicates.
     expect(replayCheck(w, msg(200, 1))).toBe(MESSAGE_REPLAYED);
     expect(replayCheck(w, msg(300, 3))).toBe(MESSAGE_REPLAYED);
+  });
+
+  it('reports its floor: -1 until it forgets, then the timestamp of what it forgot', () => {
+    const w = replayWindow(1);
+    expect(replayFloor(w)).toBe(-1);
+    replayAdd(w, msg(0, 1));
+    replayAdd(w, msg(7, 2));
+    expect(replayFloor(w)).toBe(0);
+    replayAdd(w, msg(9, 3));
+    expect(replayFloor(w)).toBe(7);
   });
 
   it('the floor never goes down', () => {
