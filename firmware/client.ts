@@ -220,7 +220,9 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       if (required) throw new E4Error(PARAMETER_INVALID, 'no SHA3-256 on this device: provision the topic hash');
       return null;
     }
-    h = topicHash(vault, topic);
+    h = orInternal(function () {
+      return topicHash(vault, topic); // a SHA-3 that fails is INTERNAL, as the vault's AES
+    });
     // Bounded: a wildcard subscription must not let the network grow the cache without limit.
     if (learnedCount >= nameCacheSize) {
       learnedNames = {};

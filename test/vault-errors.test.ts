@@ -125,6 +125,25 @@ describe('a vault failure is INTERNAL, never INVALID_TAG, and changes nothing', 
     }
   });
 
+  it('a SHA-3 that fails while hashing a run-time topic name is INTERNAL too', () => {
+    const v = nobleVault();
+    let failing = false;
+    const vault: Vault = {
+      seal: v.seal,
+      open: v.open,
+      sha3: (d) => {
+        if (failing) throw new RangeError('out of memory');
+        return v.sha3!(d);
+      },
+    };
+    const { client, state } = rig(vault);
+    const before = state();
+    failing = true;
+    expect(code(() => client.unprotect('run/time-topic', msg))).toBe(-100);
+    expect(code(() => client.protect('run/time-topic', 'x'))).toBe(-100);
+    expect(state()).toBe(before);
+  });
+
   it('portable vault (compact AES): the key schedule allocation fails', () => {
     let failing = false;
     const v = portableVault();
