@@ -36,7 +36,7 @@ import {
   topicHash,
 } from './protocol';
 import { checkFreshness } from './freshness';
-import { replayAdd, replayCheck, replayFloor, replayWindow } from './replay';
+import { replayCheck, replayFloor, replayWindow } from './replay';
 import { applyChanges, cloneState, findTopic, wipeState } from './state';
 import { encodeE41P } from './storage/e41p';
 import { memoryStore } from './storage/memory-store';
@@ -398,8 +398,10 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       if (!skipTime && (trusted || !isCommand)) {
         if (!trusted) checkFreshness(ts, state.lastCommand, maxDelay);
         var now = time.now();
-        if (now >= 0 && ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
-        if (now >= 0 && ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
+        if (now >= 0) {
+          if (ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
+          if (ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
+        }
       }
       if (windowed) {
         if (!received) received = replayWindow(replaySize);
@@ -408,7 +410,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
         if (seen === MESSAGE_REPLAYED || (seen && !skipTime)) throw new E4Error(seen);
       }
       if (isCommand) runCommand(plaintext, ts, tag);
-      if (windowed) replayAdd(received as Float64Array, message);
+      if (windowed) replayCheck(received as Float64Array, message, true);
       if (!isCommand) return plaintext;
     } catch (e) {
       wipe(plaintext); // nothing of a rejected message is kept
@@ -448,7 +450,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
         if (!sent || !replayCheck(sent, out)) break;
         ts++;
       }
-      if (sent) replayAdd(sent, out);
+      if (sent) replayCheck(sent, out, true);
       return out;
     },
     unprotect: unprotect,

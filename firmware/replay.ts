@@ -40,29 +40,30 @@ export function replayWindow(size: number): Float64Array {
 // the first 6 tag bytes as a number (exact: below 2^53). Inline rather than helper functions:
 // on Espruino each function costs RAM for as long as the image runs.
 
-/** 0 when the protected `message` is new to the window; MESSAGE_REPLAYED when the window holds
- * it; TIMESTAMP_TOO_OLD when it is stamped at or below the floor and not held. */
-export function replayCheck(w: Float64Array, message: Uint8Array): number {
+/**
+ * The window's verdict on a protected `message`: 0 when it is new, MESSAGE_REPLAYED when the
+ * window holds it, TIMESTAMP_TOO_OLD when it is stamped at or below the floor and not held.
+ * Called again with `accepted` once the caller has accepted the message: then the message is
+ * remembered, in place of the entry with the oldest timestamp (an empty one first), and the
+ * floor rises to that entry's timestamp. (One function for both: each costs RAM on Espruino.)
+ */
+export function replayCheck(w: Float64Array, message: Uint8Array, accepted?: boolean): number {
   var t = readU64LE(message, 0) + 1;
   var k = 0;
   for (var j = 8; j < 14; j++) k = k * 256 + message[j];
-  for (var i = 1; i < w.length; i += 2) if (w[i + 1] === t && w[i] === k) return MESSAGE_REPLAYED;
-  return t <= w[0] ? TIMESTAMP_TOO_OLD : 0;
+  var at = 1;
+  for (var i = 1; i < w.length; i += 2) {
+    if (w[i + 1] === t && w[i] === k && !accepted) return MESSAGE_REPLAYED;
+    if (w[i + 1] < w[at + 1]) at = i;
+  }
+  if (!accepted) return t <= w[0] ? TIMESTAMP_TOO_OLD : 0;
+  if (w[at + 1] > w[0]) w[0] = w[at + 1];
+  w[at] = k;
+  w[at + 1] = t;
+  return 0;
 }
 
 /** The floor: a message stamped at or below it is refused unless held (-1: none yet). */
 export function replayFloor(w: Float64Array): number {
   return w[0] - 1;
-}
-
-/** Remembers an accepted message, in place of the oldest entry (an empty one first); the floor
- * rises to the timestamp of the entry that makes room. */
-export function replayAdd(w: Float64Array, message: Uint8Array): void {
-  var at = 1;
-  for (var i = 3; i < w.length; i += 2) if (w[i + 1] < w[at + 1]) at = i;
-  if (w[at + 1] > w[0]) w[0] = w[at + 1];
-  var k = 0;
-  for (var j = 8; j < 14; j++) k = k * 256 + message[j];
-  w[at] = k;
-  w[at + 1] = readU64LE(message, 0) + 1;
 }

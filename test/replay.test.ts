@@ -4,7 +4,7 @@
  * accepted once is never accepted again, whatever the rate, checked against an unbounded model.
  */
 import { describe, expect, it } from 'vitest';
-import { replayAdd, replayCheck, replayFloor, replayWindow } from '../firmware/replay';
+import { replayCheck, replayFloor, replayWindow } from '../firmware/replay';
 import { MESSAGE_REPLAYED, TIMESTAMP_TOO_OLD } from '../firmware/errors';
 
 /** A protected message's header, `timestamp (8, LE) | tag (16)`, with a tag whose first bytes
@@ -43,7 +43,7 @@ describe('replay window (firmware/replay.ts)', () => {
 
   it('a held message is MESSAGE_REPLAYED; the same tag at another timestamp is another message', () => {
     const w = replayWindow(4);
-    replayAdd(w, msg(100, 1));
+    replayCheck(w, msg(100, 1), true);
     expect(replayCheck(w, msg(100, 1))).toBe(MESSAGE_REPLAYED);
     expect(replayCheck(w, msg(101, 1))).toBe(0);
     expect(replayCheck(w, msg(100, 2))).toBe(0);
@@ -56,15 +56,15 @@ describe('replay window (firmware/replay.ts)', () => {
     b[8 + 6] ^= 1;
     b[8 + 15] ^= 0xff;
     b[24] ^= 0xff;
-    replayAdd(w, a);
+    replayCheck(w, a, true);
     expect(replayCheck(w, b)).toBe(MESSAGE_REPLAYED);
   });
 
   it('forgets the oldest entry first and raises the floor to its timestamp', () => {
     const w = replayWindow(2);
-    replayAdd(w, msg(200, 1));
-    replayAdd(w, msg(100, 2));
-    replayAdd(w, msg(300, 3)); // forgets (100, tag 2): floor 100
+    replayCheck(w, msg(200, 1), true);
+    replayCheck(w, msg(100, 2), true);
+    replayCheck(w, msg(300, 3), true); // forgets (100, tag 2): floor 100
     expect(replayCheck(w, msg(100, 2))).toBe(TIMESTAMP_TOO_OLD);
     expect(replayCheck(w, msg(100, 9))).toBe(TIMESTAMP_TOO_OLD); // at the floor: cannot be vouched for
     expect(replayCheck(w, msg(99, 9))).toBe(TIMESTAMP_TOO_OLD);
@@ -77,26 +77,26 @@ describe('replay window (firmware/replay.ts)', () => {
   it('reports its floor: -1 until it forgets, then the timestamp of what it forgot', () => {
     const w = replayWindow(1);
     expect(replayFloor(w)).toBe(-1);
-    replayAdd(w, msg(0, 1));
-    replayAdd(w, msg(7, 2));
+    replayCheck(w, msg(0, 1), true);
+    replayCheck(w, msg(7, 2), true);
     expect(replayFloor(w)).toBe(0);
-    replayAdd(w, msg(9, 3));
+    replayCheck(w, msg(9, 3), true);
     expect(replayFloor(w)).toBe(7);
   });
 
   it('the floor never goes down', () => {
     const w = replayWindow(1);
-    replayAdd(w, msg(500, 1));
-    replayAdd(w, msg(600, 2)); // floor 500
-    replayAdd(w, msg(10, 3)); // forgets 600: floor 600
-    replayAdd(w, msg(20, 4)); // forgets 10: floor stays 600
+    replayCheck(w, msg(500, 1), true);
+    replayCheck(w, msg(600, 2), true); // floor 500
+    replayCheck(w, msg(10, 3), true); // forgets 600: floor 600
+    replayCheck(w, msg(20, 4), true); // forgets 10: floor stays 600
     expect(replayCheck(w, msg(600, 8))).toBe(TIMESTAMP_TOO_OLD);
     expect(replayCheck(w, msg(601, 8))).toBe(0);
   });
 
   it('a burst of more than `size` messages in one second raises the floor to that second (the trade-off)', () => {
     const w = replayWindow(4);
-    for (let i = 0; i < 5; i++) replayAdd(w, msg(1000, i));
+    for (let i = 0; i < 5; i++) replayCheck(w, msg(1000, i), true);
     expect(replayCheck(w, msg(1000, 99))).toBe(TIMESTAMP_TOO_OLD); // a legitimate 6th in that second is refused
     expect(replayCheck(w, msg(1001, 99))).toBe(0);
   });
@@ -124,7 +124,7 @@ describe('replay window (firmware/replay.ts)', () => {
         const r = replayCheck(w, msg(m[0], m[1]));
         if (accepted.has(key)) expect(r, `replay of ${key} (window ${size})`).not.toBe(0);
         if (r === 0) {
-          replayAdd(w, msg(m[0], m[1]));
+          replayCheck(w, msg(m[0], m[1]), true);
           accepted.add(key);
           fresh++;
         }
