@@ -67,13 +67,20 @@ interface E4ErrorConstructor {
  * loses the prototype (instanceof fails), and Espruino's native subclassing drops `message`.
  * Messages never contain key material or plaintext.
  */
+function ownProperty(o: object, name: string, value: unknown): void {
+  Object.defineProperty(o, name, { value: value, writable: true, configurable: true });
+}
+
 export var E4Error = function E4Error(this: E4Error, code: number, detail?: string) {
   this.name = 'E4Error';
   this.code = code;
   this.result = resultName(code);
-  this.message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
-  var stack = new Error(this.message).stack;
-  if (stack) this.stack = stack;
+  var message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
+  // Defined, not assigned: strict engines (MicroQuickJS) make Error.prototype's message and
+  // stack accessors without a setter, so an assignment through the prototype chain throws.
+  ownProperty(this, 'message', message);
+  var stack = new Error(message).stack;
+  if (stack) ownProperty(this, 'stack', stack);
 } as unknown as E4ErrorConstructor;
 
 E4Error.prototype = Object.create(Error.prototype);

@@ -19,7 +19,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeEngine, KIND_DEFAULTS, openEngine } from './engines.mjs';
+import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const TAG = '@@E4R ';
@@ -318,16 +318,16 @@ function tail(s, n = 400) {
  * Runs `cases` on one engine. Returns { engine, kind, cases: [{ c, ok, why }], batches, wallMs,
  * engineMs, peakVars } (peakVars: Espruino's variables in use, else null).
  */
-export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, onBatch } = {}) {
+export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, memoryLimit, onBatch } = {}) {
   const kindDefaults = KIND_DEFAULTS[engine.kind];
-  const list = batches(cases, batchBytes || kindDefaults.batchBytes);
+  const list = batches(cases, batchBytes || engine.batchBytes || kindDefaults.batchBytes);
   const outcomes = [];
   let wallMs = 0;
   let engineMs = 0;
   let peakVars = null;
   for (let b = 0; b < list.length; b++) {
     const batch = list[b];
-    const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs: timeoutMs || kindDefaults.timeoutMs });
+    const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs: timeoutMs || kindDefaults.timeoutMs, memoryLimit });
     wallMs += run.ms;
     const parsed = parseOutput(run.stdout);
     if (parsed.engineMs !== null) engineMs += parsed.engineMs;
@@ -336,7 +336,8 @@ export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs
       const r = parsed.results.get(c.id);
       let why;
       if (!r) {
-        why = `no result from the engine (exit ${run.exit}${parsed.begun ? '' : ', the harness never started'})` + (tail(run.stderr) ? `: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
+        // The engine died before this case's result: say of what (out of memory, a crash, ...).
+        why = `no result: the engine died (${causeOf(engine.kind, run)}${parsed.begun ? '' : '; the harness never started'})` + (tail(run.stderr) ? `\n      stderr: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
       } else if (r.fail) why = 'threw ' + JSON.stringify(r.fail);
       else {
         try {
@@ -368,14 +369,24 @@ export function defaultImage() {
   return existsSync(min) ? min : join(ROOT, 'dist', 'e4.js');
 }
 
+const USAGE = `usage: npm run conformance -- [--engine NAME|PATH]... [--kind KIND] [--image FILE] [--batch-bytes N]
+                              [--timeout-ms N] [--memory-limit N] [--verbose] FILE...
+  NAME  node (a device-like node:vm realm) or an engine binary found in $E4_ENGINES or $PATH:
+        ${Object.keys(ENGINES).join(', ')}
+  KIND  ${KINDS.slice(1).join(', ')} (checked against what the binary answers)
+  FILE  vector files, e.g. test/vectors/*.json`;
+
 function usage(msg) {
-  if (msg) console.error('conformance: ' + msg);
-  console.error('usage: npm run conformance -- [--engine node|duk|jerry|espruino|PATH]... [--kind espruino|jerryscript|duktape] [--image FILE] [--batch-bytes N] [--timeout-ms N] [--verbose] FILE...');
-  process.exit(2);
+  if (msg) {
+    console.error(`conformance: ${msg} (npm run conformance -- --help)`);
+    process.exit(2);
+  }
+  console.log(USAGE);
+  process.exit(0);
 }
 
 export function parseArgs(argv) {
-  const o = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, verbose: false, files: [] };
+  const o = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, memoryLimit: null, verbose: false, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -387,12 +398,15 @@ export function parseArgs(argv) {
     else if (a === '--image') o.image = val();
     else if (a === '--batch-bytes') o.batchBytes = Number(val());
     else if (a === '--timeout-ms') o.timeoutMs = Number(val());
+    else if (a === '--memory-limit') o.memoryLimit = val();
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--help' || a === '-h') usage();
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else o.files.push(a);
   }
   if (!o.engines.length) o.engines.push('node');
+  for (const e of o.engines) if (e !== 'node' && !e.includes('/') && !ENGINES[e]) usage(`unknown engine ${e}: one of node, ${Object.keys(ENGINES).join(', ')}, or a path`);
+  if (o.kind && !KINDS.includes(o.kind)) usage(`unknown kind ${o.kind}: one of ${KINDS.slice(1).join(', ')}`);
   return o;
 }
 
@@ -412,6 +426,7 @@ async function main() {
     try {
       engine = openEngine(spec, o.kind);
     } catch (e) {
+      if (e instanceof EngineUsageError) usage(e.message);
       console.log(`engine ${spec}: ${e.message}`);
       failed += cases.length;
       continue;
@@ -420,6 +435,7 @@ async function main() {
     const res = await runCases(engine, imageCode, cases, {
       batchBytes: o.batchBytes,
       timeoutMs: o.timeoutMs,
+      memoryLimit: o.memoryLimit,
       onBatch: o.verbose ? (i, n, run) => console.log(`  batch ${i}/${n}: ${run.ms.toFixed(0)} ms, exit ${run.exit}`) : null,
     });
     for (const t of tally(res.cases)) console.log(`  ${t.key}: ${t.passed} passed, ${t.failed} failed`);
