@@ -6,22 +6,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { engineIfPresent } from '../host-sim/tools/engines.mjs';
 import { sha3_16 } from '../host-sim/tools/flash.mjs';
 import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL } from '../host-sim/jerry-board.mjs';
 
-function findEngine(name: string): string | null {
-  for (const d of ['/work/engines/bin', ...(process.env.PATH || '').split(delimiter)]) {
-    if (d && existsSync(join(d, name))) return join(d, name);
-  }
-  return null;
-}
-
 describe('jerryscript image under duk with the native-function shim', () => {
   it('provisions, receives, publishes, runs a command and survives a power cycle', () => {
-    const duk = findEngine('duk');
+    const duk = engineIfPresent('duk');
     if (!duk) throw new Error('duk (Debian package duktape) is required for this test' + (process.env.CI ? ' and CI must install it' : ': apt-get install duktape'));
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-'));
     const file = join(dir, 'board.js');

@@ -40,13 +40,13 @@ export const KIND_DEFAULTS = {
 /**
  * The engines known by name. `batchBytes` overrides the kind's default where the engine's memory
  * is smaller (the 64 KB JerryScript fails three cases at 6,000 bytes of case JSON per script).
- * `memory` says what bounds it; `script` marks engines that run a plain script file (the snapshot
- * engine runs snapshots, see boards/jerryscript/README.md).
+ * `imageIn: 'flash'`: the image is stored in Storage and run from flash, as on the board (the
+ * 32-bit builds' RAM cannot hold the readable image as source; see conformance.mjs).
  */
 export const ENGINES = {
   duk: { kind: 'duktape', about: 'Duktape 2.7 (Debian package duktape)' },
-  'espruino32-2630': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 2,630 variables (Puck.js, nRF52832)', vars: 2630 },
-  'espruino32-12000': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 12,000 variables (Bangle.js 2; ESP32 stand-in)', vars: 12000 },
+  'espruino32-2630': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 2,630 variables (Puck.js, nRF52832)', vars: 2630, batchBytes: 600, imageIn: 'flash' },
+  'espruino32-12000': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 12,000 variables (Bangle.js 2; ESP32 stand-in)', vars: 12000, imageIn: 'flash' },
   'espruino-o2': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 64-bit, -O2, resizable variables (speed comparisons)' },
   espruino: { kind: 'espruino', about: 'an Espruino Linux build of your own (make BOARD=LINUX)' },
   jerry: { kind: 'jerryscript', about: 'JerryScript 3.0, 512 KB heap' },
@@ -186,7 +186,8 @@ export function openEngine(spec, kind) {
   if (kind && kind !== answered) throw new Error(`${path} answered the probe as ${answered}, not ${kind}`);
   const known = ENGINES[basename(path)];
   const batchBytes = (!spec.includes('/') && ENGINES[spec].batchBytes) || (known && known.kind === answered && known.batchBytes) || KIND_DEFAULTS[answered].batchBytes;
-  return { name: spec.includes('/') ? path : spec, kind: answered, path, batchBytes, run: (script, opts) => runBinary(path, answered, script, opts) };
+  const imageIn = (!spec.includes('/') && ENGINES[spec].imageIn) || 'source';
+  return { name: spec.includes('/') ? path : spec, kind: answered, path, batchBytes, imageIn, run: (script, opts) => runBinary(path, answered, script, opts) };
 }
 
 /** Runs `script` in a fresh device-like node:vm realm. Resolves { stdout, stderr, exit, ms }. */
@@ -225,13 +226,16 @@ const lastLine = (s) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 300);
 /**
  * Runs `BIN script.js`. stdin stays open (Espruino's Linux build keeps interrupting the running
  * code once its input ends) and the process is stopped once `endTag` has been printed.
+ * `workDir`: run there and keep it (Espruino's `espruino.flash` then lasts from run to run);
+ * by default each run gets a temporary folder of its own, removed afterwards.
  * Resolves { stdout, stderr, exit, signal, timedOut, limitMs, ms }.
  */
-export function runBinary(path, kind, script, { endTag, timeoutMs, memoryLimit } = {}) {
+export function runBinary(path, kind, script, { endTag, timeoutMs, memoryLimit, workDir } = {}) {
   const limit = timeoutMs || KIND_DEFAULTS[kind].timeoutMs;
-  const dir = mkdtempSync(join(tmpdir(), 'e4-engine-'));
+  const dir = workDir || mkdtempSync(join(tmpdir(), 'e4-engine-'));
   const file = join(dir, 'script.js');
   writeFileSync(file, script);
+  const cleanUp = () => (workDir ? rmSync(file, { force: true }) : rmSync(dir, { recursive: true, force: true }));
   return new Promise((resolvePromise) => {
     const started = process.hrtime.bigint();
     // Espruino writes its emulated flash to the working directory: keep that in the temp dir.
@@ -251,7 +255,7 @@ export function runBinary(path, kind, script, { endTag, timeoutMs, memoryLimit }
       }
       // Espruino ignores SIGTERM.
       if (child.exitCode === null) child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
+      cleanUp();
       resolvePromise({ stdout, stderr: timedOut ? stderr + `\n[timed out after ${limit} ms]` : stderr, exit, signal, timedOut, limitMs: limit, ms: Number(process.hrtime.bigint() - started) / 1e6 });
     };
     const timer = setTimeout(() => {
