@@ -378,7 +378,8 @@ export class FlashSim {
   }
 
   #persist() {
-    if (this.file) writeFileSync(this.file, this.mem);
+    // The medium holds keys: owner-only, like every key file the tools write.
+    if (this.file) writeFileSync(this.file, this.mem, { mode: 0o600 });
   }
 
   #erased(addr, len) {

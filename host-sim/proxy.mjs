@@ -201,7 +201,10 @@ const USAGE = `usage: node host-sim/proxy.mjs --device FILE --broker URL [--list
   --device FILE      the proxy's E4 identity: a device.json written by the C2 (npm run c2 -- add-device)
   --broker URL       the real broker, mqtt://host:port
   --listen HOST:PORT where legacy applications connect (default 127.0.0.1:1884; port 0 = any)
-  --flash FILE       keep the proxy's keys in this file across restarts (default: in memory)
+  --flash FILE       keep the proxy's keys in this file across restarts (default: in memory).
+                     The file (mode 0600) holds them as a device's flash does, unsealed: the
+                     proxy restarts unattended, so a sealing passphrase would have to sit beside
+                     it. Keep it on an encrypted volume readable by the proxy's user only.
   --clock MODE       trusted (default), untrusted, skewed:<s>, monotonic, none
   --image FILE       the E4 image to run (default dist/e4.js)`;
 
