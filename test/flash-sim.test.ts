@@ -95,6 +95,14 @@ describe('Storage rules', () => {
     expect(() => f.write('more', 'w'.repeat(2000))).toThrow('Unable to find or create file');
   });
 
+  it('Flash.getPage gives the page holding an address (jshFlashGetPage), undefined outside', () => {
+    const f = new FlashSim({ size: 8192, pageSize: 1024, base: 0x10000000 });
+    expect(f.flash.getPage(0x10000000)).toEqual({ addr: 0x10000000, length: 1024 });
+    expect(f.flash.getPage(0x10000400 + 1023)).toEqual({ addr: 0x10000400, length: 1024 });
+    expect(f.flash.getPage(0x10002000)).toBe(undefined);
+    expect(f.flash.getPage(0x0fffffff)).toBe(undefined);
+  });
+
   it('Flash.write programs NOR-style (1 -> 0 only) without the Storage check', () => {
     const f = new FlashSim();
     f.write('a', new Uint8Array([0xf0, 0x0f, 0xff, 0x55]));

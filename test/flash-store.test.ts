@@ -8,6 +8,7 @@ import { afterAll, describe, it, expect } from 'vitest';
 import { createHash } from 'node:crypto';
 import { flashStore, findFile, storageZero, crc32 } from '../boards/espruino/flash-store';
 import { writeFileSync } from 'node:fs';
+import { storageArea } from '../boards/espruino/boot';
 import type { FlashStoreOptions, StorageApi } from '../boards/espruino/flash-store';
 import { FlashSim, PowerCut } from '../host-sim/flash-sim.mjs';
 import type { Change, StoredState, TopicRecord } from '../firmware/hal';
@@ -660,6 +661,18 @@ describe('failures', () => {
       storageZero(sim.flash, sim, sim.start, sim.end)('e4s0', 4, 8);
       expect(new Uint8Array(sim.readArrayBuffer('e4s0')!)).toEqual(f0.fill(0, 4, 12));
     }
+  });
+});
+
+describe("the store's place in flash on each Espruino build (boards/espruino/boot.ts)", () => {
+  it('storageArea: FLASH_SAVED_CODE_START from process.memory() on ARM builds, 0x320000 on ESP32 builds, 0x10000000 on Linux, none elsewhere', () => {
+    expect(storageArea({ BOARD: 'PUCKJS', STORAGE: 40960 }, { flash_code_start: 0x6d000 })).toEqual([0x6d000, 0x6d000 + 40960]);
+    expect(storageArea({ BOARD: 'BANGLEJS2', STORAGE: 8388608 }, { flash_code_start: 0x60000000 })).toEqual([0x60000000, 0x60800000]);
+    expect(storageArea({ BOARD: 'ESP32', STORAGE: 917504 }, {})).toEqual([0x320000, 0x400000]);
+    expect(storageArea({ BOARD: 'ESP32C3_IDF4', STORAGE: 917504 }, {})).toEqual([0x320000, 0x400000]);
+    expect(storageArea({ BOARD: 'LINUX', STORAGE: 262144 }, {})).toEqual([0x10000000, 0x10040000]);
+    expect(storageArea({ BOARD: 'ESP8266_4MB', STORAGE: 12288 }, {})).toBe(null);
+    expect(storageArea({ BOARD: 'LINUX' }, {})).toBe(null);
   });
 });
 

@@ -111,14 +111,13 @@ export function espruinoClock(kind: string): Clock | undefined {
 }
 
 /**
- * Where Storage lies in require("Flash")'s address space, [start, end): the build's
- * FLASH_SAVED_CODE_START and Storage size (Espruino's boards/*.py). ARM builds (nRF52 boards,
- * Bangle.js 2) report the start in process.memory(); every ESP32 build puts Storage at
- * 0x320000, the Linux build at 0x10000000. Null when unknown.
+ * Where Storage lies in require("Flash")'s address space, [start, end), from `process.env` and
+ * `process.memory(false)`: the build's FLASH_SAVED_CODE_START and Storage size (Espruino's
+ * boards/*.py). ARM builds (nRF52 boards, Bangle.js 2) report the start in process.memory();
+ * every ESP32 build puts Storage at 0x320000, the Linux build at 0x10000000. Null when unknown.
  */
-export function storageArea(): number[] | null {
-  var env = process.env;
-  var start = process.memory(false).flash_code_start;
+export function storageArea(env: { BOARD?: string; STORAGE?: number }, memory: { flash_code_start?: number }): number[] | null {
+  var start = memory.flash_code_start;
   if (!start) start = env.BOARD === 'LINUX' ? 0x10000000 : String(env.BOARD).indexOf('ESP32') === 0 ? 0x320000 : 0;
   return start && env.STORAGE ? [start, start + env.STORAGE] : null;
 }
@@ -130,7 +129,7 @@ export function storageArea(): number[] | null {
  * to open (boot reports it).
  */
 export function openStore(S: any): Store {
-  var a = storageArea();
+  var a = storageArea(process.env, process.memory(false));
   return flashStore(S, { name: STORE_NAME, zero: a ? storageZero(require('Flash'), S, a[0], a[1]) : undefined, crc32: E.CRC32 });
 }
 
