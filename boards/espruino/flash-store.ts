@@ -564,14 +564,25 @@ export function findFile(f: RawFlash, start: number, end: number, name: string):
  * and the SPI NOR of ESP32 and Bangle.js 2 alike; on the Linux build, the file espruino.flash).
  */
 export function storageZero(flash: RawFlash, storage: { read(name: string, offset?: number, length?: number): string | undefined }, start: number, end: number): ZeroFn {
+  // The last file found: a commit zeroes several blobs of one file, and on Bangle.js 2 the
+  // walk passes every app's file. A file that moved since (a compaction) fails the byte check
+  // there and is looked up again.
+  var last = '';
+  var lastAt = 0;
   return function (name: string, offset: number, length: number) {
     var s = storage.read(name, offset, length < 64 ? length : 64) || '';
-    var a = s ? findFile(flash, start, end, name) : 0;
-    var probe = a ? flash.read(s.length, a + offset) : null;
-    var ok = !!probe;
-    for (var i = 0; ok && i < s.length; i++) ok = (probe as Uint8Array)[i] === s.charCodeAt(i);
-    if (!ok) throw fail('flash file not found at its address');
+    var a = s && name === last && holds(flash, lastAt + offset, s) ? lastAt : s ? findFile(flash, start, end, name) : 0;
+    if (!a || !holds(flash, a + offset, s)) throw fail('flash file not found at its address');
+    last = name;
+    lastAt = a;
     var z = new Uint8Array(64);
-    for (i = 0; i < length; i += 64) flash.write(length - i < 64 ? new Uint8Array(length - i) : z, a + offset + i);
+    for (var i = 0; i < length; i += 64) flash.write(length - i < 64 ? new Uint8Array(length - i) : z, a + offset + i);
   };
+}
+
+/** True when the flash at `a` holds the bytes of `s`. */
+function holds(flash: RawFlash, a: number, s: string): boolean {
+  var b = flash.read(s.length, a);
+  for (var i = 0; i < s.length; i++) if (b[i] !== s.charCodeAt(i)) return false;
+  return true;
 }
