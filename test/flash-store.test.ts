@@ -651,23 +651,23 @@ describe('failures', () => {
       const before = sim.bytes();
       // A wrong start (not Storage's first header) finds nothing; a start inside a file's data
       // that happens to look like a chain would be caught by the byte check.
-      expectE4(() => storageZero(sim.flash, sim, sim.start + p.pageSize, sim.end)('e4s0', 0, 36), PERSISTENCE_ERROR);
-      expectE4(() => storageZero(sim.flash, sim, sim.start, sim.end)('nofile', 0, 36), PERSISTENCE_ERROR);
+      expectE4(() => storageZero(sim.flash, sim, sim.start + p.pageSize, sim.end)('e4s0', [0, 36]), PERSISTENCE_ERROR);
+      expectE4(() => storageZero(sim.flash, sim, sim.start, sim.end)('nofile', [0, 36]), PERSISTENCE_ERROR);
       expect(Buffer.compare(sim.bytes(), before)).toBe(0);
       const lying = { read: (name: string, o?: number, l?: number) => (sim.read(name, o, l) as string).replace(/^./, '?') };
-      expectE4(() => storageZero(sim.flash, lying, sim.start, sim.end)('e4s0', 0, 36), PERSISTENCE_ERROR);
+      expectE4(() => storageZero(sim.flash, lying, sim.start, sim.end)('e4s0', [0, 36]), PERSISTENCE_ERROR);
       expect(Buffer.compare(sim.bytes(), before)).toBe(0);
       const f0 = new Uint8Array(sim.readArrayBuffer('e4s0')!);
       const zero = storageZero(sim.flash, sim, sim.start, sim.end);
-      zero('e4s0', 4, 8);
-      expect(new Uint8Array(sim.readArrayBuffer('e4s0')!)).toEqual(f0.fill(0, 4, 12));
-      // The file moves (a compaction): the hook finds it again rather than writing where it was.
+      zero('e4s0', [4, 8, 16, 4]);
+      expect(new Uint8Array(sim.readArrayBuffer('e4s0')!)).toEqual(f0.fill(0, 4, 12).fill(0, 16, 20));
+      // The file moves (a compaction): the hook finds it where it is now.
       sim.erase('.bootcde');
       sim.compact();
       const f1 = new Uint8Array(sim.readArrayBuffer('e4s0')!);
       const img = sim.bytes();
-      zero('e4s0', 12, 4);
-      expect(new Uint8Array(sim.readArrayBuffer('e4s0')!)).toEqual(f1.fill(0, 12, 16));
+      zero('e4s0', [24, 4]);
+      expect(new Uint8Array(sim.readArrayBuffer('e4s0')!)).toEqual(f1.fill(0, 24, 28));
       const changed = sim.bytes().reduce((n, v, i) => n + (v !== img[i] ? 1 : 0), 0);
       expect(changed).toBeLessThanOrEqual(4);
     }

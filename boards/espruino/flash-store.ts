@@ -39,9 +39,10 @@ export interface StorageApi {
   getFree?(): number;
 }
 
-/** Overwrites `length` bytes of the file `name` from `offset` with zeros, in place, in ascending
- * address order (1->0 bit writes, which NOR flash allows and Storage.write refuses). */
-export type ZeroFn = (name: string, offset: number, length: number) => void;
+/** Overwrites spans of the file `name` with zeros, in place, in the order given (1->0 bit
+ * writes, which NOR flash allows and Storage.write refuses). `spans` holds (offset, length) pairs,
+ * ascending. */
+export type ZeroFn = (name: string, spans: number[]) => void;
 
 export interface FlashStoreOptions {
   /** File name prefix: the store uses `<name>0` and `<name>1` (default "e4s"). */
@@ -347,12 +348,12 @@ function writeSlot(x: Ctx, slot: number, data: Uint8Array, offset: number, size?
   if (!x.s.write(x.p + slot, data, offset, size)) throw fail('flash write failed');
 }
 
-/** Zeroes bytes [from, to) of a file, skipping the words already zero (each word of flash is then
- * written at most twice between erases: nRF52840's limit). */
-function zeroSpan(x: Ctx, slot: number, b: Uint8Array, from: number, to: number): void {
+/** Adds bytes [from, to) of a file to `spans`, less the words already zero (each word of flash
+ * is then written at most twice between erases: nRF52840's limit). */
+function span(b: Uint8Array, from: number, to: number, spans: number[]): void {
   while (from < to && from < b.length && !b[from]) from++;
   from &= ~3;
-  if (to > from) (x.zero as ZeroFn)(x.p + slot, from, to - from);
+  if (to > from) spans.push(from, to - from);
 }
 
 /** Removes a file of the store. With a zero hook its key blobs (all of it when it cannot be
@@ -367,11 +368,8 @@ function remove(x: Ctx, slot: number): void {
     } catch (e) {
       // Damaged: zero all of it.
     }
-    if (sc) {
-      wipeState(sc.state);
-      zeroAll(x, slot, b, sc.blobs);
-    }
-    zeroSpan(x, slot, b, sc ? sc.end : 0, written(b));
+    if (sc) wipeState(sc.state);
+    zeroAll(x, slot, b, sc ? sc.blobs : [], sc ? sc.end : 0);
   }
   x.s.erase(x.p + slot);
 }
@@ -413,9 +411,13 @@ function rotate(x: Ctx, state: StoredState): void {
   if (cur) remove(x, cur.slot);
 }
 
-/** Zeroes the key blobs at `at` (offsets in the file as `b` shows it, or past its end). */
-function zeroAll(x: Ctx, slot: number, b: Uint8Array, at: number[]): void {
-  for (var i = 0; i < at.length; i++) zeroSpan(x, slot, b, at[i], at[i] + BLOB);
+/** Zeroes, in one call of the hook, the key blobs at `at` (offsets in the file as `b` shows it,
+ * or past its end) and, when `from` >= 0, everything written from `from` on. */
+function zeroAll(x: Ctx, slot: number, b: Uint8Array, at: number[], from: number): void {
+  var spans: number[] = [];
+  for (var i = 0; i < at.length; i++) span(b, at[i], at[i] + BLOB, spans);
+  if (from >= 0) span(b, from, written(b), spans);
+  if (spans.length) (x.zero as ZeroFn)(x.p + slot, spans);
 }
 
 function load(x: Ctx): StoredState | null {
@@ -450,7 +452,7 @@ function load(x: Ctx): StoredState | null {
   if (state) {
     // Keys a power cut kept from being erased.
     var old = stale(b as Uint8Array, (sc as Scan).blobs, state, x.crc, 0, []);
-    if (old.length && x.zero) zeroAll(x, best, b as Uint8Array, old);
+    if (old.length && x.zero) zeroAll(x, best, b as Uint8Array, old, -1);
     else if (old.length) rotate(x, state);
   }
   x.loaded = true;
@@ -482,7 +484,7 @@ function commit(x: Ctx, changes: Change[]): void {
     // Without in-place zeroing, dropping a key takes a new file (and erasing the old one).
     if (!fits || (drop.length && !x.zero)) return rotate(x, state);
     append(x, g);
-    if (drop.length) zeroAll(x, (cur as Current).slot, b as Uint8Array, drop);
+    if (drop.length) zeroAll(x, (cur as Current).slot, b as Uint8Array, drop, -1);
   } finally {
     wipeState(state);
     wipe(g);
@@ -564,25 +566,16 @@ export function findFile(f: RawFlash, start: number, end: number, name: string):
  * and the SPI NOR of ESP32 and Bangle.js 2 alike; on the Linux build, the file espruino.flash).
  */
 export function storageZero(flash: RawFlash, storage: { read(name: string, offset?: number, length?: number): string | undefined }, start: number, end: number): ZeroFn {
-  // The last file found: a commit zeroes several blobs of one file, and on Bangle.js 2 the
-  // walk passes every app's file. A file that moved since (a compaction) fails the byte check
-  // there and is looked up again.
-  var last = '';
-  var lastAt = 0;
-  return function (name: string, offset: number, length: number) {
-    var s = storage.read(name, offset, length < 64 ? length : 64) || '';
-    var a = s && name === last && holds(flash, lastAt + offset, s) ? lastAt : s ? findFile(flash, start, end, name) : 0;
-    if (!a || !holds(flash, a + offset, s)) throw fail('flash file not found at its address');
-    last = name;
-    lastAt = a;
+  return function (name: string, spans: number[]) {
+    var s = storage.read(name, spans[0], spans[1] < 64 ? spans[1] : 64) || '';
+    var a = s ? findFile(flash, start, end, name) : 0;
+    var probe = a ? flash.read(s.length, a + spans[0]) : null;
+    var ok = !!probe;
+    for (var i = 0; ok && i < s.length; i++) ok = (probe as Uint8Array)[i] === s.charCodeAt(i);
+    if (!ok) throw fail('flash file not found at its address');
     var z = new Uint8Array(64);
-    for (var i = 0; i < length; i += 64) flash.write(length - i < 64 ? new Uint8Array(length - i) : z, a + offset + i);
+    for (var j = 0; j < spans.length; j += 2) {
+      for (i = 0; i < spans[j + 1]; i += 64) flash.write(spans[j + 1] - i < 64 ? new Uint8Array(spans[j + 1] - i) : z, a + spans[j] + i);
+    }
   };
-}
-
-/** True when the flash at `a` holds the bytes of `s`. */
-function holds(flash: RawFlash, a: number, s: string): boolean {
-  var b = flash.read(s.length, a);
-  for (var i = 0; i < s.length; i++) if (b[i] !== s.charCodeAt(i)) return false;
-  return true;
 }
