@@ -283,13 +283,16 @@ function keysOf(s: StoredState): Uint8Array[] {
 /** Offsets (in `b`, plus `shift`) of key blobs holding a key that `s` does not hold, or partly erased. */
 function stale(b: Uint8Array, blobs: number[], s: StoredState, crc: (d: Uint8Array) => number, shift: number, out: number[]): number[] {
   var live = keysOf(s);
+  // k is declared before either branch uses it: Espruino declares a `var` only when execution
+  // reaches it, so `k = 0` in the else branch, reached first, would assign an outer `k`.
+  var k: number;
   for (var i = 0; i < blobs.length; i++) {
     var o = blobs[i];
     var drop = true;
     if ((crc(b.subarray(o, o + 32)) | 0) === r32(b, o + 32)) {
       for (var j = 0; j < live.length && drop; j++) {
         var same = true;
-        for (var k = 0; k < 32 && same; k++) same = b[o + k] === live[j][k];
+        for (k = 0; k < 32 && same; k++) same = b[o + k] === live[j][k];
         if (same) drop = false;
       }
     } else {
