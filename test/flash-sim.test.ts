@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FlashSim, PowerCut } from '../host-sim/flash-sim.mjs';
 import { findBinary } from '../host-sim/tools/engines.mjs';
+import * as acorn from 'acorn';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -247,6 +248,77 @@ async function storeBundle(): Promise<string> {
   const { minifyImage } = await import('../build/minify.mjs');
   return minifyImage(output[0].code);
 }
+
+/**
+ * Uses of a function's `var` on a path where no declaration of it has been executed yet: Espruino
+ * declares a `var` only when execution reaches it, so such an assignment lands in the enclosing
+ * scope (a mangled name there can be another function of the image). Declarations dominate what
+ * follows them in their block, a for-init dominates its loop, branches and loop bodies dominate
+ * nothing after them.
+ */
+function undeclaredUses(code: string): string[] {
+  const out: string[] = [];
+  const kids = (n: any) => Object.keys(n).filter((k) => k !== 'loc').flatMap((k) => (Array.isArray(n[k]) ? n[k] : [n[k]])).filter((c: any) => c && typeof c.type === 'string');
+  function fn(f: any, name: string) {
+    const vars = new Set<string>();
+    const collect = (n: any) => {
+      if (n !== f.body && /Function/.test(n.type)) return;
+      if (n.type === 'VariableDeclarator') vars.add(n.id.name);
+      kids(n).forEach(collect);
+    };
+    collect(f.body);
+    const expr = (n: any, dec: Set<string>): void => {
+      if (!n) return;
+      if (/Function/.test(n.type)) return fn(n, n.id ? n.id.name : name);
+      if (n.type === 'Identifier') {
+        if (vars.has(n.name) && !dec.has(n.name)) out.push(`${name}: ${n.name} (line ${n.loc.start.line})`);
+        return;
+      }
+      if (n.type === 'MemberExpression') return expr(n.object, dec), n.computed ? expr(n.property, dec) : undefined;
+      if (n.type === 'Property') return expr(n.value, dec);
+      kids(n).forEach((c: any) => expr(c, dec));
+    };
+    const stmt = (n: any, dec: Set<string>): Set<string> => {
+      if (!n) return dec;
+      const t = n.type;
+      if (t === 'VariableDeclaration') {
+        for (const d of n.declarations) (d.init && expr(d.init, dec), (dec = new Set(dec).add(d.id.name)));
+        return dec;
+      }
+      if (t === 'BlockStatement') return n.body.reduce((d: Set<string>, c: any) => stmt(c, d), dec);
+      if (t === 'FunctionDeclaration') return fn(n, n.id.name), dec;
+      if (t === 'ForStatement' || t === 'ForInStatement') {
+        const init = t === 'ForStatement' ? n.init : n.left;
+        const d = init && init.type === 'VariableDeclaration' ? stmt(init, dec) : (expr(init, dec), dec);
+        [n.test, n.update, n.right].forEach((e) => expr(e, d));
+        stmt(n.body, d);
+        return d;
+      }
+      if (t === 'IfStatement' || t === 'WhileStatement' || t === 'DoWhileStatement' || t === 'TryStatement' || t === 'SwitchStatement' || t === 'LabeledStatement') {
+        expr(n.test || n.discriminant, dec);
+        [n.consequent, n.alternate, n.body, n.block, n.handler && n.handler.body, n.finalizer].forEach((c) => (Array.isArray(c) ? c.reduce((d: Set<string>, x: any) => stmt(x, d), dec) : stmt(c, dec)));
+        (n.cases || []).forEach((c: any) => (expr(c.test, dec), c.consequent.reduce((d: Set<string>, x: any) => stmt(x, d), dec)));
+        return dec;
+      }
+      kids(n).forEach((c: any) => expr(c, dec));
+      return dec;
+    };
+    const hoisted = new Set<string>(f.params.map((p: any) => p.name));
+    for (const c of f.body.body) if (c.type === 'FunctionDeclaration') hoisted.add(c.id.name);
+    stmt(f.body, hoisted);
+  }
+  const ast = acorn.parse(code, { ecmaVersion: 5, locations: true, allowReserved: true }) as any;
+  fn({ params: [], body: { type: 'BlockStatement', body: ast.body } }, '(top)');
+  return out;
+}
+
+describe('the flash store as Espruino runs it', () => {
+  it('declares every var before any path uses it (Espruino declares a var only when execution reaches it)', async () => {
+    expect(undeclaredUses(await storeBundle())).toEqual([]);
+    // The check sees the bug it is for.
+    expect(undeclaredUses('function f(x){ if (x) { for (var k = 0; k < 1; k++); } else { for (k = 0; k < 1; k++); } }')).toEqual(['f: k (line 1)', 'f: k (line 1)', 'f: k (line 1)']);
+  });
+});
 
 describe.skipIf(!espruino)('against Espruino (Linux build)', () => {
   // 0: room to spare (the store rotates its file several times); 255,500: Storage nearly full of
