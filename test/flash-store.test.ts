@@ -69,7 +69,7 @@ interface Profile {
   /** A JerryScript port's storage: erase() erases the file's bytes (no zero hook). */
   port?: boolean;
 }
-const PUCK: Profile = { key: 'puckjs', board: 'Puck.js / nRF52832 (internal flash, Storage 40 KB)', size: 40960, pageSize: 4096, base: 0x6d000 };
+const PUCK: Profile = { key: 'puckjs', board: 'Puck.js / nRF52832 (internal flash, Storage 40 KB at 0x6c000)', size: 40960, pageSize: 4096, base: 0x6c000 };
 const PROFILES: Profile[] = [
   PUCK,
   { key: 'esp32', board: 'ESP32 (SPI NOR, Storage at 0x320000)', size: 65536, pageSize: 4096, base: 0x320000 },
@@ -676,7 +676,7 @@ describe('failures', () => {
 
 describe("the store's place in flash on each Espruino build (boards/espruino/boot.ts)", () => {
   it('storageArea: FLASH_SAVED_CODE_START from process.memory() on ARM builds, 0x320000 on ESP32 builds, 0x10000000 on Linux, none elsewhere', () => {
-    expect(storageArea({ BOARD: 'PUCKJS', STORAGE: 40960 }, { flash_code_start: 0x6d000 })).toEqual([0x6d000, 0x6d000 + 40960]);
+    expect(storageArea({ BOARD: 'PUCKJS', STORAGE: 40960 }, { flash_code_start: 0x6c000 })).toEqual([0x6c000, 0x76000]);
     expect(storageArea({ BOARD: 'BANGLEJS2', STORAGE: 8388608 }, { flash_code_start: 0x60000000 })).toEqual([0x60000000, 0x60800000]);
     expect(storageArea({ BOARD: 'ESP32', STORAGE: 917504 }, {})).toEqual([0x320000, 0x400000]);
     expect(storageArea({ BOARD: 'ESP32C3_IDF4', STORAGE: 917504 }, {})).toEqual([0x320000, 0x400000]);
