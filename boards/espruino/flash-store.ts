@@ -11,8 +11,8 @@
  * with zeros in place without invalidating its group.
  *
  * A full file is compacted (by the store itself, never by Storage.compact()): a snapshot goes to
- * the other name with the next generation, then the old file is removed. Until the new file is complete the old one is what load() finds; after,
- * the higher generation wins.
+ * the other name with the next generation, then the old file is removed. Until the new file is
+ * complete the old one is what load() finds; after, the higher generation wins.
  *
  * Removed or replaced keys leave the medium with the commit that drops them, and no step calls
  * `Storage.compact()` (which holds up to a page of files in RAM while it rewrites flash: a power
