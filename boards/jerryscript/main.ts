@@ -75,8 +75,8 @@ function stringToBytes(s: string): Uint8Array {
   return u;
 }
 
-/** The port's storage as the flash store sees it: e4_storage_erase erases for real, so there is
- * nothing to compact. */
+/** The port's storage as the flash store sees it: e4_storage_erase erases for real (README.md),
+ * so the store drops keys by moving to a new file and erasing the old one. */
 var storage = {
   readArrayBuffer: function (name: string) {
     return e4_storage_read(name);
@@ -87,7 +87,6 @@ var storage = {
   erase: function (name: string) {
     e4_storage_erase(name);
   },
-  compact: function () {},
 };
 
 function clock(kind: string): Clock | undefined {
@@ -132,7 +131,7 @@ export function boot(): Device | null {
     var withKeys = typeof cfg.key === 'string';
     // Entries without a key (every entry once provisioned) still teach names and hashes.
     var dev = { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics };
-    var c = create({ vault: vault(), store: flashStore(storage, { name: 'e4s' }), clock: clock(cfg.clock || 'monotonic'), log: log }, dev, cfg.options);
+    var c = create({ vault: vault(), store: flashStore(storage, { name: 'e4s', erases: true }), clock: clock(cfg.clock || 'monotonic'), log: log }, dev, cfg.options);
     var names: string[] = [];
     var t = cfg.topics || [];
     var kept: { topic?: string; hash?: string }[] = [];
