@@ -4,10 +4,12 @@
  * Byte-identical to the portable vault (test/native-aes.test.ts runs every vector through an
  * emulation of this API).
  *
- * Native calls: ECB for single blocks and for the whole CTR key stream at once (Espruino's own
- * CTR mode ignores the IV and cannot be used), CBC with a zero IV for each CMAC. A seal or an
- * open of a non-empty message takes 5 native calls whatever its length (L, CMAC(0), CMAC(AD),
- * CMAC(T), the key stream); an empty one 4.
+ * Native calls: ECB for L, for the single-block CMACs (CMAC(0) and CMAC(AD) in one call) and for
+ * the whole CTR key stream at once (Espruino's own CTR mode ignores the IV and cannot be used),
+ * CBC with a zero IV for CMAC(T). A seal or an open of a non-empty message takes 4 native calls
+ * whatever its length; an empty one 3. The JavaScript around them (firmware/crypto/siv.ts) is
+ * written for Espruino's interpreter: `npm run bench -- --native` times it against the vault of
+ * commit b0e1690 (host-sim/tools/reference/native-vault-b0e1690).
  */
 import type { AesBlock, Vault } from '../../firmware/hal';
 import { sivVault } from '../../firmware/crypto/siv';
