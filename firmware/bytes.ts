@@ -27,14 +27,10 @@ export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Overwrites secret material in place. Zeros are copied in with `set`, 64 bytes per native
- * call (Espruino runs a byte loop statement by statement; typed-array `fill` is missing on
- * Duktape and MicroQuickJS). */
+/** Overwrites secret material in place (typed-array `fill` is missing on Duktape). */
 export function wipe(b: Uint8Array | null | undefined): void {
   if (!b) return;
-  var n = b.length;
-  var zeros = new Uint8Array(n < 64 ? n : 64);
-  for (var o = 0; o < n; o += 64) b.set(o + zeros.length > n ? zeros.subarray(0, n - o) : zeros, o);
+  for (var i = 0; i < b.length; i++) b[i] = 0;
 }
 
 /** Constant-time equality: the time depends on the length only, never on where bytes differ. */
