@@ -199,16 +199,19 @@ export function formatTable(results) {
  * The Puck.js image (native `crypto.AES`) against the same image built with the native vault as
  * it was at commit b0e1690 (host-sim/tools/reference/native-vault-b0e1690: siv.ts and
  * native-aes.ts in place of the current ones; same entry, build and minifier). Each engine run
- * loads one image as a script and times protect/unprotect through E4.create with the image's
- * vault. A 2,630-variable build cannot hold the whole image's source in RAM (a Puck.js runs it
- * from flash, which the Linux build emulates with file reads, too slow to time anything): there
- * the runs fall back to the client and the native vault alone (`core`), then to the native vault
- * alone (`vault`: seal/open with the 8-byte timestamp as associated data), built the same way. Reference and
- * current runs alternate, NATIVE_ROUNDS times, best of each kept; the figure is current
- * time / reference time in the same run.
+ * loads one image as a script and times the vault's seal/open (8-byte associated data, as E4's
+ * timestamp) and protect/unprotect through E4.create with that vault. A 2,630-variable build
+ * cannot hold the whole image's source in RAM (a Puck.js runs it from flash, which the Linux
+ * build emulates with file reads, too slow to time anything): there the runs fall back to the
+ * client and the native vault alone (`core`), then to the native vault alone (`vault`: seal/open
+ * only), built the same way. Reference and current runs alternate, NATIVE_ROUNDS times; the
+ * figure is the median over the rounds of current time / reference time (two adjacent runs),
+ * next to the best time of each.
  */
 export const NATIVE_ENGINES = ['espruino-o2', 'espruino32-2630'];
 export const NATIVE_SIZES = [16, 64, 256, 1024];
+/** Client protect/unprotect (when the image has the client) and the vault's own seal/open. */
+const NATIVE_OPS = ['protect', 'unprotect', 'seal', 'open'];
 /** Alternating runs per image (process start-up and load on a shared machine add noise). */
 const NATIVE_ROUNDS = 5;
 const NATIVE_BOARD = 'boards/espruino-puckjs/main.ts';
@@ -261,9 +264,15 @@ function nativeHarness(sizes, budgetMs) {
     try {
       var pt = new Uint8Array(SIZES[i]);
       for (var j = 0; j < pt.length; j++) pt[j] = j & 255;
-      var msg = c ? c.protect(topic, pt) : vault.seal(key, ad, pt);
-      r.protect = rate(c ? function () { c.protect(topic, pt); } : function () { vault.seal(key, ad, pt); });
-      r.unprotect = rate(c ? function () { c.unprotect(topic, msg); } : function () { vault.open(key, ad, msg); });
+      var sealed = vault.seal(key, ad, pt);
+      r.seal = rate(function () { vault.seal(key, ad, pt); });
+      r.open = rate(function () { vault.open(key, ad, sealed); });
+      sealed = undefined;
+      if (c) {
+        var msg = c.protect(topic, pt);
+        r.protect = rate(function () { c.protect(topic, pt); });
+        r.unprotect = rate(function () { c.unprotect(topic, msg); });
+      }
     } catch (e) { r.error = String(e && e.message ? e.message : e); }
     pt = msg = undefined;
     print("${TAG.trim()} " + JSON.stringify(r));
@@ -274,8 +283,8 @@ function nativeHarness(sizes, budgetMs) {
 }
 
 /** Results per engine of NATIVE_ENGINES found (or `engines`): { engine, image: 'Puck.js' |
- * 'core' | 'vault', rows: [{ size, protect, unprotect, refProtect, refUnprotect }] } in operations per
- * second, best of NATIVE_ROUNDS alternating runs, or { engine, error }. */
+ * 'core' | 'vault', rows: [{ size, protect, unprotect, seal, open, refProtect, …, protectRatios,
+ * … }] } in operations per second, best of NATIVE_ROUNDS alternating runs, or { engine, error }. */
 export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, sizes = NATIVE_SIZES, log = () => {} } = {}) {
   const images = {};
   const imageOf = async (which, part) => (images[which + part] = images[which + part] || (await nativeImage({ reference: which === 'reference', part })));
@@ -292,19 +301,25 @@ export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, siz
       log(`running ${describeEngine(engine)}: ${part === 'image' ? 'Puck.js image' : part === 'core' ? 'client + native vault' : 'native vault (seal/open)'}, reference and current, ${NATIVE_ROUNDS} rounds…`);
       const best = {};
       for (let round = 0; round < NATIVE_ROUNDS; round++) {
+        const got = {};
         for (const which of ['reference', 'current']) {
           const script = `${await imageOf(which, part)}\n${nativeHarness(sizes, budgetMs)}`;
           const run = await engine.run(script, { endTag: END, timeoutMs: budgetMs * sizes.length * 4 + 60000 });
           const rows = parse(run.stdout);
           if (!rows.length) return { error: `${which}: no result (exit ${run.exit}) ${(run.stdout + run.stderr).trim().slice(-200)}` };
-          for (const x of rows) {
-            const b = (best[x.size] = best[x.size] || { size: x.size });
-            for (const op of ['protect', 'unprotect']) {
-              const k = which === 'reference' ? 'ref' + op[0].toUpperCase() + op.slice(1) : op;
-              if (x[op] !== undefined && !(b[k] >= x[op])) b[k] = x[op];
-            }
-            if (x.error && round === 0) b.error = (b.error ? b.error + '; ' : '') + which + ': ' + x.error;
+          got[which] = rows;
+        }
+        for (const x of got.current) {
+          const ref = got.reference.find((y) => y.size === x.size) || {};
+          const b = (best[x.size] = best[x.size] || { size: x.size, protectRatios: [], unprotectRatios: [], sealRatios: [], openRatios: [] });
+          for (const op of NATIVE_OPS) {
+            const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
+            if (x[op] !== undefined && !(b[op] >= x[op])) b[op] = x[op];
+            if (ref[op] !== undefined && !(b[refKey] >= ref[op])) b[refKey] = ref[op];
+            // The two runs of a round are adjacent in time: their ratio shares the machine's load.
+            if (x[op] !== undefined && ref[op] !== undefined) b[op + 'Ratios'].push(ref[op] / x[op]);
           }
+          for (const [which, e] of [['reference', ref.error], ['current', x.error]]) if (e && round === 0) b.error = (b.error ? b.error + '; ' : '') + which + ': ' + e;
         }
       }
       return { rows: Object.values(best) };
@@ -321,19 +336,28 @@ export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, siz
   return results;
 }
 
-/** Time per operation of the current image over that of the reference (below 1: faster). */
-const timeRatio = (ref, cur) => (ref === undefined || cur === undefined ? 'n/a' : (ref / cur).toFixed(2));
+/** Time per operation of the current image over that of the reference (below 1: faster): the
+ * median of the rounds' ratios (each from two adjacent runs). */
+const median = (xs) => {
+  if (!xs || !xs.length) return 'n/a';
+  const v = [...xs].sort((a, b) => a - b);
+  return (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2).toFixed(2);
+};
 const us = (opsPerSecond) => (opsPerSecond === undefined ? 'n/a' : (1e6 / opsPerSecond).toFixed(0));
 
 export function formatNativeTable(results) {
-  const rows = [['engine', 'bytes', 'protect µs ref', 'now', 'ratio', 'unprotect µs ref', 'now', 'ratio']];
+  const rows = [['engine', 'bytes', 'operation', 'µs ref', 'µs now', 'ratio']];
   for (const r of results) {
     if (r.error) {
-      rows.push([r.engine, '-', 'error: ' + r.error, '', '', '', '', '']);
+      rows.push([r.engine, '-', 'error: ' + r.error, '', '', '']);
       continue;
     }
     for (const x of r.rows) {
-      rows.push([`${r.engine} (${r.image})`, String(x.size), us(x.refProtect), us(x.protect), timeRatio(x.refProtect, x.protect), us(x.refUnprotect), us(x.unprotect), timeRatio(x.refUnprotect, x.unprotect)]);
+      for (const op of NATIVE_OPS) {
+        const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
+        if (x[op] === undefined && x[refKey] === undefined) continue;
+        rows.push([`${r.engine} (${r.image})`, String(x.size), op, us(x[refKey]), us(x[op]), median(x[op + 'Ratios'])]);
+      }
     }
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -360,7 +384,7 @@ async function main() {
   if (opts.native) {
     // Only the native vault beside its reference (engines given with --engine, else NATIVE_ENGINES).
     const native = await nativeRows({ engines: opts.engines.length ? opts.engines : NATIVE_ENGINES, budgetMs: opts.budgetMs, log: (m) => console.log(m) });
-    console.log('native vault, Puck.js image: time per operation, reference (b0e1690) and now; ratio = now / reference');
+    console.log('native vault, Puck.js image: best time per operation, reference (b0e1690) and now; ratio = now / reference, median over the rounds');
     console.log(formatNativeTable(native));
     if (opts.json) writeFileSync(opts.json, JSON.stringify({ budgetMs: opts.budgetMs, native }, null, 2) + '\n');
     return;
