@@ -68,24 +68,26 @@ describe('jerryscript image on a 64 KB JerryScript', () => {
   const tools = { engine: findEngine('jerry-lean'), snapEngine: findEngine('jerry-lean-snap'), generator: findEngine('jerry-snapshot-lean') };
   const missing = Object.entries(tools).filter(([, v]) => !v).map(([k]) => k);
   const image = join(__dirname, '..', 'dist/boards/jerryscript.min.js');
+  // The reason shows in the test name when the engines are absent.
+  const why = missing.length ? ` (skipped: no ${missing.join(', ')} in $E4_ENGINES or $PATH)` : '';
   if (missing.length && process.env.CI) {
     it('has its engines', () => {
       throw new Error(`jerry-lean, jerry-lean-snap and jerry-snapshot-lean are required under CI (missing: ${missing.join(', ')})`);
     });
     return;
   }
-  it.skipIf(missing.length > 0)('static snapshot: the whole life, 1,000 bytes out and in, within 32 KB of heap', () => {
+  it.skipIf(missing.length > 0)('static snapshot: the whole life, 1,000 bytes out and in, within 32 KB of heap' + why, () => {
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
     const r = measure('static', { image, tools: tools as any, dir });
     expect(r.ok, r.out).toBe(true);
     expect(r.peak).toBeLessThanOrEqual(32768);
   });
-  it.skipIf(missing.length > 0)('static snapshot with the native AES function: the same life', () => {
+  it.skipIf(missing.length > 0)('static snapshot with the native AES functions: the same life' + why, () => {
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
     const r = measure('static', { image, tools: tools as any, dir, nativeAes: true });
     expect(r.ok, r.out).toBe(true);
   });
-  it.skipIf(missing.length > 0)('ordinary snapshot: the whole life', () => {
+  it.skipIf(missing.length > 0)('ordinary snapshot: the whole life' + why, () => {
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
     expect(MODES).toContain('snapshot');
     const r = measure('snapshot', { image, tools: tools as any, dir });
