@@ -20,11 +20,12 @@ export interface CbcBlock extends AesBlock {
 
 var ZERO_BLOCK = new Uint8Array(16);
 
-/** Overwrites secret material: 16 zero bytes per native `set` call, no allocation (a byte loop
- * costs a statement per byte on Espruino). */
+/** Overwrites secret material with native `set` calls (a byte loop costs a statement per byte on
+ * Espruino): 16 zero bytes at a time up to 64 bytes, one zero-filled copy above. */
 function wipe(b: Uint8Array): void {
   var n = b.length;
-  for (var o = 0; o < n; o += 16) b.set(o + 16 > n ? ZERO_BLOCK.subarray(0, n - o) : ZERO_BLOCK, o);
+  if (n > 64) b.set(new Uint8Array(n));
+  else for (var o = 0; o < n; o += 16) b.set(o + 16 > n ? ZERO_BLOCK.subarray(0, n - o) : ZERO_BLOCK, o);
 }
 
 /** RFC 5297 §2.3: dbl(S) = S << 1, xor 0x87 into the last byte when the bit shifted out was 1.
