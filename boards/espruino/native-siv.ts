@@ -18,14 +18,13 @@ export interface CbcBlock extends AesBlock {
   cbc(key: Uint8Array, data: Uint8Array): Uint8Array;
 }
 
-var ZERO_BLOCK = new Uint8Array(16);
+/** Zeros to wipe with: one native `set` call (a byte loop costs a statement per byte on Espruino). */
+var ZEROS = new Uint8Array(64);
 
-/** Overwrites secret material with native `set` calls (a byte loop costs a statement per byte on
- * Espruino): 16 zero bytes at a time up to 64 bytes, one zero-filled copy above. */
+/** Overwrites secret material: from ZEROS up to 64 bytes, from a zero-filled copy above. */
 function wipe(b: Uint8Array): void {
   var n = b.length;
-  if (n > 64) b.set(new Uint8Array(n));
-  else for (var o = 0; o < n; o += 16) b.set(o + 16 > n ? ZERO_BLOCK.subarray(0, n - o) : ZERO_BLOCK, o);
+  b.set(n === 64 ? ZEROS : n < 64 ? ZEROS.subarray(0, n) : new Uint8Array(n));
 }
 
 /** RFC 5297 §2.3: dbl(S) = S << 1, xor 0x87 into the last byte when the bit shifted out was 1.
@@ -102,10 +101,12 @@ function xor16x2(d: Uint8Array, a: Uint8Array, b: Uint8Array): void {
 function s2v(block: CbcBlock, key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
   // Scratch: K1 | K2 | CMAC(0)'s input | CMAC(AD)'s input when AD is one block.
   var sub = new Uint8Array(64);
-  var l = block.ecb(key, ZERO_BLOCK);
+  // L = AES(0): the first block of the fresh scratch is the zero block.
+  var k1 = sub.subarray(0, 16);
+  var l = block.ecb(key, k1);
   sub.set(l);
-  l.set(ZERO_BLOCK);
-  var k1 = dbl(sub.subarray(0, 16));
+  wipe(l);
+  dbl(k1);
   sub.set(k1, 16);
   var k2 = dbl(sub.subarray(16, 32));
   sub.set(k1, 32);
@@ -127,11 +128,9 @@ function s2v(block: CbcBlock, key: Uint8Array, ad: Uint8Array, plaintext: Uint8A
   var t = cmacInput(plaintext, d, k1, k2);
   wipe(one);
   var all = block.cbc(key, t);
-  var v = new Uint8Array(16);
-  v.set(all.subarray(all.length - 16));
   wipe(t);
   wipe(sub);
-  return v;
+  return all.subarray(all.length - 16);
 }
 
 /** T of S2V (the plaintext xorend D, or dbl(D) ^ pad(P)), padded and masked for CMAC. */
@@ -234,7 +233,7 @@ function ctr(block: AesBlock, key: Uint8Array, v: Uint8Array, data: Uint8Array):
   for (o = whole << 2; o < len; o++) s[o] ^= data[o];
   if (d !== data) wipe(d);
   // The padding bytes hold key stream: clear them.
-  if (size > len) s.set(ZERO_BLOCK.subarray(0, size - len), len);
+  if (size > len) s.set(ZEROS.subarray(0, size - len), len);
   return s;
 }
 
