@@ -17,35 +17,40 @@ export var PERSISTENCE_ERROR = -108;
 export var PARAMETER_INVALID = -112;
 export var PERSISTENCE_INCOMPATIBLE = -113;
 
-/** The result names. Built on each call: as a module-level table it would hold ~50 variables of
- * an Espruino board's RAM for good, and names are only needed when something fails. */
-function names(): { [code: string]: string } {
-  return {
-    '0': 'E4_RESULT_OK',
-    '-1': 'E4_RESULT_OK_CONTROL',
-    '-100': 'E4_ERROR_INTERNAL',
-    '-101': 'E4_ERROR_INVALID_TAG',
-    '-102': 'E4_ERROR_TIMESTAMP_IN_FUTURE',
-    '-103': 'E4_ERROR_TIMESTAMP_TOO_OLD',
-    '-104': 'E4_ERROR_CIPHERTEXT_TOO_SHORT',
-    '-105': 'E4_ERROR_TOPICKEY_MISSING',
-    '-106': 'E4_ERROR_MESSAGE_REPLAYED',
-    '-107': 'E4_ERROR_INVALID_COMMAND',
-    '-108': 'E4_ERROR_PERSISTENCE_ERROR',
-    '-112': 'E4_ERROR_PARAMETER_INVALID',
-    '-113': 'E4_ERROR_PERSISTENCE_INCOMPATIBLE',
-  };
+/** The result codes and names, in pairs. Built on each call: as a module-level table it would
+ * hold ~50 variables of an Espruino board's RAM for good, and names are only needed when
+ * something fails. A list, not an object keyed by the code's text: JerryScript running a static
+ * snapshot does not find a number turned into a string (String(-106)) among the snapshot's
+ * literal strings ("-106"). */
+function names(): (number | string)[] {
+  return [
+    0, 'E4_RESULT_OK',
+    -1, 'E4_RESULT_OK_CONTROL',
+    -100, 'E4_ERROR_INTERNAL',
+    -101, 'E4_ERROR_INVALID_TAG',
+    -102, 'E4_ERROR_TIMESTAMP_IN_FUTURE',
+    -103, 'E4_ERROR_TIMESTAMP_TOO_OLD',
+    -104, 'E4_ERROR_CIPHERTEXT_TOO_SHORT',
+    -105, 'E4_ERROR_TOPICKEY_MISSING',
+    -106, 'E4_ERROR_MESSAGE_REPLAYED',
+    -107, 'E4_ERROR_INVALID_COMMAND',
+    -108, 'E4_ERROR_PERSISTENCE_ERROR',
+    -112, 'E4_ERROR_PARAMETER_INVALID',
+    -113, 'E4_ERROR_PERSISTENCE_INCOMPATIBLE',
+  ];
 }
 
 /** The libe4 constant name of a result code, e.g. -101 -> "E4_ERROR_INVALID_TAG". */
 export function resultName(code: number): string {
-  return names()[String(code)] || 'E4_ERROR_INTERNAL';
+  var all = names();
+  for (var i = 0; i < all.length; i += 2) if (all[i] === code) return all[i + 1] as string;
+  return 'E4_ERROR_INTERNAL';
 }
 
 /** The code of a libe4 constant name, or undefined. */
 export function resultCode(name: string): number | undefined {
   var all = names();
-  for (var k in all) if (all[k] === name) return +k;
+  for (var i = 0; i < all.length; i += 2) if (all[i + 1] === name) return all[i] as number;
   return undefined;
 }
 
