@@ -1,21 +1,32 @@
 #!/usr/bin/env node
 /**
- * `node host-sim/tools/jerry-memory.mjs [--engine PATH]`: runs the jerryscript board image
+ * `node host-sim/tools/jerry-memory.mjs [--engine NAME|PATH]`: runs the jerryscript board image
  * through a device's life (host-sim/jerry-board.mjs) on JerryScript built with a 64 KB heap and
- * --mem-stats (default /work/engines/bin/jerry-64k, or $E4_JERRY_64K), checks the results, and
- * prints the peak heap use. A benchmark, not a test: engines built from fetched sources live
- * outside the repository.
+ * --mem-stats (default: the engine `jerry-lean`, found in $E4_ENGINES or $PATH; see
+ * host-sim/tools/engines.mjs), checks the results, and prints the peak heap use. Exit 2 when the
+ * engine is absent or the name unknown. Engines are built outside the repository; the suite runs
+ * this on `jerry-lean` (test/jerry-board-engine.test.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jerryBoardScript, jerryResults } from '../jerry-board.mjs';
+import { EngineUsageError, absentReason, findBinary } from './engines.mjs';
 
 const i = process.argv.indexOf('--engine');
-const engine = i > 0 ? process.argv[i + 1] : process.env.E4_JERRY_64K || '/work/engines/bin/jerry-64k';
-if (!existsSync(engine)) {
-  console.error(`jerry-memory: ${engine} not found (a JerryScript built with --mem-heap=64 --mem-stats=ON; give --engine)`);
+const spec = i > 0 ? process.argv[i + 1] : 'jerry-lean';
+let engine;
+try {
+  engine = findBinary(spec);
+} catch (e) {
+  if (!(e instanceof EngineUsageError)) throw e;
+  console.error(`jerry-memory: ${e.message}`);
+  process.exit(2);
+}
+if (!engine) {
+  const why = spec.includes('/') ? `${spec} not found or not executable` : absentReason(spec);
+  console.error(`jerry-memory: ${why} (a JerryScript built with --mem-heap=64 --mem-stats=ON; set E4_ENGINES or give --engine)`);
   process.exit(2);
 }
 const file = join(mkdtempSync(join(tmpdir(), 'e4-jerry-mem-')), 'board.js');
