@@ -1,6 +1,6 @@
 /**
  * The E4 symmetric-key client: one device identity, its topic keys, and the receive rules of
- * e4-protocol.md ("Receiving", "Commands", "Time", "Key transition"), with durable state
+ * docs/protocol.md ("Receiving", "Commands", "Time, without trusting the device's clock", "Key transition"), with durable state
  * through the HAL store.
  */
 import type { Change, Hal, Log, Store, StoredState, TopicRecord, Vault } from './hal';
@@ -279,7 +279,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     return now < 0 || now - rec.prevSince <= keyTransition;
   }
 
-  /** e4-protocol.md, Receiving step 4; commands are held to it only with a trusted clock, the
+  /** docs/protocol.md, "Receiving" step 4; commands are held to it only with a trusted clock, the
    * command order rule protecting them otherwise. */
   function checkWindow(ts: number, isCommand: boolean, flags: number): void {
     if (ignoreAll || flags & IGNORE_TIMESTAMP) return;
@@ -303,7 +303,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     return { op: 'calibrate', time: ts, tags: tags };
   }
 
-  /** Parses and runs one command (e4-protocol.md, "Commands"); all-or-nothing. First the command
+  /** Parses and runs one command (docs/protocol.md, "Commands"); all-or-nothing. First the command
    * order rule: no command older than the last accepted one, nor a replay of one of its second. */
   function runCommand(cmd: Uint8Array, ts: number, tag: Uint8Array): void {
     if (rejectOld && state.lastCommand >= 0) {

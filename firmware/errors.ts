@@ -1,5 +1,5 @@
 /**
- * Result codes and the typed error. Numbers and names are libe4's (see e4-protocol.md, "Result
+ * Result codes and the typed error. Numbers and names are libe4's (see docs/protocol.md, "Result
  * codes"), so logs and tools line up with existing E4 deployments.
  */
 

@@ -10,7 +10,7 @@ import { concatBytes, wipe } from '../bytes';
 export function nobleVault(): Vault {
   return {
     seal: function (key, ad, plaintext) {
-      // SIV key = key | key (e4-protocol.md, "Protected message").
+      // SIV key = key | key (docs/protocol.md, "Protected message").
       var sivKey = concatBytes(key, key);
       try {
         return aessiv(sivKey, ad).encrypt(plaintext);
