@@ -408,12 +408,13 @@ export function defaultImage() {
 }
 
 const USAGE = `usage: npm run conformance -- [--engine NAME|PATH]... [--kind KIND] [--image FILE] [--batch-bytes N]
-                              [--timeout-ms N] [--memory-limit N] [--image-in flash|source] [--sections S,...] [--verbose] FILE...
+                              [--timeout-ms N] [--memory-limit N] [--image-in flash|source] [--sections S,...] [--max-case-bytes N] [--verbose] FILE...
   NAME  node (a device-like node:vm realm) or an engine binary found in $E4_ENGINES or $PATH:
         ${Object.keys(ENGINES).join(', ')}
   KIND  ${KINDS.slice(1).join(', ')} (checked against what the binary answers)
   FILE  vector files, e.g. test/vectors/*.json; --sections keeps only the named sections
-        (client_ids, topic_hashes, aes_siv, protect, unprotect, commands, scenarios, storage_file, rfc5297)
+        (client_ids, topic_hashes, aes_siv, protect, unprotect, commands, scenarios, storage_file, rfc5297);
+        --max-case-bytes leaves out cases whose data is larger (named in the output)
   --image-in flash stores the image in Espruino's flash Storage first and runs it from there, as a
   board does (the default on espruino32-2630, whose RAM cannot hold it as source); --memory-limit
   is MicroQuickJS's heap size (e.g. 64k).`;
@@ -443,6 +444,7 @@ export function parseArgs(argv) {
     else if (a === '--memory-limit') o.memoryLimit = val();
     else if (a === '--image-in') o.imageIn = val();
     else if (a === '--sections') o.sections = val().split(',');
+    else if (a === '--max-case-bytes') o.maxCaseBytes = Number(val());
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--help' || a === '-h') usage();
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
@@ -464,6 +466,11 @@ async function main() {
   let cases = [];
   for (const f of o.files) cases = cases.concat(loadCases(f));
   if (o.sections) cases = cases.filter((c) => o.sections.includes(c.section));
+  if (o.maxCaseBytes) {
+    const size = (c) => asciiJson({ id: c.id, op: c.op, args: c.args }).length;
+    for (const c of cases.filter((x) => size(x) > o.maxCaseBytes)) console.log(`left out (${size(c)} bytes of case data > --max-case-bytes ${o.maxCaseBytes}): ${c.file} ${c.section} ${c.name}`);
+    cases = cases.filter((c) => size(c) <= o.maxCaseBytes);
+  }
   console.log(`image ${imageFile} (${imageCode.length} bytes), ${cases.length} cases from ${o.files.length} file(s)`);
   let passed = 0;
   let failed = 0;
