@@ -14,6 +14,7 @@ import { assertImage } from './build/check.mjs';
 import { minifyImage } from './build/minify.mjs';
 import { listImages, minFile } from './build/images.mjs';
 import { writeSizeReport } from './host-sim/tools/size.mjs';
+import { jerrySnapshots } from './build/jerry-snapshot.mjs';
 
 const ENTRY = '\0e4-entry';
 
@@ -73,7 +74,7 @@ function config(image) {
   const g = image.globalName;
   return {
     input: Object.keys(image.extraExports).length ? ENTRY : image.input,
-    plugins: [imageEntry(image), resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image)],
+    plugins: [imageEntry(image), resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image), ...(image.snapshot ? [jerrySnapshots()] : [])],
     onwarn(warning, warn) {
       // TypeScript's ES5 helpers start with `this && this.__extends`: harmless at module level.
       if (warning.code === 'THIS_IS_UNDEFINED') return;

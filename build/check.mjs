@@ -1,7 +1,7 @@
 /**
- * Static checks of an image: it parses as ECMAScript 5 and references nothing the target
- * engines lack (../shared/targets.md). Used by the build (which fails on any finding) and by
- * test/image.test.mjs.
+ * Static checks of an image: it parses as ECMAScript 5, references nothing the target
+ * engines lack (docs/targets.md), and holds nothing a strict engine refuses (MicroQuickJS is
+ * always strict). Used by the build (which fails on any finding) and by test/image.test.mjs.
  */
 import * as acorn from 'acorn';
 
@@ -75,6 +75,34 @@ function declaredNames(ast) {
   return names;
 }
 
+/** The names a function's own scope declares: its parameters, and its `var` and function
+ * declarations (not those of nested functions). */
+function ownScopeNames(fn) {
+  const names = new Set(fn.params.filter((p) => p.type === 'Identifier').map((p) => p.name));
+  const visit = (node) => {
+    if (!node || typeof node.type !== 'string') return;
+    if (node.type === 'VariableDeclarator' && node.id.type === 'Identifier') names.add(node.id.name);
+    if (node.type === 'FunctionDeclaration') {
+      if (node.id) names.add(node.id.name);
+      return;
+    }
+    if (node.type === 'FunctionExpression') return;
+    for (const key of Object.keys(node)) {
+      if (key === 'loc') continue;
+      const v = node[key];
+      if (Array.isArray(v)) v.forEach(visit);
+      else if (v && typeof v.type === 'string') visit(v);
+    }
+  };
+  visit(fn.body);
+  return names;
+}
+
+/** Properties that Error.prototype defines as accessors without a setter on strict engines
+ * (MicroQuickJS): assigning them on an object derived from Error.prototype throws a TypeError.
+ * Define them with Object.defineProperty instead. */
+export const ERROR_ACCESSORS = ['message', 'stack'];
+
 /**
  * Checks `code`. Returns a list of findings ({ message, line }) — empty when the image is clean.
  * `allow` lists forbidden globals a particular image may reference (e.g. `require` on Espruino).
@@ -91,7 +119,30 @@ export function checkImage(code, { allow = [] } = {}) {
   const forbidden = new Set(FORBIDDEN_GLOBALS.filter((g) => !allow.includes(g)));
   const methods = new Set(FORBIDDEN_METHODS);
   const add = (message, node) => findings.push({ message, line: node.loc.start.line });
+  // A catch parameter named like a parameter or local of the enclosing function: MicroQuickJS
+  // refuses the whole script ("catch variable already exists"); minifiers that reuse names make it.
+  const functions = [];
+  walk(ast, (n) => (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') && functions.push(n));
+  for (const fn of functions) {
+    const names = ownScopeNames(fn);
+    const visit = (n) => {
+      if (!n || typeof n.type !== 'string' || n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') return;
+      if (n.type === 'CatchClause' && n.param && n.param.type === 'Identifier' && names.has(n.param.name)) {
+        add(`catch parameter ${n.param.name} repeats a name of its function (a SyntaxError on strict engines)`, n.param);
+      }
+      for (const key of Object.keys(n)) {
+        if (key === 'loc') continue;
+        const v = n[key];
+        if (Array.isArray(v)) v.forEach(visit);
+        else if (v && typeof v.type === 'string') visit(v);
+      }
+    };
+    visit(fn.body);
+  }
   walk(ast, (node, parent) => {
+    if (node.type === 'AssignmentExpression' && node.left.type === 'MemberExpression' && ERROR_ACCESSORS.includes(propName(node.left))) {
+      add(`assigns .${propName(node.left)} (an accessor of Error.prototype: a TypeError on strict engines; use Object.defineProperty)`, node);
+    }
     if (node.type === 'Identifier' && forbidden.has(node.name) && !declared.has(node.name) && isReference(node, parent)) {
       add('references ' + node.name, node);
     } else if (node.type === 'MemberExpression') {

@@ -5,13 +5,15 @@
  * A board may hold boards/<board>/board.json with per-image settings:
  *   { "globalName": "E4",      // global the image defines (default "E4")
  *     "minify": true,          // also write <name>.min.js (default true)
- *     "allow": ["require"] }   // forbidden globals this image may reference (see build/check.mjs)
+ *     "allow": ["require"],    // forbidden globals this image may reference (see build/check.mjs)
+ *     "snapshot": true }       // JerryScript: a minified image a static snapshot can hold, and
+ *                              // the snapshots when the generator is found (build/jerry-snapshot.mjs)
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { root } from './es5.mjs';
 
-const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description'];
+const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description', 'snapshot'];
 
 export function listImages() {
   const images = [
@@ -55,6 +57,7 @@ export function listImages() {
       globalName: cfg.globalName || 'E4',
       minify: cfg.minify !== false,
       allow: cfg.allow || [],
+      snapshot: cfg.snapshot === true,
     });
   }
   return images;

@@ -1,7 +1,7 @@
 /**
  * Minification of the images: terser with mangling and one compress step, `join_vars`.
  *
- * terser's full `compress` produced silently wrong AES-SIV output on Espruino (targets.md: it
+ * terser's full `compress` produced silently wrong AES-SIV output on Espruino (docs/targets.md: it
  * moved `var` declarations after their first use, and Espruino does not hoist `var`). Mangling
  * renames local variables and moves nothing. `join_vars` only merges `var` statements into an
  * earlier `var` statement of the same block (or into the init of the `for` that follows it) and
@@ -17,6 +17,9 @@ export const TERSER_OPTIONS = {
   ecma: 5,
   compress: { defaults: false, join_vars: true },
   mangle: { toplevel: false },
+  // Keeps every catch parameter's name distinct from its function's names: MicroQuickJS (strict)
+  // refuses a catch parameter that repeats one (build/check.mjs checks the result).
+  ie8: true,
   format: { ecma: 5, comments: false, ascii_only: true },
   module: false,
   toplevel: false,

@@ -1,6 +1,6 @@
 /**
  * The E4 symmetric-key client: one device identity, its topic keys, and the receive rules of
- * e4-protocol.md ("Receiving", "Commands", "Time", "Key transition"), with durable state
+ * docs/protocol.md ("Receiving", "Commands", "Time, without trusting the device's clock", "Key transition"), with durable state
  * through the HAL store.
  */
 import type { Change, Hal, Log, Store, StoredState, TopicRecord, Vault } from './hal';
@@ -270,7 +270,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   // (Rules used once are inline in runCommand and unprotect: on Espruino every closure of a
   // client costs RAM for as long as it lives.)
 
-  /** Parses and runs one command (e4-protocol.md, "Commands"); all-or-nothing. First the command
+  /** Parses and runs one command (docs/protocol.md, "Commands"); all-or-nothing. First the command
    * order rule: no command older than the last accepted one, nor a replay of one of its second. */
   function runCommand(cmd: Uint8Array, ts: number, tag: Uint8Array): void {
     if (rejectOld && state.lastCommand >= 0) {
@@ -389,7 +389,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     // the replay window, unless that rule is off.
     var windowed = replaySize && (!isCommand || !rejectOld);
     try {
-      // Step 4: the time window, only after authentication; commands are held to it only with a
+      // Step 4 (docs/protocol.md, "Receiving"): the time window, only after authentication; commands are held to it only with a
       // trusted clock, the command order rule protecting them otherwise. Without one, data also
       // gets the freshness floor (freshness.ts): what holds with no clock, or before the first
       // calibration of a boot (once calibrated, the estimate is at least the last command's

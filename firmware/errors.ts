@@ -1,5 +1,5 @@
 /**
- * Result codes and the typed error. Numbers and names are libe4's (see e4-protocol.md, "Result
+ * Result codes and the typed error. Numbers and names are libe4's (see docs/protocol.md, "Result
  * codes"), so logs and tools line up with existing E4 deployments.
  */
 
@@ -17,13 +17,16 @@ export var PERSISTENCE_ERROR = -108;
 export var PARAMETER_INVALID = -112;
 export var PERSISTENCE_INCOMPATIBLE = -113;
 
-/** The result names. Built on each call: as a module-level table it would hold ~50 variables of
- * an Espruino board's RAM for good, and names are only needed when something fails. The error
- * names are listed from -100 down ("" for the codes libe4 does not use). */
-function names(): { [code: string]: string } {
-  var all: { [code: string]: string } = { '0': 'E4_RESULT_OK', '-1': 'E4_RESULT_OK_CONTROL' };
+/** The result codes and names, in pairs. Built on each call: as a module-level table it would
+ * hold ~50 variables of an Espruino board's RAM for good, and names are only needed when
+ * something fails. A list, not an object keyed by the code's text: JerryScript running a static
+ * snapshot does not find a number turned into a string (String(-106)) among the snapshot's
+ * literal strings ("-106"). */
+function names(): (number | string)[] {
+  var all: (number | string)[] = [0, 'E4_RESULT_OK', -1, 'E4_RESULT_OK_CONTROL'];
+  // The error names from -100 down ("" for the codes libe4 does not use).
   var errs = 'INTERNAL INVALID_TAG TIMESTAMP_IN_FUTURE TIMESTAMP_TOO_OLD CIPHERTEXT_TOO_SHORT TOPICKEY_MISSING MESSAGE_REPLAYED INVALID_COMMAND PERSISTENCE_ERROR    PARAMETER_INVALID PERSISTENCE_INCOMPATIBLE'.split(' ');
-  for (var i = 0; i < errs.length; i++) if (errs[i]) all[String(-100 - i)] = 'E4_ERROR_' + errs[i];
+  for (var i = 0; i < errs.length; i++) if (errs[i]) all.push(-100 - i, 'E4_ERROR_' + errs[i]);
   return all;
 }
 
@@ -35,7 +38,7 @@ export function resultName(code: number): string {
 /** The code of a libe4 constant name, or undefined. */
 export function resultCode(name: string): number | undefined {
   var all = names();
-  for (var k in all) if (all[k] === name) return +k;
+  for (var i = 0; i < all.length; i += 2) if (all[i + 1] === name) return all[i] as number;
   return undefined;
 }
 
@@ -57,15 +60,24 @@ interface E4ErrorConstructor {
  * loses the prototype (instanceof fails), and Espruino's native subclassing drops `message`.
  * Messages never contain key material or plaintext.
  */
+function ownProperty(o: object, name: string, value: unknown): void {
+  Object.defineProperty(o, name, { value: value, writable: true, configurable: true });
+}
+
 export var E4Error = function E4Error(this: E4Error, code: number, detail?: string) {
   this.name = 'E4Error';
   this.code = code;
   // The name table read here rather than through resultName: one function fewer in an image
   // that does not export it (each costs RAM on Espruino).
-  this.result = names()[String(code)] || 'E4_ERROR_INTERNAL';
-  this.message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
-  var stack = new Error(this.message).stack;
-  if (stack) this.stack = stack;
+  var all = names();
+  this.result = 'E4_ERROR_INTERNAL';
+  for (var i = 0; i < all.length; i += 2) if (all[i] === code) this.result = all[i + 1] as string;
+  var message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
+  // Defined, not assigned: strict engines (MicroQuickJS) make Error.prototype's message and
+  // stack accessors without a setter, so an assignment through the prototype chain throws.
+  ownProperty(this, 'message', message);
+  var stack = new Error(message).stack;
+  if (stack) ownProperty(this, 'stack', stack);
 } as unknown as E4ErrorConstructor;
 
 E4Error.prototype = Object.create(Error.prototype);

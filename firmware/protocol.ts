@@ -1,5 +1,5 @@
 /**
- * E4 symmetric-key wire formats (e4-protocol.md): identifiers, the protected message, and the
+ * E4 symmetric-key wire formats (docs/protocol.md): identifiers, the protected message, and the
  * four C2 commands. Stateless: the client (client.ts) adds keys, time and replay rules on top;
  * host tools (C2, proxy) use these directly.
  */

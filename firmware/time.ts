@@ -1,5 +1,5 @@
 /**
- * The device's notion of time (e4-protocol.md, "Time, without trusting the device's clock").
+ * The device's notion of time (docs/protocol.md, "Time, without trusting the device's clock").
  * The clock is an optional HAL service; authenticated C2 commands calibrate it, and the
  * estimate is advanced by whatever clock there is (a monotonic counter is enough).
  */

@@ -39,7 +39,7 @@ export function parseBrokerUrl(url) {
   return { host: u.hostname, port, url: `mqtt://${u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname}:${port}` };
 }
 
-function freePort(host) {
+export function freePort(host) {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -50,7 +50,7 @@ function freePort(host) {
   });
 }
 
-function waitForPort(host, port, ms, child) {
+export function waitForPort(host, port, ms, child) {
   const deadline = Date.now() + ms;
   return new Promise((resolve, reject) => {
     const attempt = () => {

@@ -198,6 +198,8 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null } =
         return m;
       },
       E: board.E,
+      // An ARM build's report: Storage starts at FLASH_SAVED_CODE_START (boards/espruino/boot.ts).
+      process: { env: { BOARD: 'EMULATED', STORAGE: flash.size }, memory: () => ({ flash_code_start: flash.start }) },
       Bluetooth: board.Bluetooth,
       Serial1: board.Serial1,
       LoopbackA: board.LoopbackA,

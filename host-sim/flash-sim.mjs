@@ -100,7 +100,7 @@ export class FlashSim {
     this.lastReadAddress = 0;
     this.resetStats();
     const sim = this;
-    /** `require("Flash")` subset: raw reads and NOR writes (no "already written" check). */
+    /** `require("Flash")` subset: raw reads, NOR writes (no "already written" check), pages. */
     this.flash = {
       read(length, addr) {
         sim.#alive();
@@ -112,6 +112,11 @@ export class FlashSim {
         if (sim.#fail('flashWrite', toBytes(data), addr)) return;
         sim.#program(addr, toBytes(data), 'raw');
         sim.#persist();
+      },
+      /** jshFlashGetPage: the page holding `addr`, or undefined outside the medium. */
+      getPage(addr) {
+        if (addr < sim.start || addr >= sim.end) return undefined;
+        return { addr: sim.#pageStart(addr), length: sim.pageSize };
       },
       erasePage(addr) {
         sim.#alive();
@@ -378,7 +383,8 @@ export class FlashSim {
   }
 
   #persist() {
-    if (this.file) writeFileSync(this.file, this.mem);
+    // The medium holds keys: owner-only, like every key file the tools write.
+    if (this.file) writeFileSync(this.file, this.mem, { mode: 0o600 });
   }
 
   #erased(addr, len) {

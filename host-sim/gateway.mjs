@@ -186,7 +186,9 @@ export class Gateway extends EventEmitter {
   }
 
   async start() {
-    this.mqtt = new MqttTransport(this.brokerUrl, { clientId: mqttClientId('gw', this.name), reconnect: true });
+    // Reconnects with back-off; each disconnect and reconnect is a 'broker' event (and logged by
+    // the command). Publications from devices made meanwhile wait in the MQTT client's queue.
+    this.mqtt = new MqttTransport(this.brokerUrl, { clientId: mqttClientId('gw', this.name), reconnect: true, log: (level, text) => this.emit('broker', { level, text }) });
     this.mqtt.onMessage = (topic, payload) => this.fromBroker(topic, payload);
     await this.mqtt.open();
     return this;
@@ -310,6 +312,7 @@ async function main(argv) {
   gw.on('detach', (e) => say(`${e.link}: gone`));
   gw.on('drop', (e) => say(`${e.link}: dropped ${e.bytes} bytes (${e.reason})`));
   gw.on('error', (e) => say(`error: ${e.message}`));
+  gw.on('broker', (e) => say(e.text));
   await gw.start();
   for (const path of o.serial) {
     let SerialPort;

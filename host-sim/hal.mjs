@@ -5,7 +5,7 @@
  * device's realm (sandbox.bytesIn), because the core checks `instanceof Uint8Array`.
  */
 import { createCipheriv } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 // --- time ------------------------------------------------------------------------------------
 
@@ -124,6 +124,9 @@ const MAGIC = 'e4-sim-flash/1';
  * (every commit throws, like worn-out flash), `corrupt()` (flips a byte of the medium).
  * Counters: commits, failed, bytesWritten.
  */
+/** Files that hold keys are created readable and writable by their owner only. */
+export const KEY_FILE_MODE = 0o600;
+
 export function flashStore({ file = null } = {}) {
   let medium = file && existsSync(file) ? readFileSync(file) : null;
   let realm = null;
@@ -147,11 +150,11 @@ export function flashStore({ file = null } = {}) {
       if (!medium) throw new Error('flash is empty');
       const i = at >= 0 ? at : Math.floor(medium.length / 2);
       medium[i] ^= 0x5a;
-      if (file) writeFileSync(file, medium);
+      if (file) writeFileSync(file, medium, { mode: KEY_FILE_MODE });
     },
     erase() {
       medium = null;
-      if (file) writeFileSync(file, Buffer.alloc(0));
+      if (file) writeFileSync(file, Buffer.alloc(0), { mode: KEY_FILE_MODE });
     },
     /** True when the medium holds the byte pattern (a key must be absent after removal). */
     contains(bytes) {
@@ -187,7 +190,9 @@ export function flashStore({ file = null } = {}) {
       realm.E4.wipeState(next);
       const out = Buffer.from(JSON.stringify({ magic: MAGIC, sum: checksum(JSON.stringify(body)), body }));
       if (file) {
-        writeFileSync(file + '.tmp', out);
+        // The record holds keys: readable by its owner only (a new file and every rewrite).
+        writeFileSync(file + '.tmp', out, { mode: KEY_FILE_MODE });
+        chmodSync(file + '.tmp', KEY_FILE_MODE);
         renameSync(file + '.tmp', file);
       }
       if (medium) medium.fill(0); // the old record, keys included, is erased

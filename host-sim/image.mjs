@@ -5,7 +5,7 @@
  * A sandbox is a fresh V8 context from which everything a device lacks is deleted before the image
  * runs: no Map/Set/WeakMap/Promise/Proxy/Reflect/Symbol/BigInt/Intl/WebAssembly/console, no
  * TextEncoder, no string code generation (eval, new Function). The `device` profile (default) also
- * removes the run-time methods that targets.md lists as missing on Espruino or Duktape
+ * removes the run-time methods that docs/targets.md lists as missing on Espruino or Duktape
  * (Array.from, Object.assign, typed-array slice/fill/from/of/map, Math.imul, ...), so an image that
  * relies on one of them fails here as it would on the board. `print` and `log` are injected.
  */
@@ -31,7 +31,7 @@ const ES5_GLOBALS = new Set([
 ]);
 
 /**
- * Run-time methods missing on at least one target engine (targets.md): deleted in the `device`
+ * Run-time methods missing on at least one target engine (docs/targets.md): deleted in the `device`
  * profile. Paths are evaluated inside the sandbox; `%TA%` is the shared typed-array prototype chain.
  */
 const DEVICE_MISSING = [

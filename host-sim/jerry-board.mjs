@@ -2,7 +2,7 @@
  * A self-contained script that runs the jerryscript board image (dist/boards/jerryscript.min.js)
  * with the native-function shim (host-sim/jerry-shim.js) through a device's life: provisioning
  * from e4.json, subscriptions, receiving (and a duplicate), two C2 commands, a topic met at run
- * time, publishing, then a power cycle on the same storage. It prints `JT <tag> <value>` lines.
+ * time, publishing, a 1,000-byte message out and back in, then a power cycle on the same storage. It prints `JT <tag> <value>` lines.
  * Used by test/jerryscript-board.test.ts (under duk) and host-sim/tools/jerry-memory.mjs
  * (JerryScript with a 64 KB heap). Messages are made here on the host with noble.
  */
@@ -47,16 +47,22 @@ export const CFG = {
   log: 'info',
 };
 export const CTL = 'e4/' + sha3_16('jerry-1');
+/** The payload the life cycle publishes and receives back on health/temp: BIG letters a..z repeated. */
+export const BIG = 1000;
+export const bigPayload = () => Array.from({ length: BIG }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+export const bigChecksum = () => [...bigPayload()].reduce((s, c) => (s + c.charCodeAt(0)) % 65536, 0);
 const setTopicKey = (k, topic) => Uint8Array.from([3, ...unhex(k), ...unhex(sha3_16(topic))]);
 
 /**
  * `inline`: the image's source appears once in the script, as a C port would load it (parsed
- * from a buffer outside the JavaScript heap), and there is no power cycle; otherwise the script
+ * from a buffer outside the JavaScript heap), and there is no power cycle; `nativeAes`: the shim
+ * registers the optional native AES functions too (host-sim/jerry-shim-aes.js); otherwise the script
  * keeps the source as a string to evaluate it a second time after the "power cycle".
  */
-export function jerryBoardScript({ imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'), inline = false } = {}) {
+export function jerryBoardScript({ imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'), inline = false, nativeAes = false } = {}) {
   const image = readFileSync(imageFile, 'latin1');
-  const shim = readFileSync(join(ROOT, 'host-sim/jerry-shim.js'), 'utf8');
+  // `nativeAes`: the port also registers the optional native AES functions.
+  const shim = readFileSync(join(ROOT, 'host-sim/jerry-shim.js'), 'utf8') + (nativeAes ? '\n' + readFileSync(join(ROOT, 'host-sim/jerry-shim-aes.js'), 'utf8') : '');
   const cmd1 = protect(key(0x11), 1001, setTopicKey(key(0x77), 'health/spo2'));
   const steps = `
 function H(s){var b=new Uint8Array(s.length/2);for(var i=0;i<b.length;i++)b[i]=parseInt(s.substr(2*i,2),16);return b;}
@@ -85,6 +91,16 @@ P("got",JSON.stringify(got));
 d.publish("health/spo2","spo2 96%");
 P("published",E4SHIM.published[0].topic+" "+X(E4SHIM.published[0].data));
 P("stats",JSON.stringify(d.stats));
+(function(){
+var big=new Uint8Array(${BIG});
+for(var i=0;i<big.length;i++)big[i]=97+i%26;
+d.on("message",function(t,p){var s=0;for(var i=0;i<p.length;i++)s=(s+p[i])%65536;P("bigin",t+" "+p.length+" "+s);});
+d.publish("health/temp",big);
+big=undefined;
+var m=E4SHIM.published[E4SHIM.published.length-1];
+${inline ? 'P("bigout",m.topic+" "+m.data.length);' : 'P("bigout",m.topic+" "+X(m.data));'}
+E4.receive("health/temp",m.data);
+})();
 ${inline ? 'P("end","ok");' : ''}
 E4=undefined;d=undefined;E4SHIM.subscribed=[];E4SHIM.now=5000;
 (0,eval)(IMAGE);

@@ -33,19 +33,26 @@ export function mqttClientId(prefix, name) {
   return `${prefix}-${safe || 'x'}-${process.pid.toString(36)}${(counter++).toString(36)}`;
 }
 
+/** Reconnection back-off of services: the first retry, doubling up to the longest wait. */
+export const RECONNECT_MS = { first: 250, max: 10000 };
+
 export class MqttTransport {
   /**
    * url: mqtt://host:port. options: clientId, keepalive (s), connectTimeout (ms), reconnect
    * (default false: a simulated device that loses its broker reports it instead of retrying
-   * silently), maxInflight (default 20, mosquitto's default max_inflight_messages).
+   * silently; services pass true: they reconnect with back-off, RECONNECT_MS, and publications
+   * made meanwhile wait for the broker instead of failing), maxInflight (default 20, mosquitto's
+   * default max_inflight_messages), log(level, text): every disconnect and reconnect.
    */
-  constructor(url, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false, maxInflight = 20 } = {}) {
+  constructor(url, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false, maxInflight = 20, log = null } = {}) {
     this.url = url;
+    this.reconnect = reconnect;
+    this.log = log || (() => {});
     this.maxInflight = maxInflight;
     this.inflight = 0;
     this.waiting = [];
     this.clientId = clientId;
-    this.opts = { clientId, keepalive, connectTimeout, reconnectPeriod: reconnect ? 1000 : 0, clean: true, protocolVersion: 4, resubscribe: true };
+    this.opts = { clientId, keepalive, connectTimeout, reconnectPeriod: reconnect ? RECONNECT_MS.first : 0, clean: true, protocolVersion: 4, resubscribe: true };
     this.client = null;
     this.onMessage = null;
     this.onError = null;
@@ -80,6 +87,38 @@ export class MqttTransport {
       c.on('message', (topic, payload) => {
         if (this.onMessage) this.onMessage(topic, payload);
       });
+      if (this.reconnect) this._backOff(c);
+    });
+  }
+
+  /**
+   * Reconnection with exponential back-off, logged. mqtt.js (5.16, pinned) retries at a fixed
+   * `reconnectPeriod` from an interval timer it keeps in `reconnectTimer`: at each attempt the
+   * interval is replaced by a longer one (doubling up to RECONNECT_MS.max); a connection resets it.
+   * Its offline queue and in-flight store keep what was published meanwhile, and resend it.
+   */
+  _backOff(c) {
+    let lostAt = 0;
+    let attempts = 0;
+    c.on('offline', () => {
+      lostAt = Date.now();
+      attempts = 0;
+      this.log('warn', `MQTT ${this.url}: connection lost; reconnecting (first try in ${c.options.reconnectPeriod} ms)`);
+    });
+    c.on('reconnect', () => {
+      attempts++;
+      const next = Math.min(RECONNECT_MS.max, RECONNECT_MS.first * 2 ** attempts);
+      if (c.reconnectTimer) clearInterval(c.reconnectTimer);
+      c.reconnectTimer = null;
+      c.options.reconnectPeriod = next;
+      c._setupReconnect();
+      this.log('info', `MQTT ${this.url}: reconnect attempt ${attempts} (next in ${next} ms if it fails)`);
+    });
+    c.on('connect', () => {
+      if (!lostAt) return;
+      this.log('info', `MQTT ${this.url}: reconnected after ${((Date.now() - lostAt) / 1000).toFixed(1)} s and ${attempts} attempt${attempts === 1 ? '' : 's'}`);
+      lostAt = 0;
+      c.options.reconnectPeriod = RECONNECT_MS.first;
     });
   }
 

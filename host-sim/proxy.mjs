@@ -12,6 +12,12 @@
  * other's publications directly; the copy echoed back by the upstream broker is recognised and
  * not delivered twice. Commands from the C2 (on the proxy's control topic) are run, never shown.
  *
+ * QoS holds end to end: a local QoS 1/2 publication is acknowledged only once the upstream broker
+ * acknowledged its protected copy. When the broker goes away the proxy reconnects with back-off
+ * (logging each disconnect and reconnect) and the pending publications wait for it; an
+ * application whose publication could not be forwarded is disconnected without an
+ * acknowledgement, so its MQTT client sends it again.
+ *
  * As a command: node host-sim/proxy.mjs --device proxy.json [--broker URL] [--listen HOST:PORT]
  *               [--flash FILE] [--clock MODE]
  */
@@ -21,7 +27,7 @@ import net from 'node:net';
 import { SimDevice } from './device.mjs';
 import { flashStore, systemTime } from './hal.mjs';
 import { loadImage } from './image.mjs';
-import { topicMatches } from './net.mjs';
+import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
 import { runIfMain, stopOnSignal } from './cli.mjs';
 
 const ECHO_MEMORY = 1024;
@@ -53,7 +59,8 @@ export class ProtectionProxy {
       store: store || flashStore(),
       clock,
       world,
-      network: broker,
+      // A service: it reconnects (with back-off, logged) instead of giving up on its broker.
+      network: (dev) => new MqttTransport(broker, { clientId: mqttClientId('proxy', dev.name), reconnect: true, log: (level, text) => this.log(level, `proxy: ${text}`) }),
       qos,
       filter: (topic, bytes) => {
         const h = digest(bytes);
@@ -73,11 +80,21 @@ export class ProtectionProxy {
   async start() {
     await this.device.start();
     const { Aedes } = await import('aedes');
-    const local = await Aedes.createBroker({ drainTimeout: 30000 });
-    this.local = local;
-    local.on('publish', (packet, client) => {
-      if (client) this._fromLocal(packet).catch((e) => this.log('error', `proxy: ${e.message}`));
+    // Forwarding happens while aedes authorises a local publication, before it acknowledges it:
+    // the PUBACK (or PUBREC) then means the protected copy reached the upstream broker.
+    const local = await Aedes.createBroker({
+      drainTimeout: 30000,
+      authorizePublish: (client, packet, done) => {
+        this._fromLocal(packet).then(
+          () => done(null),
+          (e) => {
+            this.log('error', `proxy: publication on ${packet.topic} not forwarded (${e.message}): not acknowledged, the application will send it again`);
+            done(e);
+          },
+        );
+      },
     });
+    this.local = local;
     local.on('subscribe', (subscriptions, client) => {
       for (const s of subscriptions) if (s.qos !== 128) this._addSub(client.id, s.topic).catch((e) => this.log('error', `proxy: subscribe ${s.topic}: ${e.message}`));
     });
@@ -132,6 +149,7 @@ export class ProtectionProxy {
     }
     this._remember(bytes);
     this.stats.protected++;
+    if (!this.device.transport) throw new Error('the proxy is stopping');
     await this.device.transport.publish(topic, bytes, this.qos, !!packet.retain);
   }
 
@@ -183,7 +201,10 @@ const USAGE = `usage: node host-sim/proxy.mjs --device FILE --broker URL [--list
   --device FILE      the proxy's E4 identity: a device.json written by the C2 (npm run c2 -- add-device)
   --broker URL       the real broker, mqtt://host:port
   --listen HOST:PORT where legacy applications connect (default 127.0.0.1:1884; port 0 = any)
-  --flash FILE       keep the proxy's keys in this file across restarts (default: in memory)
+  --flash FILE       keep the proxy's keys in this file across restarts (default: in memory).
+                     The file (mode 0600) holds them as a device's flash does, unsealed: the
+                     proxy restarts unattended, so a sealing passphrase would have to sit beside
+                     it. Keep it on an encrypted volume readable by the proxy's user only.
   --clock MODE       trusted (default), untrusted, skewed:<s>, monotonic, none
   --image FILE       the E4 image to run (default dist/e4.js)`;
 

@@ -28,7 +28,7 @@ const e4 = adaptE4(E4);
 const hex = (b) => Buffer.from(b).toString('hex');
 const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
 
-// ---- an independent reading of the wire format (e4-protocol.md), straight from noble ----
+// ---- an independent reading of the wire format (docs/protocol.md, "Protected message", "Commands"), straight from noble ----
 function h16(text) {
   return sha3_256(new TextEncoder().encode(text)).subarray(0, 16);
 }
@@ -43,7 +43,7 @@ function protectWire(key, ts, plain) {
   ad.writeBigUInt64LE(BigInt(ts));
   return new Uint8Array([...ad, ...aessiv(new Uint8Array([...key, ...key]), new Uint8Array(ad)).encrypt(plain)]);
 }
-/** Parses a command plaintext per the table in e4-protocol.md. */
+/** Parses a command plaintext per the table in docs/protocol.md, "Commands". */
 function parseCommand(p) {
   switch (p[0]) {
     case 0:

@@ -77,6 +77,10 @@ describe('static checks', () => {
       'new Uint8Array(4).fill(0);': 'calls .fill()',
       'var a = Array.prototype.slice.call(arguments);': 'reads Array.prototype.slice',
       'console.log(1);': 'references console',
+      'function f(e) { try { g(); } catch (e) { return e; } }': 'catch parameter e repeats a name of its function',
+      'function f() { var r = 1; try { g(); } catch (r) { return r; } }': 'catch parameter r repeats a name of its function',
+      'function E(m) { this.message = m; }': 'assigns .message',
+      'var e = new Error(); e.stack = "";': 'assigns .stack',
     };
     for (const [code, message] of Object.entries(bad)) {
       const findings = checkImage(code);
@@ -86,6 +90,9 @@ describe('static checks', () => {
     // Local names, property names and allowed globals are not references to the missing globals.
     expect(checkImage('function f(Map) { return Map; } var o = { Symbol: 1 }; o.Promise = 2; var a = [].slice.call([1]);')).toEqual([]);
     expect(checkImage('var c = require("crypto");', { allow: ['require'] })).toEqual([]);
+    // A catch parameter may repeat a name of an enclosing function or of a nested one.
+    expect(checkImage('function f(e) { return function () { try { g(); } catch (e) { return e; } }; }')).toEqual([]);
+    expect(checkImage('function f() { try { g(); } catch (e) { return function (e) { return e; }; } }')).toEqual([]);
   });
 });
 

@@ -6,26 +6,25 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { engineIfPresent } from '../host-sim/tools/engines.mjs';
+import { findTool } from '../build/jerry-snapshot.mjs';
 import { sha3_16 } from '../host-sim/tools/flash.mjs';
-import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL } from '../host-sim/jerry-board.mjs';
+import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL, BIG, bigChecksum, bigPayload } from '../host-sim/jerry-board.mjs';
+import { MODES, measure } from '../host-sim/tools/jerry-memory.mjs';
 
-function findEngine(name: string): string | null {
-  for (const d of ['/work/engines/bin', ...(process.env.PATH || '').split(delimiter)]) {
-    if (d && existsSync(join(d, name))) return join(d, name);
-  }
-  return null;
-}
-
-describe('jerryscript image under duk with the native-function shim', () => {
+describe.each([
+  ['portable AES', false],
+  ['the native AES functions', true],
+])('jerryscript image under duk with the native-function shim, %s', (_name, nativeAes) => {
   it('provisions, receives, publishes, runs a command and survives a power cycle', () => {
-    const duk = findEngine('duk');
+    const duk = engineIfPresent('duk');
     if (!duk) throw new Error('duk (Debian package duktape) is required for this test' + (process.env.CI ? ' and CI must install it' : ': apt-get install duktape'));
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-'));
     const file = join(dir, 'board.js');
-    writeFileSync(file, jerryBoardScript());
+    writeFileSync(file, jerryBoardScript({ nativeAes }));
     const r = spawnSync(duk, [file], { encoding: 'utf8', timeout: 120000 });
     const R = jerryResults(r.stdout);
     expect(R.end, r.stdout + r.stderr).toBe('ok');
@@ -40,9 +39,53 @@ describe('jerryscript image under duk with the native-function shim', () => {
     expect(topic).toBe('health/spo2');
     expect(open(key(0x77), hex)).toBe('spo2 96%');
     expect(JSON.parse(R.stats)).toEqual({ received: 5, accepted: 4, rejected: 1, commands: 2, published: 1 });
+    // 1,000 bytes out (opened here with the topic's key) and the same message back in.
+    const [bigTopic, bigHex] = R.bigout.split(' ');
+    expect(bigTopic).toBe('health/temp');
+    expect(open(key(0x23), bigHex)).toBe(bigPayload());
+    expect(R.bigin).toBe(`health/temp ${BIG} ${bigChecksum()}`);
     expect(JSON.parse(R.status2)).toMatchObject({ ok: true, topics: 5 });
     expect(open(key(0x77), R.after)).toBe('after reboot');
     expect(R.replay).toBe('E4_ERROR_MESSAGE_REPLAYED');
     expect(JSON.parse(R.files).sort()).toEqual(['$e4.json', '$e4s0']);
+  });
+});
+
+/**
+ * The same life on JerryScript with a 64 KB heap (host-sim/tools/jerry-memory.mjs), the image
+ * parsed from source, as an ordinary snapshot and as a static snapshot executed in place: every
+ * mode must run the whole life (the 1,000-byte message included) with the same results, and the
+ * static snapshot within 32 KB of heap. Needs jerry-lean, jerry-lean-snap and
+ * jerry-snapshot-lean ($E4_ENGINES or $PATH): skipped without them, failed under CI.
+ */
+describe('jerryscript image on a 64 KB JerryScript', () => {
+  const tools = { engine: engineIfPresent('jerry-lean'), snapEngine: engineIfPresent('jerry-lean-snap'), generator: findTool('jerry-snapshot-lean') };
+  const missing = Object.entries(tools).filter(([, v]) => !v).map(([k]) => k);
+  const image = join(__dirname, '..', 'dist/boards/jerryscript.min.js');
+  // The reason shows in the test name when the engines are absent.
+  const why = missing.length ? ` (skipped: no ${missing.join(', ')} in $E4_ENGINES or $PATH)` : '';
+  if (missing.length && process.env.CI) {
+    it('has its engines', () => {
+      throw new Error(`jerry-lean, jerry-lean-snap and jerry-snapshot-lean are required under CI (missing: ${missing.join(', ')})`);
+    });
+    return;
+  }
+  it.skipIf(missing.length > 0)('static snapshot: the whole life, 1,000 bytes out and in, within 32 KB of heap' + why, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
+    const r = measure('static', { image, tools: tools as any, dir });
+    expect(r.ok, r.out).toBe(true);
+    console.log(`jerry-lean-snap, static snapshot, whole life with 1,000 bytes out and in: peak ${r.peak} of ${r.heap} bytes of heap`);
+    expect(r.peak).toBeLessThanOrEqual(32768);
+  });
+  it.skipIf(missing.length > 0)('static snapshot with the native AES functions: the same life' + why, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
+    const r = measure('static', { image, tools: tools as any, dir, nativeAes: true });
+    expect(r.ok, r.out).toBe(true);
+  });
+  it.skipIf(missing.length > 0)('ordinary snapshot: the whole life' + why, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
+    expect(MODES).toContain('snapshot');
+    const r = measure('snapshot', { image, tools: tools as any, dir });
+    expect(r.ok, r.out).toBe(true);
   });
 });

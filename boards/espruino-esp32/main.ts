@@ -23,7 +23,6 @@ export function vault(): Vault {
 
 export var start = install({
   clock: 'untrusted',
-  zeroInPlace: false,
   vault: vault,
   transport: function (cfg: DeviceFile, c: Client, log: Log) {
     var t = cfg.transport;

@@ -20,7 +20,6 @@ export function vault(): Vault {
 
 export var start = install({
   clock: 'monotonic',
-  zeroInPlace: true,
   vault: vault,
   transport: linkTransportOf,
 });

@@ -18,10 +18,11 @@ import type { Clock, Log, LogLevel, Store, Vault } from '../../firmware/hal';
 import { create } from '../../firmware/client';
 import type { Device, Transport } from '../shared/runtime';
 import { runDevice } from '../shared/runtime';
-import { flashStore, mappedFlashZero } from './flash-store';
+import { flashStore, storageZero } from './flash-store';
 
 declare var require: (name: string) => any;
 declare var E: any;
+declare var process: any;
 declare var getTime: () => number;
 declare var setInterval: (fn: () => void, ms: number) => any;
 declare var setTimeout: (fn: () => void, ms: number) => any;
@@ -61,8 +62,6 @@ export interface BoardSpec {
   vault(cfg: DeviceFile): Vault;
   /** The transport the configuration asks for, or null (then only the client is available). */
   transport(cfg: DeviceFile, client: Client, log: Log): Transport | null;
-  /** Erase removed keys in place on memory-mapped internal flash (nRF52) when that works. */
-  zeroInPlace?: boolean;
 }
 
 /** The board's state: `E4.client()`, `E4.device()`, `E4.status()` read it. */
@@ -111,41 +110,38 @@ export function espruinoClock(kind: string): Clock | undefined {
   return { kind: 'monotonic', now: now };
 }
 
-/** Address of a Storage file's string in memory-mapped flash (0 when it is not mapped). At module
- * level: a closure made in openStore would keep that function's whole scope in RAM for good. */
-function flashAddress(s: string): number {
-  return E.getAddressOf(s, true);
-}
-
 /**
- * The store on this board's Storage: keys erased in place where Storage is memory-mapped
- * internal flash (checked here: the bytes at the file's address must be the file's), else by
- * Storage.compact() (ESP32, external SPI flash, the Linux build).
+ * Where Storage lies in require("Flash")'s address space, [start, end), from `process.env` and
+ * `process.memory(false)`: the build's FLASH_SAVED_CODE_START and Storage size (Espruino's
+ * boards/*.py). ARM builds (nRF52 boards, Bangle.js 2) report the start in process.memory();
+ * every ESP32 build puts Storage at 0x320000, the Linux build at 0x10000000. Null when unknown.
  */
-export function openStore(S: any, zeroInPlace: boolean): Store {
-  var zero;
-  var probe = zeroInPlace ? S.read(CONFIG_FILE) : undefined;
-  var at = probe ? E.getAddressOf(probe, true) : 0;
-  if (at) {
-    var F = require('Flash');
-    var head = F.read(8, at);
-    var same = true;
-    for (var i = 0; i < 8 && i < probe.length; i++) if (head[i] !== probe.charCodeAt(i)) same = false;
-    if (same) {
-      zero = mappedFlashZero(F, S, flashAddress);
-    }
-  }
-  return flashStore(deferCompaction(S), { name: STORE_NAME, zero: zero, crc32: E.CRC32 });
+export function storageArea(env: { BOARD?: string; STORAGE?: number }, memory: { flash_code_start?: number }): number[] | null {
+  var start = memory.flash_code_start;
+  if (!start) start = env.BOARD === 'LINUX' ? 0x10000000 : String(env.BOARD).indexOf('ESP32') === 0 ? 0x320000 : 0;
+  return start && env.STORAGE ? [start, start + env.STORAGE] : null;
 }
 
 /**
- * Storage whose compact() runs from the event loop, just after the current code returns.
+ * The store on this board's Storage: removed keys are zeroed in place in flash (NOR flash on
+ * every Espruino board), the file found through Storage's header chain. Never Storage.compact()
+ * (not power-safe). Where Storage's address is unknown the store cannot erase keys and refuses
+ * to open (boot reports it).
+ */
+export function openStore(S: any): Store {
+  var a = storageArea(process.env, process.memory(false));
+  return flashStore(S, { name: STORE_NAME, zero: a ? storageZero(require('Flash'), S, a[0], a[1]) : undefined, crc32: E.CRC32 });
+}
+
+/**
+ * Storage whose compact() runs from the event loop, just after the current code returns (the
+ * configuration's keys at provisioning; the store never compacts).
  * Compaction moves files; Espruino updates the variables that point into moved files, but not a
  * function that is executing from one (its parser holds a raw flash pointer). The image runs
- * from flash, so compacting in the middle of a commit could garble the running code whenever
- * e4.js itself moves. Handed to the timer as the native function, compact runs with no
- * JavaScript on the stack. (Storage compacting by itself, when a write finds it full, is not
- * covered: keep free space; see README.md.)
+ * from flash, so compacting while it runs could garble the running code whenever e4.js itself
+ * moves. Handed to the timer as the native function, compact runs with no JavaScript on the
+ * stack. (Storage compacting by itself, when a write finds it full, is not covered: keep free
+ * space; see README.md. The store never creates a file that does not fit.)
  */
 export function deferCompaction(S: any): any {
   return {
@@ -197,7 +193,7 @@ export function boot(spec: BoardSpec): Device | null {
     return null;
   }
   try {
-    var store = openStore(S, !!spec.zeroInPlace);
+    var store = openStore(S);
     var withKeys = typeof cfg.key === 'string';
     // Entries without a key (every entry once provisioned) still teach the client each topic's
     // name and hash: boards without SHA-3 rely on that for topics C2 grants later.

@@ -3,25 +3,25 @@
  *
  * One file at a time, `<name>0` or `<name>1`, pre-sized by its first write and then only
  * appended to (Espruino refuses writes to bytes already written). It starts with a 12-byte
- * header ("E4S", format version, generation, compaction-due flag) and a snapshot of the state,
+ * header ("E4S", format version, generation, 4 reserved bytes) and a snapshot of the state,
  * followed by one record group per commit. A group carries its length and, at its end, a CRC-32:
  * a group torn by a power cut is recognised, and load() replays the complete groups through
  * applyChanges, stopping at the first incomplete or damaged one. Every key sits in a 36-byte blob
  * (key | CRC-32 of the key) that the group CRC reads as zeros, so a blob can later be overwritten
  * with zeros in place without invalidating its group.
  *
- * A full file is compacted: a snapshot goes to the other name with the next generation, then the
- * old file is removed. Until the new file is complete the old one is what load() finds; after,
- * the higher generation wins.
+ * A full file is compacted (by the store itself, never by Storage.compact()): a snapshot goes to
+ * the other name with the next generation, then the old file is removed. Until the new file is
+ * complete the old one is what load() finds; after, the higher generation wins.
  *
- * Removed or replaced keys leave the medium with the commit that drops them:
- * - with a `zero` hook (raw 1->0 flash writes, see `mappedFlashZero`): the commit is appended,
- *   then every blob of a key the new state no longer holds is overwritten with zeros; a file is
- *   removed only after its key blobs are zeroed. Power-safe at every step, no compaction.
- * - without one (any Storage): the new state is written as a snapshot to a new file, the old file
- *   erased and `Storage.compact()` run, the only Storage call that physically erases. Espruino's
- *   compaction holds up to a page of files in RAM while it rewrites flash: a power cut inside it
- *   can lose files, this one included (docs/flash-store.md).
+ * Removed or replaced keys leave the medium with the commit that drops them, and no step calls
+ * `Storage.compact()` (which holds up to a page of files in RAM while it rewrites flash: a power
+ * cut inside it loses files) or creates a file where Espruino would compact to make room:
+ * - with a `zero` hook (raw 1->0 flash writes, see `storageZero`; every Espruino board): the
+ *   commit is appended, then every blob of a key the new state no longer holds is overwritten
+ *   with zeros; a file is removed only after its key blobs are zeroed.
+ * - on a storage whose erase() erases the bytes (`erases`: a JerryScript port's contract): the
+ *   new state goes to a new file, then the old file is erased.
  * load() finishes an erasure that a power cut interrupted.
  */
 import type { Change, Store, StoredState } from '../../firmware/hal';
@@ -34,26 +34,32 @@ export interface StorageApi {
   readArrayBuffer(name: string): ArrayBuffer | undefined;
   write(name: string, data: Uint8Array, offset?: number, size?: number): boolean;
   erase(name: string): void;
-  compact(): void;
+  /** Bytes free after the last file (Espruino): creating a file that needs more makes Espruino
+   * compact Storage first, which the store never lets happen. */
+  getFree?(): number;
 }
 
-/** Overwrites `length` bytes of the file `name` from `offset` with zeros, in place, in ascending
- * address order (1->0 bit writes, which NOR flash allows and Storage.write refuses). */
-export type ZeroFn = (name: string, offset: number, length: number) => void;
+/** Overwrites spans of the file `name` with zeros, in place, in the order given (1->0 bit
+ * writes, which NOR flash allows and Storage.write refuses). `spans` holds (offset, length) pairs,
+ * ascending. */
+export type ZeroFn = (name: string, spans: number[]) => void;
 
 export interface FlashStoreOptions {
   /** File name prefix: the store uses `<name>0` and `<name>1` (default "e4s"). */
   name?: string;
   /** Smallest file size in bytes (default 1024); a file is made at least twice its snapshot. */
   size?: number;
-  /** In-place zeroing; without it removed keys are erased with Storage.compact(). */
+  /** In-place zeroing (every Espruino board: `storageZero`). */
   zero?: ZeroFn;
+  /** The storage's erase() removes the file's bytes from the medium (not Espruino's Storage,
+   * whose erase only unlinks). Needed when there is no `zero` hook. */
+  erases?: boolean;
   /** CRC-32 (IEEE, as zlib); pass Espruino's native `E.CRC32`. Default: a JS implementation. */
   crc32?: (data: Uint8Array) => number;
 }
 
 var MAGIC = [0x45, 0x34, 0x53, 1]; // "E4S", format version 1
-var HEAD = 12; // MAGIC | generation (u32 LE) | 0 0 0 0, or FF FF FF FF while a compaction is due
+var HEAD = 12; // MAGIC | generation (u32 LE) | 0 0 0 0 (FF FF FF FF in files of earlier releases: ignored)
 var BLOB = 36; // key (32) | CRC-32 of the key (4)
 var PROVISION = 1;
 var CLIENT_KEY = 2;
@@ -277,13 +283,16 @@ function keysOf(s: StoredState): Uint8Array[] {
 /** Offsets (in `b`, plus `shift`) of key blobs holding a key that `s` does not hold, or partly erased. */
 function stale(b: Uint8Array, blobs: number[], s: StoredState, crc: (d: Uint8Array) => number, shift: number, out: number[]): number[] {
   var live = keysOf(s);
+  // k is declared before either branch uses it: Espruino declares a `var` only when execution
+  // reaches it, so `k = 0` in the else branch, reached first, would assign an outer `k`.
+  var k: number;
   for (var i = 0; i < blobs.length; i++) {
     var o = blobs[i];
     var drop = true;
     if ((crc(b.subarray(o, o + 32)) | 0) === r32(b, o + 32)) {
       for (var j = 0; j < live.length && drop; j++) {
         var same = true;
-        for (var k = 0; k < 32 && same; k++) same = b[o + k] === live[j][k];
+        for (k = 0; k < 32 && same; k++) same = b[o + k] === live[j][k];
         if (same) drop = false;
       }
     } else {
@@ -342,12 +351,12 @@ function writeSlot(x: Ctx, slot: number, data: Uint8Array, offset: number, size?
   if (!x.s.write(x.p + slot, data, offset, size)) throw fail('flash write failed');
 }
 
-/** Zeroes bytes [from, to) of a file, skipping the words already zero (each word of flash is then
- * written at most twice between erases: nRF52840's limit). */
-function zeroSpan(x: Ctx, slot: number, b: Uint8Array, from: number, to: number): void {
+/** Adds bytes [from, to) of a file to `spans`, less the words already zero (each word of flash
+ * is then written at most twice between erases: nRF52840's limit). */
+function span(b: Uint8Array, from: number, to: number, spans: number[]): void {
   while (from < to && from < b.length && !b[from]) from++;
   from &= ~3;
-  if (to > from) (x.zero as ZeroFn)(x.p + slot, from, to - from);
+  if (to > from) spans.push(from, to - from);
 }
 
 /** Removes a file of the store. With a zero hook its key blobs (all of it when it cannot be
@@ -362,17 +371,14 @@ function remove(x: Ctx, slot: number): void {
     } catch (e) {
       // Damaged: zero all of it.
     }
-    if (sc) {
-      wipeState(sc.state);
-      zeroAll(x, slot, b, sc.blobs);
-    }
-    zeroSpan(x, slot, b, sc ? sc.end : 0, written(b));
+    if (sc) wipeState(sc.state);
+    zeroAll(x, slot, b, sc ? sc.blobs : [], sc ? sc.end : 0);
   }
   x.s.erase(x.p + slot);
 }
 
 /** Writes `state` as the snapshot of a new file, then removes the old file. */
-function rotate(x: Ctx, state: StoredState, scrub: boolean): void {
+function rotate(x: Ctx, state: StoredState): void {
   var cur = x.cur;
   var snap = encode(snapshot(state), x.crc);
   var used = HEAD + snap.length;
@@ -380,17 +386,15 @@ function rotate(x: Ctx, state: StoredState, scrub: boolean): void {
   var size = x.min < 2 * used ? (2 * used + 255) & ~255 : x.min;
   var slot = cur ? 1 - cur.slot : 0;
   var gen = cur ? (cur.gen + 1) >>> 0 : 1;
-  if (readSlot(x, slot)) {
-    // Left by an interrupted compaction: it may hold keys.
-    remove(x, slot);
-    scrub = true;
-  }
-  var due = scrub && !x.zero;
+  // Left by an interrupted compaction: it may hold keys.
+  if (readSlot(x, slot)) remove(x, slot);
+  // Espruino makes room for a file that does not fit by compacting Storage: not power-safe, so
+  // the commit fails instead (state unchanged) and Storage is compacted at a safe time.
+  var need = ((size + 3) & ~3) + 32;
+  var free = x.s.getFree ? x.s.getFree() : need;
+  if (free < need) throw fail('Storage full (compact it while no power cut can happen)');
   var data = new Uint8Array(used);
-  for (var i = 0; i < 4; i++) {
-    data[i] = MAGIC[i];
-    data[8 + i] = due ? 255 : 0;
-  }
+  for (var i = 0; i < 4; i++) data[i] = MAGIC[i];
   w32(data, 4, gen);
   data.set(snap, HEAD);
   try {
@@ -408,18 +412,15 @@ function rotate(x: Ctx, state: StoredState, scrub: boolean): void {
   }
   x.cur = { slot: slot, gen: gen, size: size, end: used, dirty: false };
   if (cur) remove(x, cur.slot);
-  if (due) compactNow(x, slot, true);
 }
 
-/** Storage.compact() erases the pages of removed files; the header flag records it is done. */
-function compactNow(x: Ctx, slot: number, due: boolean): void {
-  x.s.compact();
-  if (due) writeSlot(x, slot, new Uint8Array(4), 8);
-}
-
-/** Zeroes the key blobs at `at` (offsets in the file as `b` shows it, or past its end). */
-function zeroAll(x: Ctx, slot: number, b: Uint8Array, at: number[]): void {
-  for (var i = 0; i < at.length; i++) zeroSpan(x, slot, b, at[i], at[i] + BLOB);
+/** Zeroes, in one call of the hook, the key blobs at `at` (offsets in the file as `b` shows it,
+ * or past its end) and, when `from` >= 0, everything written from `from` on. */
+function zeroAll(x: Ctx, slot: number, b: Uint8Array, at: number[], from: number): void {
+  var spans: number[] = [];
+  for (var i = 0; i < at.length; i++) span(b, at[i], at[i] + BLOB, spans);
+  if (from >= 0) span(b, from, written(b), spans);
+  if (spans.length) (x.zero as ZeroFn)(x.p + slot, spans);
 }
 
 function load(x: Ctx): StoredState | null {
@@ -449,21 +450,13 @@ function load(x: Ctx): StoredState | null {
   }
   files = [];
   // The other file is left by an interrupted compaction or a torn first write.
-  var other = false;
-  for (slot = 0; slot < 2; slot++) {
-    if (slot !== best && readSlot(x, slot)) {
-      remove(x, slot);
-      other = true;
-    }
-  }
+  for (slot = 0; slot < 2; slot++) if (slot !== best && readSlot(x, slot)) remove(x, slot);
   var state = sc ? sc.state : null;
   if (state) {
     // Keys a power cut kept from being erased.
     var old = stale(b as Uint8Array, (sc as Scan).blobs, state, x.crc, 0, []);
-    var due = (b as Uint8Array)[8];
-    if (old.length && x.zero) zeroAll(x, best, b as Uint8Array, old);
-    else if (old.length) rotate(x, state, true);
-    else if (due || (other && !x.zero)) compactNow(x, best, !!due);
+    if (old.length && x.zero) zeroAll(x, best, b as Uint8Array, old, -1);
+    else if (old.length) rotate(x, state);
   }
   x.loaded = true;
   return state;
@@ -491,10 +484,10 @@ function commit(x: Ctx, changes: Change[]): void {
       readGroup(g, 0, x.crc, gBlobs, new Uint8Array(32));
       stale(g, gBlobs, state, x.crc, (cur as Current).end, drop);
     }
-    // Without in-place zeroing, dropping a key takes a new file and a Storage compaction.
-    if (!fits || (drop.length && !x.zero)) return rotate(x, state, drop.length > 0 || (cur ? cur.dirty : false));
+    // Without in-place zeroing, dropping a key takes a new file (and erasing the old one).
+    if (!fits || (drop.length && !x.zero)) return rotate(x, state);
     append(x, g);
-    if (drop.length) zeroAll(x, (cur as Current).slot, b as Uint8Array, drop);
+    if (drop.length) zeroAll(x, (cur as Current).slot, b as Uint8Array, drop, -1);
   } finally {
     wipeState(state);
     wipe(g);
@@ -514,6 +507,7 @@ function append(x: Ctx, g: Uint8Array): void {
 
 export function flashStore(storage: StorageApi, options?: FlashStoreOptions): Store {
   var o = options || {};
+  if (!o.zero && !o.erases) throw new E4Error(PARAMETER_INVALID, 'flash store: no way to erase keys');
   var x: Ctx = { s: storage, p: o.name || 'e4s', min: o.size || 1024, zero: o.zero, crc: o.crc32 || crc32, cur: null, loaded: false };
   return {
     load: function () {
@@ -525,27 +519,66 @@ export function flashStore(storage: StorageApi, options?: FlashStoreOptions): St
   };
 }
 
-/** Espruino's `require("Flash")` subset used by mappedFlashZero. */
+/** Espruino's `require("Flash")` subset used by storageZero. */
 export interface RawFlash {
   read(length: number, addr: number): Uint8Array;
   write(data: Uint8Array, addr: number): void;
+  getPage(addr: number): { addr: number; length: number } | undefined;
+}
+
+/** The 32-byte file header at flash address `a` when it is valid (jsflash.c jsfGetFileHeader:
+ * size word neither blank nor 0, the file inside Storage), else null. */
+function header(f: RawFlash, a: number, end: number): Uint8Array | null {
+  if (a + 32 > end) return null;
+  var h = f.read(32, a);
+  var size = r32(h, 0);
+  return size === -1 || size === 0 || a + 32 + (size & 0xffffff) > end ? null : h;
 }
 
 /**
- * A `zero` hook for boards whose Storage is memory-mapped internal flash at its own address
- * (nRF52: Puck.js, MDBT42Q, Pixl.js), e.g.
- *   mappedFlashZero(require("Flash"), require("Storage"), function (s) { return E.getAddressOf(s, true); })
- * It writes only after checking that the flash at the computed address holds the file's bytes, so
- * a board where the mapping differs (ESP32, external SPI flash) gets an error, not a stray write.
+ * Flash address of the data of the Storage file `name`, or 0: walks Storage's file chain from
+ * `start` as Espruino does (jsflash.c jsfFindFile / jsfGetNextFileHeader with GET_ALL): a file is
+ * a 32-byte header (u32 size | flags << 24, 28-byte zero-padded name, first 4 name bytes zero
+ * once erased) and its data; the next header is at the 4-byte aligned end; where that is not a
+ * valid header, the chain goes on at the start of the next page, or ends.
  */
-export function mappedFlashZero(flash: RawFlash, storage: { read(name: string): string | undefined }, addressOf: (s: string) => number): ZeroFn {
-  return function (name: string, offset: number, length: number) {
-    var s = storage.read(name);
-    var a = s === undefined ? 0 : addressOf(s);
-    var n = length < 64 ? length : 64;
-    var probe = a ? flash.read(n, a + offset) : null;
-    for (var i = 0; i < n; i++) if (!probe || probe[i] !== (s as string).charCodeAt(offset + i)) throw fail('flash file not found at its address');
+export function findFile(f: RawFlash, start: number, end: number, name: string): number {
+  var a = start;
+  var h = header(f, a, end);
+  while (h) {
+    var same = r32(h, 4) !== 0;
+    for (var i = 0; i < 28 && same; i++) same = h[4 + i] === (i < name.length ? name.charCodeAt(i) : 0);
+    if (same) return a + 32;
+    a = (a + 32 + (r32(h, 0) & 0xffffff) + 3) & ~3;
+    if (a + 32 > end) return 0;
+    h = header(f, a, end);
+    if (!h) {
+      var p = f.getPage(a);
+      a = p ? p.addr + p.length : end;
+      h = header(f, a, end);
+    }
+  }
+  return 0;
+}
+
+/**
+ * The `zero` hook of every Espruino board: finds the file in raw flash by walking Storage's
+ * headers from `start` (FLASH_SAVED_CODE_START: see boards/espruino/boot.ts) to `end`, checks
+ * that the flash there holds the file's own bytes (so a wrong `start` gets an error, not a stray
+ * write), then programs zeros over the span (NOR flash: 1 -> 0 bits, the nRF52's internal flash
+ * and the SPI NOR of ESP32 and Bangle.js 2 alike; on the Linux build, the file espruino.flash).
+ */
+export function storageZero(flash: RawFlash, storage: { read(name: string, offset?: number, length?: number): string | undefined }, start: number, end: number): ZeroFn {
+  return function (name: string, spans: number[]) {
+    var s = storage.read(name, spans[0], spans[1] < 64 ? spans[1] : 64) || '';
+    var a = s ? findFile(flash, start, end, name) : 0;
+    var probe = a ? flash.read(s.length, a + spans[0]) : null;
+    var ok = !!probe;
+    for (var i = 0; ok && i < s.length; i++) ok = (probe as Uint8Array)[i] === s.charCodeAt(i);
+    if (!ok) throw fail('flash file not found at its address');
     var z = new Uint8Array(64);
-    for (i = 0; i < length; i += 64) flash.write(length - i < 64 ? new Uint8Array(length - i) : z, a + offset + i);
+    for (var j = 0; j < spans.length; j += 2) {
+      for (i = 0; i < spans[j + 1]; i += 64) flash.write(spans[j + 1] - i < 64 ? new Uint8Array(spans[j + 1] - i) : z, a + spans[j] + i);
+    }
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The JerryScript image: for a C port that embeds JerryScript and registers a few native
- * functions (boards/jerryscript/README.md). Portable AES-SIV, SHA-3 for topic names met at run
- * time, the power-safe flash store over the port's storage functions, and a transport that is
+ * functions (boards/jerryscript/README.md). AES-SIV over the port's native AES when it has one,
+ * else the portable AES; SHA-3 for topic names met at run time, the power-safe flash store over the port's storage functions, and a transport that is
  * the port's own publish/subscribe. No timers are needed.
  *
  * The port calls: E4.boot() once at start; E4.up() / E4.down() when its network connects or
@@ -11,7 +11,9 @@ import { sha3_256 } from '@noble/hashes/sha3.js';
 import type { Client, Options } from '../../firmware/client';
 import { create } from '../../firmware/client';
 import { wipeState } from '../../firmware/state';
-import type { Clock, Log, LogLevel, Vault } from '../../firmware/hal';
+import type { AesBlock, Clock, Log, LogLevel, Vault } from '../../firmware/hal';
+import { sivVault } from '../../firmware/crypto/siv';
+import { E4Error, INTERNAL } from '../../firmware/errors';
 import { flashStore } from '../espruino/flash-store';
 import { portableVault } from '../shared/portable-vault';
 import type { Device, Transport, TransportSink } from '../shared/runtime';
@@ -27,6 +29,8 @@ declare var e4_publish: (topic: string, data: Uint8Array) => void;
 declare var e4_subscribe: (topic: string) => void;
 declare var e4_time: (() => number) | undefined;
 declare var e4_log: ((level: string, message: string) => void) | undefined;
+declare var e4_aes_ecb: ((key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined) | undefined;
+declare var e4_aes_cbc: ((key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined) | undefined;
 declare var print: (m: string) => void;
 
 export var CONFIG_FILE = 'e4.json';
@@ -46,9 +50,32 @@ interface DeviceFile {
 
 var state: { client: Client | null; device: Device | null; error: string; sink: TransportSink | null } = { client: null, device: null, error: '', sink: null };
 
-/** This image's vault: portable AES-SIV and SHA-3. */
+/** The port's native AES (optional functions e4_aes_ecb, e4_aes_cbc), or null without it. */
+function nativeAesBlock(): AesBlock | null {
+  if (typeof e4_aes_ecb !== 'function') return null;
+  function run(fn: (key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined, key: Uint8Array, data: Uint8Array): Uint8Array {
+    var out = fn(key, data);
+    if (!out || out.byteLength !== data.length) throw new E4Error(INTERNAL, 'native AES failed');
+    return out instanceof Uint8Array ? out : new Uint8Array(out);
+  }
+  var block: AesBlock = {
+    ecb: function (key, data) {
+      return run(e4_aes_ecb as any, key, data);
+    },
+  };
+  if (typeof e4_aes_cbc === 'function') {
+    block.cbc = function (key, data) {
+      return run(e4_aes_cbc as any, key, data);
+    };
+  }
+  return block;
+}
+
+/** This image's vault: AES-SIV over the port's native AES when it registers one, else over the
+ * portable AES; SHA-3 for topic names met at run time. */
 export function vault(): Vault {
-  return portableVault(sha3_256);
+  var block = nativeAesBlock();
+  return block ? sivVault(block, sha3_256) : portableVault(sha3_256);
 }
 
 var LEVELS: { [l: string]: number } = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -75,8 +102,8 @@ function stringToBytes(s: string): Uint8Array {
   return u;
 }
 
-/** The port's storage as the flash store sees it: e4_storage_erase erases for real, so there is
- * nothing to compact. */
+/** The port's storage as the flash store sees it: e4_storage_erase erases for real (README.md),
+ * so the store drops keys by moving to a new file and erasing the old one. */
 var storage = {
   readArrayBuffer: function (name: string) {
     return e4_storage_read(name);
@@ -87,7 +114,6 @@ var storage = {
   erase: function (name: string) {
     e4_storage_erase(name);
   },
-  compact: function () {},
 };
 
 function clock(kind: string): Clock | undefined {
@@ -132,7 +158,7 @@ export function boot(): Device | null {
     var withKeys = typeof cfg.key === 'string';
     // Entries without a key (every entry once provisioned) still teach names and hashes.
     var dev = { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics };
-    var c = create({ vault: vault(), store: flashStore(storage, { name: 'e4s' }), clock: clock(cfg.clock || 'monotonic'), log: log }, dev, cfg.options);
+    var c = create({ vault: vault(), store: flashStore(storage, { name: 'e4s', erases: true }), clock: clock(cfg.clock || 'monotonic'), log: log }, dev, cfg.options);
     var names: string[] = [];
     var t = cfg.topics || [];
     var kept: { topic?: string; hash?: string }[] = [];

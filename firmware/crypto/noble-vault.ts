@@ -11,7 +11,7 @@ import { E4Error, INTERNAL } from '../errors';
 export function nobleVault(): Vault {
   return {
     seal: function (key, ad, plaintext) {
-      // SIV key = key | key (e4-protocol.md, "Protected message").
+      // SIV key = key | key (docs/protocol.md, "Protected message").
       var sivKey = concatBytes(key, key);
       try {
         return aessiv(sivKey, ad).encrypt(plaintext);

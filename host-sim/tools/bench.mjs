@@ -7,6 +7,10 @@
  *
  *   npm run bench -- [--engine node|sandbox|duk|jerry|espruino|PATH]... [--image FILE]
  *                    [--budget-ms N] [--json FILE]
+ *   npm run bench -- --native [--engine espruino-o2|espruino32-2630|PATH]... [--budget-ms N]
+ *
+ * `--native`: the Puck.js image's native vault beside its reference, the same image built with
+ * the native vault of commit b0e1690 (nativeRows below); ratios of time per operation.
  *
  * Engines (default: every one available): `node` (the image require()d in this process, raw =
  * @noble/ciphers itself), `sandbox` (the device-like node:vm realm), and engine binaries. In a
@@ -19,7 +23,7 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rollup } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
@@ -192,19 +196,200 @@ export function formatTable(results) {
   return rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(w[c]) : v.padStart(w[c]))).join('  ')).join('\n');
 }
 
+// --- the native vault beside its reference (issue 10) ---------------------------------------
+/**
+ * The Puck.js image (native `crypto.AES`) against the same image built with the native vault as
+ * it was at commit b0e1690 (host-sim/tools/reference/native-vault-b0e1690: siv.ts and
+ * native-aes.ts in place of the current ones; same entry, build and minifier). Each engine run
+ * loads one image as a script and times the vault's seal/open (8-byte associated data, as E4's
+ * timestamp) and protect/unprotect through E4.create with that vault. A 2,630-variable build
+ * cannot hold the whole image's source in RAM (a Puck.js runs it from flash, which the Linux
+ * build emulates with file reads, too slow to time anything): there the runs fall back to the
+ * client and the native vault alone (`core`), then to the native vault alone (`vault`: seal/open
+ * only), built the same way. Reference and current runs alternate, NATIVE_ROUNDS times; the
+ * figure is the median over the rounds of current time / reference time (two adjacent runs),
+ * next to the best time of each.
+ */
+export const NATIVE_ENGINES = ['espruino-o2', 'espruino32-2630'];
+export const NATIVE_SIZES = [16, 64, 256, 1024];
+/** Client protect/unprotect (when the image has the client) and the vault's own seal/open. */
+const NATIVE_OPS = ['protect', 'unprotect', 'seal', 'open'];
+/** Alternating runs per image (process start-up and load on a shared machine add noise). */
+const NATIVE_ROUNDS = 5;
+const NATIVE_BOARD = 'boards/espruino-puckjs/main.ts';
+const NATIVE_CORE = '\0e4-native-core';
+const REFERENCE_DIR = join(ROOT, 'host-sim/tools/reference/native-vault-b0e1690');
+const REFERENCE_FILES = {
+  [join(ROOT, 'firmware/crypto/siv.ts')]: join(REFERENCE_DIR, 'siv.ts'),
+  [join(ROOT, 'boards/espruino/native-aes.ts')]: join(REFERENCE_DIR, 'native-aes.ts'),
+};
+
+/**
+ * The minified Puck.js image from the build's own configuration (`part` 'core': an image of the
+ * client and the native vault only, 'vault': of the native vault only, same configuration);
+ * `reference`: with the reference vault sources loaded in place of the current files (imports
+ * resolve as before).
+ */
+export async function nativeImage({ reference = false, part = 'image' } = {}) {
+  const configs = (await import('../../rollup.config.mjs')).default;
+  const config = configs.find((c) => typeof c.input === 'string' && resolve(c.input) === join(ROOT, NATIVE_BOARD));
+  if (!config) throw new Error(`no build configuration for ${NATIVE_BOARD}`);
+  const vaultExport = `export { nativeVault as vault } from ${JSON.stringify(join(ROOT, 'boards/espruino/native-aes.ts'))};\n`;
+  const coreEntry = part === 'core' ? `export { create } from ${JSON.stringify(join(ROOT, 'firmware/client.ts'))};\n${vaultExport}` : vaultExport;
+  const swap = {
+    name: 'e4-reference-native-vault',
+    resolveId: (id) => (id === NATIVE_CORE ? id : null),
+    load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8') : null),
+  };
+  const plugins = [swap, ...config.plugins.filter((p) => p.name !== 'e4-size-report')];
+  const bundle = await rollup({ ...config, input: part === 'image' ? config.input : NATIVE_CORE, plugins });
+  const { output } = await bundle.generate(config.output);
+  const min = output.find((o) => o.type === 'asset' && o.fileName.endsWith('.min.js'));
+  if (!min) throw new Error(`${NATIVE_BOARD}: the build made no minified image`);
+  return String(min.source);
+}
+
+/** The in-engine part (ES5), after the image: one tagged line per size. */
+function nativeHarness(sizes, budgetMs) {
+  return `
+(function (SIZES, BUDGET) {
+  var topic = "bench/topic", vault = E4.vault(), c = null;
+  var key = new Uint8Array(32), ad = new Uint8Array(8);
+  for (var k = 0; k < 32; k++) key[k] = 0x22;
+  ad[0] = 1;
+  if (E4.create) c = E4.create({ vault: vault, clock: { kind: "trusted", now: function () { return 1700000000; } } },
+    { id: "00000000000000000000000000000000", key: "${'11'.repeat(32)}",
+      topics: [{ topic: topic, hash: "00112233445566778899aabbccddeeff", key: "${'22'.repeat(32)}" }] }, { replayCache: 0 });
+  function rate(fn) { var n = 0, t0 = Date.now(), t; fn(); do { fn(); n++; t = Date.now() - t0; } while (t < BUDGET); return n * 1000 / t; }
+  for (var i = 0; i < SIZES.length; i++) {
+    var r = { size: SIZES[i] };
+    try {
+      var pt = new Uint8Array(SIZES[i]);
+      for (var j = 0; j < pt.length; j++) pt[j] = j & 255;
+      var sealed = vault.seal(key, ad, pt);
+      r.seal = rate(function () { vault.seal(key, ad, pt); });
+      r.open = rate(function () { vault.open(key, ad, sealed); });
+      sealed = undefined;
+      if (c) {
+        var msg = c.protect(topic, pt);
+        r.protect = rate(function () { c.protect(topic, pt); });
+        r.unprotect = rate(function () { c.unprotect(topic, msg); });
+      }
+    } catch (e) { r.error = String(e && e.message ? e.message : e); }
+    pt = msg = undefined;
+    print("${TAG.trim()} " + JSON.stringify(r));
+  }
+  print("${END}");
+})(${JSON.stringify(sizes)}, ${budgetMs});
+`;
+}
+
+/** Results per engine of NATIVE_ENGINES found (or `engines`): { engine, image: 'Puck.js' |
+ * 'core' | 'vault', rows: [{ size, protect, unprotect, seal, open, refProtect, …, protectRatios,
+ * … }] } in operations per second, best of NATIVE_ROUNDS alternating runs, or { engine, error }. */
+export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, sizes = NATIVE_SIZES, log = () => {} } = {}) {
+  const images = {};
+  const imageOf = async (which, part) => (images[which + part] = images[which + part] || (await nativeImage({ reference: which === 'reference', part })));
+  const results = [];
+  for (const spec of engines) {
+    let engine;
+    try {
+      engine = openEngine(spec);
+    } catch (e) {
+      results.push({ engine: spec, error: e.message });
+      continue;
+    }
+    const attempt = async (part) => {
+      log(`running ${describeEngine(engine)}: ${part === 'image' ? 'Puck.js image' : part === 'core' ? 'client + native vault' : 'native vault (seal/open)'}, reference and current, ${NATIVE_ROUNDS} rounds…`);
+      const best = {};
+      for (let round = 0; round < NATIVE_ROUNDS; round++) {
+        const got = {};
+        for (const which of ['reference', 'current']) {
+          const script = `${await imageOf(which, part)}\n${nativeHarness(sizes, budgetMs)}`;
+          const run = await engine.run(script, { endTag: END, timeoutMs: budgetMs * sizes.length * 4 + 60000 });
+          const rows = parse(run.stdout);
+          if (!rows.length) return { error: `${which}: no result (exit ${run.exit}) ${(run.stdout + run.stderr).trim().slice(-200)}` };
+          got[which] = rows;
+        }
+        for (const x of got.current) {
+          const ref = got.reference.find((y) => y.size === x.size) || {};
+          const b = (best[x.size] = best[x.size] || { size: x.size, protectRatios: [], unprotectRatios: [], sealRatios: [], openRatios: [] });
+          for (const op of NATIVE_OPS) {
+            const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
+            if (x[op] !== undefined && !(b[op] >= x[op])) b[op] = x[op];
+            if (ref[op] !== undefined && !(b[refKey] >= ref[op])) b[refKey] = ref[op];
+            // The two runs of a round are adjacent in time: their ratio shares the machine's load.
+            if (x[op] !== undefined && ref[op] !== undefined) b[op + 'Ratios'].push(ref[op] / x[op]);
+          }
+          for (const [which, e] of [['reference', ref.error], ['current', x.error]]) if (e && round === 0) b.error = (b.error ? b.error + '; ' : '') + which + ': ' + e;
+        }
+      }
+      return { rows: Object.values(best) };
+    };
+    let r;
+    let image;
+    for (image of ['image', 'core', 'vault']) {
+      r = await attempt(image);
+      if (!r.error) break;
+      log(`${engine.name}: the ${image} does not run from RAM (${r.error.replace(/\s+/g, ' ').slice(-80)})`);
+    }
+    results.push({ engine: engine.name, image: image === 'image' ? 'Puck.js' : image, ...r });
+  }
+  return results;
+}
+
+/** Time per operation of the current image over that of the reference (below 1: faster): the
+ * median of the rounds' ratios (each from two adjacent runs). */
+const median = (xs) => {
+  if (!xs || !xs.length) return 'n/a';
+  const v = [...xs].sort((a, b) => a - b);
+  return (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2).toFixed(2);
+};
+const us = (opsPerSecond) => (opsPerSecond === undefined ? 'n/a' : (1e6 / opsPerSecond).toFixed(0));
+
+export function formatNativeTable(results) {
+  const rows = [['engine', 'bytes', 'operation', 'µs ref', 'µs now', 'ratio']];
+  for (const r of results) {
+    if (r.error) {
+      rows.push([r.engine, '-', 'error: ' + r.error, '', '', '']);
+      continue;
+    }
+    for (const x of r.rows) {
+      for (const op of NATIVE_OPS) {
+        const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
+        if (x[op] === undefined && x[refKey] === undefined) continue;
+        rows.push([`${r.engine} (${r.image})`, String(x.size), op, us(x[refKey]), us(x[op]), median(x[op + 'Ratios'])]);
+      }
+    }
+  }
+  const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const notes = [];
+  for (const r of results) for (const x of r.rows || []) if (x.error) notes.push(`${r.engine} ${x.size}: ${x.error.replace(/\s+/g, ' ').slice(0, 160)}`);
+  return [...rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(w[c]) : v.padStart(w[c]))).join('  ')), ...notes].join('\n');
+}
+
 async function main() {
   const argv = process.argv.slice(2);
-  const opts = { engines: [], image: null, budgetMs: 200, json: null };
+  const opts = { engines: [], image: null, budgetMs: 200, json: null, native: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--engine') opts.engines.push(argv[++i]);
     else if (a === '--image') opts.image = argv[++i];
     else if (a === '--budget-ms') opts.budgetMs = Number(argv[++i]);
     else if (a === '--json') opts.json = argv[++i];
+    else if (a === '--native') opts.native = true;
     else {
       console.error(`bench: unknown argument ${a}`);
       process.exit(2);
     }
+  }
+  if (opts.native) {
+    // Only the native vault beside its reference (engines given with --engine, else NATIVE_ENGINES).
+    const native = await nativeRows({ engines: opts.engines.length ? opts.engines : NATIVE_ENGINES, budgetMs: opts.budgetMs, log: (m) => console.log(m) });
+    console.log('native vault, Puck.js image: best time per operation, reference (b0e1690) and now; ratio = now / reference, median over the rounds');
+    console.log(formatNativeTable(native));
+    if (opts.json) writeFileSync(opts.json, JSON.stringify({ budgetMs: opts.budgetMs, native }, null, 2) + '\n');
+    return;
   }
   const imageFile = opts.image || [join(ROOT, 'dist/e4.min.js'), join(ROOT, 'dist/e4.js')].find(existsSync);
   if (!imageFile || !existsSync(imageFile)) {

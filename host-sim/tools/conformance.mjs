@@ -16,10 +16,11 @@
  * Prints counts per file and section, the time per engine, and as its last line
  * `conformance: N passed, M failed`. Exits 1 on any failure or when no case ran, 2 on bad usage.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeEngine, KIND_DEFAULTS, openEngine } from './engines.mjs';
+import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const TAG = '@@E4R ';
@@ -315,19 +316,56 @@ function tail(s, n = 400) {
 }
 
 /**
- * Runs `cases` on one engine. Returns { engine, kind, cases: [{ c, ok, why }], batches, wallMs,
- * engineMs, peakVars } (peakVars: Espruino's variables in use, else null).
+ * Stores the image in an Espruino's flash `Storage` as `e4.js`, the way a board holds it, in
+ * chunks small enough for a 2,630-variable build (a 20 KB script as source does not fit there).
+ * Returns the script prefix that runs it from flash: Espruino then keeps function bodies in
+ * flash instead of RAM (the portable image: ≈ 1,000 variables instead of more than 2,630).
  */
-export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, onBatch } = {}) {
+async function storeImageInFlash(engine, imageCode, workDir) {
+  // The file holds the image's UTF-8 bytes, as the flash tool writes them; chunks travel base64
+  // encoded (Espruino's string literals would turn a \u escape into several bytes).
+  const bytes = Buffer.from(imageCode, 'utf8');
+  const CHUNK = 1536;
+  for (let off = 0; off < bytes.length; off += CHUNK) {
+    const tag = `@@E4STORED ${off}`;
+    const chunk = bytes.subarray(off, off + CHUNK).toString('base64');
+    const run = await engine.run(`require("Storage").write("e4.js", atob("${chunk}"), ${off}, ${bytes.length});\nprint("${tag}");\n`, { endTag: tag, workDir, timeoutMs: 60000 });
+    if (!run.stdout.includes(tag)) throw new Error(`storing the image in Espruino's flash failed at byte ${off} (${causeOf(engine.kind, run)})`);
+  }
+  return 'eval(require("Storage").read("e4.js"));';
+}
+
+/**
+ * Runs `cases` on one engine. Returns { engine, kind, cases: [{ c, ok, why }], batches, wallMs,
+ * engineMs, peakVars } (peakVars: Espruino's variables in use, else null). `imageIn`: 'flash'
+ * stores the image in Espruino's Storage and runs it from there, as a board does (the default of
+ * engines whose RAM cannot hold it as source, e.g. espruino32-2630); 'source' sends it in each script.
+ */
+export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, memoryLimit, imageIn, onBatch } = {}) {
   const kindDefaults = KIND_DEFAULTS[engine.kind];
-  const list = batches(cases, batchBytes || kindDefaults.batchBytes);
+  const list = batches(cases, batchBytes || engine.batchBytes || kindDefaults.batchBytes);
+  let workDir = null;
+  let code = imageCode;
+  if ((imageIn || engine.imageIn) === 'flash') {
+    if (engine.kind !== 'espruino') throw new Error(`${engine.name}: only Espruino runs an image from flash Storage`);
+    workDir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
+    code = await storeImageInFlash(engine, imageCode, workDir);
+  }
+  try {
+    return await runBatches(engine, code, list, { timeoutMs: timeoutMs || kindDefaults.timeoutMs, memoryLimit, workDir, onBatch });
+  } finally {
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+async function runBatches(engine, imageCode, list, { timeoutMs, memoryLimit, workDir, onBatch }) {
   const outcomes = [];
   let wallMs = 0;
   let engineMs = 0;
   let peakVars = null;
   for (let b = 0; b < list.length; b++) {
     const batch = list[b];
-    const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs: timeoutMs || kindDefaults.timeoutMs });
+    const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs, memoryLimit, workDir });
     wallMs += run.ms;
     const parsed = parseOutput(run.stdout);
     if (parsed.engineMs !== null) engineMs += parsed.engineMs;
@@ -336,7 +374,8 @@ export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs
       const r = parsed.results.get(c.id);
       let why;
       if (!r) {
-        why = `no result from the engine (exit ${run.exit}${parsed.begun ? '' : ', the harness never started'})` + (tail(run.stderr) ? `: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
+        // The engine died before this case's result: say of what (out of memory, a crash, ...).
+        why = `no result: the engine died (${causeOf(engine.kind, run)}${parsed.begun ? '' : '; the harness never started'})` + (tail(run.stderr) ? `\n      stderr: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
       } else if (r.fail) why = 'threw ' + JSON.stringify(r.fail);
       else {
         try {
@@ -368,14 +407,29 @@ export function defaultImage() {
   return existsSync(min) ? min : join(ROOT, 'dist', 'e4.js');
 }
 
+const USAGE = `usage: npm run conformance -- [--engine NAME|PATH]... [--kind KIND] [--image FILE] [--batch-bytes N]
+                              [--timeout-ms N] [--memory-limit N] [--image-in flash|source] [--sections S,...] [--max-case-bytes N] [--verbose] FILE...
+  NAME  node (a device-like node:vm realm) or an engine binary found in $E4_ENGINES or $PATH:
+        ${Object.keys(ENGINES).join(', ')}
+  KIND  ${KINDS.slice(1).join(', ')} (checked against what the binary answers)
+  FILE  vector files, e.g. test/vectors/*.json; --sections keeps only the named sections
+        (client_ids, topic_hashes, aes_siv, protect, unprotect, commands, scenarios, storage_file, rfc5297);
+        --max-case-bytes leaves out cases whose data is larger (named in the output)
+  --image-in flash stores the image in Espruino's flash Storage first and runs it from there, as a
+  board does (the default on espruino32-2630, whose RAM cannot hold it as source); --memory-limit
+  is MicroQuickJS's heap size (e.g. 64k).`;
+
 function usage(msg) {
-  if (msg) console.error('conformance: ' + msg);
-  console.error('usage: npm run conformance -- [--engine node|duk|jerry|espruino|PATH]... [--kind espruino|jerryscript|duktape] [--image FILE] [--batch-bytes N] [--timeout-ms N] [--verbose] FILE...');
-  process.exit(2);
+  if (msg) {
+    console.error(`conformance: ${msg} (npm run conformance -- --help)`);
+    process.exit(2);
+  }
+  console.log(USAGE);
+  process.exit(0);
 }
 
 export function parseArgs(argv) {
-  const o = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, verbose: false, files: [] };
+  const o = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, memoryLimit: null, verbose: false, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -387,12 +441,19 @@ export function parseArgs(argv) {
     else if (a === '--image') o.image = val();
     else if (a === '--batch-bytes') o.batchBytes = Number(val());
     else if (a === '--timeout-ms') o.timeoutMs = Number(val());
+    else if (a === '--memory-limit') o.memoryLimit = val();
+    else if (a === '--image-in') o.imageIn = val();
+    else if (a === '--sections') o.sections = val().split(',');
+    else if (a === '--max-case-bytes') o.maxCaseBytes = Number(val());
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--help' || a === '-h') usage();
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else o.files.push(a);
   }
   if (!o.engines.length) o.engines.push('node');
+  for (const e of o.engines) if (e !== 'node' && !e.includes('/') && !ENGINES[e]) usage(`unknown engine ${e}: one of node, ${Object.keys(ENGINES).join(', ')}, or a path`);
+  if (o.imageIn && o.imageIn !== 'flash' && o.imageIn !== 'source') usage(`--image-in takes flash or source, not ${o.imageIn}`);
+  if (o.kind && !KINDS.includes(o.kind)) usage(`unknown kind ${o.kind}: one of ${KINDS.slice(1).join(', ')}`);
   return o;
 }
 
@@ -404,6 +465,12 @@ async function main() {
   const imageCode = readFileSync(imageFile, 'utf8');
   let cases = [];
   for (const f of o.files) cases = cases.concat(loadCases(f));
+  if (o.sections) cases = cases.filter((c) => o.sections.includes(c.section));
+  if (o.maxCaseBytes) {
+    const size = (c) => asciiJson({ id: c.id, op: c.op, args: c.args }).length;
+    for (const c of cases.filter((x) => size(x) > o.maxCaseBytes)) console.log(`left out (${size(c)} bytes of case data > --max-case-bytes ${o.maxCaseBytes}): ${c.file} ${c.section} ${c.name}`);
+    cases = cases.filter((c) => size(c) <= o.maxCaseBytes);
+  }
   console.log(`image ${imageFile} (${imageCode.length} bytes), ${cases.length} cases from ${o.files.length} file(s)`);
   let passed = 0;
   let failed = 0;
@@ -412,6 +479,7 @@ async function main() {
     try {
       engine = openEngine(spec, o.kind);
     } catch (e) {
+      if (e instanceof EngineUsageError) usage(e.message);
       console.log(`engine ${spec}: ${e.message}`);
       failed += cases.length;
       continue;
@@ -420,6 +488,8 @@ async function main() {
     const res = await runCases(engine, imageCode, cases, {
       batchBytes: o.batchBytes,
       timeoutMs: o.timeoutMs,
+      memoryLimit: o.memoryLimit,
+      imageIn: o.imageIn,
       onBatch: o.verbose ? (i, n, run) => console.log(`  batch ${i}/${n}: ${run.ms.toFixed(0)} ms, exit ${run.exit}`) : null,
     });
     for (const t of tally(res.cases)) console.log(`  ${t.key}: ${t.passed} passed, ${t.failed} failed`);

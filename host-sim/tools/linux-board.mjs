@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * `node host-sim/tools/linux-board.mjs --engine espruino32-2630 [--flash-dir DIR] -- COMMAND...`
+ *
+ * Runs the Linux build of Espruino as a board, for the flash and hil tools: the interpreter
+ * serves its console with `--telnet` on TCP port 2323 of every interface, so it is started in a
+ * private network namespace of its own (`unshare -n`, only loopback up there), one at a time, and
+ * COMMAND runs in the same namespace against `tcp://127.0.0.1:2323` (given to it in
+ * $E4_BOARD_PORT). The board's flash (`espruino.flash`) lives in --flash-dir (default: a temporary
+ * folder, removed afterwards). Exits with COMMAND's status; 2 on a usage error, 3 when the
+ * interpreter or the namespace cannot be had (the message says why).
+ *
+ * Needs `unshare` and `ip` (util-linux, iproute2) and the right to make a network namespace (root,
+ * or unprivileged user namespaces: then `unshare -rn`).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { resolve, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ENGINES, engineIfPresent, absentReason } from './engines.mjs';
+
+export const TELNET_PORT = 2323;
+const USAGE = `usage: node host-sim/tools/linux-board.mjs --engine NAME [--flash-dir DIR] -- COMMAND...
+  NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}`;
+const INSIDE = 'E4_LINUX_BOARD_NETNS';
+
+function fail(code, message) {
+  process.stderr.write(`linux-board: ${message}\n`);
+  process.exit(code);
+}
+
+function parse(argv) {
+  const o = { engine: null, flashDir: null, command: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      o.command = argv.slice(i + 1);
+      break;
+    }
+    if (a === '--help' || a === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    if (a === '--engine' || a === '--flash-dir') {
+      if (argv[i + 1] === undefined) fail(2, `${a} needs a value (${USAGE.split('\n')[0]})`);
+      if (a === '--engine') o.engine = argv[++i];
+      else o.flashDir = resolve(argv[++i]);
+      continue;
+    }
+    fail(2, `unexpected argument ${a} (--help for usage)`);
+  }
+  if (!o.engine) fail(2, '--engine is required (--help for usage)');
+  if (!ENGINES[o.engine] || ENGINES[o.engine].kind !== 'espruino') fail(2, `--engine ${o.engine} is not an Espruino build (--help for usage)`);
+  if (!o.command.length) fail(2, 'no command given after -- (--help for usage)');
+  return o;
+}
+
+/** Resolves when something accepts TCP connections on the port, rejects after `ms`. */
+function waitForPort(port, ms) {
+  const until = Date.now() + ms;
+  return new Promise((resolvePromise, reject) => {
+    const attempt = () => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolvePromise();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > until) reject(new Error(`nothing listens on port ${port} after ${ms} ms`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+async function inside(o) {
+  const ip = spawnSync('ip', ['link', 'set', 'lo', 'up'], { encoding: 'utf8' });
+  if (ip.status !== 0) fail(3, `cannot bring up loopback in the private namespace: ${(ip.stderr || ip.error || '').toString().trim()} (install iproute2)`);
+  const binary = engineIfPresent(o.engine);
+  if (!binary) fail(3, absentReason(o.engine));
+  const dir = o.flashDir || mkdtempSync(join(tmpdir(), 'e4-linux-board-'));
+  // stdin stays open: at its end the interpreter keeps interrupting what the console runs.
+  const board = spawn(binary, ['--telnet'], { cwd: dir, stdio: ['pipe', 'ignore', 'pipe'] });
+  let boardErr = '';
+  board.stderr.on('data', (d) => (boardErr += d));
+  let exited = null;
+  board.on('exit', (code, signal) => (exited = signal || code));
+  const stop = () => {
+    // Espruino ignores SIGTERM.
+    if (exited === null) board.kill('SIGKILL');
+    if (!o.flashDir) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(TELNET_PORT, 15000);
+  } catch (e) {
+    stop();
+    fail(3, `${o.engine} did not serve its console: ${e.message}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`);
+  }
+  const cmd = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env: { ...process.env, E4_BOARD_PORT: `tcp://127.0.0.1:${TELNET_PORT}` } });
+  const code = await new Promise((r) => cmd.on('exit', (c, s) => r(c === null ? 128 + (s === 'SIGKILL' ? 9 : 15) : c)));
+  stop();
+  process.exit(code);
+}
+
+function main() {
+  const o = parse(process.argv.slice(2));
+  if (process.env[INSIDE]) return inside(o);
+  const self = fileURLToPath(import.meta.url);
+  const args = ['-n', process.execPath, self, ...process.argv.slice(2)];
+  const env = { ...process.env, [INSIDE]: '1' };
+  // Root makes the namespace directly; anyone else through a user namespace (if the kernel allows).
+  const r = spawnSync('unshare', process.getuid && process.getuid() === 0 ? args : ['-r', ...args], { stdio: 'inherit', env });
+  if (r.error) fail(3, `cannot run unshare: ${r.error.message} (install util-linux)`);
+  process.exit(r.status === null ? 1 : r.status);
+}
+
+main();
