@@ -41,11 +41,10 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-var HEX = '0123456789abcdef';
-
 export function toHex(b: Uint8Array): string {
   var s = '';
-  for (var i = 0; i < b.length; i++) s += HEX.charAt(b[i] >> 4) + HEX.charAt(b[i] & 15);
+  // The digits as a literal, not a module variable: a variable costs RAM on Espruino.
+  for (var i = 0; i < b.length; i++) s += '0123456789abcdef'.charAt(b[i] >> 4) + '0123456789abcdef'.charAt(b[i] & 15);
   return s;
 }
 
@@ -112,11 +111,6 @@ export function readU64LE(b: Uint8Array, offset: number): number {
     hi = hi * 256 + b[offset + 4 + i];
   }
   return hi * TWO32 + lo;
-}
-
-export function writeU16LE(out: Uint8Array, offset: number, value: number): void {
-  out[offset] = value & 255;
-  out[offset + 1] = (value >> 8) & 255;
 }
 
 export function readU16LE(b: Uint8Array, offset: number): number {

@@ -12,6 +12,7 @@ import {
   INVALID_TAG,
   isE4Error,
   MESSAGE_REPLAYED,
+  orInternal,
   PARAMETER_INVALID,
   PERSISTENCE_ERROR,
   TIMESTAMP_IN_FUTURE,
@@ -34,6 +35,8 @@ import {
   TIMESTAMP_LEN,
   topicHash,
 } from './protocol';
+import { checkFreshness } from './freshness';
+import { replayCheck, replayFloor, replayWindow } from './replay';
 import { applyChanges, cloneState, findTopic, wipeState } from './state';
 import { encodeE41P } from './storage/e41p';
 import { memoryStore } from './storage/memory-store';
@@ -66,9 +69,15 @@ export interface Options {
   rejectOldCommands?: boolean;
   /** Take the timestamp of each accepted command as the time now (see time.ts). */
   calibrate?: boolean;
-  /** How many recently accepted messages (topic and tag) are remembered to reject exact
-   * duplicates; 0 disables. */
+  /** Size of the replay window (replay.ts): how many accepted messages are remembered, 16 bytes
+   * each; 0 disables the window. protect()'s window (distinctStamps) has the same size (16 when
+   * this is 0). */
   replayCache?: number;
+  /** protect() never emits the same bytes twice: when the same topic and payload were already
+   * protected at a timestamp (or its window cannot vouch that they were not), it stamps the next
+   * second, at most this many seconds ahead of the device's time estimate, then refuses
+   * (MESSAGE_REPLAYED); keep it within receivers' maxDelay. 0 disables (the reference). */
+  distinctStamps?: number;
   /** Size of the topic-key table. */
   maxTopics?: number;
   /** How many run-time topic names are kept hashed (provisioned names are always kept). */
@@ -103,7 +112,8 @@ export interface Client {
   snapshot(): StoredState;
   /** libe4's E41P image of id, client key and topic keys. */
   exportE41P(): Uint8Array;
-  /** The time estimate: `now` (-1 when none), and the timestamp protect() would use. */
+  /** The time estimate: `now` (-1 when none), the timestamp protect() starts from, and the
+   * last command's time. */
   time(): { now: number; stamp: number; lastCommand: number };
   /** Wipes every key from memory; the client is unusable afterwards. */
   close(): void;
@@ -116,7 +126,7 @@ function bytesOf(b: BytesLike, len: number, what: string): Uint8Array {
 function optionNumber(o: Options, name: keyof Options, dflt: number): number {
   var v = o[name];
   if (v === undefined) return dflt;
-  if (typeof v !== 'number' || v < 0 || v !== Math.floor(v)) throw new E4Error(PARAMETER_INVALID, 'option ' + name + ' must be a whole number >= 0');
+  if (!((v as number) >= 0 && v === Math.floor(v as number))) throw new E4Error(PARAMETER_INVALID, 'option ' + name + ' must be a whole number >= 0');
   return v;
 }
 
@@ -175,15 +185,6 @@ function openState(
   }
 }
 
-/** True when the `i`th tag of a row of tags is `tag` (tags are public: no constant time needed). */
-function tagAt(tags: Uint8Array, i: number, tag: Uint8Array): boolean {
-  for (var k = 0; k < TAG_LEN; k++) if (tags[i * TAG_LEN + k] !== tag[k]) return false;
-  return true;
-}
-
-/** How many tags of commands sharing the last command's second are kept durably. */
-var LAST_TAGS_KEPT = 8;
-
 /**
  * Opens the device: loads the stored state, or provisions it from `device` when the store is
  * empty. Throws E4Error (PARAMETER_INVALID, PERSISTENCE_ERROR, PERSISTENCE_INCOMPATIBLE).
@@ -199,6 +200,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   var maxDelay = optionNumber(o, 'maxDelay', 600);
   var keyTransition = optionNumber(o, 'keyTransition', 3600);
   var replaySize = optionNumber(o, 'replayCache', 16);
+  var distinctLead = optionNumber(o, 'distinctStamps', 60);
   var maxTopics = optionNumber(o, 'maxTopics', 32);
   var nameCacheSize = optionNumber(o, 'topicNameCache', 16);
   var ignoreAll = !!o.ignoreTimestamp;
@@ -218,7 +220,9 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       if (required) throw new E4Error(PARAMETER_INVALID, 'no SHA3-256 on this device: provision the topic hash');
       return null;
     }
-    h = topicHash(vault, topic);
+    h = orInternal(function () {
+      return topicHash(vault, topic); // a SHA-3 that fails is INTERNAL, as the vault's AES
+    });
     // Bounded: a wildcard subscription must not let the network grow the cache without limit.
     if (learnedCount >= nameCacheSize) {
       learnedNames = {};
@@ -256,64 +260,27 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   var ctrlTopic = controlTopic(state.id);
   var time = timeKeeper(hal.clock, state.lastCommand);
 
-  // --- duplicate cache: ring of (topic, tag) of recently accepted messages ---------------
-  // The tag ring is allocated by the first message accepted (a board that only publishes never
-  // holds it).
-  var recentTags: Uint8Array | null = null;
-  var recentTopics: string[] = [];
-  var recentNext = 0;
-
-  function remember(topic: string, tag: Uint8Array): void {
-    if (!replaySize) return;
-    if (!recentTags) recentTags = new Uint8Array(replaySize * TAG_LEN);
-    recentTags.set(tag, recentNext * TAG_LEN);
-    recentTopics[recentNext] = topic;
-    recentNext = (recentNext + 1) % replaySize;
-  }
+  // The replay window of received messages and the sender's window of protected ones
+  // (replay.ts), each allocated when first needed (a board that only publishes never holds the
+  // first).
+  var received: Float64Array | null = null;
+  var sent: Float64Array | null = null;
 
   // --- receive rules ---------------------------------------------------------------------
-  function previousKeyUsable(rec: TopicRecord): boolean {
-    if (!rec.prevKey || !keyTransition) return false;
-    if (rec.prevSince < 0) return true; // no notion of time at the rotation: until the next one
-    var now = time.now();
-    return now < 0 || now - rec.prevSince <= keyTransition;
-  }
-
-  /** docs/protocol.md, "Receiving" step 4; commands are held to it only with a trusted clock, the
-   * command order rule protecting them otherwise. */
-  function checkWindow(ts: number, isCommand: boolean, flags: number): void {
-    if (ignoreAll || flags & IGNORE_TIMESTAMP) return;
-    if (isCommand && !time.trusted()) return;
-    var now = time.now();
-    if (now < 0) return;
-    if (ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
-    if (ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
-  }
-
-  function calibration(ts: number, tag: Uint8Array): Change | null {
-    if (!rejectOld && !calibrateOn) return null;
-    if (ts < state.lastCommand) return null;
-    var tags: Uint8Array;
-    if (ts === state.lastCommand) {
-      var keep = Math.min(state.lastTags.length / TAG_LEN, LAST_TAGS_KEPT - 1);
-      tags = new Uint8Array((keep + 1) * TAG_LEN);
-      tags.set(state.lastTags.subarray(state.lastTags.length - keep * TAG_LEN));
-      tags.set(tag, keep * TAG_LEN);
-    } else tags = copyBytes(tag);
-    return { op: 'calibrate', time: ts, tags: tags };
-  }
+  // (Rules used once are inline in runCommand and unprotect: on Espruino every closure of a
+  // client costs RAM for as long as it lives.)
 
   /** Parses and runs one command (docs/protocol.md, "Commands"); all-or-nothing. First the command
    * order rule: no command older than the last accepted one, nor a replay of one of its second. */
   function runCommand(cmd: Uint8Array, ts: number, tag: Uint8Array): void {
     if (rejectOld && state.lastCommand >= 0) {
-      if (ts < state.lastCommand) throw new E4Error(MESSAGE_REPLAYED, 'command older than the last accepted one');
+      if (ts < state.lastCommand) throw new E4Error(MESSAGE_REPLAYED, 'older than the last command');
       if (ts === state.lastCommand) {
-        for (var t = 0; t < state.lastTags.length / TAG_LEN; t++) if (tagAt(state.lastTags, t, tag)) throw new E4Error(MESSAGE_REPLAYED);
+        for (var t = 0; t < state.lastTags.length; t += TAG_LEN) if (equalBytes(state.lastTags.subarray(t, t + TAG_LEN), tag)) throw new E4Error(MESSAGE_REPLAYED);
       }
     }
     var changes: Change[] = [];
-    var code = cmd.length ? cmd[0] : -1;
+    var code = cmd[0]; // undefined when empty: no command
     var len = cmd.length;
     var rotated: Uint8Array | null = null;
     if (code === CMD_REMOVE_TOPIC && len === 1 + HASH_LEN) {
@@ -328,20 +295,30 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       var key = cmd.subarray(1, 1 + KEY_LEN); // key first, then the hash
       var hash = cmd.subarray(1 + KEY_LEN);
       var at = findTopic(state, hash);
-      if (at < 0) {
-        if (state.topics.length >= maxTopics) throw new E4Error(TOPICKEY_MISSING, 'topic table full');
-        changes.push({ op: 'topic', topic: { hash: copyBytes(hash), key: copyBytes(key), prevKey: null, prevSince: -1 } });
-      } else if (!equalBytes(state.topics[at].key, key)) {
+      if (at < 0 && state.topics.length >= maxTopics) throw new E4Error(TOPICKEY_MISSING, 'topic table full');
+      // A new topic, or a new key (the same key again is no change: idempotent).
+      if (at < 0 || !equalBytes(state.topics[at].key, key)) {
         var since = time.now();
         if (since < 0 && calibrateOn && hal.clock) since = ts; // this command calibrates a clock
-        rotated = keyTransition ? copyBytes(state.topics[at].key) : null;
+        if (at >= 0 && keyTransition) rotated = copyBytes(state.topics[at].key);
         changes.push({ op: 'topic', topic: { hash: copyBytes(hash), key: copyBytes(key), prevKey: rotated, prevSince: rotated ? since : -1 } });
-      } // the same key again: no change (idempotent)
+      }
     } else {
       throw new E4Error(INVALID_COMMAND);
     }
-    var cal = calibration(ts, tag);
-    if (cal) changes.push(cal);
+    // The calibration: this command's time and the tags of the commands of its second, stored.
+    var cal: Change | null = null;
+    if ((rejectOld || calibrateOn) && ts >= state.lastCommand) {
+      var tags: Uint8Array;
+      if (ts === state.lastCommand) {
+        // Up to 8 tags of commands sharing the last command's second are kept durably.
+        var keep = Math.min(state.lastTags.length / TAG_LEN, 7);
+        tags = new Uint8Array((keep + 1) * TAG_LEN);
+        tags.set(state.lastTags.subarray(state.lastTags.length - keep * TAG_LEN));
+        tags.set(tag, keep * TAG_LEN);
+      } else tags = copyBytes(tag);
+      changes.push((cal = { op: 'calibrate', time: ts, tags: tags }));
+    }
     if (changes.length) {
       try {
         storeCommit(changes);
@@ -359,58 +336,82 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     log('info', 'command 0x0' + code + ' applied');
   }
 
-  function dropExpiredPreviousKey(rec: TopicRecord): void {
-    var next: TopicRecord = { hash: rec.hash, key: rec.key, prevKey: null, prevSince: -1 };
-    try {
-      storeCommit([{ op: 'topic', topic: next }]);
-      applyChanges(state, [{ op: 'topic', topic: next }]);
-    } catch (e) {
-      // Not fatal: an expired key is never used; the drop is retried on the next message.
-    }
+  function provisionCommit(changes: Change[]): void {
+    storeCommit(changes);
+    applyChanges(state, changes);
   }
 
   // Set by close(); checked by protect and unprotect.
   var closed = false;
 
-  function unprotect(topic: string, message: Uint8Array, flags?: number): Uint8Array | null {
+  /** The record of the key for `topic` (null for the control topic when `control`), after the
+   * checks protect and unprotect share; TOPICKEY_MISSING when no key is held. */
+  function recordOf(topic: string, control?: boolean): TopicRecord | null {
     if (closed) throw new E4Error(PARAMETER_INVALID, 'client closed');
     if (typeof topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic must be a string');
+    if (control && topic === ctrlTopic) return null;
+    var h = hashOf(topic, false);
+    var at = h ? findTopic(state, h) : -1;
+    if (at < 0) throw new E4Error(TOPICKEY_MISSING);
+    return state.topics[at];
+  }
+
+  function unprotect(topic: string, message: Uint8Array, flags?: number): Uint8Array | null {
     checkBytes(message, -1, 'message');
     // Step 1: length.
     if (message.length < HEADER_LEN) throw new E4Error(CIPHERTEXT_TOO_SHORT);
     // Step 2: key. The control topic first (as e4go), so no topic key can shadow it.
-    var isCommand = topic === ctrlTopic;
-    var rec: TopicRecord | null = null;
-    if (!isCommand) {
-      var h = hashOf(topic, false);
-      var at = h ? findTopic(state, h) : -1;
-      if (at < 0) throw new E4Error(TOPICKEY_MISSING);
-      rec = state.topics[at];
-    }
+    var rec = recordOf(topic, true);
+    var isCommand = !rec;
     // Step 3: authenticate and decrypt; the previous key only after the current one failed.
     var ad = message.subarray(0, TIMESTAMP_LEN);
     var sealed = message.subarray(TIMESTAMP_LEN);
-    var plaintext = vault.open(rec ? rec.key : state.key, ad, sealed);
-    if (!plaintext && rec && rec.prevKey) {
-      if (previousKeyUsable(rec)) plaintext = vault.open(rec.prevKey, ad, sealed);
-      else dropExpiredPreviousKey(rec);
-    }
+    // Null from the vault means "not authentic"; anything it throws is INTERNAL (orInternal).
+    var plaintext = orInternal(function () {
+      var p = vault.open(rec ? rec.key : state.key, ad, sealed);
+      if (p || !rec || !rec.prevKey) return p;
+      // The previous key, for keyTransition seconds after the rotation (until the next rotation
+      // when the device had no notion of time then); an expired one is dropped.
+      var now = time.now();
+      if (keyTransition && (rec.prevSince < 0 || now < 0 || now - rec.prevSince <= keyTransition)) return vault.open(rec.prevKey, ad, sealed);
+      try {
+        provisionCommit([{ op: 'topic', topic: { hash: rec.hash, key: rec.key, prevKey: null, prevSince: -1 } }]);
+      } catch (e) {
+        // Not fatal: an expired key is never used; the drop is retried on the next message.
+      }
+      return null;
+    });
     if (!plaintext) throw new E4Error(INVALID_TAG);
     var tag = message.subarray(TIMESTAMP_LEN, HEADER_LEN);
     var ts = readU64LE(message, 0);
+    var skipTime = ignoreAll || (flags as number) & 1; // IGNORE_TIMESTAMP (undefined & 1 is 0)
+    // Commands are held to the command order rule (stored, so it survives reboots) instead of
+    // the replay window, unless that rule is off.
+    var windowed = replaySize && (!isCommand || !rejectOld);
     try {
-      // Step 4: the time window, only after authentication; then our replay rules.
-      checkWindow(ts, isCommand, flags || 0);
-      // An exact duplicate (same topic and tag) of a recently accepted message.
-      for (var r = 0; replaySize && r < recentTopics.length; r++) {
-        if (recentTopics[r] === topic && tagAt(recentTags as Uint8Array, r, tag)) throw new E4Error(MESSAGE_REPLAYED);
+      // Step 4 (docs/protocol.md, "Receiving"): the time window, only after authentication; commands are held to it only with a
+      // trusted clock, the command order rule protecting them otherwise. Without one, data also
+      // gets the freshness floor (freshness.ts): what holds with no clock, or before the first
+      // calibration of a boot (once calibrated, the estimate is at least the last command's
+      // time, so the window implies it). Then our replay rules.
+      var trusted = time.trusted();
+      if (!skipTime && (trusted || !isCommand)) {
+        if (!trusted) checkFreshness(ts, state.lastCommand, maxDelay);
+        var now = time.now();
+        if (now >= 0) {
+          if (ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
+          if (ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
+        }
       }
-      if (!isCommand) {
-        remember(topic, tag);
-        return plaintext;
+      if (windowed) {
+        if (!received) received = replayWindow(replaySize);
+        var seen = replayCheck(received, message);
+        // Its floor is a timestamp rule: skipped with the window (exact duplicates are not).
+        if (seen === MESSAGE_REPLAYED || (seen && !skipTime)) throw new E4Error(seen);
       }
-      runCommand(plaintext, ts, tag);
-      remember(topic, tag);
+      if (isCommand) runCommand(plaintext, ts, tag);
+      if (windowed) replayCheck(received as Float64Array, message, true);
+      if (!isCommand) return plaintext;
     } catch (e) {
       wipe(plaintext); // nothing of a rejected message is kept
       throw e;
@@ -420,34 +421,37 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   }
 
   function resolveHash(topic: BytesLike): Uint8Array {
-    if (typeof topic === 'string' && topic.length !== 2 * HASH_LEN) return hashOf(topic, true) as Uint8Array;
-    if (typeof topic === 'string') {
-      // 32 characters: a hex hash if it parses, else a topic name.
-      try {
-        return fromHex(topic);
-      } catch (e) {
-        return hashOf(topic, true) as Uint8Array;
-      }
-    }
-    return checkBytes(topic, HASH_LEN, 'topic hash');
-  }
-
-  function provisionCommit(changes: Change[]): void {
-    storeCommit(changes);
-    applyChanges(state, changes);
+    if (typeof topic !== 'string') return checkBytes(topic, HASH_LEN, 'topic hash');
+    // 32 characters: a hex hash if it parses, else a topic name.
+    try {
+      if (topic.length === 2 * HASH_LEN) return fromHex(topic);
+    } catch (e) {}
+    return hashOf(topic, true) as Uint8Array;
   }
 
   var client: Client = {
     id: copyBytes(state.id),
     controlTopic: ctrlTopic,
     protect: function (topic, payload) {
-      if (closed) throw new E4Error(PARAMETER_INVALID, 'client closed');
-      if (typeof topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic must be a string');
+      var key = (recordOf(topic) as TopicRecord).key;
       var data = toBytes(payload, 'payload');
-      var h = hashOf(topic, false);
-      var at = h ? findTopic(state, h) : -1;
-      if (at < 0) throw new E4Error(TOPICKEY_MISSING);
-      return protectMessage(vault, state.topics[at].key, time.stamp(), data);
+      var ts = time.stamp();
+      var last = ts + distinctLead;
+      if (distinctLead && !sent) sent = replayWindow(replaySize || 16); // 16 when replayCache is 0
+      // Distinct output: the first timestamp, within distinctStamps, at which the sender's window
+      // vouches that this payload was not protected before (replay.ts): above its floor, and not
+      // one it holds.
+      if (sent && ts <= replayFloor(sent)) ts = replayFloor(sent) + 1;
+      for (;;) {
+        if (ts > last) throw new E4Error(MESSAGE_REPLAYED, 'no distinct timestamp');
+        var out = orInternal(function () {
+          return protectMessage(vault, key, ts, data);
+        });
+        if (!sent || !replayCheck(sent, out)) break;
+        ts++;
+      }
+      if (sent) replayCheck(sent, out, true);
+      return out;
     },
     unprotect: unprotect,
     topicHash: function (topic) {

@@ -23,28 +23,16 @@ export var PERSISTENCE_INCOMPATIBLE = -113;
  * snapshot does not find a number turned into a string (String(-106)) among the snapshot's
  * literal strings ("-106"). */
 function names(): (number | string)[] {
-  return [
-    0, 'E4_RESULT_OK',
-    -1, 'E4_RESULT_OK_CONTROL',
-    -100, 'E4_ERROR_INTERNAL',
-    -101, 'E4_ERROR_INVALID_TAG',
-    -102, 'E4_ERROR_TIMESTAMP_IN_FUTURE',
-    -103, 'E4_ERROR_TIMESTAMP_TOO_OLD',
-    -104, 'E4_ERROR_CIPHERTEXT_TOO_SHORT',
-    -105, 'E4_ERROR_TOPICKEY_MISSING',
-    -106, 'E4_ERROR_MESSAGE_REPLAYED',
-    -107, 'E4_ERROR_INVALID_COMMAND',
-    -108, 'E4_ERROR_PERSISTENCE_ERROR',
-    -112, 'E4_ERROR_PARAMETER_INVALID',
-    -113, 'E4_ERROR_PERSISTENCE_INCOMPATIBLE',
-  ];
+  var all: (number | string)[] = [0, 'E4_RESULT_OK', -1, 'E4_RESULT_OK_CONTROL'];
+  // The error names from -100 down ("" for the codes libe4 does not use).
+  var errs = 'INTERNAL INVALID_TAG TIMESTAMP_IN_FUTURE TIMESTAMP_TOO_OLD CIPHERTEXT_TOO_SHORT TOPICKEY_MISSING MESSAGE_REPLAYED INVALID_COMMAND PERSISTENCE_ERROR    PARAMETER_INVALID PERSISTENCE_INCOMPATIBLE'.split(' ');
+  for (var i = 0; i < errs.length; i++) if (errs[i]) all.push(-100 - i, 'E4_ERROR_' + errs[i]);
+  return all;
 }
 
 /** The libe4 constant name of a result code, e.g. -101 -> "E4_ERROR_INVALID_TAG". */
 export function resultName(code: number): string {
-  var all = names();
-  for (var i = 0; i < all.length; i += 2) if (all[i] === code) return all[i + 1] as string;
-  return 'E4_ERROR_INTERNAL';
+  return new E4Error(code).result;
 }
 
 /** The code of a libe4 constant name, or undefined. */
@@ -79,7 +67,11 @@ function ownProperty(o: object, name: string, value: unknown): void {
 export var E4Error = function E4Error(this: E4Error, code: number, detail?: string) {
   this.name = 'E4Error';
   this.code = code;
-  this.result = resultName(code);
+  // The name table read here rather than through resultName: one function fewer in an image
+  // that does not export it (each costs RAM on Espruino).
+  var all = names();
+  this.result = 'E4_ERROR_INTERNAL';
+  for (var i = 0; i < all.length; i += 2) if (all[i] === code) this.result = all[i + 1] as string;
   var message = this.result + ' (' + code + ')' + (detail ? ': ' + detail : '');
   // Defined, not assigned: strict engines (MicroQuickJS) make Error.prototype's message and
   // stack accessors without a setter, so an assignment through the prototype chain throws.
@@ -97,4 +89,17 @@ E4Error.prototype.toString = function (this: E4Error) {
 /** True when `e` is an E4Error (also across two copies of the image, where instanceof fails). */
 export function isE4Error(e: unknown): e is E4Error {
   return !!e && (e as E4Error).name === 'E4Error' && typeof (e as E4Error).code === 'number';
+}
+
+/**
+ * Runs `fn`, reporting anything it throws that is not an E4Error (out of memory, a native call
+ * failing, a bug) as INTERNAL: only an authentication failure may look like one (INVALID_TAG),
+ * and vaults signal that by returning null, never by throwing.
+ */
+export function orInternal<R>(fn: () => R): R {
+  try {
+    return fn();
+  } catch (e) {
+    throw isE4Error(e) ? e : new E4Error(INTERNAL);
+  }
 }

@@ -14,7 +14,6 @@ export var TIMESTAMP_LEN = 8;
 export var TAG_LEN = 16;
 /** timestamp (8) | tag (16) */
 export var HEADER_LEN = 24;
-export var CONTROL_PREFIX = 'e4/';
 
 /** Topic hash = first 16 bytes of SHA3-256(UTF-8 topic). */
 export function topicHash(vault: Vault, topic: string): Uint8Array {
@@ -27,9 +26,10 @@ export function clientId(vault: Vault, name: string): Uint8Array {
   return topicHash(vault, name);
 }
 
-/** "e4/" + lowercase hex of the id (35 characters). */
+/** "e4/" + lowercase hex of the id (35 characters). The prefix is a literal, not a module
+ * variable: a variable costs RAM on Espruino. */
 export function controlTopic(id: Uint8Array): string {
-  return CONTROL_PREFIX + toHex(checkBytes(id, ID_LEN, 'client id'));
+  return 'e4/' + toHex(checkBytes(id, ID_LEN, 'client id'));
 }
 
 /** timestamp (8, LE) | AES-SIV(key|key, AD = timestamp bytes, payload). */

@@ -16,7 +16,8 @@ export interface TimeKeeper {
   trusted(): boolean;
   /** A C2 command authenticated at `timestamp`: take it as the time now. */
   calibrate(timestamp: number): void;
-  /** Timestamp for outgoing messages: the estimate, else the last time learnt from C2, else 0. */
+  /** Timestamp for outgoing messages: the estimate, else the last time learnt from C2, else the
+   * clock's reading (as libe4 stamps it), else 0. */
   stamp(): number;
 }
 
@@ -26,15 +27,17 @@ export function timeKeeper(clock: Clock | undefined, lastKnown: number): TimeKee
   var baseAt = 0; // ...and the clock reading when it was taken
   var keeper: TimeKeeper = {
     trusted: function () {
-      return !!clock && clock.kind === 'trusted' && clock.now() >= CLOCK_VALID_FROM;
+      return !!clock && clock.kind === 'trusted' && clock.now() >= 946684800; // CLOCK_VALID_FROM
     },
     now: function () {
-      var r = clock ? clock.now() : -1;
-      if (clock && clock.kind === 'trusted' && r >= CLOCK_VALID_FROM) return r;
-      // Calibrated this boot and a clock advances: calibration + elapsed (never backwards).
-      if (base >= 0 && clock) return base + (r > baseAt ? r - baseAt : 0);
-      if (clock && clock.kind === 'untrusted' && r >= CLOCK_VALID_FROM) return r;
-      return -1;
+      if (!clock) return -1;
+      var r = clock.now();
+      // CLOCK_VALID_FROM as a literal (here and above): a variable costs RAM on Espruino.
+      var set = r >= 946684800;
+      if (set && clock.kind === 'trusted') return r;
+      // Calibrated this boot: calibration + elapsed (never backwards).
+      if (base >= 0) return base + (r > baseAt ? r - baseAt : 0);
+      return set && clock.kind === 'untrusted' ? r : -1;
     },
     calibrate: function (timestamp: number) {
       base = timestamp;
@@ -45,7 +48,9 @@ export function timeKeeper(clock: Clock | undefined, lastKnown: number): TimeKee
       var n = keeper.now();
       if (n >= 0) return n;
       if (base >= 0) return base;
-      return lastKnown >= 0 ? lastKnown : 0;
+      if (lastKnown >= 0) return lastKnown;
+      var r = clock ? Math.floor(clock.now()) : 0;
+      return r > 0 ? r : 0;
     },
   };
   return keeper;

@@ -28,6 +28,11 @@ export function messageTimestamp(buf) {
  * generic SIV over a board's AES block, no SHA-3: the Puck.js / ESP32 profile). */
 export const VAULTS = ['noble', 'native-aes'];
 
+/** Replay window (client option replayCache) of a simulated device unless its options give one:
+ * sized like a host's or an ESP32's, not a Puck.js's (16), since the simulator's fleets run at
+ * host rates (hundreds of messages a second); README.md, "Time and replay". */
+export const SIM_REPLAY_CACHE = 256;
+
 export class SimDevice extends EventEmitter {
   /**
    * - config: a device.json object ({ name?, id, key, topics: [{topic, hash, key}], options?, clock? }).
@@ -63,7 +68,8 @@ export class SimDevice extends EventEmitter {
     this.store = store || flashStore();
     this.network = network;
     this.topics = [...subscribe];
-    this.options = { ...(config.options || {}), ...options };
+    // A host-sized replay window (docs/simulator.md): simulated devices carry host-rate traffic.
+    this.options = { replayCache: SIM_REPLAY_CACHE, ...(config.options || {}), ...options };
     this.qos = qos;
     this.print = print;
     this.filter = filter;

@@ -6,6 +6,7 @@ import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import type { Vault } from '../hal';
 import { concatBytes, wipe } from '../bytes';
+import { E4Error, INTERNAL } from '../errors';
 
 export function nobleVault(): Vault {
   return {
@@ -24,8 +25,10 @@ export function nobleVault(): Vault {
       try {
         return aessiv(sivKey, ad).decrypt(sealed);
       } catch (e) {
-        // noble throws on a tag mismatch; it never hands out the unauthenticated plaintext.
-        return null;
+        // noble throws on a tag mismatch (and never hands out the unauthenticated plaintext):
+        // only that is "not authentic"; anything else (out of memory...) is an internal error.
+        if (e && (e as Error).message === 'invalid siv tag') return null;
+        throw new E4Error(INTERNAL);
       } finally {
         wipe(sivKey);
       }

@@ -4,7 +4,7 @@
  * Previous keys and calibration are ours and not part of it.
  */
 import type { StoredState, TopicRecord } from '../hal';
-import { checkBytes, copyBytes, readU16LE, writeU16LE } from '../bytes';
+import { checkBytes, copyBytes, readU16LE } from '../bytes';
 import { E4Error, PERSISTENCE_INCOMPATIBLE } from '../errors';
 
 var MAGIC = [0x45, 0x34, 0x31, 0x50]; // "E41P"
@@ -18,7 +18,8 @@ export function encodeE41P(state: { id: Uint8Array; key: Uint8Array; topics: { h
   out.set(MAGIC, 0);
   out.set(checkBytes(state.id, 16, 'client id'), 4);
   out.set(checkBytes(state.key, 32, 'client key'), 20);
-  writeU16LE(out, 52, n);
+  out[52] = n & 255; // count, 2 bytes little-endian
+  out[53] = n >> 8;
   for (var i = 0; i < n; i++) {
     out.set(checkBytes(state.topics[i].hash, 16, 'topic hash'), HEAD + i * ENTRY);
     out.set(checkBytes(state.topics[i].key, 32, 'topic key'), HEAD + i * ENTRY + 16);

@@ -17,7 +17,9 @@
  * sandbox or binary, raw noble is an ES5 bundle of the unmodified @noble/ciphers aes.js (lowered
  * like the image, no substitution) with bench-only polyfills for the ES2015 methods it calls;
  * an engine that cannot load it (noble builds ~640 KB of tables at load) reports raw as n/a.
- * The client runs with replayCache 0 so that one message can be unprotected repeatedly.
+ * The client runs with replayCache 0 so that one message can be unprotected repeatedly, and
+ * distinctStamps 0 so that protect is measured alone (the same payload at a fixed clock would
+ * otherwise be stamped ahead, then refused).
  */
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -70,7 +72,7 @@ const HARNESS = `
   var topic = "bench/topic", now = 1700000000;
   var c = E4.create({ vault: E4.nobleVault(), clock: { kind: "trusted", now: function () { return now; } } },
     { id: "00000000000000000000000000000000", key: "11111111111111111111111111111111" + "11111111111111111111111111111111",
-      topics: [{ topic: topic, key: "22222222222222222222222222222222" + "22222222222222222222222222222222" }] }, { replayCache: 0 });
+      topics: [{ topic: topic, key: "22222222222222222222222222222222" + "22222222222222222222222222222222" }] }, { replayCache: 0, distinctStamps: 0 });
   var key = E4.fromHex("22222222222222222222222222222222" + "22222222222222222222222222222222");
   var sk = new Uint8Array(64); sk.set(key, 0); sk.set(key, 32);
   var ad = new Uint8Array(8); ad[0] = 1;
@@ -138,7 +140,7 @@ async function benchHostNode(imageFile, budgetMs) {
   const c = E4.create(
     { vault: E4.nobleVault(), clock: { kind: 'trusted', now: () => 1700000000 } },
     { id: '00'.repeat(16), key: '11'.repeat(32), topics: [{ topic, key: keyHex }] },
-    { replayCache: 0 },
+    { replayCache: 0, distinctStamps: 0 },
   );
   const key = Buffer.from(keyHex, 'hex');
   const sk = new Uint8Array(64);

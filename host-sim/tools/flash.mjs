@@ -71,6 +71,10 @@ export function sha3_16(text) {
   return Buffer.from(sha3_256(new TextEncoder().encode(text)).subarray(0, 16)).toString('hex');
 }
 
+/** The replay window (client option replayCache, 16 bytes per message, twice when the device
+ * also publishes) each board gets when its configuration does not size it: what its RAM allows. */
+export const REPLAY_CACHE = { 'espruino-puckjs': 16, 'espruino-nrf52': 16, 'espruino-esp32': 128 };
+
 /**
  * Checks a device configuration for `board` and completes it as the device needs it: the id
  * from the name, every topic's hash computed here (boards without SHA-3 rely on it). Throws
@@ -112,10 +116,9 @@ export function deviceConfigFor(board, cfg, where = 'device config', { keys = tr
     }
     return e;
   });
-  if (cfg.options !== undefined) {
-    if (!cfg.options || typeof cfg.options !== 'object') bad('options must be an object');
-    out.options = cfg.options;
-  }
+  if (cfg.options !== undefined && (!cfg.options || typeof cfg.options !== 'object')) bad('options must be an object');
+  // The board's replay window unless the configuration sizes it (README.md, "Time and replay").
+  out.options = { replayCache: REPLAY_CACHE[board], ...(cfg.options || {}) };
   if (cfg.clock !== undefined) {
     if (!CLOCKS.includes(cfg.clock)) bad(`clock must be one of ${CLOCKS.join(', ')} on a board`);
     out.clock = cfg.clock;

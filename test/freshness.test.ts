@@ -1,0 +1,42 @@
+/**
+ * firmware/freshness.ts alone: the freshness floor is lastCommand - maxDelay, inclusive, and there
+ * is none before the first command.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkFreshness } from '../firmware/freshness';
+import { isE4Error, TIMESTAMP_TOO_OLD } from '../firmware/errors';
+
+function code(fn: () => void): number {
+  try {
+    fn();
+  } catch (e) {
+    if (isE4Error(e)) return e.code;
+    throw e;
+  }
+  return 0;
+}
+
+const T = 1_700_000_000;
+
+describe('freshness floor (firmware/freshness.ts)', () => {
+  it('accepts anything before the first command (lastCommand -1)', () => {
+    expect(code(() => checkFreshness(0, -1, 600))).toBe(0);
+  });
+
+  it('refuses a timestamp below lastCommand - maxDelay with TIMESTAMP_TOO_OLD; the floor itself is accepted', () => {
+    expect(code(() => checkFreshness(T - 601, T, 600))).toBe(TIMESTAMP_TOO_OLD);
+    expect(code(() => checkFreshness(T - 365 * 86400, T, 600))).toBe(TIMESTAMP_TOO_OLD);
+    expect(code(() => checkFreshness(T - 600, T, 600))).toBe(0);
+    expect(code(() => checkFreshness(T + 5000, T, 600))).toBe(0); // the future is not its business
+  });
+
+  it('follows maxDelay', () => {
+    expect(code(() => checkFreshness(T - 31, T, 30))).toBe(TIMESTAMP_TOO_OLD);
+    expect(code(() => checkFreshness(T, T, 0))).toBe(0);
+    expect(code(() => checkFreshness(T - 1, T, 0))).toBe(TIMESTAMP_TOO_OLD);
+  });
+
+  it('a command at time 0 still sets a floor', () => {
+    expect(code(() => checkFreshness(0, 0, 0))).toBe(0);
+  });
+});
