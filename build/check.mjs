@@ -79,23 +79,25 @@ function declaredNames(ast) {
  * declarations (not those of nested functions). */
 function ownScopeNames(fn) {
   const names = new Set(fn.params.filter((p) => p.type === 'Identifier').map((p) => p.name));
-  const visit = (node) => {
-    if (!node || typeof node.type !== 'string') return;
+  walkOwnScope(fn.body, (node) => {
     if (node.type === 'VariableDeclarator' && node.id.type === 'Identifier') names.add(node.id.name);
-    if (node.type === 'FunctionDeclaration') {
-      if (node.id) names.add(node.id.name);
-      return;
-    }
-    if (node.type === 'FunctionExpression') return;
-    for (const key of Object.keys(node)) {
-      if (key === 'loc') continue;
-      const v = node[key];
-      if (Array.isArray(v)) v.forEach(visit);
-      else if (v && typeof v.type === 'string') visit(v);
-    }
-  };
-  visit(fn.body);
+    if (node.type === 'FunctionDeclaration' && node.id) names.add(node.id.name);
+  });
   return names;
+}
+
+/** Visits the nodes of one function's own scope: nested functions are visited (a declaration
+ * names something in this scope) but not entered. */
+function walkOwnScope(node, visit) {
+  if (!node || typeof node.type !== 'string') return;
+  visit(node);
+  if (node.type === 'FunctionDeclaration' || node.type === 'FunctionExpression') return;
+  for (const key of Object.keys(node)) {
+    if (key === 'loc') continue;
+    const v = node[key];
+    if (Array.isArray(v)) v.forEach((c) => walkOwnScope(c, visit));
+    else if (v && typeof v.type === 'string') walkOwnScope(v, visit);
+  }
 }
 
 /** Properties that Error.prototype defines as accessors without a setter on strict engines
@@ -125,19 +127,11 @@ export function checkImage(code, { allow = [] } = {}) {
   walk(ast, (n) => (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') && functions.push(n));
   for (const fn of functions) {
     const names = ownScopeNames(fn);
-    const visit = (n) => {
-      if (!n || typeof n.type !== 'string' || n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') return;
+    walkOwnScope(fn.body, (n) => {
       if (n.type === 'CatchClause' && n.param && n.param.type === 'Identifier' && names.has(n.param.name)) {
         add(`catch parameter ${n.param.name} repeats a name of its function (a SyntaxError on strict engines)`, n.param);
       }
-      for (const key of Object.keys(n)) {
-        if (key === 'loc') continue;
-        const v = n[key];
-        if (Array.isArray(v)) v.forEach(visit);
-        else if (v && typeof v.type === 'string') visit(v);
-      }
-    };
-    visit(fn.body);
+    });
   }
   walk(ast, (node, parent) => {
     if (node.type === 'AssignmentExpression' && node.left.type === 'MemberExpression' && ERROR_ACCESSORS.includes(propName(node.left))) {
