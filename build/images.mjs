@@ -5,13 +5,14 @@
  * A board may hold boards/<board>/board.json with per-image settings:
  *   { "globalName": "E4",      // global the image defines (default "E4")
  *     "minify": true,          // also write <name>.min.js (default true)
- *     "allow": ["require"] }   // forbidden globals this image may reference (see build/check.mjs)
+ *     "allow": ["require"],    // forbidden globals this image may reference (see build/check.mjs)
+ *     "globalScope": false }   // the .min.js runs at global scope, unwrapped (build/unwrap.mjs)
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { root } from './es5.mjs';
 
-const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description'];
+const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description', 'globalScope'];
 
 export function listImages() {
   const images = [
@@ -55,6 +56,7 @@ export function listImages() {
       globalName: cfg.globalName || 'E4',
       minify: cfg.minify !== false,
       allow: cfg.allow || [],
+      globalScope: cfg.globalScope === true,
     });
   }
   return images;

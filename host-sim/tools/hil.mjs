@@ -16,7 +16,7 @@
  * explains how to attach a board and exits 2.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { ESPRUINO_BOARDS, flash, sha3_16 } from './flash.mjs';
@@ -148,6 +148,52 @@ function namesOf(cases) {
   return [...names].map((topic) => ({ topic, hash: sha3_16(topic) }));
 }
 
+/** The memory run (step 1): on-board script, the C2 commands it applies and their new keys. */
+export function memoryScript(dev) {
+  const now = Math.floor(Date.now() / 1000);
+  const cmdKeys = { t1: randomBytes(32).toString('hex'), t5: randomBytes(32).toString('hex'), id: randomBytes(32).toString('hex') };
+  const t5 = sha3_16('hil/t5');
+  const commands = [
+    ['SetTopicKey (new topic)', dev.key, [3, ...unhex(cmdKeys.t5), ...unhex(t5)]],
+    ['SetTopicKey (rotation)', dev.key, [3, ...unhex(cmdKeys.t1), ...unhex(dev.topics[0].hash)]],
+    ['RemoveTopic', dev.key, [0, ...unhex(t5)]],
+    ['SetIdKey', dev.key, [2, ...unhex(cmdKeys.id)]],
+    ['ResetTopics', cmdKeys.id, [1]],
+    ...dev.topics.map((t, i) => ['SetTopicKey (new topic)', cmdKeys.id, [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)]]),
+  ].map(([name, key, cmd], i) => ({ name, msg: hexOf(protect(key, now - 60 + i, Uint8Array.from(cmd))) }));
+  const memScript = `
+  ${HELPERS}var s,c,m,k,M={u1:0,u2:0,u3:0,h0:0,h1:0,call:0,p256:0,max:0,c:[${commands.map(() => 0).join(',')}],r:[${commands.map(() => 0).join(',')}],g:[],i:0};
+  s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));s=undefined;
+  c=E4.client();M.u1=process.memory().usage;
+  m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  c.unprotect("hil/t1",m);m=undefined;c=undefined;
+  M.u2=process.memory().usage;
+  M.h0=process.memory().usage;
+  function MS(){var u=process.memory().usage;if(u>M.max)M.max=u;}
+  function MW(o,k){var f=o[k];return function(a,b,c,d){MS();return f.call(o,a,b,c,d);};}
+  var MR=require,MX={crypto:{AES:{encrypt:MW(MR("crypto").AES,"encrypt")}},Storage:{},Flash:{}};
+  ["read","readArrayBuffer","readJSON","write","erase","compact"].forEach(function(k){MX.Storage[k]=MW(MR("Storage"),k);});
+  ["read","write","erasePage"].forEach(function(k){MX.Flash[k]=MW(MR("Flash"),k);});
+  global.require=function(n){return MX[n]||MR(n);};
+  var MC=E.CRC32;E.CRC32=function(a){MS();return MC(a);};
+  M.h1=process.memory().usage;
+  E4.stop();E4.start();
+  c=E4.client();M.max=0;MS();
+  m=c.protect("hil/t1",(function(){for(var p="",j=0;j<256;j++)p+=String.fromCharCode(32+j%90);return p;})());MS();
+  c.unprotect("hil/t1",m);MS();m=undefined;M.p256=M.max;
+  function MC1(i){M.max=0;MS();k=R(function(){return c.unprotect(c.controlTopic,m);});MS();if(k!=="E4_RESULT_OK_CONTROL")print("E4HIL cmd "+i+" "+k);else M.r[i]=1;M.c[i]=M.max;m=undefined;}
+  ${commands.map((x, i) => `m=H("${x.msg}");MC1(${i});`).join('\n')}
+  m=undefined;c=undefined;
+  for(k in global)if(k.substr(0,2)==="E4")M.g.push(k);
+  M.g.forEach(function(k){delete global[k];});M.g=k=undefined;
+  E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
+  M.u3=process.memory().usage;M.max=0;MX.Storage.read("e4-none");M.call=M.max-M.u3;var mm=process.memory();
+  print("E4HIL mem "+JSON.stringify({boot:M.u1-(M.u3-(M.h1-M.h0)),after:M.u2-(M.u3-(M.h1-M.h0)),peak256:M.p256-M.u3-M.call,commands:M.c.map(function(v){return v-M.u3-M.call;}),results:M.r,base:M.u3-(M.h1-M.h0),total:mm.total,blocksize:mm.blocksize}));
+  load();
+  `;
+  return { script: memScript, commands, cmdKeys };
+}
+
 /** Results of one run: counts pass/fail lines and keeps failures for the report. */
 class Tally {
   constructor(log) {
@@ -184,7 +230,7 @@ export async function hil(opts, log = (m) => console.log(m)) {
   let dev;
   if (!opts['no-flash']) {
     dev = hilDevice(opts.board);
-    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { mkdtempSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const file = join(mkdtempSync(join(tmpdir(), 'e4-hil-')), 'device.json');
     writeFileSync(file, JSON.stringify(dev));
@@ -195,6 +241,7 @@ export async function hil(opts, log = (m) => console.log(m)) {
       tally.check('flash', false, e.message);
       return { ...tally, ...result };
     }
+    mkdirSync(join(ROOT, 'host-sim', 'out'), { recursive: true });
     writeFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), JSON.stringify(dev), { flag: 'w' });
   } else {
     try {
@@ -206,27 +253,33 @@ export async function hil(opts, log = (m) => console.log(m)) {
 
   // --- 1. boot and memory --------------------------------------------------------------------
   // The tool's reset() runs the boot files again (the image starts from flash); the runtime's
-  // share is what is freed when it is dropped. The status object read first is the tool's, not
-  // the runtime's: it is dropped before the first reading.
-  const memScript = `
-var s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));s=undefined;
-var c=E4.client();var u1=process.memory().usage;
-var m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-c.unprotect("hil/t1",m);m=undefined;c=undefined;
-var u2=process.memory().usage;
-delete E4;E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
-var u3=process.memory().usage;var mm=process.memory();
-print("E4HIL mem "+JSON.stringify({boot:u1-u3,after:u2-u3,base:u3,total:mm.total,blocksize:mm.blocksize}));
-load();
-`;
+  // share is what is freed when it is dropped (E4 and, for images run at global scope, every
+  // global named E4…). The status object read first is the tool's, not the runtime's: it is
+  // dropped before the first reading. The peaks are sampled inside hooks that the runtime is
+  // restarted through (E4.stop(), E4.start(), so that the runtime picks up the hooked
+  // require("crypto"), require("Storage"), require("Flash") and E.CRC32): every native AES call,
+  // Storage and Flash call and CRC-32, plus before and after each operation. The hooks' own
+  // variables and those of one hooked call at rest are subtracted; each command travels on its
+  // own console line (only the one being run is in RAM). Sampling sees what is live at those points (the operation's buffers are, as the
+  // AES and store calls take them), not every transient between them. The C2 commands (each kind, timestamps a minute
+  // in the past) leave the state as it was, except a new client key and a rotated hil/t1 key.
+  const { script: memScript, commands, cmdKeys } = memoryScript(dev);
   const memRes = await run({ script: memScript });
   const bootLine = tagged(memRes.lines, 'E4HIL boot')[0];
   const boot = bootLine ? JSON.parse(bootLine) : null;
   tally.check('boot from flash, store opened, 4 topics', !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`, boot ? JSON.stringify(boot) : 'no boot report');
   const memLine = tagged(memRes.lines, 'E4HIL mem')[0];
   if (memLine) {
-    result.memory = JSON.parse(memLine);
-    log(`hil: memory: runtime ${result.memory.boot} vars after boot with 4 topics, ${result.memory.after} after a protect/unprotect (interpreter alone ${result.memory.base} of ${result.memory.total} vars, ${result.memory.blocksize} bytes each)`);
+    const mem = JSON.parse(memLine);
+    const peaks = {};
+    commands.forEach((cmd, i) => (peaks[cmd.name] = Math.max(peaks[cmd.name] || 0, mem.commands[i])));
+    result.memory = { boot: mem.boot, after: mem.after, peak256: mem.peak256, peakCommands: peaks, peak: Math.max(mem.peak256, ...mem.commands), base: mem.base, total: mem.total, blocksize: mem.blocksize };
+    log(`hil: memory: runtime ${mem.boot} vars after boot with 4 topics, ${mem.after} after a 64-byte protect/unprotect (interpreter alone ${mem.base} of ${mem.total} vars, ${mem.blocksize} bytes each)`);
+    log(`hil: memory: peak ${mem.peak256} vars during a 256-byte protect + unprotect; during C2 commands: ${Object.entries(peaks).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    tally.check('C2 commands of every kind applied (memory run)', mem.results.every((r) => r === 1), tagged(memRes.lines, 'E4HIL cmd').join(' | '));
+    dev.key = cmdKeys.id;
+    dev.topics[0].key = cmdKeys.t1;
+    writeFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), JSON.stringify(dev), { flag: 'w' });
   }
   tally.check('memory report', !!memLine);
 

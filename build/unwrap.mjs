@@ -1,0 +1,92 @@
+/**
+ * Unwrapped images (board.json `"globalScope": true`, docs/image.md): the minified image without
+ * its wrapping function, its module-level names turned into short globals.
+ *
+ * Why: on Espruino every function object keeps a reference to the scopes it was defined in. Inside
+ * the wrapping `var E4 = function (e) { … }({})` each module-level function costs one variable
+ * more, and each closure made by a factory (`create()`, `flashStore()`, …) gets a fresh list of two
+ * scopes (3–5 variables) instead of a single reference. At global scope neither exists (measured
+ * on the 2,630-variable Espruino: 272 variables less for the Puck.js runtime after boot).
+ *
+ * Names: the module-level names become `E4` followed by one or two characters (`E4a`, `E4Qe`):
+ * Espruino stores a name of up to 4 characters inside its variable, so they cost nothing more
+ * than the mangled local names did. The wrapping function's parameter (the exports object) is the
+ * global `E4` itself. A new name is never one that occurs anywhere in the image, so no inner scope
+ * can shadow it; the application must not define globals of the form `E4…` (README).
+ *
+ * The renaming uses terser's own scope analysis (the AST of the minification just done, whose
+ * symbol definitions know their scope), so a local that shadows a module-level name is untouched.
+ * The `"use strict"` directive of the wrapper is dropped: at global scope it would make a direct
+ * `eval` of the image (how Espruino boots it) keep its `var`s local in a conforming engine.
+ */
+import { minify } from 'terser';
+
+const CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$';
+
+/** Every symbol name the image uses (declared, referenced, global), as printed. */
+function namesIn(ast) {
+  const names = new Set();
+  ast.walk({
+    _visit(node, descend) {
+      if (node.TYPE && node.TYPE.startsWith('Symbol')) {
+        const def = node.thedef;
+        names.add(node.name);
+        if (def) names.add(def.mangled_name || def.name);
+      }
+      if (node.TYPE === 'Dot' && typeof node.property === 'string') names.add(node.property);
+      if (descend) descend.call(node);
+    },
+  });
+  return names;
+}
+
+/** `E4` + one or two characters, skipping every name in `taken`. */
+function* globalNames(taken) {
+  for (const a of CHARS) {
+    const n = 'E4' + a;
+    if (!taken.has(n)) yield n;
+  }
+  for (const a of CHARS) {
+    for (const b of CHARS) {
+      const n = 'E4' + a + b;
+      if (!taken.has(n)) yield n;
+    }
+  }
+}
+
+/**
+ * `code`: the readable image (`var G = function (exports) { … return exports; }({});` plus the
+ * CommonJS footer). Returns the minified, unwrapped image.
+ */
+export async function minifyUnwrapped(code, options) {
+  const out = await minify(code, { ...options, format: { ...options.format, ast: true, code: false } });
+  const ast = out.ast;
+  const [decl, ...footer] = ast.body;
+  const def = decl && decl.TYPE === 'Var' && decl.definitions.length === 1 ? decl.definitions[0] : null;
+  const call = def && def.value && def.value.TYPE === 'Call' ? def.value : null;
+  const fn = call && call.expression.TYPE === 'Function' ? call.expression : null;
+  if (!fn || fn.argnames.length !== 1 || call.args.length !== 1 || call.args[0].TYPE !== 'Object' || call.args[0].properties.length) {
+    throw new Error('unwrap: the image is not `var G = function (exports) { … }({})`');
+  }
+  const globalName = def.name.name;
+  const exportsDef = fn.argnames[0].thedef;
+  const body = fn.body.slice();
+  const last = body.pop();
+  if (!last || last.TYPE !== 'Return' || !last.value || last.value.TYPE !== 'SymbolRef' || last.value.thedef !== exportsDef) {
+    throw new Error('unwrap: the wrapping function does not end with `return exports`');
+  }
+  const taken = namesIn(ast);
+  taken.add(globalName);
+  const fresh = globalNames(taken);
+  exportsDef.mangled_name = globalName;
+  for (const [name, d] of fn.variables) {
+    if (name === 'arguments' || d === exportsDef) continue;
+    const n = fresh.next();
+    if (n.done) throw new Error('unwrap: out of global names');
+    d.mangled_name = n.value;
+  }
+  // The declaration itself becomes `var G = {}`, followed by the function's statements.
+  def.value = call.args[0];
+  ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive'), footer);
+  return ast.print_to_string(options.format);
+}
