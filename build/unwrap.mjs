@@ -19,6 +19,7 @@
  * The `"use strict"` directive of the wrapper is dropped: at global scope it would make a direct
  * `eval` of the image (how Espruino boots it) keep its `var`s local in a conforming engine.
  */
+import { tokenizer } from 'acorn';
 import { minify } from 'terser';
 
 const CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$';
@@ -34,6 +35,7 @@ function namesIn(ast) {
         if (def) names.add(def.mangled_name || def.name);
       }
       if (node.TYPE === 'Dot' && typeof node.property === 'string') names.add(node.property);
+      if (node.TYPE === 'ObjectKeyVal' && typeof node.key === 'string') names.add(node.key);
       if (descend) descend.call(node);
     },
   });
@@ -58,7 +60,7 @@ function* globalNames(taken) {
  * `code`: the readable image (`var G = function (exports) { … return exports; }({});` plus the
  * CommonJS footer). Returns the minified, unwrapped image.
  */
-export async function minifyUnwrapped(code, options) {
+export async function minifyUnwrapped(code, options, names = null) {
   const out = await minify(code, { ...options, format: { ...options.format, ast: true, code: false } });
   const ast = out.ast;
   const [decl, ...footer] = ast.body;
@@ -84,9 +86,65 @@ export async function minifyUnwrapped(code, options) {
     const n = fresh.next();
     if (n.done) throw new Error('unwrap: out of global names');
     d.mangled_name = n.value;
+    if (names) names[name] = n.value;
   }
+  const constants = inlineConstants(ast, fn, body);
   // The declaration itself becomes `var G = {}`, followed by the function's statements.
   def.value = call.args[0];
-  ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive'), footer);
-  return ast.print_to_string(options.format);
+  ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive' && !(stmt.TYPE === 'Var' && !stmt.definitions.length)), footer);
+  return replaceNames(ast.print_to_string(options.format), constants);
+}
+
+/** A literal that can stand for the name: number (also negative), string, boolean. */
+function literalOf(node) {
+  if (!node) return null;
+  if (node.TYPE === 'Number' || node.TYPE === 'String' || node.TYPE === 'True' || node.TYPE === 'False') return node.print_to_string();
+  if (node.TYPE === 'UnaryPrefix' && node.operator === '-' && node.expression.TYPE === 'Number') return '(' + node.print_to_string() + ')';
+  return null;
+}
+
+/**
+ * Module-level constants (`var X = <literal>` never assigned again) are written where they are
+ * used and their declarations dropped: on Espruino each such global is a variable for good
+ * (1–3 each), the literal in the code stays in flash. Returns { newName: literal }.
+ */
+function inlineConstants(ast, fn, body) {
+  const assigned = new Set();
+  ast.walk({
+    _visit(node, descend) {
+      if (node.TYPE === 'Assign' && node.left.TYPE === 'SymbolRef') assigned.add(node.left.thedef);
+      if ((node.TYPE === 'UnaryPrefix' || node.TYPE === 'UnaryPostfix') && (node.operator === '++' || node.operator === '--') && node.expression.TYPE === 'SymbolRef') assigned.add(node.expression.thedef);
+      if (descend) descend.call(node);
+    },
+  });
+  const constants = {};
+  for (const stmt of body) {
+    if (stmt.TYPE !== 'Var') continue;
+    stmt.definitions = stmt.definitions.filter((vd) => {
+      const d = vd.name.thedef;
+      const lit = literalOf(vd.value);
+      if (!lit || !d || d.scope !== fn || d.orig.length !== 1 || assigned.has(d)) return true;
+      constants[d.mangled_name] = lit;
+      return false;
+    });
+  }
+  return constants;
+}
+
+/** Every identifier token named in `map` (never a property: no property has such a name) is
+ * replaced by its literal; a number before a `.` gets parentheses. */
+function replaceNames(code, map) {
+  const tokens = [...tokenizer(code, { ecmaVersion: 5 })];
+  let out = '';
+  let at = 0;
+  tokens.forEach((t, i) => {
+    if (t.type.label !== 'name' || !Object.prototype.hasOwnProperty.call(map, t.value)) return;
+    if (i > 0 && tokens[i - 1].type.label === '.') throw new Error(`unwrap: ${t.value} used as a property`);
+    let lit = map[t.value];
+    const next = tokens[i + 1];
+    if (/^[0-9]/.test(lit) && next && next.type.label === '.') lit = '(' + lit + ')';
+    out += code.slice(at, t.start) + lit;
+    at = t.end;
+  });
+  return out + code.slice(at);
 }
