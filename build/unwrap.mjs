@@ -19,7 +19,7 @@
  * The `"use strict"` directive of the wrapper is dropped: at global scope it would make a direct
  * `eval` of the image (how Espruino boots it) keep its `var`s local in a conforming engine.
  */
-import { tokenizer } from 'acorn';
+import { parse, tokenizer } from 'acorn';
 import { minify } from 'terser';
 
 const CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$';
@@ -92,7 +92,52 @@ export async function minifyUnwrapped(code, options, names = null) {
   // The declaration itself becomes `var G = {}`, followed by the function's statements.
   def.value = call.args[0];
   ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive' && !(stmt.TYPE === 'Var' && !stmt.definitions.length)), footer);
-  return replaceNames(ast.print_to_string(options.format), constants);
+  return paramsFromArguments(replaceNames(ast.print_to_string(options.format), constants));
+}
+
+/** True when `node` (a function) names `arguments` or holds a function. */
+function namesArgumentsOrHoldsFunction(node) {
+  let found = false;
+  (function walk(n) {
+    if (found || !n || typeof n.type !== 'string') return;
+    if ((n.type === 'Identifier' && n.name === 'arguments') || n.type === 'FunctionExpression' || n.type === 'FunctionDeclaration') found = true;
+    for (const k in n) {
+      const v = n[k];
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v.type === 'string') walk(v);
+    }
+  })(node.body);
+  return found;
+}
+
+/**
+ * Global functions take their parameters from `arguments`: `function f(a,b){…}` becomes
+ * `function f(){var a=arguments[0],b=arguments[1];…}`. On Espruino every parameter name is a
+ * variable of the function object for good (one per parameter: 198 in the Puck.js image), while
+ * the locals exist only during a call. Only functions at global scope: Espruino looks `arguments`
+ * up through the scope chain, so a closure would find its enclosing function's. A function that
+ * names `arguments` itself is left as it is, and so is one that holds a function: a closure keeps
+ * its scope alive, `arguments` included (measured: that costs more than the parameters saved).
+ * Puck.js on espruino32-2630: 1,385 -> 1,221 variables after boot; protect/unprotect of 64 bytes
+ * as fast as before within the noise of the shared host (best of 3: 24.0/15.5 vs 24.7/16.1 ms).
+ */
+export function paramsFromArguments(code) {
+  const ast = parse(code, { ecmaVersion: 5 });
+  const fns = [];
+  for (const stmt of ast.body) {
+    if (stmt.type === 'FunctionDeclaration') fns.push(stmt);
+    if (stmt.type === 'VariableDeclaration') for (const d of stmt.declarations) if (d.init && d.init.type === 'FunctionExpression') fns.push(d.init);
+  }
+  const edits = [];
+  for (const fn of fns) {
+    if (!fn.params.length || namesArgumentsOrHoldsFunction(fn)) continue;
+    edits.push({ start: fn.params[0].start, end: fn.params[fn.params.length - 1].end, text: '' });
+    edits.push({ start: fn.body.start + 1, end: fn.body.start + 1, text: 'var ' + fn.params.map((p, i) => `${p.name}=arguments[${i}]`).join(',') + ';' });
+  }
+  edits.sort((a, b) => b.start - a.start);
+  let out = code;
+  for (const e of edits) out = out.slice(0, e.start) + e.text + out.slice(e.end);
+  return out;
 }
 
 /** A literal that can stand for the name: number (also negative), string, boolean. */
