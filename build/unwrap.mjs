@@ -95,42 +95,57 @@ export async function minifyUnwrapped(code, options, names = null) {
   return paramsFromArguments(replaceNames(ast.print_to_string(options.format), constants));
 }
 
-/** True when `node` (a function) names `arguments` or holds a function. */
-function namesArgumentsOrHoldsFunction(node) {
-  let found = false;
-  (function walk(n) {
-    if (found || !n || typeof n.type !== 'string') return;
-    if ((n.type === 'Identifier' && n.name === 'arguments') || n.type === 'FunctionExpression' || n.type === 'FunctionDeclaration') found = true;
+const isFunction = (n) => n && (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression');
+
+/** What a function's own body (not the functions inside it) holds: a use of `arguments`, a function. */
+function bodyHolds(fn) {
+  const found = { args: false, fn: false };
+  (function walk(n, top) {
+    if (!n || typeof n.type !== 'string') return;
+    if (!top && isFunction(n)) {
+      found.fn = true;
+      return;
+    }
+    if (n.type === 'Identifier' && n.name === 'arguments') found.args = true;
     for (const k in n) {
       const v = n[k];
-      if (Array.isArray(v)) v.forEach(walk);
-      else if (v && typeof v.type === 'string') walk(v);
+      if (Array.isArray(v)) v.forEach((c) => walk(c, false));
+      else if (v && typeof v.type === 'string') walk(v, false);
     }
-  })(node.body);
+  })(fn.body, true);
   return found;
 }
 
 /**
- * Global functions take their parameters from `arguments`: `function f(a,b){…}` becomes
+ * Functions take their parameters from `arguments`: `function f(a,b){…}` becomes
  * `function f(){var a=arguments[0],b=arguments[1];…}`. On Espruino every parameter name is a
- * variable of the function object for good (one per parameter: 198 in the Puck.js image), while
- * the locals exist only during a call. Only functions at global scope: Espruino looks `arguments`
- * up through the scope chain, so a closure would find its enclosing function's. A function that
- * names `arguments` itself is left as it is, and so is one that holds a function: a closure keeps
- * its scope alive, `arguments` included (measured: that costs more than the parameters saved).
- * Puck.js on espruino32-2630: 1,385 -> 1,221 variables after boot; protect/unprotect of 64 bytes
- * as fast as before within the noise of the shared host (best of 3: 24.0/15.5 vs 24.7/16.1 ms).
+ * variable of the function object for good (one per parameter), while the locals exist only
+ * during a call. Espruino looks `arguments` up through the scope chain (a closure finds its
+ * enclosing function's when that one has it), so only functions that hold no function, that don't
+ * name `arguments` themselves and whose enclosing functions don't either are rewritten. A
+ * function that holds a closure keeps its parameters: the closure would keep its scope alive,
+ * `arguments` included (measured: that costs more than the parameters saved).
+ * Puck.js on espruino32-2630: 1,385 -> 1,221 variables after boot (global functions); protect /
+ * unprotect of 64 bytes as fast as before within the noise of the shared host.
  */
 export function paramsFromArguments(code) {
   const ast = parse(code, { ecmaVersion: 5 });
   const fns = [];
-  for (const stmt of ast.body) {
-    if (stmt.type === 'FunctionDeclaration') fns.push(stmt);
-    if (stmt.type === 'VariableDeclaration') for (const d of stmt.declarations) if (d.init && d.init.type === 'FunctionExpression') fns.push(d.init);
-  }
+  (function walk(n, outerArgs) {
+    if (!n || typeof n.type !== 'string') return;
+    if (isFunction(n)) {
+      const holds = bodyHolds(n);
+      if (!holds.fn && !holds.args && !outerArgs && n.params.length) fns.push(n);
+      outerArgs = outerArgs || holds.args;
+    }
+    for (const k in n) {
+      const v = n[k];
+      if (Array.isArray(v)) v.forEach((c) => walk(c, outerArgs));
+      else if (v && typeof v.type === 'string') walk(v, outerArgs);
+    }
+  })(ast, false);
   const edits = [];
   for (const fn of fns) {
-    if (!fn.params.length || namesArgumentsOrHoldsFunction(fn)) continue;
     edits.push({ start: fn.params[0].start, end: fn.params[fn.params.length - 1].end, text: '' });
     edits.push({ start: fn.body.start + 1, end: fn.body.start + 1, text: 'var ' + fn.params.map((p, i) => `${p.name}=arguments[${i}]`).join(',') + ';' });
   }

@@ -161,36 +161,42 @@ export function memoryScript(dev) {
     ['ResetTopics', cmdKeys.id, [1]],
     ...dev.topics.map((t, i) => ['SetTopicKey (new topic)', cmdKeys.id, [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)]]),
   ].map(([name, key, cmd], i) => ({ name, msg: hexOf(protect(key, now - 60 + i, Uint8Array.from(cmd))) }));
-  const memScript = `
-  ${HELPERS}var s,c,m,k,M={u1:0,u2:0,u3:0,h0:0,h1:0,call:0,p256:0,max:0,c:[${commands.map(() => 0).join(',')}],r:[${commands.map(() => 0).join(',')}],g:[],i:0};
-  s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));s=undefined;
-  c=E4.client();M.u1=process.memory().usage;
-  m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-  c.unprotect("hil/t1",m);m=undefined;c=undefined;
-  M.u2=process.memory().usage;
-  M.h0=process.memory().usage;
-  function MS(){var u=process.memory().usage;if(u>M.max)M.max=u;}
-  function MW(o,k){var f=o[k];return function(a,b,c,d){MS();return f.call(o,a,b,c,d);};}
-  var MR=require,MX={crypto:{AES:{encrypt:MW(MR("crypto").AES,"encrypt")}},Storage:{},Flash:{}};
-  ["read","readArrayBuffer","readJSON","write","erase","compact"].forEach(function(k){MX.Storage[k]=MW(MR("Storage"),k);});
-  ["read","write","erasePage"].forEach(function(k){MX.Flash[k]=MW(MR("Flash"),k);});
-  global.require=function(n){return MX[n]||MR(n);};
-  var MC=E.CRC32;E.CRC32=function(a){MS();return MC(a);};
-  M.h1=process.memory().usage;
-  E4.stop();E4.start();
-  c=E4.client();M.max=0;MS();
-  m=c.protect("hil/t1",(function(){for(var p="",j=0;j<256;j++)p+=String.fromCharCode(32+j%90);return p;})());MS();
-  c.unprotect("hil/t1",m);MS();m=undefined;M.p256=M.max;
-  function MC1(i){M.max=0;MS();k=R(function(){return c.unprotect(c.controlTopic,m);});MS();if(k!=="E4_RESULT_OK_CONTROL")print("E4HIL cmd "+i+" "+k);else M.r[i]=1;M.c[i]=M.max;m=undefined;}
-  ${commands.map((x, i) => `m=H("${x.msg}");MC1(${i});`).join('\n')}
-  m=undefined;c=undefined;
-  for(k in global)if(k.substr(0,2)==="E4")M.g.push(k);
-  M.g.forEach(function(k){delete global[k];});M.g=k=undefined;
-  E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
-  M.u3=process.memory().usage;M.max=0;MX.Storage.read("e4-none");M.call=M.max-M.u3;var mm=process.memory();
-  print("E4HIL mem "+JSON.stringify({boot:M.u1-(M.u3-(M.h1-M.h0)),after:M.u2-(M.u3-(M.h1-M.h0)),peak256:M.p256-M.u3-M.call,commands:M.c.map(function(v){return v-M.u3-M.call;}),results:M.r,base:M.u3-(M.h1-M.h0),total:mm.total,blocksize:mm.blocksize}));
-  load();
-  `;
+  // One function run from a timer (the console tool may hang up before a long script's last
+  // lines reach the board), written to Storage and evaluated from there, as an image is: its
+  // code stays in flash (npm run size runs the same script the same way).
+  const memScript = `${HELPERS}var HM="",s,c,m,k,M={u1:0,u2:0,u3:0,h0:0,h1:0,call:0,p256:0,max:0,c:[${commands.map(() => 0).join(',')}],r:[${commands.map(() => 0).join(',')}],g:[],e:[],i:0,st:null};
+function MZ(){
+function MS(){var u=process.memory().usage;if(u>M.max)M.max=u;}
+function MW(o,k){var f=o[k];return function(a,b,c,d){MS();return f.call(o,a,b,c,d);};}
+function MC1(i){M.max=0;MS();k=R(function(){return c.unprotect(c.controlTopic,m);});MS();if(k!=="E4_RESULT_OK_CONTROL")M.e.push(i+" "+k);else M.r[i]=1;M.c[i]=M.max;m=undefined;}
+s=E4.status();M.st={ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics};s=undefined;
+c=E4.client();M.u1=process.memory().usage;
+m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+c.unprotect("hil/t1",m);m=undefined;c=undefined;
+M.u2=process.memory().usage;
+M.h0=process.memory().usage;
+var MR=require,MX={crypto:{AES:{encrypt:MW(MR("crypto").AES,"encrypt")}},Storage:{},Flash:{}};
+["read","readArrayBuffer","readJSON","write","erase","compact"].forEach(function(k){MX.Storage[k]=MW(MR("Storage"),k);});
+["read","write","erasePage"].forEach(function(k){MX.Flash[k]=MW(MR("Flash"),k);});
+global.require=function(n){return MX[n]||MR(n);};
+var MC=E.CRC32;E.CRC32=function(a){MS();return MC(a);};
+M.h1=process.memory().usage;
+E4.stop();E4.start();
+c=E4.client();M.max=0;MS();
+m=c.protect("hil/t1",(function(){for(var p="",j=0;j<256;j++)p+=String.fromCharCode(32+j%90);return p;})());MS();
+c.unprotect("hil/t1",m);MS();m=undefined;M.p256=M.max;
+${commands.map((x, i) => `m=H("${x.msg}");MC1(${i});`).join('\n')}
+m=undefined;c=undefined;
+for(k in global)if(k.substr(0,2)==="E4")M.g.push(k);
+M.g.forEach(function(k){delete global[k];});M.g=k=undefined;
+E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
+M.u3=process.memory().usage;M.max=0;MX.Storage.read("e4-none");M.call=M.max-M.u3;var mm=process.memory();
+HM=JSON.stringify({status:M.st,boot:M.u1-(M.u3-(M.h1-M.h0)),after:M.u2-(M.u3-(M.h1-M.h0)),peak256:M.p256-M.u3-M.call,commands:M.c.map(function(v){return v-M.u3-M.call;}),results:M.r,errors:M.e,base:M.u3-(M.h1-M.h0),total:mm.total,blocksize:mm.blocksize});
+print("E4HIL mem "+HM);
+MR("Storage").erase("e4hil.js");
+}
+setTimeout(MZ,10);
+`;
   return { script: memScript, commands, cmdKeys };
 }
 
@@ -264,19 +270,25 @@ export async function hil(opts, log = (m) => console.log(m)) {
   // AES and store calls take them), not every transient between them. The C2 commands (each kind, timestamps a minute
   // in the past) leave the state as it was, except a new client key and a rotated hil/t1 key.
   const { script: memScript, commands, cmdKeys } = memoryScript(dev);
-  const memRes = await run({ script: memScript });
-  const bootLine = tagged(memRes.lines, 'E4HIL boot')[0];
-  const boot = bootLine ? JSON.parse(bootLine) : null;
+  const memRes = await run({ script: `require("Storage").write("e4hil.js",${JSON.stringify(memScript)});eval(require("Storage").read("e4hil.js"));\n` });
+  let memLine = tagged(memRes.lines, 'E4HIL mem').find((l) => l.startsWith('{'));
+  const memUntil = Date.now() + timeoutMs;
+  while (!memLine && Date.now() < memUntil) {
+    const q = await run({ script: 'print("E4HIL mem "+HM);\n', reset: false });
+    memLine = tagged(q.lines, 'E4HIL mem').find((l) => l.startsWith('{'));
+    if (!memLine && q.code === -1) break;
+    if (!memLine) await new Promise((r) => setTimeout(r, 2000));
+  }
+  const mem = memLine ? JSON.parse(memLine) : null;
+  const boot = mem && mem.status;
   tally.check('boot from flash, store opened, 4 topics', !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`, boot ? JSON.stringify(boot) : 'no boot report');
-  const memLine = tagged(memRes.lines, 'E4HIL mem')[0];
-  if (memLine) {
-    const mem = JSON.parse(memLine);
+  if (mem) {
     const peaks = {};
     commands.forEach((cmd, i) => (peaks[cmd.name] = Math.max(peaks[cmd.name] || 0, mem.commands[i])));
     result.memory = { boot: mem.boot, after: mem.after, peak256: mem.peak256, peakCommands: peaks, peak: Math.max(mem.peak256, ...mem.commands), base: mem.base, total: mem.total, blocksize: mem.blocksize };
     log(`hil: memory: runtime ${mem.boot} vars after boot with 4 topics, ${mem.after} after a 64-byte protect/unprotect (interpreter alone ${mem.base} of ${mem.total} vars, ${mem.blocksize} bytes each)`);
     log(`hil: memory: peak ${mem.peak256} vars during a 256-byte protect + unprotect; during C2 commands: ${Object.entries(peaks).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    tally.check('C2 commands of every kind applied (memory run)', mem.results.every((r) => r === 1), tagged(memRes.lines, 'E4HIL cmd').join(' | '));
+    tally.check('C2 commands of every kind applied (memory run)', mem.results.every((r) => r === 1), mem.errors.join(' | '));
     dev.key = cmdKeys.id;
     dev.topics[0].key = cmdKeys.t1;
     writeFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), JSON.stringify(dev), { flag: 'w' });

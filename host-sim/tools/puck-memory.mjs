@@ -42,15 +42,17 @@ export async function puckMemory({ engine, imageFile, board = 'espruino-puckjs',
     // First boot: provisioning moves the keys into the store (as after `npm run flash`).
     steps.push(`eval(${S}.read("e4.js"));E4.start();clearInterval();clearTimeout();`);
     // The measuring script runs from flash too, as console lines would not stay in RAM.
-    steps.push(`${S}.write("hs.js",${JSON.stringify(memoryScript(dev).script.replace(/load\(\);\s*$/, ''))});`);
+    steps.push(`${S}.write("hs.js",${JSON.stringify(memoryScript(dev).script)});`);
     let out = '';
     for (const code of steps) out += (await runFile(engine, dir, code, timeoutMs)).stdout;
-    const r = await runFile(engine, dir, `eval(${S}.read("e4.js"));E4.start();eval(${S}.read("hs.js"));clearInterval();clearTimeout();`, timeoutMs);
+    // The script measures from a timer and clears every timer when done (then the engine exits).
+    const r = await runFile(engine, dir, `eval(${S}.read("e4.js"));E4.start();eval(${S}.read("hs.js"));`, timeoutMs);
     out += r.stdout;
     const line = out.split(/\r?\n/).find((l) => l.startsWith('E4HIL mem '));
     if (!line) throw new Error('no memory report: ' + out.split(/\r?\n/).filter((l) => /rror|MEMORY|E4HIL/.test(l)).slice(-4).join(' | '));
     const mem = JSON.parse(line.slice('E4HIL mem '.length));
-    if (!mem.results.every((x) => x === 1)) throw new Error('a C2 command failed in the memory run: ' + out.split(/\r?\n/).filter((l) => l.startsWith('E4HIL cmd')).join(' | '));
+    if (!mem.status || !mem.status.ok || mem.status.topics !== 4) throw new Error('the image did not boot with 4 topics: ' + JSON.stringify(mem.status));
+    if (!mem.results.every((x) => x === 1)) throw new Error('a C2 command failed in the memory run: ' + mem.errors.join(' | '));
     const names = memoryScript(dev).commands.map((c) => c.name);
     const peakCommands = {};
     names.forEach((n, i) => (peakCommands[n] = Math.max(peakCommands[n] || 0, mem.commands[i])));
