@@ -18,6 +18,11 @@
  * symbol definitions know their scope), so a local that shadows a module-level name is untouched.
  * The `"use strict"` directive of the wrapper is dropped: at global scope it would make a direct
  * `eval` of the image (how Espruino boots it) keep its `var`s local in a conforming engine.
+ *
+ * Two more rewrites follow, for the same reason (variables an Espruino function object or global
+ * keeps for good): constants written where they are used (inlineConstants) and parameters taken
+ * from `arguments` (paramsFromArguments). Puck.js runtime after boot: 1,718 -> 1,442 (unwrapped)
+ * -> 1,385 (constants) -> 1,155 variables (parameters).
  */
 import { parse, tokenizer } from 'acorn';
 import { minify } from 'terser';
@@ -60,7 +65,7 @@ function* globalNames(taken) {
  * `code`: the readable image (`var G = function (exports) { … return exports; }({});` plus the
  * CommonJS footer). Returns the minified, unwrapped image.
  */
-export async function minifyUnwrapped(code, options, names = null) {
+export async function minifyUnwrapped(code, options) {
   const out = await minify(code, { ...options, format: { ...options.format, ast: true, code: false } });
   const ast = out.ast;
   const [decl, ...footer] = ast.body;
@@ -86,7 +91,6 @@ export async function minifyUnwrapped(code, options, names = null) {
     const n = fresh.next();
     if (n.done) throw new Error('unwrap: out of global names');
     d.mangled_name = n.value;
-    if (names) names[name] = n.value;
   }
   const constants = inlineConstants(ast, fn, body);
   // The declaration itself becomes `var G = {}`, followed by the function's statements.

@@ -5,7 +5,9 @@
  * Hardware in the loop: flashes the board image with a fresh test identity (random keys, four
  * topics, no transport), then over the board's console:
  *  1. boot: the image started from flash and opened its store; runtime memory (process.memory()
- *     with and without the runtime);
+ *     with and without the runtime) after boot and after a 64-byte protect/unprotect, and its
+ *     peaks during a 256-byte protect + unprotect and during each kind of C2 command (sampled in
+ *     hooks on AES, Storage, Flash and CRC-32: memoryScript below; npm run size runs the same);
  *  2. a subset of the conformance vectors (test/vectors/e4-sk-vectors.json), run on the
  *     board in small batches (aes_siv, protect, unprotect, commands) against the board's vault;
  *  3. store survives reset: a C2 command (SetTopicKey) applied, the board reloaded (load()),
