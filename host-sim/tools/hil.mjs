@@ -350,12 +350,12 @@ export async function hil(opts, log = (m) => console.log(m)) {
   // console quiet longer than the espruino tool waits before it exits.
   await run({
     // Distinct messages: the client rejects an exact duplicate (MESSAGE_REPLAYED).
-    script: `var E4T="";setTimeout(function(){var c=E4.client();var N=10,p="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",m=[];var t0=getTime();for(var i=0;i<N;i++)m.push(c.protect("hil/t3",p+i));var t1=getTime();for(i=0;i<N;i++)c.unprotect("hil/t3",m[i],1);var t2=getTime();E4T=JSON.stringify({protect:(t1-t0)*1000/N,unprotect:(t2-t1)*1000/N});},100);\n`,
+    script: `var HT="";setTimeout(function(){var c=E4.client();var N=10,p="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",m=[];var t0=getTime();for(var i=0;i<N;i++)m.push(c.protect("hil/t3",p+i));var t1=getTime();for(i=0;i<N;i++)c.unprotect("hil/t3",m[i],1);var t2=getTime();HT=JSON.stringify({protect:(t1-t0)*1000/N,unprotect:(t2-t1)*1000/N});},100);\n`,
   });
   let timing;
   const until = Date.now() + timeoutMs;
   while (!timing && Date.now() < until) {
-    const q = await run({ script: 'print("E4HIL timing "+E4T);\n', reset: false });
+    const q = await run({ script: 'print("E4HIL timing "+HT);\n', reset: false });
     timing = tagged(q.lines, 'E4HIL timing').find((t) => t.startsWith('{'));
     if (!timing && q.code === -1) break;
     if (!timing) await new Promise((r) => setTimeout(r, 2000));
