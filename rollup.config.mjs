@@ -11,7 +11,8 @@ import { basename, join } from 'node:path';
 import { resolveSources, lowerToES5 } from './build/es5.mjs';
 import { pinnedRewrites } from './build/deps.mjs';
 import { assertImage } from './build/check.mjs';
-import { minifyImage } from './build/minify.mjs';
+import { minifyImage, TERSER_OPTIONS } from './build/minify.mjs';
+import { minifyUnwrapped } from './build/unwrap.mjs';
 import { listImages, minFile } from './build/images.mjs';
 import { writeSizeReport } from './host-sim/tools/size.mjs';
 import { jerrySnapshots } from './build/jerry-snapshot.mjs';
@@ -48,7 +49,7 @@ function finishImage(image) {
       try {
         assertImage(chunk.code, chunk.fileName, check);
         if (image.minify) {
-          const min = await minifyImage(chunk.code);
+          const min = image.globalScope ? await minifyUnwrapped(chunk.code, TERSER_OPTIONS) : await minifyImage(chunk.code);
           assertImage(min, minFile(chunk.fileName), check);
           this.emitFile({ type: 'asset', fileName: minFile(chunk.fileName), source: min });
         }

@@ -6,6 +6,7 @@
  *   { "globalName": "E4",      // global the image defines (default "E4")
  *     "minify": true,          // also write <name>.min.js (default true)
  *     "allow": ["require"],    // forbidden globals this image may reference (see build/check.mjs)
+ *     "globalScope": false,    // the .min.js runs at global scope, unwrapped (build/unwrap.mjs)
  *     "snapshot": true }       // JerryScript: a minified image a static snapshot can hold, and
  *                              // the snapshots when the generator is found (build/jerry-snapshot.mjs)
  */
@@ -13,7 +14,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { root } from './es5.mjs';
 
-const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description', 'snapshot'];
+const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description', 'snapshot', 'globalScope'];
 
 export function listImages() {
   const images = [
@@ -58,6 +59,7 @@ export function listImages() {
       minify: cfg.minify !== false,
       allow: cfg.allow || [],
       snapshot: cfg.snapshot === true,
+      globalScope: cfg.globalScope === true,
     });
   }
   return images;

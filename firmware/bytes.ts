@@ -61,25 +61,45 @@ export function fromHex(s: string): Uint8Array {
   return out;
 }
 
-/** UTF-8 encoding of a JavaScript (UTF-16) string; a lone surrogate becomes U+FFFD, as in the WHATWG encoder. */
-export function utf8(s: string): Uint8Array {
-  var bytes: number[] = [];
-  for (var i = 0; i < s.length; i++) {
-    var c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      var d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-        i++;
-      }
-    }
-    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-    if (c < 0x80) bytes.push(c);
-    else if (c < 0x800) bytes.push(0xc0 | (c >> 6), 0x80 | (c & 63));
-    else if (c < 0x10000) bytes.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
-    else bytes.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+/** The code point at `s[i]` (a surrogate pair read as one; a lone surrogate as U+FFFD, as in the
+ * WHATWG encoder), times 2, plus 1 when it took two code units. */
+function codePointAt2(s: string, i: number): number {
+  var c = s.charCodeAt(i);
+  if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+    var d = s.charCodeAt(i + 1);
+    if (d >= 0xdc00 && d <= 0xdfff) return (0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00)) * 2 + 1;
   }
-  return new Uint8Array(bytes);
+  return (c >= 0xd800 && c <= 0xdfff ? 0xfffd : c) * 2;
+}
+
+/**
+ * UTF-8 encoding of a JavaScript (UTF-16) string; a lone surrogate becomes U+FFFD, as in the
+ * WHATWG encoder. Two passes (length, then bytes) straight into the result: on Espruino a plain
+ * array of the bytes would cost a variable per byte (≈ 260 for a 256-character payload).
+ */
+export function utf8(s: string): Uint8Array {
+  var out: Uint8Array | null = null;
+  var n = 0;
+  // Two passes: the first counts the bytes, the second writes them into the typed array (a
+  // plain array would cost a variable per byte on Espruino).
+  for (var pass = 0; pass < 2; pass++) {
+    n = 0;
+    for (var i = 0; i < s.length; i++) {
+      var c = codePointAt2(s, i);
+      i += c & 1;
+      c >>= 1;
+      var len = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+      if (out) {
+        // RFC 3629, section 3: the lead byte carries the length (110x, 1110, 11110) and the
+        // highest bits; each continuation byte (10xxxxxx) six more.
+        out[n] = len === 1 ? c : ((0xf00 >> len) & 0xff) | (c >> (6 * (len - 1)));
+        for (var k = 1; k < len; k++) out[n + k] = 0x80 | ((c >> (6 * (len - 1 - k))) & 63);
+      }
+      n += len;
+    }
+    if (!out) out = new Uint8Array(n);
+  }
+  return out as Uint8Array;
 }
 
 /** Bytes or a string (encoded as UTF-8). */

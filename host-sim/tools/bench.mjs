@@ -20,19 +20,29 @@
  * The client runs with replayCache 0 so that one message can be unprotected repeatedly, and
  * distinctStamps 0 so that protect is measured alone (the same payload at a fixed clock would
  * otherwise be stamped ahead, then refused).
+ *
+ * Then the speed figures of the footprint table (host-sim/tools/figures.mjs) beside the previous
+ * release's (budgets/baseline.json), the budgets and goals (budgets/budget.json): the portable
+ * vault on `duk` at 1 KB vs raw noble (from this run's duk rows), and the native vault vs the
+ * reference image on `espruino-o2` (the --native rows, run when espruino-o2 is found). `--check`:
+ * exit 1 when a figure is above its budget (with CI set, also when one was not measured).
  */
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rollup } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
-import { availableEngines, describeEngine, openEngine } from './engines.mjs';
+import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.mjs';
+import { figureTable } from './figures.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const SIZES = [16, 64, 256, 1024];
 /** Measurements are interleaved in rounds and the best of each kept. */
 const ROUNDS = 3;
+/** Rounds under --check: the median of per-round ratios over more rounds is steadier. */
+const CHECK_ROUNDS = 7;
 const TAG = '@@E4B ';
 const END = '@@E4BEND';
 
@@ -85,14 +95,18 @@ const HARNESS = `
     if (typeof RAW !== "undefined") {
       try { sealed = RAW.aessiv(sk, ad).encrypt(pt); } catch (e) { r.rawError = String(e && e.message ? e.message : e); }
     }
-    // Interleaved rounds, best of each: other load on the machine hits every measure alike.
+    // Interleaved rounds, best of each: other load on the machine hits every measure alike. Each
+    // round's own ratios are kept too: a ratio of two rates measured back to back (the median
+    // over rounds is what the footprint table uses, steadier on a busy machine than best/best).
+    r.ratios = [];
     for (var round = 0; round < ROUNDS; round++) {
-      best(r, "protect", rate(function () { c.protect(topic, pt); }));
-      best(r, "unprotect", rate(function () { c.unprotect(topic, msg); }));
-      if (sealed) {
-        best(r, "rawSeal", rate(function () { RAW.aessiv(sk, ad).encrypt(pt); }));
-        best(r, "rawOpen", rate(function () { RAW.aessiv(sk, ad).decrypt(sealed); }));
-      }
+      var q = {};
+      q.protect = rate(function () { c.protect(topic, pt); });
+      if (sealed) q.rawSeal = rate(function () { RAW.aessiv(sk, ad).encrypt(pt); });
+      q.unprotect = rate(function () { c.unprotect(topic, msg); });
+      if (sealed) q.rawOpen = rate(function () { RAW.aessiv(sk, ad).decrypt(sealed); });
+      for (var key in q) best(r, key, q[key]);
+      if (sealed) r.ratios.push([q.rawSeal / q.protect, q.rawOpen / q.unprotect]);
     }
     out("${TAG.trim()} " + JSON.stringify(r));
   }
@@ -338,13 +352,15 @@ export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, siz
   return results;
 }
 
+/** The median of a list of numbers (ratios of rounds). */
+function median(xs) {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
 /** Time per operation of the current image over that of the reference (below 1: faster): the
  * median of the rounds' ratios (each from two adjacent runs). */
-const median = (xs) => {
-  if (!xs || !xs.length) return 'n/a';
-  const v = [...xs].sort((a, b) => a - b);
-  return (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2).toFixed(2);
-};
+const medianText = (xs) => (!xs || !xs.length ? 'n/a' : median(xs).toFixed(2));
 const us = (opsPerSecond) => (opsPerSecond === undefined ? 'n/a' : (1e6 / opsPerSecond).toFixed(0));
 
 export function formatNativeTable(results) {
@@ -358,7 +374,7 @@ export function formatNativeTable(results) {
       for (const op of NATIVE_OPS) {
         const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
         if (x[op] === undefined && x[refKey] === undefined) continue;
-        rows.push([`${r.engine} (${r.image})`, String(x.size), op, us(x[refKey]), us(x[op]), median(x[op + 'Ratios'])]);
+        rows.push([`${r.engine} (${r.image})`, String(x.size), op, us(x[refKey]), us(x[op]), medianText(x[op + 'Ratios'])]);
       }
     }
   }
@@ -368,19 +384,70 @@ export function formatNativeTable(results) {
   return [...rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(w[c]) : v.padStart(w[c]))).join('  ')), ...notes].join('\n');
 }
 
+export const USAGE = `usage: npm run bench -- [--engine node|sandbox|duk|jerry|espruino|PATH]... [--image FILE]
+                      [--budget-ms N] [--json FILE] [--no-build] [--check] [--native]
+
+Protect and unprotect of 16, 64, 256 and 1024 bytes through the image beside raw noble aessiv,
+in every engine given (default: node, the sandbox and every engine found in $E4_ENGINES, $PATH),
+then the speed figures of the footprint table beside the previous release's figures
+(budgets/baseline.json) and the budgets (budgets/budget.json).
+
+  --native     only the native vault beside its reference image (commit b0e1690) on the
+               engines given (default espruino-o2 and espruino32-2630)
+  --no-build   use the images in dist/ as they are (default: \`npm run build\` first)
+  --check   exit 1 when a figure is above its budget (with CI set: also when one could not be
+            measured, e.g. duk absent or not among --engine); 7 rounds instead of 3
+  --help    this text (nothing is run)`;
+
+/** The speed figures of the footprint table from this run's results. */
+export function speedFigures(results, native = null) {
+  const out = {};
+  const duk = results.find((r) => r.engine === 'duk' && r.rows);
+  const kb = duk && duk.rows.find((x) => x.size === 1024);
+  // The median of the per-round ratios when the engine reported them, else best over best.
+  const ratioOf = (k, raw, rt) => (kb.ratios && kb.ratios.length ? median(kb.ratios.map((x) => x[k])) : kb[raw] / kb[rt]);
+  if (kb && kb.rawSeal && kb.protect) out['duk.protect1kRatio'] = ratioOf(0, 'rawSeal', 'protect');
+  else out['duk.protect1kRatio'] = { missing: duk ? 'no raw noble figure on duk' : 'duk not run (absent, or not among --engine)' };
+  if (kb && kb.rawOpen && kb.unprotect) out['duk.unprotect1kRatio'] = ratioOf(1, 'rawOpen', 'unprotect');
+  else out['duk.unprotect1kRatio'] = { missing: out['duk.protect1kRatio'].missing || 'no raw noble figure on duk' };
+  // The native vault against the reference image (issue 10, point 3): the Puck.js image on
+  // espruino-o2, 64 bytes, median of the rounds' ratios.
+  const o2 = (native || []).find((r) => r.engine === 'espruino-o2' && r.rows && r.image === 'Puck.js');
+  const row = o2 && o2.rows.find((x) => x.size === 64);
+  for (const op of ['protect', 'unprotect']) {
+    const ratios = row && row[op + 'Ratios'];
+    out[`native.${op}Ratio`] = ratios && ratios.length ? median(ratios) : { missing: native ? 'espruino-o2 gave no Puck.js image rows' : 'espruino-o2 not run (absent, or not among --engine)' };
+  }
+  return out;
+}
+
 async function main() {
   const argv = process.argv.slice(2);
-  const opts = { engines: [], image: null, budgetMs: 200, json: null, native: false };
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const opts = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--engine') opts.engines.push(argv[++i]);
+    if (a === '--check') opts.check = true;
+    else if (a === '--no-build') opts.build = false;
+    else if (a === '--engine') opts.engines.push(argv[++i]);
     else if (a === '--image') opts.image = argv[++i];
     else if (a === '--budget-ms') opts.budgetMs = Number(argv[++i]);
     else if (a === '--json') opts.json = argv[++i];
     else if (a === '--native') opts.native = true;
     else {
-      console.error(`bench: unknown argument ${a}`);
-      process.exit(2);
+      console.error(`bench: unknown argument ${a}\n\n${USAGE}`);
+      return 2;
+    }
+  }
+  // The images are built first (not as an npm pre-script: `--help` must not touch dist/).
+  if (opts.build && !opts.image) {
+    const b = spawnSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+    if (b.status !== 0) {
+      console.error('bench: the build failed');
+      return 1;
     }
   }
   if (opts.native) {
@@ -394,7 +461,7 @@ async function main() {
   const imageFile = opts.image || [join(ROOT, 'dist/e4.min.js'), join(ROOT, 'dist/e4.js')].find(existsSync);
   if (!imageFile || !existsSync(imageFile)) {
     console.error('bench: no image: run `npm run build` first');
-    process.exit(1);
+    return 1;
   }
   const specs = opts.engines.length ? opts.engines : ['node', 'sandbox', ...availableEngines().filter((e) => e.path).map((e) => e.spec)];
   const imageCode = readFileSync(imageFile, 'utf8');
@@ -410,8 +477,9 @@ async function main() {
       const engine = openEngine(spec === 'sandbox' ? 'node' : spec);
       const name = spec === 'sandbox' ? 'node sandbox' : engine.name;
       console.log(`running ${describeEngine(engine)}…`);
-      const harness = `${HARNESS}(${JSON.stringify(SIZES)}, ${opts.budgetMs}, ${ROUNDS});\n`;
-      const timeoutMs = opts.budgetMs * SIZES.length * ROUNDS * 8 + 120000;
+      const rounds = opts.check ? CHECK_ROUNDS : ROUNDS;
+      const harness = `${HARNESS}(${JSON.stringify(SIZES)}, ${opts.budgetMs}, ${rounds});\n`;
+      const timeoutMs = opts.budgetMs * SIZES.length * rounds * 8 + 120000;
       let run = await engine.run(`${POLYFILLS}\n${raw}\n${imageCode}\n${harness}`, { endTag: END, timeoutMs });
       let rows = parse(run.stdout);
       if (!rows.length) {
@@ -428,6 +496,22 @@ async function main() {
   console.log(formatTable(results));
   for (const r of results) for (const x of r.rows || []) if (x.rawError) console.log(`${r.engine} ${x.size}: raw noble failed: ${x.rawError}`);
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ image: imageFile, budgetMs: opts.budgetMs, results }, null, 2) + '\n');
+  // The native-vault figures: the Puck.js image beside its reference on espruino-o2, when found
+  // (any run without --engine, one naming espruino-o2, and every --check).
+  let native = null;
+  if ((!opts.engines.length || opts.engines.includes('espruino-o2') || opts.check) && engineIfPresent('espruino-o2')) {
+    native = await nativeRows({ engines: ['espruino-o2'], budgetMs: opts.budgetMs, sizes: [64], log: (m) => console.log(m) });
+    console.log(formatNativeTable(native));
+  }
+  console.log('');
+  const { lines, failures } = figureTable('bench', speedFigures(results, native));
+  console.log(lines.join('\n'));
+  if (opts.check) {
+    for (const f of failures) console.log(`bench: FAIL ${f}`);
+    console.log(`bench: ${failures.length ? 'over budget' : 'every figure within budget'}`);
+    return failures.length ? 1 : 0;
+  }
+  return 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main();
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main().then((code) => process.exit(code));

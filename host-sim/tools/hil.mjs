@@ -5,7 +5,9 @@
  * Hardware in the loop: flashes the board image with a fresh test identity (random keys, four
  * topics, no transport), then over the board's console:
  *  1. boot: the image started from flash and opened its store; runtime memory (process.memory()
- *     with and without the runtime);
+ *     with and without the runtime) after boot and after a 64-byte protect/unprotect, and its
+ *     peaks during a 256-byte protect + unprotect and during each kind of C2 command (sampled in
+ *     hooks on AES, Storage, Flash and CRC-32: memoryScript below; npm run size runs the same);
  *  2. a subset of the conformance vectors (test/vectors/e4-sk-vectors.json), run on the
  *     board in small batches (aes_siv, protect, unprotect, commands) against the board's vault;
  *  3. store survives reset: a C2 command (SetTopicKey) applied, the board reloaded (load()),
@@ -102,7 +104,7 @@ function R(f){try{var p=f();return p===null?"E4_RESULT_OK_CONTROL":"E4_RESULT_OK
 /** The vector harness: the board's own runtime is stopped first (on a Puck.js there is no room
  * for a second client next to it), then each case gets a client on a fixed clock. */
 const HARNESS = `E4.stop();${HELPERS}
-function T(n,g,e){E4Q.push(n+" "+(g===e?"pass":"fail got="+g+" expected="+e));}
+function T(n,g,e){HQ.push(n+" "+(g===e?"pass":"fail got="+g+" expected="+e));}
 function C(r,now,topics){var c={t:now},k={},i;for(i=0;i<topics.length;i++)k[topics[i].topic]=1;for(i=0;i<NAMES.length;i++)if(!k[NAMES[i].topic])topics.push(NAMES[i]);return {k:c,c:E4.create({vault:E4.vault(),clock:{kind:"trusted",now:function(){return c.t;}}},{id:r.id,key:r.key,topics:topics},{})};}
 function S(c){var s=c.snapshot(),o=[];for(var i=0;i<s.topics.length;i++)o.push(X(s.topics[i].hash)+":"+X(s.topics[i].key));return X(s.key)+"/"+o.join(",");}
 `;
@@ -162,6 +164,58 @@ function namesOf(cases) {
   return [...names].map((topic) => ({ topic, hash: sha3_16(topic) }));
 }
 
+/** The memory run (step 1): on-board script, the C2 commands it applies and their new keys. */
+export function memoryScript(dev) {
+  const now = Math.floor(Date.now() / 1000);
+  const cmdKeys = { t1: randomBytes(32).toString('hex'), t5: randomBytes(32).toString('hex'), id: randomBytes(32).toString('hex') };
+  const t5 = sha3_16('hil/t5');
+  const commands = [
+    ['SetTopicKey (new topic)', dev.key, [3, ...unhex(cmdKeys.t5), ...unhex(t5)]],
+    ['SetTopicKey (rotation)', dev.key, [3, ...unhex(cmdKeys.t1), ...unhex(dev.topics[0].hash)]],
+    ['RemoveTopic', dev.key, [0, ...unhex(t5)]],
+    ['SetIdKey', dev.key, [2, ...unhex(cmdKeys.id)]],
+    ['ResetTopics', cmdKeys.id, [1]],
+    ...dev.topics.map((t, i) => ['SetTopicKey (new topic)', cmdKeys.id, [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)]]),
+  ].map(([name, key, cmd], i) => ({ name, msg: hexOf(protect(key, now - 60 + i, Uint8Array.from(cmd))) }));
+  // One function run from a timer (the console tool may hang up before a long script's last
+  // lines reach the board), written to Storage and evaluated from there, as an image is: its
+  // code stays in flash (npm run size runs the same script the same way).
+  const memScript = `${HELPERS}var HM="",s,c,m,k,M={u1:0,u2:0,u3:0,h0:0,h1:0,call:0,p256:0,max:0,c:[${commands.map(() => 0).join(',')}],r:[${commands.map(() => 0).join(',')}],g:[],e:[],i:0,st:null};
+function MZ(){
+function MS(){var u=process.memory().usage;if(u>M.max)M.max=u;}
+function MW(o,k){var f=o[k];return function(a,b,c,d){MS();return f.call(o,a,b,c,d);};}
+function MC1(i){M.max=0;MS();k=R(function(){return c.unprotect(c.controlTopic,m);});MS();if(k!=="E4_RESULT_OK_CONTROL")M.e.push(i+" "+k);else M.r[i]=1;M.c[i]=M.max;m=undefined;}
+s=E4.status();M.st={ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics};s=undefined;
+c=E4.client();M.u1=process.memory().usage;
+m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+c.unprotect("hil/t1",m);m=undefined;c=undefined;
+M.u2=process.memory().usage;
+M.h0=process.memory().usage;
+var MR=require,MX={crypto:{AES:{encrypt:MW(MR("crypto").AES,"encrypt")}},Storage:{},Flash:{}};
+["read","readArrayBuffer","readJSON","write","erase","compact"].forEach(function(k){MX.Storage[k]=MW(MR("Storage"),k);});
+["read","write","erasePage"].forEach(function(k){MX.Flash[k]=MW(MR("Flash"),k);});
+global.require=function(n){return MX[n]||MR(n);};
+var MC=E.CRC32;E.CRC32=function(a){MS();return MC(a);};
+M.h1=process.memory().usage;
+E4.stop();E4.start();
+c=E4.client();M.max=0;MS();
+m=c.protect("hil/t1",(function(){for(var p="",j=0;j<256;j++)p+=String.fromCharCode(32+j%90);return p;})());MS();
+c.unprotect("hil/t1",m);MS();m=undefined;M.p256=M.max;
+${commands.map((x, i) => `m=H("${x.msg}");MC1(${i});`).join('\n')}
+m=undefined;c=undefined;
+for(k in global)if(k.substr(0,2)==="E4")M.g.push(k);
+M.g.forEach(function(k){delete global[k];});M.g=k=undefined;
+E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
+M.u3=process.memory().usage;M.max=0;MX.Storage.read("e4-none");M.call=M.max-M.u3;var mm=process.memory();
+HM=JSON.stringify({status:M.st,boot:M.u1-(M.u3-(M.h1-M.h0)),after:M.u2-(M.u3-(M.h1-M.h0)),peak256:M.p256-M.u3-M.call,commands:M.c.map(function(v){return v-M.u3-M.call;}),results:M.r,errors:M.e,base:M.u3-(M.h1-M.h0),total:mm.total,blocksize:mm.blocksize});
+print("E4HIL mem "+HM);
+MR("Storage").erase("e4hil.js");
+}
+setTimeout(MZ,10);
+`;
+  return { script: memScript, commands, cmdKeys };
+}
+
 /** Results of one run: counts pass/fail lines and keeps failures for the report. */
 class Tally {
   constructor(log) {
@@ -198,7 +252,7 @@ export async function hil(opts, log = (m) => console.log(m)) {
     const until = Date.now() + timeoutMs;
     let last = started;
     while (Date.now() < until) {
-      const q = await run({ script: 'print("E4HIL q "+JSON.stringify({b:E4B,l:E4Q.splice(0,E4Q.length)}));\n', reset: false });
+      const q = await run({ script: 'print("E4HIL q "+JSON.stringify({b:HB,l:HQ.splice(0,HQ.length)}));\n', reset: false });
       const a = tagged(q.lines, 'E4HIL q').find((t) => t.startsWith('{'));
       if (a) {
         const { b, l } = JSON.parse(a);
@@ -239,27 +293,39 @@ export async function hil(opts, log = (m) => console.log(m)) {
 
   // --- 1. boot and memory --------------------------------------------------------------------
   // The tool's reset() runs the boot files again (the image starts from flash); the runtime's
-  // share is what is freed when it is dropped. The status object read first is the tool's, not
-  // the runtime's: it is dropped before the first reading.
-  const memScript = `
-var s=E4.status();print("E4HIL boot "+JSON.stringify({ok:s.ok,error:s.error,ctl:s.controlTopic,topics:s.topics}));s=undefined;
-var c=E4.client();var u1=process.memory().usage;
-var m=c.protect("hil/t1","0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-c.unprotect("hil/t1",m);m=undefined;c=undefined;
-var u2=process.memory().usage;
-delete E4;E.removeAllListeners("init");E.removeAllListeners("kill");clearInterval();clearTimeout();
-var u3=process.memory().usage;var mm=process.memory();
-print("E4HIL mem "+JSON.stringify({boot:u1-u3,after:u2-u3,base:u3,total:mm.total,blocksize:mm.blocksize}));
-load();
-`;
-  const memRes = await run({ script: memScript });
-  const bootLine = tagged(memRes.lines, 'E4HIL boot')[0];
-  const boot = bootLine ? JSON.parse(bootLine) : null;
+  // share is what is freed when it is dropped (E4 and, for images run at global scope, every
+  // global named E4…). The status object read first is the tool's, not the runtime's: it is
+  // dropped before the first reading. The peaks are sampled inside hooks that the runtime is
+  // restarted through (E4.stop(), E4.start(), so that the runtime picks up the hooked
+  // require("crypto"), require("Storage"), require("Flash") and E.CRC32): every native AES call,
+  // Storage and Flash call and CRC-32, plus before and after each operation. The hooks' own
+  // variables and those of one hooked call at rest are subtracted; each command travels on its
+  // own console line (only the one being run is in RAM). Sampling sees what is live at those points (the operation's buffers are, as the
+  // AES and store calls take them), not every transient between them. The C2 commands (each kind, timestamps a minute
+  // in the past) leave the state as it was, except a new client key and a rotated hil/t1 key.
+  const { script: memScript, commands, cmdKeys } = memoryScript(dev);
+  const memRes = await run({ script: `require("Storage").write("e4hil.js",${JSON.stringify(memScript)});eval(require("Storage").read("e4hil.js"));\n` });
+  let memLine = tagged(memRes.lines, 'E4HIL mem').find((l) => l.startsWith('{'));
+  const memUntil = Date.now() + timeoutMs;
+  while (!memLine && Date.now() < memUntil) {
+    const q = await run({ script: 'print("E4HIL mem "+HM);\n', reset: false });
+    memLine = tagged(q.lines, 'E4HIL mem').find((l) => l.startsWith('{'));
+    if (!memLine && q.code === -1) break;
+    if (!memLine) await new Promise((r) => setTimeout(r, 2000));
+  }
+  const mem = memLine ? JSON.parse(memLine) : null;
+  const boot = mem && mem.status;
   tally.check('boot from flash, store opened, 4 topics', !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`, boot ? JSON.stringify(boot) : 'no boot report');
-  const memLine = tagged(memRes.lines, 'E4HIL mem')[0];
-  if (memLine) {
-    result.memory = JSON.parse(memLine);
-    log(`hil: memory: runtime ${result.memory.boot} vars after boot with 4 topics, ${result.memory.after} after a protect/unprotect (interpreter alone ${result.memory.base} of ${result.memory.total} vars, ${result.memory.blocksize} bytes each)`);
+  if (mem) {
+    const peaks = {};
+    commands.forEach((cmd, i) => (peaks[cmd.name] = Math.max(peaks[cmd.name] || 0, mem.commands[i])));
+    result.memory = { boot: mem.boot, after: mem.after, peak256: mem.peak256, peakCommands: peaks, peak: Math.max(mem.peak256, ...mem.commands), base: mem.base, total: mem.total, blocksize: mem.blocksize };
+    log(`hil: memory: runtime ${mem.boot} vars after boot with 4 topics, ${mem.after} after a 64-byte protect/unprotect (interpreter alone ${mem.base} of ${mem.total} vars, ${mem.blocksize} bytes each)`);
+    log(`hil: memory: peak ${mem.peak256} vars during a 256-byte protect + unprotect; during C2 commands: ${Object.entries(peaks).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    tally.check('C2 commands of every kind applied (memory run)', mem.results.every((r) => r === 1), mem.errors.join(' | '));
+    dev.key = cmdKeys.id;
+    dev.topics[0].key = cmdKeys.t1;
+    writeFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), JSON.stringify(dev), { flag: 'w' });
   }
   tally.check('memory report', !!memLine);
 
@@ -281,7 +347,7 @@ load();
     const namesCode = `var NAMES=${JSON.stringify(namesOf(inBatch))};`;
     // The batch runs from a timer and its results are collected by later queries: a slow board
     // (pure-JS AES, a loaded host) can stay silent longer than the espruino tool waits.
-    const res = await run({ script: `var E4Q=[],E4B=0;${namesCode}${HARNESS}setTimeout(function(){E4B=1;${code}E4B=2;},50);\n` });
+    const res = await run({ script: `var HQ=[],HB=0;${namesCode}${HARNESS}setTimeout(function(){HB=1;${code}HB=2;},50);\n` });
     const batchResult = await collect(res);
     seen.push(...batchResult.lines);
     if (!batchResult.done) tally.check(`vector batch ending at case ${i}`, false, 'the board did not finish the batch: ' + batchResult.why);
@@ -319,12 +385,12 @@ load();
   // console quiet longer than the espruino tool waits before it exits.
   await run({
     // Distinct messages: the client rejects an exact duplicate (MESSAGE_REPLAYED).
-    script: `var E4T="";setTimeout(function(){var c=E4.client();var N=10,p="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",m=[];var t0=getTime();for(var i=0;i<N;i++)m.push(c.protect("hil/t3",p+i));var t1=getTime();for(i=0;i<N;i++)c.unprotect("hil/t3",m[i],1);var t2=getTime();E4T=JSON.stringify({protect:(t1-t0)*1000/N,unprotect:(t2-t1)*1000/N});},100);\n`,
+    script: `var HT="";setTimeout(function(){var c=E4.client();var N=10,p="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",m=[];var t0=getTime();for(var i=0;i<N;i++)m.push(c.protect("hil/t3",p+i));var t1=getTime();for(i=0;i<N;i++)c.unprotect("hil/t3",m[i],1);var t2=getTime();HT=JSON.stringify({protect:(t1-t0)*1000/N,unprotect:(t2-t1)*1000/N});},100);\n`,
   });
   let timing;
   const until = Date.now() + timeoutMs;
   while (!timing && Date.now() < until) {
-    const q = await run({ script: 'print("E4HIL timing "+E4T);\n', reset: false });
+    const q = await run({ script: 'print("E4HIL timing "+HT);\n', reset: false });
     timing = tagged(q.lines, 'E4HIL timing').find((t) => t.startsWith('{'));
     if (!timing && q.code === -1) break;
     if (!timing) await new Promise((r) => setTimeout(r, 2000));
