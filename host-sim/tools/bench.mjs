@@ -273,7 +273,7 @@ function nativeHarness(sizes, budgetMs) {
   ad[0] = 1;
   if (E4.create) c = E4.create({ vault: vault, clock: { kind: "trusted", now: function () { return 1700000000; } } },
     { id: "00000000000000000000000000000000", key: "${'11'.repeat(32)}",
-      topics: [{ topic: topic, hash: "00112233445566778899aabbccddeeff", key: "${'22'.repeat(32)}" }] }, { replayCache: 0 });
+      topics: [{ topic: topic, hash: "00112233445566778899aabbccddeeff", key: "${'22'.repeat(32)}" }] }, { replayCache: 0, distinctStamps: 0 });
   function rate(fn) { var n = 0, t0 = Date.now(), t; fn(); do { fn(); n++; t = Date.now() - t0; } while (t < BUDGET); return n * 1000 / t; }
   for (var i = 0; i < SIZES.length; i++) {
     var r = { size: SIZES[i] };
