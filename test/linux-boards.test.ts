@@ -39,7 +39,7 @@ for (const [board, engine] of BOARDS) {
       expect(r.out).toMatch(/hil: pass boot from flash, store opened, 4 topics/);
       expect(r.out).toMatch(/hil: pass store survives reset: the rotated key is in use after reload/);
       expect(r.out).toMatch(/hil: pass store survives reset: a replay of the command is rejected/);
-      const mem = /hil: memory: runtime (\d+) vars after boot with 4 topics, (\d+) after a protect\/unprotect \(interpreter alone (\d+) of (\d+) vars/.exec(r.out);
+      const mem = /hil: memory: runtime (\d+) vars after boot with 4 topics, (\d+) after a (?:64-byte )?protect\/unprotect \(interpreter alone (\d+) of (\d+) vars/.exec(r.out);
       expect(mem, r.out).not.toBeNull();
       expect(Number(mem![4])).toBe(engine === 'espruino32-2630' ? 2630 : 12000);
       console.log(`${board} on ${engine}: ${mem![0].slice(5)}; ${summary![0]}`);

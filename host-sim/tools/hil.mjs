@@ -325,7 +325,8 @@ export async function hil(opts, log = (m) => console.log(m)) {
     tally.check('C2 commands of every kind applied (memory run)', mem.results.every((r) => r === 1), mem.errors.join(' | '));
     dev.key = cmdKeys.id;
     dev.topics[0].key = cmdKeys.t1;
-    writeFileSync(join(ROOT, 'host-sim', 'out', 'hil-device.json'), JSON.stringify(dev), { flag: 'w' });
+    // The memory run rotated the client key and hil/t1's key: the state file follows.
+    writeFileSync(stateFile(opts), JSON.stringify(dev), { mode: 0o600 });
   }
   tally.check('memory report', !!memLine);
 
