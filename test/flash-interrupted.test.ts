@@ -23,10 +23,11 @@ describe.skipIf(skipped(e))(titled('flash cut off at any point of the upload (es
     });
     const out = (r.stdout || '') + (r.stderr || '');
     const cuts = out.split('\n').filter((l) => l.startsWith('CUT '));
-    console.log(out.split('\n').filter((l) => /^(UPLOAD|CUT|COMPLETE|RESULT)/.test(l)).join('\n'));
+    console.log(out.split('\n').filter((l) => /^(UPLOAD|CUT|COMPLETE|KEEPSTATE|RESULT)/.test(l)).join('\n'));
     expect(cuts.length, out).toBeGreaterThanOrEqual(8);
     expect(cuts.filter((l) => !/ pass /.test(l)), out).toEqual([]);
     expect(out).toMatch(/COMPLETE pass/);
+    expect(out).toMatch(/KEEPSTATE pass/);
     expect(r.status, out).toBe(0);
   }, 7 * 60 * 1000);
 });

@@ -37,13 +37,15 @@ export function portKind(port) {
 }
 
 /**
- * Parses `--name value` / `--flag` arguments against `spec` ({ name: 'string' | 'number' | 'boolean' }).
+ * Parses `--name value` / `--flag` arguments against `spec` ({ name: 'string' | 'number' | 'boolean' });
+ * `short` maps one-letter options to names (`-p` -> port, as the espruino tool spells it).
  * Throws UsageError for unknown, repeated or valueless options.
  */
-export function parseArgs(argv, spec) {
+export function parseArgs(argv, spec, short = {}) {
   const out = {};
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    let a = argv[i];
+    if (/^-[a-z]$/.test(a) && short[a[1]]) a = `--${short[a[1]]}`;
     const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(a);
     if (!m) throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
     const name = m[1];

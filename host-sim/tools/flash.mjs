@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
-import { runIfMain } from '../cli.mjs';
+import { packageVersion, runIfMain, useCallerFolder } from '../cli.mjs';
 
 export const ESPRUINO_BOARDS = ['espruino-puckjs', 'espruino-nrf52', 'espruino-esp32'];
 export const IMAGE_FILE = 'e4.js';
@@ -33,20 +33,27 @@ export const BOOT_CODE = 'eval(require("Storage").read("e4.js"));';
 export const USAGE = `usage: npm run flash -- --board <board> --port <port> --device <device.json> [options]
 
   --board      ${ESPRUINO_BOARDS.join(' | ')}
-  --port       a serial device (/dev/ttyACM0, COM3), a Bluetooth LE address
+  --port, -p   a serial device (/dev/ttyACM0, COM3), a Bluetooth LE address
                (aa:bb:cc:dd:ee:ff) or an Espruino console over TCP (tcp://127.0.0.1:2323)
-  --device     the device configuration written by C2 (format "e4-device", version 1)
+  --device     the device configuration written by C2 (format "e4-device", version 1); refused
+               (exit 2) when it cannot work on the board: written for another board, no
+               transport the board speaks, no topics
   --keep-state keep the board's stored state and keys (image or settings update);
                --device is then optional and written without keys
   --erase-all  erase the whole Storage first (a board dedicated to E4: the image then sits
                at the start of Storage, where compaction never moves it)
   --boot-file  Storage file that starts the image at boot (default .boot0)
   --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT; default ./modules)
-  --baud       serial baud rate (default 9600, the tool's default)
+  --baud, -b   serial baud rate (default 9600, the tool's default)
   --full       upload the readable image instead of the minified one
   --timeout    seconds to wait for the board (default 300)
   --verbose    show the espruino tool's output
-  --dry-run    print the upload script instead of sending it`;
+  --dry-run    print the upload script instead of sending it
+  --version    print the version
+
+The upload is all or nothing: new files go under temporary names, are checked by CRC-32 on the
+board, and only then replace the old ones (the boot file last); the old keys stay until then.
+After the restart the tool checks that the runtime booted (E4.status().ok).`;
 
 const ARGS = {
   board: 'string',
@@ -62,6 +69,7 @@ const ARGS = {
   verbose: 'boolean',
   'dry-run': 'boolean',
   help: 'boolean',
+  version: 'boolean',
 };
 
 const HEX = (n) => new RegExp(`^[0-9a-fA-F]{${2 * n}}$`);
@@ -83,6 +91,7 @@ export function deviceConfigFor(board, cfg, where = 'device config', { keys = tr
   if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) bad('not a JSON object');
   if (cfg.format !== undefined && cfg.format !== 'e4-device') bad(`format is ${JSON.stringify(cfg.format)}, expected "e4-device"`);
   if (cfg.version !== undefined && cfg.version !== 1) bad(`version ${cfg.version} is not supported (1)`);
+  if (cfg.board !== undefined && cfg.board !== board) bad(`written for ${cfg.board}, not ${board} (e4-c2 config --board ${board})`);
   const out = { format: 'e4-device', version: 1 };
   if (cfg.name !== undefined) {
     if (typeof cfg.name !== 'string') bad('name must be a string');
@@ -135,6 +144,22 @@ export function deviceConfigFor(board, cfg, where = 'device config', { keys = tr
     out.transport = tr;
   }
   return out;
+}
+
+/**
+ * Whether `board` can do its job with the completed configuration `cfg`: a transport it speaks
+ * and at least one topic. Throws UsageError with what is missing and how to get it.
+ */
+export function checkRunnable(board, cfg, where) {
+  const bad = (m) => {
+    throw new UsageError(`${where}: ${m}`);
+  };
+  const tr = cfg.transport || {};
+  if (board === 'espruino-esp32' && !tr.mqtt) bad('no transport: the ESP32 image needs transport.mqtt (e4-c2 config DEVICE --board espruino-esp32 --mqtt-url mqtt://host:port)');
+  if (board !== 'espruino-esp32' && !tr.link) bad(`no transport: the ${board} image needs transport.link (e4-c2 config DEVICE --board ${board} --link ble-uart)`);
+  if (!cfg.topics.length) bad('no topics: the device could neither publish nor receive (e4-c2 grant DEVICE TOPIC, then e4-c2 config DEVICE --out FILE)');
+  // Topic hashes need no check: deviceConfigFor computes the hash of every named topic here, so
+  // boards without SHA-3 (nRF52) get them all.
 }
 
 /** The MQTT module's source for the ESP32 image. */
@@ -292,6 +317,7 @@ export function prepare(opts) {
       throw new UsageError(`--device ${opts.device}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
     }
     config = deviceConfigFor(opts.board, raw, opts.device, { keys: !opts['keep-state'] });
+    if (opts.strict) checkRunnable(opts.board, config, opts.device);
     if (opts['keep-state']) config.provisioned = true;
   }
   const bootFile = opts['boot-file'] || '.boot0';
@@ -335,7 +361,14 @@ export async function flash(opts, log = (m) => console.log(m)) {
   const total = sizes.reduce((a, f) => a + f.bytes, 0);
   log(`flash: ${opts.board} -> ${opts.port}: ${sizes.map((f) => `${f.name} (${f.bytes} B)`).join(', ')}`);
   const timeoutMs = (opts.timeout || 300) * 1000;
-  const res = await runEspruino({ port: opts.port, script, baud: opts.baud, timeoutMs, verbose: !!opts.verbose, onProgress: opts.progress });
+  const t0 = Date.now();
+  const progress = setInterval(() => log(`flash: uploading to ${opts.port} (${Math.round((Date.now() - t0) / 1000)} s)`), 10000);
+  let res;
+  try {
+    res = await runEspruino({ port: opts.port, script, baud: opts.baud, timeoutMs, verbose: !!opts.verbose });
+  } finally {
+    clearInterval(progress);
+  }
   const { free, slot } = verifyFlash(res.lines, files);
   log(`flash: verified ${sizes.length} files (${total} bytes) by CRC-32 on the board, then switched to them (image in ${slot}); ${free} bytes of Storage free; restarting`);
   let status = null;
@@ -348,12 +381,20 @@ export async function flash(opts, log = (m) => console.log(m)) {
 
 async function main(argv) {
   let opts;
+  useCallerFolder('flash');
   try {
-    opts = parseArgs(argv, ARGS);
+    // -p and -b as the espruino tool spells them.
+    opts = parseArgs(argv, ARGS, { p: 'port', b: 'baud' });
     if (opts.help) {
       console.log(USAGE);
       return 0;
     }
+    if (opts.version) {
+      console.log(packageVersion());
+      return 0;
+    }
+    // From the command line a device file must describe a board that can work.
+    opts.strict = true;
     if (opts['dry-run']) {
       const { script } = prepare(opts);
       process.stdout.write(script);
@@ -363,7 +404,7 @@ async function main(argv) {
     return 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`flash: ${e.message}\n\n${USAGE}`);
+      console.error(`flash: ${e.message} (see npm run flash -- --help)`);
       return 2;
     }
     console.error(`flash: ${e.message}`);

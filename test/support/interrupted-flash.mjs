@@ -137,5 +137,18 @@ await last.close();
 const final = await whoBoots();
 if (final !== target) ok = false;
 console.log(`COMPLETE ${final === target ? 'pass' : 'FAIL'} boots ${final} (expected ${target})`);
+// --keep-state on a board whose e4.json is damaged: the image is written, the runtime cannot
+// start, and flash says so (non-zero) instead of reporting success.
+await runEspruino({ port, script: 'require("Storage").write("e4.json","{damaged");\n', reset: false, timeoutMs: 60000 });
+let keep;
+try {
+  await flash({ board, port, 'keep-state': true }, quiet);
+  keep = 'succeeded';
+} catch (e) {
+  keep = `failed: ${e.message}`;
+}
+const keepOk = /runtime started but has no client/.test(keep);
+if (!keepOk) ok = false;
+console.log(`KEEPSTATE ${keepOk ? 'pass' : 'FAIL'} flash --keep-state on a damaged e4.json ${keep}`);
 console.log(`RESULT ${ok ? 'ok' : 'fail'}`);
 process.exit(ok ? 0 : 1);
