@@ -2,7 +2,7 @@
  * What every host command shares: run `main` only when the file is the script node started, and,
  * for the long-running services (broker, gateway, proxy), stop cleanly on SIGINT/SIGTERM.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
 /**
@@ -10,7 +10,15 @@ import { pathToFileURL } from 'node:url';
  * with. A number it resolves to is the exit code; an error is reported as `name: message`, exit 1.
  */
 export function runIfMain(moduleUrl, name, main) {
-  if (moduleUrl !== pathToFileURL(process.argv[1] || '').href) return;
+  // Through a symbolic link (an npm bin link, a linked folder) node names the link in argv[1]
+  // and the target in import.meta.url.
+  let started = process.argv[1] || '';
+  try {
+    started = realpathSync(started);
+  } catch {
+    // not a file: cannot be this module
+  }
+  if (moduleUrl !== pathToFileURL(started).href) return;
   main(process.argv.slice(2)).then(
     (code) => {
       if (typeof code === 'number') process.exit(code);
