@@ -20,7 +20,7 @@ const file = (name: string, data: any) => {
   return p;
 };
 const k = (n: number) => n.toString(16).padStart(2, '0').repeat(32);
-const good = { format: 'e4-device', version: 1, name: 'dev-1', key: k(1), topics: [{ topic: 'a/b', key: k(2) }] };
+const good = { format: 'e4-device', version: 1, name: 'dev-1', key: k(1), topics: [{ topic: 'a/b', key: k(2) }], transport: { link: { kind: 'ble-uart' } } };
 const goodFile = file('good.json', good);
 
 function run(tool: string, args: string[]) {
@@ -48,15 +48,27 @@ describe('flash: command line', () => {
     ['ESP32 MQTT without the module', ['--board', 'espruino-esp32', '--port', '/dev/ttyUSB0', '--device', file('e.json', { ...good, transport: { mqtt: { url: 'mqtt://10.0.0.2:1883' } } }), '--modules', tmp], /needs Espruino's MQTT module: put MQTT\.min\.js/],
     ['bad clock', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('c.json', { ...good, clock: 'skewed:5' })], /clock must be one of/],
     ['bad boot file', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--boot-file', 'boot.js'], /--boot-file/],
+    ['a device file without transport', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', file('nt.json', { ...good, transport: undefined })], /no transport: the espruino-puckjs image needs transport\.link \(e4-c2 config DEVICE --board espruino-puckjs --link ble-uart\)/],
+    ['an ESP32 device file without MQTT', ['--board', 'espruino-esp32', '-p', '/dev/ttyUSB0', '--device', file('nm.json', { ...good, transport: undefined })], /no transport: the ESP32 image needs transport\.mqtt/],
+    ['a device file without topics', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', file('n0.json', { ...good, topics: [] })], /no topics: .*e4-c2 grant DEVICE TOPIC/],
+    ['a device file for another board', ['--board', 'espruino-nrf52', '-p', '/dev/ttyACM0', '--device', file('ob.json', { ...good, board: 'espruino-puckjs' })], /written for espruino-puckjs, not espruino-nrf52/],
   ];
   for (const [name, args, msg] of cases) {
     it(`${name}: exit 2 with a clear message`, () => {
       const r = run('flash.mjs', args);
       expect(r.code, r.err).toBe(2);
       expect(r.err).toMatch(msg);
-      expect(r.err).toMatch(/usage: npm run flash/);
+      // One line, saying where the help is.
+      expect(r.err).toMatch(/^flash: [^\n]+ \(see npm run flash -- --help\)\n$/);
     });
   }
+  it('--version prints the version; -p is --port, as the espruino tool spells it', () => {
+    const v = run('flash.mjs', ['--version']);
+    expect(v.code).toBe(0);
+    expect(v.out.trim()).toBe(JSON.parse(require('node:fs').readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+    const r = run('flash.mjs', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', goodFile, '--dry-run']);
+    expect(r.code, r.err).toBe(0);
+  });
   it('--help prints the usage and exits 0', () => {
     const r = run('flash.mjs', ['--help']);
     expect(r.code).toBe(0);
