@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINES, engineIfPresent, absentReason } from './engines.mjs';
-import { useCallerFolder } from '../cli.mjs';
+import { packageVersion, useCallerFolder } from '../cli.mjs';
 
 export const TELNET_PORT = 2323;
 const USAGE = `usage: node host-sim/tools/linux-board.mjs --engine NAME [--flash-dir DIR] -- COMMAND...
@@ -42,6 +42,10 @@ function parse(argv) {
     }
     if (a === '--help' || a === '-h') {
       console.log(USAGE);
+      process.exit(0);
+    }
+    if (a === '--version') {
+      console.log(packageVersion());
       process.exit(0);
     }
     if (a === '--engine' || a === '--flash-dir') {
