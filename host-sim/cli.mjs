@@ -2,6 +2,7 @@
  * What every host command shares: run `main` only when the file is the script node started, and,
  * for the long-running services (broker, gateway, proxy), stop cleanly on SIGINT/SIGTERM.
  */
+import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
 /**
@@ -9,7 +10,15 @@ import { pathToFileURL } from 'node:url';
  * with. A number it resolves to is the exit code; an error is reported as `name: message`, exit 1.
  */
 export function runIfMain(moduleUrl, name, main) {
-  if (moduleUrl !== pathToFileURL(process.argv[1] || '').href) return;
+  // Through a symbolic link (an npm bin link, a linked folder) node names the link in argv[1]
+  // and the target in import.meta.url.
+  let started = process.argv[1] || '';
+  try {
+    started = realpathSync(started);
+  } catch {
+    // not a file: cannot be this module
+  }
+  if (moduleUrl !== pathToFileURL(started).href) return;
   main(process.argv.slice(2)).then(
     (code) => {
       if (typeof code === 'number') process.exit(code);
@@ -26,4 +35,21 @@ export function stopOnSignal(stop) {
   const end = () => Promise.resolve(stop()).then(() => process.exit(0));
   process.on('SIGINT', end);
   process.on('SIGTERM', end);
+}
+
+/**
+ * `npm run <script>` starts a tool in the package's folder and says where the user was in
+ * INIT_CWD: relative paths on the command line are the user's, so the tool works from there.
+ * Only when npm ran this very script (npm_lifecycle_event): a tool started by another script
+ * (e.g. a test under `npm test`) keeps the folder it was started in.
+ */
+export function useCallerFolder(script) {
+  const dir = process.env.INIT_CWD;
+  if (dir && process.env.npm_lifecycle_event === script && dir !== process.cwd()) process.chdir(dir);
+}
+
+/** The package's version (package.json), for --version. */
+export function packageVersion() {
+  const url = new URL('../package.json', import.meta.url);
+  return JSON.parse(readFileSync(url, 'utf8')).version;
 }

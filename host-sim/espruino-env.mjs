@@ -153,7 +153,7 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null } =
     board.NRF = emitter({});
     board.E = emitter({
       CRC32: (d) => crc32(Buffer.from(typeof d === 'string' ? Buffer.from(d, 'latin1') : new Uint8Array(d.buffer || d, d.byteOffset || 0, d.byteLength === undefined ? d.length : d.byteLength))) >>> 0,
-      toString: (d) => latin1(d instanceof ArrayBuffer ? new Uint8Array(d) : Uint8Array.from(d)),
+      toString: (d) => (typeof d === 'string' ? d : latin1(d instanceof ArrayBuffer ? new Uint8Array(d) : Uint8Array.from(d))),
       toUint8Array: (s) => {
         const b = new U8(s.length);
         for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i) & 255;

@@ -22,7 +22,8 @@ import net from 'node:net';
 import { LINK_IMAGE } from './image.mjs';
 import { linkCodec } from './link.mjs';
 import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
-import { runIfMain, stopOnSignal } from './cli.mjs';
+import { packageVersion, runIfMain, stopOnSignal } from './cli.mjs';
+import { bleUartLinks, loadNoble } from './ble-uart.mjs';
 
 const toHex = (b) => Buffer.from(b).toString('hex');
 
@@ -263,16 +264,19 @@ export class Gateway extends EventEmitter {
 
 // --- command line ----------------------------------------------------------------------------
 
-const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--serial PATH [--baud N] | --listen HOST:PORT) [--console-line] [--image FILE]
+const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--ble ADDRESS | --serial PATH [--baud N] | --listen HOST:PORT) [--console-line] [--image FILE]
   --broker URL        the MQTT broker, mqtt://host:port
+  --ble ADDRESS       a Puck.js-class device over Bluetooth LE UART (repeatable): connected when
+                      seen, again after every disconnect (back-off 1 s to 30 s); docs/gateway-ble.md
   --serial PATH       a device's serial port (repeatable; needs the "serialport" package)
   --baud N            serial speed (default 115200)
   --listen HOST:PORT  accept byte-stream links over TCP (one device per connection)
   --console-line      first send "E4.gateway()" on each link (an Espruino console, e.g. a BLE UART bridge)
-  --image FILE        the image whose frame codec to use (default dist/link.js)`;
+  --image FILE        the image whose frame codec to use (default dist/link.js)
+  --version           print the version`;
 
 export function parseGatewayArgs(argv) {
-  const o = { serial: [], baud: 115200 };
+  const o = { serial: [], ble: [], baud: 115200 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -281,6 +285,12 @@ export function parseGatewayArgs(argv) {
     };
     if (a === '--broker') o.broker = val();
     else if (a === '--serial') o.serial.push(val());
+    else if (a === '--ble') {
+      const addr = val();
+      if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(addr)) throw new Error(`--ble ${addr}: expected a Bluetooth address aa:bb:cc:dd:ee:ff`);
+      o.ble.push(addr);
+    } else if (a === '--console-line') o.consoleLine = 'E4.gateway()';
+    else if (a === '--version') o.version = true;
     else if (a === '--baud') {
       o.baud = Number(val());
       if (!Number.isInteger(o.baud) || o.baud <= 0) throw new Error('--baud takes a positive integer');
@@ -292,8 +302,9 @@ export function parseGatewayArgs(argv) {
     else if (a === '-h' || a === '--help') o.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  if (!o.help && !o.broker) throw new Error('--broker is required');
-  if (!o.help && !o.serial.length && !o.listen) throw new Error('give --serial PATH or --listen HOST:PORT');
+  if (o.help || o.version) return o;
+  if (!o.broker) throw new Error('--broker is required');
+  if (!o.serial.length && !o.listen && !o.ble.length) throw new Error('give --ble ADDRESS, --serial PATH or --listen HOST:PORT');
   return o;
 }
 
@@ -302,10 +313,11 @@ async function main(argv) {
   try {
     o = parseGatewayArgs(argv);
   } catch (e) {
-    process.stderr.write(`gateway: ${e.message}\n${USAGE}\n`);
+    process.stderr.write(`gateway: ${e.message} (see node host-sim/gateway.mjs --help)\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');
+  if (o.version) return void process.stdout.write(packageVersion() + '\n');
   const gw = new Gateway({ broker: o.broker, codec: loadImageCodec(o.image || LINK_IMAGE) });
   const say = (s) => process.stderr.write(`gateway: ${s}\n`);
   gw.on('hello', (e) => say(`${e.link}: device ${e.id || '(no id)'}`));
@@ -325,6 +337,18 @@ async function main(argv) {
     await new Promise((resolve, reject) => port.once('open', resolve).once('error', reject));
     gw.attach(port, { name: path, consoleLine: o.consoleLine });
     say(`serial ${path} at ${o.baud} baud`);
+  }
+  if (o.ble.length) {
+    const noble = await loadNoble();
+    const ble = bleUartLinks({ noble, addresses: o.ble, log: say });
+    // The device's console moves to the link on E4.gateway(): always sent over BLE.
+    ble.on('link', (stream, { name }) => gw.attach(stream, { name, consoleLine: 'E4.gateway()' }));
+    await ble.start();
+    const stopGateway = gw.stop.bind(gw);
+    gw.stop = async () => {
+      await ble.stop();
+      await stopGateway();
+    };
   }
   if (o.listen) {
     const server = net.createServer((sock) => gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}`, consoleLine: o.consoleLine }));

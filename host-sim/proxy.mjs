@@ -28,7 +28,7 @@ import { SimDevice } from './device.mjs';
 import { flashStore, systemTime } from './hal.mjs';
 import { loadImage } from './image.mjs';
 import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
-import { runIfMain, stopOnSignal } from './cli.mjs';
+import { packageVersion, runIfMain, stopOnSignal } from './cli.mjs';
 
 const ECHO_MEMORY = 1024;
 
@@ -226,10 +226,12 @@ export function parseProxyArgs(argv) {
       if (!m || Number(m[2]) > 65535) throw new Error('--listen takes HOST:PORT');
       o.listen = { host: m[1] || '127.0.0.1', port: Number(m[2]) };
     } else if (a === '-h' || a === '--help') o.help = true;
+    else if (a === '--version') o.version = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  if (!o.help && !o.device) throw new Error('--device is required');
-  if (!o.help && !o.broker) throw new Error('--broker is required');
+  if (o.help || o.version) return o;
+  if (!o.device) throw new Error('--device is required');
+  if (!o.broker) throw new Error('--broker is required');
   return o;
 }
 
@@ -238,10 +240,11 @@ async function main(argv) {
   try {
     o = parseProxyArgs(argv);
   } catch (e) {
-    process.stderr.write(`proxy: ${e.message}\n${USAGE}\n`);
+    process.stderr.write(`proxy: ${e.message} (see node host-sim/proxy.mjs --help)\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');
+  if (o.version) return void process.stdout.write(packageVersion() + '\n');
   const config = JSON.parse(readFileSync(o.device, 'utf8'));
   const proxy = new ProtectionProxy({
     config,

@@ -622,6 +622,31 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
     expect(cli(['list', '--db', db], { env: { E4_C2_PASSPHRASE: PASS } }).code).toBe(0);
   });
 
+  it('device files for a board: its transport (Wi-Fi from a file or the environment, never the command line), every granted topic, mode 0600; global options before the command; --version', () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'board-'));
+    const wifi = path.join(dir, 'wifi.txt');
+    fs.writeFileSync(wifi, 'home-net\nwifi secret\n', { mode: 0o600 });
+    // Global options first, the command after them.
+    let r = cli(['--db', db, '--passphrase-file', passFile, 'config', 'monitor-1', '--board', 'espruino-esp32', '--mqtt-url', 'mqtt://10.0.0.2:1883', '--wifi-file', wifi, '--out', path.join(dir, 'esp.json')]);
+    expect(r.code, r.err).toBe(0);
+    const esp = JSON.parse(fs.readFileSync(path.join(dir, 'esp.json'), 'utf8'));
+    expect(esp.board).toBe('espruino-esp32');
+    expect(esp.transport).toEqual({ mqtt: { url: 'mqtt://10.0.0.2:1883' }, wifi: { ssid: 'home-net', password: 'wifi secret' } });
+    expect(esp.topics.length).toBeGreaterThan(0);
+    for (const t of esp.topics) expect(Object.keys(t).sort()).toEqual(['hash', 'key', 'topic']);
+    expect(fs.statSync(path.join(dir, 'esp.json')).mode & 0o777).toBe(0o600);
+    r = cli(['config', ...base(), 'monitor-1', '--board', 'espruino-esp32', '--broker', 'mqtt://10.0.0.3:1883', '--out', path.join(dir, 'env.json')], { env: { E4_WIFI_SSID: 'env-net', E4_WIFI_PASSWORD: 'env secret' } });
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'env.json'), 'utf8')).transport).toEqual({ mqtt: { url: 'mqtt://10.0.0.3:1883' }, wifi: { ssid: 'env-net', password: 'env secret' } });
+    expect(cli(['config', ...base(), 'monitor-1', '--board', 'espruino-esp32', '--wifi-password', 'x', '--out', path.join(dir, 'x.json')]).err).toMatch(/Unknown option '--wifi-password'/);
+    r = cli(['config', ...base(), 'monitor-1', '--board', 'espruino-nrf52', '--link', 'serial', '--out', path.join(dir, 'nrf.json')]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'nrf.json'), 'utf8')).transport).toEqual({ link: { kind: 'serial' } });
+    const v = cli(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.out.trim()).toBe(JSON.parse(fs.readFileSync(path.join(path.dirname(CLI), '..', '..', 'package.json'), 'utf8')).version);
+  });
+
   it('wrong arguments exit 2 and change nothing; --help exits 0', () => {
     const before = fs.readFileSync(db);
     const bad = [
@@ -646,6 +671,12 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
       ['rotate-topic', ...base(), 'health/heart-rate', '--broker', 'not a url'],
       ['init', ...base(), '--kdf-memory', 'lots'],
       ['watch', ...base()],
+      ['config', ...base(), 'monitor-1', '--out', path.join(tmp, 'never.json'), '--board', 'arduino'],
+      ['config', ...base(), 'monitor-1', '--out', path.join(tmp, 'never.json'), '--board', 'espruino-esp32'], // no broker address
+      ['config', ...base(), 'monitor-1', '--out', path.join(tmp, 'never.json'), '--board', 'espruino-puckjs', '--mqtt-url', 'mqtt://10.0.0.2:1883'],
+      ['config', ...base(), 'monitor-1', '--out', path.join(tmp, 'never.json'), '--board', 'espruino-esp32', '--link', 'serial'],
+      ['config', ...base(), 'monitor-1', '--out', path.join(tmp, 'never.json'), '--board', 'espruino-esp32', '--mqtt-url', 'mqtt://10.0.0.2:1883', '--wifi-file', path.join(tmp, 'no-wifi')],
+      ['add-device', ...base(), '--name', 'never-added', '--out', path.join(tmp, 'never.json'), '--board', 'espruino-esp32'],
     ];
     for (const args of bad) {
       const r = cli(args);
@@ -654,7 +685,10 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
       expect(r.err).not.toContain(PASS.split(' ')[2] + ' ' + PASS.split(' ')[3]);
       expect(fs.readFileSync(db).equals(before), args.join(' ')).toBe(true);
     }
-    expect(cli(['frobnicate']).err).toMatch(/usage: e4-c2 <command>/);
+    // A usage error is one line that says where the help is.
+    expect(cli(['frobnicate']).err).toBe('e4-c2: unknown command "frobnicate" (see e4-c2 --help)\n');
+    expect(cli(['grant', ...base(), 'monitor-1']).err).toMatch(/^e4-c2: [^\n]+ \(see e4-c2 grant --help\)\n$/);
+    expect(fs.existsSync(path.join(tmp, 'never.json'))).toBe(false);
     for (const c of ['init', 'add-device', 'add-topic', 'grant', 'revoke', 'rotate-topic', 'rotate-device-key', 'reset-device', 'list', 'export', 'config', 'flush', 'watch']) {
       const r = cli([c, '--help']);
       expect(r.code, c).toBe(0);

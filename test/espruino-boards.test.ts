@@ -119,7 +119,7 @@ for (const boardName of ['espruino-puckjs', 'espruino-nrf52']) {
       expect(stored.topics).toEqual(TOPICS.map((topic) => ({ topic, hash: sha3_16(topic) })));
       // The configuration's keys (hex text) are gone from the medium, trash included.
       for (const k of [cfg.key, ...cfg.topics.map((x: any) => x.key)]) expect(t.sim.contains(Buffer.from(k))).toBe(false);
-      expect(t.sim.list().sort()).toEqual(['.boot0', 'e4.js', 'e4.json', 'e4s0']);
+      expect(t.sim.list().sort()).toEqual(['.boot0', 'e4.json', 'e4b.js', 'e4s0']);
       // Native AES on the Puck.js image; the portable one (no native call) on the nRF52 image.
       t.E4.client().protect('health/temp', 'x');
       if (boardName === 'espruino-puckjs') expect(t.board.crypto.calls.total).toBeGreaterThan(0);

@@ -12,9 +12,24 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { C2Error, DEFAULT_KDF, initC2, openC2 } from './c2.mjs';
 import { loadE4Image } from './e4.mjs';
+import { packageVersion, useCallerFolder } from '../cli.mjs';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
 const CLOCKS = ['trusted', 'untrusted', 'monotonic', 'none'];
+/** Board kinds (boards/) and the transport each speaks. */
+const BOARDS = { 'espruino-esp32': 'mqtt', 'espruino-puckjs': 'link', 'espruino-nrf52': 'link', jerryscript: 'host' };
+const LINKS = ['ble-uart', 'serial'];
+/** Options that say what a device file is for: add-device --out and config. */
+const DEVICE_FILE_OPTIONS = {
+  board: { type: 'string', help: `the board it is for: ${Object.keys(BOARDS).join(' | ')} (checked by flash)` },
+  clock: { type: 'string', help: `clock: ${CLOCKS.join(' | ')}` },
+  'mqtt-url': { type: 'string', help: 'espruino-esp32: transport.mqtt.url, mqtt://host:port (default: --broker)' },
+  'wifi-file': {
+    type: 'string',
+    help: 'espruino-esp32: Wi-Fi network from a file (line 1 SSID, line 2 password), or E4_WIFI_SSID / E4_WIFI_PASSWORD; never on the command line',
+  },
+  link: { type: 'string', help: `espruino-puckjs / espruino-nrf52: the gateway link, ${LINKS.join(' | ')} (default ble-uart)` },
+};
 
 const GLOBAL = {
   db: { type: 'string' },
@@ -23,6 +38,7 @@ const GLOBAL = {
   image: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 };
 const SEND = ['broker'];
 
@@ -43,9 +59,8 @@ const COMMANDS = {
     options: {
       name: { type: 'string', help: 'device name' },
       id: { type: 'string', help: 'device id, 32 hex digits (instead of --name)' },
-      out: { type: 'string', help: 'write its device.json here (contains keys: mode 0600)' },
-      clock: { type: 'string', help: `device.json clock: ${CLOCKS.join(' | ')}` },
-      'mqtt-url': { type: 'string', help: 'device.json transport.mqtt.url (default: --broker)' },
+      out: { type: 'string', help: 'write its device.json here (contains keys: mode 0600); it holds no topic yet: `config` writes it again after `grant`' },
+      ...DEVICE_FILE_OPTIONS,
     },
   },
   'add-topic': { args: ['TOPIC'], about: 'Register a topic and generate its first key.', options: {} },
@@ -82,8 +97,7 @@ const COMMANDS = {
     about: "Write DEVICE's device.json (current client key and granted topic keys) for flash/host-sim.",
     options: {
       out: { type: 'string', help: 'output file (required; contains keys: mode 0600)' },
-      clock: { type: 'string', help: `clock: ${CLOCKS.join(' | ')}` },
-      'mqtt-url': { type: 'string', help: 'transport.mqtt.url (default: --broker)' },
+      ...DEVICE_FILE_OPTIONS,
     },
     readOnly: true,
   },
@@ -112,6 +126,7 @@ function globalHelp() {
     '                          without it commands are queued in the database until `flush --broker URL`',
     '  --image FILE            E4 image (default dist/e4.js, or E4_IMAGE)',
     '  --json                  machine-readable output',
+    '  --version               print the version',
     '',
     "`e4-c2 <command> --help` describes one command. Exit codes: 0 ok, 1 failure, 2 wrong arguments,",
     '3 wrong passphrase, 4 database modified, 5 commands not acknowledged by the broker (still queued).',
@@ -137,10 +152,32 @@ function intOption(v, what) {
   return Number(v);
 }
 
+/** The command's place in argv: the first word that is neither a global option nor its value
+ * (global options may come before or after the command). */
+function commandAt(argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const m = /^--([^=]+)(=.*)?$/.exec(a);
+    if (m && GLOBAL[m[1]]) {
+      if (GLOBAL[m[1]].type === 'string' && m[2] === undefined) i++;
+      continue;
+    }
+    if (a === '-h') continue;
+    return i;
+  }
+  return -1;
+}
+
 function parse(argv) {
-  const name = argv[0];
-  if (name === '--help' || name === '-h' || name === 'help') return { help: globalHelp() };
-  if (name === undefined) throw new Usage('no command given');
+  const at = commandAt(argv);
+  if (argv.includes('--version')) return { help: packageVersion() };
+  if (at < 0) {
+    if (argv.includes('--help') || argv.includes('-h')) return { help: globalHelp() };
+    throw new Usage('no command given');
+  }
+  const name = argv[at];
+  if (name === 'help') return { help: globalHelp() };
+  argv = [name, ...argv.slice(0, at), ...argv.slice(at + 1)];
   const spec = COMMANDS[name];
   if (!spec) throw new Usage(`unknown command ${JSON.stringify(name)}`);
   const options = { ...GLOBAL };
@@ -166,6 +203,14 @@ function parse(argv) {
     if ((v.name === undefined) === (v.id === undefined)) throw new Usage('add-device needs exactly one of --name NAME or --id HEX', { cause: name });
     if (v.id !== undefined && !/^[0-9a-fA-F]{32}$/.test(v.id)) throw new Usage('--id must be 32 hex digits', { cause: name });
   }
+  if (v.board !== undefined && !BOARDS[v.board]) throw new Usage(`--board must be one of ${Object.keys(BOARDS).join(', ')}`, { cause: name });
+  if (v.link !== undefined && !LINKS.includes(v.link)) throw new Usage(`--link must be ${LINKS.join(' or ')}`, { cause: name });
+  if (v['mqtt-url'] !== undefined && !/^mqtt:\/\/[^:/\s]+(:\d+)?\/?$/.test(v['mqtt-url'])) throw new Usage('--mqtt-url must look like mqtt://host:port', { cause: name });
+  const kind = v.board && BOARDS[v.board];
+  if (kind && kind !== 'mqtt' && (v['mqtt-url'] !== undefined || v['wifi-file'] !== undefined)) {
+    throw new Usage(`${v.board} reaches the broker through a gateway: --link, not --mqtt-url or --wifi-file`, { cause: name });
+  }
+  if (kind && kind !== 'link' && v.link !== undefined) throw new Usage(`${v.board} has no gateway link: --link is for espruino-puckjs and espruino-nrf52`, { cause: name });
   if (v.clock !== undefined && !CLOCKS.includes(v.clock)) throw new Usage(`--clock must be one of ${CLOCKS.join(', ')}`, { cause: name });
   if (name === 'grant' && v.role !== undefined && !['pub', 'sub', 'both'].includes(v.role)) {
     throw new Usage('--role must be pub, sub or both', { cause: name });
@@ -181,6 +226,11 @@ function parse(argv) {
   const broker = v.broker ?? (process.env.E4_C2_BROKER || undefined);
   if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker)) throw new Usage(`--broker must be a URL such as mqtt://127.0.0.1:1883`, { cause: name });
   if ((spec.needsBroker || watch) && !broker) throw new Usage(`${name}${watch ? ' --watch' : ''} needs --broker URL`, { cause: name });
+  // A device file's transport is settled before the database is touched.
+  if (kind === 'mqtt' && (name === 'config' || v.out)) {
+    if (!(v['mqtt-url'] ?? broker)) throw new Usage(`${v.board} needs the broker's address: --mqtt-url mqtt://host:port (or --broker)`, { cause: name });
+    v.wifiNetwork = wifiFrom(v);
+  }
   return { name, spec, args, v, kdf, watch, duration, broker };
 }
 
@@ -419,9 +469,37 @@ async function run(argv) {
   }
 }
 
+/** The Wi-Fi network for an ESP32 device file: --wifi-file (SSID, then password, one a line) or
+ * E4_WIFI_SSID / E4_WIFI_PASSWORD. Never a command-line value: those end up in shell histories
+ * and process lists. */
+function wifiFrom(v) {
+  if (v['wifi-file'] !== undefined) {
+    let text;
+    try {
+      text = fs.readFileSync(v['wifi-file'], 'utf8');
+    } catch (e) {
+      throw new Usage(`cannot read --wifi-file: ${e.code || e.message}`);
+    }
+    const [ssid, password] = text.split(/\r?\n/);
+    if (!ssid) throw new Usage('--wifi-file: the first line (the SSID) is empty');
+    return password ? { ssid, password } : { ssid };
+  }
+  const ssid = process.env.E4_WIFI_SSID;
+  if (!ssid) return undefined;
+  return process.env.E4_WIFI_PASSWORD ? { ssid, password: process.env.E4_WIFI_PASSWORD } : { ssid };
+}
+
+/** The device file: keys, granted topics and, with --board, the transport that board speaks. */
 function configFor(c2, id, v, brokerUrl) {
-  const url = v['mqtt-url'] ?? brokerUrl;
-  return c2.deviceConfig({ id }, { clock: v.clock, transport: url ? { mqtt: { url } } : undefined });
+  const kind = v.board ? BOARDS[v.board] : 'mqtt';
+  let transport;
+  if (kind === 'mqtt') {
+    const url = v['mqtt-url'] ?? brokerUrl;
+    if (url) transport = { mqtt: { url } };
+    if (v.wifiNetwork) transport = { ...transport, wifi: v.wifiNetwork };
+  } else if (kind === 'link') transport = { link: { kind: v.link ?? 'ble-uart' } };
+  const cfg = c2.deviceConfig({ id }, { clock: v.clock, transport });
+  return v.board ? { ...cfg, board: v.board } : cfg;
 }
 
 function finish(out, result, v, code) {
@@ -432,6 +510,7 @@ function finish(out, result, v, code) {
 
 const EXIT = { USAGE: 2, NOT_FOUND: 2, EXISTS: 2, WRONG_PASSPHRASE: 3, INTEGRITY: 4 };
 
+useCallerFolder('c2');
 run(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -439,7 +518,7 @@ run(process.argv.slice(2)).then(
   (e) => {
     if (e instanceof Usage) {
       const cmd = e.cause && COMMANDS[e.cause] ? e.cause : null;
-      process.stderr.write(`e4-c2: ${e.message}\n\n${cmd ? commandHelp(cmd) : globalHelp()}\n`);
+      process.stderr.write(`e4-c2: ${e.message} (see e4-c2 ${cmd ? cmd + ' ' : ''}--help)\n`);
       process.exitCode = 2;
     } else if (e instanceof C2Error) {
       process.stderr.write(`e4-c2: ${e.message}\n`);

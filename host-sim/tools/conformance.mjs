@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.mjs';
+import { packageVersion } from '../cli.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const TAG = '@@E4R ';
@@ -447,6 +448,10 @@ export function parseArgs(argv) {
     else if (a === '--max-case-bytes') o.maxCaseBytes = Number(val());
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--help' || a === '-h') usage();
+    else if (a === '--version') {
+      console.log(packageVersion());
+      process.exit(0);
+    }
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else o.files.push(a);
   }

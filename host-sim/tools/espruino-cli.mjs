@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -36,13 +37,15 @@ export function portKind(port) {
 }
 
 /**
- * Parses `--name value` / `--flag` arguments against `spec` ({ name: 'string' | 'number' | 'boolean' }).
+ * Parses `--name value` / `--flag` arguments against `spec` ({ name: 'string' | 'number' | 'boolean' });
+ * `short` maps one-letter options to names (`-p` -> port, as the espruino tool spells it).
  * Throws UsageError for unknown, repeated or valueless options.
  */
-export function parseArgs(argv, spec) {
+export function parseArgs(argv, spec, short = {}) {
   const out = {};
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    let a = argv[i];
+    if (/^-[a-z]$/.test(a) && short[a[1]]) a = `--${short[a[1]]}`;
     const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(a);
     if (!m) throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
     const name = m[1];
@@ -73,7 +76,74 @@ export function parseArgs(argv, spec) {
  * evaluates `expr` without reset (short expressions can hang the tool: prefer a script). Resolves { code, output, lines } where `lines` are the board's output lines (prefix
  * removed). Rejects on timeout (the process is killed).
  */
-export function runEspruino({ port, script, expr, baud, reset = true, timeoutMs = 120000, onLine, verbose = false }) {
+export async function runEspruino(o) {
+  await reachable(o.port);
+  return runCli(o);
+}
+
+/** A connection failure the tools report in one line (its cause, and what to do). */
+export class ConnectionError extends Error {
+  constructor(message, detail = '') {
+    super(message);
+    this.name = 'ConnectionError';
+    this.detail = detail;
+  }
+}
+
+const BLE_STACK_MISSING =
+  'no Bluetooth LE stack: the espruino tool reaches BLE boards through BlueZ over D-Bus; install and start it (Debian/Raspberry Pi OS: sudo apt-get install bluez && sudo systemctl start bluetooth), or connect the board by USB serial';
+
+/** Checks that the port can be reached at all before the tool is started: the tool itself hides
+ * why a connection failed. Throws ConnectionError naming the cause. */
+export function reachable(port, timeoutMs = 10000) {
+  const kind = portKind(port);
+  if (kind === 'serial') {
+    if (port.startsWith('/dev/') && !existsSync(port)) throw new ConnectionError(`${port}: no such serial device (is the board plugged in? see ls /dev/tty*)`);
+    return Promise.resolve();
+  }
+  if (kind === 'ble') return Promise.resolve();
+  const [, host, p] = /^tcp:\/\/([^:/]+)(?::(\d+))?/.exec(port);
+  const tcpPort = Number(p || 23);
+  return new Promise((resolve, reject) => {
+    const s = connect(tcpPort, host);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new ConnectionError(`${port}: timed out after ${Math.round(timeoutMs / 1000)} s connecting (no answer from ${host}: wrong address, or a firewall drops it)`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve();
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      s.destroy();
+      const why = {
+        ECONNREFUSED: `connection refused: nothing listens on port ${tcpPort} of ${host} (is the board's console served there?)`,
+        EHOSTUNREACH: `${host} is unreachable (no route to it)`,
+        ENETUNREACH: `no network route to ${host}`,
+        ENOTFOUND: `unknown host ${host}`,
+        EAI_AGAIN: `cannot resolve ${host} (name service unavailable)`,
+      }[e.code];
+      reject(new ConnectionError(`${port}: ${why || e.message}`, e.stack));
+    });
+  });
+}
+
+/** The cause of a failed connection in the tool's output, or null. */
+export function failureIn(output, port) {
+  if (/system_bus_socket|org\.bluez|Cannot find module '@abandonware\/noble'|No Bluetooth|EAFNOSUPPORT/.test(output)) return BLE_STACK_MISSING;
+  if (/ECONNREFUSED/.test(output)) return `${port}: connection refused`;
+  if (/ETIMEDOUT/.test(output)) return `${port}: timed out connecting`;
+  if (/EACCES|Permission denied/.test(output)) return `${port}: permission denied (add yourself to the dialout group, or check the device's owner)`;
+  if (/Unable to connect!/.test(output)) return `the connection to ${port} failed or ended before the board answered`;
+  return null;
+}
+
+/** Output lines worth showing with --verbose: a library's stack frames are not. */
+const isTraceLine = (l) => /^\s+at |^\s*\^+\s*$|^Node\.js v\d|^\S+\.js:\d+$|^\s*(} else )?throw \w+;?$|^Emitted 'error' event/.test(l);
+
+function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, onLine, verbose = false }) {
   const kind = portKind(port);
   if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm ci`);
   const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
@@ -103,12 +173,12 @@ export function runEspruino({ port, script, expr, baud, reset = true, timeoutMs 
     const take = (chunk) => {
       const text = chunk.toString('latin1');
       output += text;
-      if (verbose) process.stderr.write(text);
       partial += text;
       let i;
       while ((i = partial.indexOf('\n')) >= 0) {
         const line = partial.slice(0, i).replace(/\r$/, '');
         partial = partial.slice(i + 1);
+        if (verbose && !isTraceLine(line)) process.stderr.write(line + '\n');
         const m = /^--\] ?(.*)$/.exec(line);
         if (m) {
           lines.push(m[1]);
@@ -120,7 +190,7 @@ export function runEspruino({ port, script, expr, baud, reset = true, timeoutMs 
     child.stderr.on('data', take);
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`espruino CLI timed out after ${Math.round(timeoutMs / 1000)} s talking to ${port}`));
+      reject(new ConnectionError(`${port}: no answer from the board within ${Math.round(timeoutMs / 1000)} s (--timeout to wait longer)`));
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
@@ -129,7 +199,9 @@ export function runEspruino({ port, script, expr, baud, reset = true, timeoutMs 
     child.on('close', (code) => {
       clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
-      if (/Unable to connect!/.test(output)) reject(new Error(`could not connect to ${port}`));
+      // Output the board never sent ("--]" lines) that names a failure: the connection's.
+      const failure = failureIn(output.split('\n').filter((l) => !l.startsWith('--]')).join('\n'), port);
+      if (failure) reject(new ConnectionError(failure, output));
       else resolve({ code, output, lines });
     });
   });

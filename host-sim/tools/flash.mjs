@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
-import { runIfMain } from '../cli.mjs';
+import { packageVersion, runIfMain, useCallerFolder } from '../cli.mjs';
 
 export const ESPRUINO_BOARDS = ['espruino-puckjs', 'espruino-nrf52', 'espruino-esp32'];
 export const IMAGE_FILE = 'e4.js';
@@ -33,20 +33,27 @@ export const BOOT_CODE = 'eval(require("Storage").read("e4.js"));';
 export const USAGE = `usage: npm run flash -- --board <board> --port <port> --device <device.json> [options]
 
   --board      ${ESPRUINO_BOARDS.join(' | ')}
-  --port       a serial device (/dev/ttyACM0, COM3), a Bluetooth LE address
+  --port, -p   a serial device (/dev/ttyACM0, COM3), a Bluetooth LE address
                (aa:bb:cc:dd:ee:ff) or an Espruino console over TCP (tcp://127.0.0.1:2323)
-  --device     the device configuration written by C2 (format "e4-device", version 1)
+  --device     the device configuration written by C2 (format "e4-device", version 1); refused
+               (exit 2) when it cannot work on the board: written for another board, no
+               transport the board speaks, no topics
   --keep-state keep the board's stored state and keys (image or settings update);
                --device is then optional and written without keys
   --erase-all  erase the whole Storage first (a board dedicated to E4: the image then sits
                at the start of Storage, where compaction never moves it)
   --boot-file  Storage file that starts the image at boot (default .boot0)
   --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT; default ./modules)
-  --baud       serial baud rate (default 9600, the tool's default)
+  --baud, -b   serial baud rate (default 9600, the tool's default)
   --full       upload the readable image instead of the minified one
   --timeout    seconds to wait for the board (default 300)
   --verbose    show the espruino tool's output
-  --dry-run    print the upload script instead of sending it`;
+  --dry-run    print the upload script instead of sending it
+  --version    print the version
+
+The upload is all or nothing: new files go under temporary names, are checked by CRC-32 on the
+board, and only then replace the old ones (the boot file last); the old keys stay until then.
+After the restart the tool checks that the runtime booted (E4.status().ok).`;
 
 const ARGS = {
   board: 'string',
@@ -62,6 +69,7 @@ const ARGS = {
   verbose: 'boolean',
   'dry-run': 'boolean',
   help: 'boolean',
+  version: 'boolean',
 };
 
 const HEX = (n) => new RegExp(`^[0-9a-fA-F]{${2 * n}}$`);
@@ -87,6 +95,7 @@ export function deviceConfigFor(board, cfg, where = 'device config', { keys = tr
   if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) bad('not a JSON object');
   if (cfg.format !== undefined && cfg.format !== 'e4-device') bad(`format is ${JSON.stringify(cfg.format)}, expected "e4-device"`);
   if (cfg.version !== undefined && cfg.version !== 1) bad(`version ${cfg.version} is not supported (1)`);
+  if (cfg.board !== undefined && cfg.board !== board) bad(`written for ${cfg.board}, not ${board} (e4-c2 config --board ${board})`);
   const out = { format: 'e4-device', version: 1 };
   if (cfg.name !== undefined) {
     if (typeof cfg.name !== 'string') bad('name must be a string');
@@ -140,6 +149,22 @@ export function deviceConfigFor(board, cfg, where = 'device config', { keys = tr
   return out;
 }
 
+/**
+ * Whether `board` can do its job with the completed configuration `cfg`: a transport it speaks
+ * and at least one topic. Throws UsageError with what is missing and how to get it.
+ */
+export function checkRunnable(board, cfg, where) {
+  const bad = (m) => {
+    throw new UsageError(`${where}: ${m}`);
+  };
+  const tr = cfg.transport || {};
+  if (board === 'espruino-esp32' && !tr.mqtt) bad('no transport: the ESP32 image needs transport.mqtt (e4-c2 config DEVICE --board espruino-esp32 --mqtt-url mqtt://host:port)');
+  if (board !== 'espruino-esp32' && !tr.link) bad(`no transport: the ${board} image needs transport.link (e4-c2 config DEVICE --board ${board} --link ble-uart)`);
+  if (!cfg.topics.length) bad('no topics: the device could neither publish nor receive (e4-c2 grant DEVICE TOPIC, then e4-c2 config DEVICE --out FILE)');
+  // Topic hashes need no check: deviceConfigFor computes the hash of every named topic here, so
+  // boards without SHA-3 (nRF52) get them all.
+}
+
 /** The MQTT module's source for the ESP32 image. */
 function mqttModule(dir) {
   for (const f of ['MQTT.min.js', 'MQTT.js']) {
@@ -154,9 +179,9 @@ function mqttModule(dir) {
 const CHUNK = 768;
 
 /** JS lines that write `data` (a latin1 string) to the Storage file `name`, in chunks. */
-function writeLines(name, data) {
+function writeLines(name, data, nameIsVariable = false) {
   const lines = [];
-  const n = JSON.stringify(name);
+  const n = nameIsVariable ? name : JSON.stringify(name);
   if (!data.length) return [`S.write(${n},"");`];
   for (let i = 0; i < data.length; i += CHUNK) {
     const part = Buffer.from(data.slice(i, i + CHUNK), 'latin1').toString('base64');
@@ -170,53 +195,112 @@ export function crcOf(latin1) {
   return crc32(Buffer.from(latin1, 'latin1')) >>> 0;
 }
 
+/** Storage names of the two image slots: a new image goes into the one the boot file does not
+ * start, so the running one stays whole until the switch. */
+export const IMAGE_SLOTS = [IMAGE_FILE, 'e4b.js'];
+/** Suffix of the names new files are uploaded under before the switch. */
+export const TEMP_SUFFIX = '~';
+
 /**
- * The upload script and the files it writes ({ name, bytes, crc }). `config` is the completed
- * device configuration (deviceConfigFor) or null (--keep-state without --device).
+ * The upload script and the files it leaves on the board ({ name, bytes, crc }; the image as
+ * IMAGE_FILE, whichever slot it lands in). `config` is the completed device configuration
+ * (deviceConfigFor) or null (--keep-state without --device).
+ *
+ * All or nothing against a connection lost at any byte: the console runs a line only once it has
+ * all of it. Every new file is first written under a temporary name (the image into the slot the
+ * boot file does not start) while the old image, configuration and store stay as they were; then
+ * one line checks every new file by length and CRC-32 on the board and, only if all match, makes
+ * the switch: erases the old store (unless --keep-state), puts the configuration and the MQTT
+ * module in place, and last rewrites the boot file to start the new image. A cut anywhere before
+ * that line leaves the board as it was (plus temporary files the next flash erases); after it,
+ * the new state is complete. Storage.compact() then erases the old store's and configuration's
+ * bytes. --erase-all is the exception: it wipes everything first, on purpose.
  */
 export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, start = true }) {
-  const files = [{ name: IMAGE_FILE, data: image }];
-  if (config) files.push({ name: CONFIG_FILE, data: JSON.stringify(config) });
-  if (mqtt !== null) files.push({ name: 'MQTT', data: mqtt });
-  files.push({ name: bootFile, data: BOOT_CODE });
+  const temp = [];
+  if (config) temp.push({ name: CONFIG_FILE, data: JSON.stringify(config) });
+  if (mqtt !== null) temp.push({ name: 'MQTT', data: mqtt });
+  const bootFor = (slot) => `eval(require("Storage").read(${JSON.stringify(slot)}));`;
+  const q = JSON.stringify;
   const lines = [
     // Output from the running image must not interleave with ours: stop its timers and watches.
     'clearInterval();clearWatch();',
     'var S=require("Storage");',
   ];
   if (eraseAll) lines.push('S.eraseAll();');
-  else if (!keepState) for (const f of STORE_FILES) lines.push(`S.erase(${JSON.stringify(f)});`);
-  for (const f of files) {
-    lines.push(`S.erase(${JSON.stringify(f.name)});`);
-    lines.push(...writeLines(f.name, f.data));
+  // O: the slot the boot file starts now; N: the other one, which receives the new image.
+  lines.push(`var O=(S.read(${q(bootFile)})||"").indexOf(${q(q(IMAGE_SLOTS[1]))})>=0?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};var N=O==${q(IMAGE_SLOTS[0])}?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};`);
+  lines.push('S.erase(N);');
+  lines.push(...writeLines('N', image, true));
+  for (const f of temp) {
+    const t = f.name + TEMP_SUFFIX;
+    lines.push(`S.erase(${q(t)});`);
+    lines.push(...writeLines(t, f.data));
   }
+  // The switch: one line, so it runs whole or not at all.
+  const checks = [`(S.read(N)||"").length==${image.length}`, `E.CRC32(S.read(N)||"")>>>0==${crcOf(image)}`];
+  const copies = [];
+  temp.forEach((f, i) => {
+    const t = q(f.name + TEMP_SUFFIX);
+    checks.push(`(S.read(${t})||"").length==${f.data.length}`, `E.CRC32(S.read(${t})||"")>>>0==${crcOf(f.data)}`);
+    // A RAM copy (small files only): a write must not read from Storage that it may compact.
+    copies.push(`var T${i}=E.toString(S.read(${t}));`);
+    checks.push(`T${i}!==undefined&&T${i}.length==${f.data.length}`);
+  });
+  const sw = [];
+  if (!keepState && !eraseAll) for (const f of STORE_FILES) sw.push(`S.erase(${q(f)});`);
+  temp.forEach((f, i) => sw.push(`S.write(${q(f.name)},T${i});`, `S.erase(${q(f.name + TEMP_SUFFIX)});`));
+  sw.push(`S.write(${q(bootFile)},'eval(require("Storage").read("'+N+'"));');`);
+  sw.push('if(O!=N)S.erase(O);');
+  sw.push('print("E4FLASH switched",N);');
+  lines.push(`${copies.join('')}if(${checks.join('&&')}){${sw.join('')}}else print("E4FLASH mismatch: nothing switched");`);
+  temp.forEach((_, i) => lines.push(`T${i}=undefined;`));
   // Old configurations (with keys) and stores are only unlinked by erase(): compaction erases them.
   lines.push('S.compact();');
-  for (const f of files) lines.push(`print("E4FLASH",${JSON.stringify(f.name)},(S.read(${JSON.stringify(f.name)})||"").length,E.CRC32(S.read(${JSON.stringify(f.name)})||"")>>>0);`);
+  const report = (expr, name) => `print("E4FLASH",${q(name)},(S.read(${expr})||"").length,E.CRC32(S.read(${expr})||"")>>>0);`;
+  lines.push(report('N', IMAGE_FILE));
+  for (const f of temp) lines.push(report(q(f.name), f.name));
+  lines.push(report(q(bootFile), bootFile));
   lines.push('print("E4FLASH free",S.getFree());');
   lines.push('print("E4FLASH done");');
   if (start) lines.push('setTimeout(function(){load();},200);');
-  return { script: lines.join('\n') + '\n', files: files.map((f) => ({ name: f.name, bytes: f.data.length, crc: crcOf(f.data) })) };
+  // The boot file is reported with the slot the switch chose: its expected CRC is checked then.
+  const files = [{ name: IMAGE_FILE, data: image }, ...temp].map((f) => ({ name: f.name, bytes: f.data.length, crc: crcOf(f.data) }));
+  files.push({ name: bootFile, boot: true, variants: IMAGE_SLOTS.map((slot) => ({ slot, bytes: bootFor(slot).length, crc: crcOf(bootFor(slot)) })) });
+  return { script: lines.join('\n') + '\n', files };
 }
 
-/** Checks the board's E4FLASH lines against what was sent; returns { free }. Throws on mismatch. */
+/** Checks the board's E4FLASH lines against what was sent; returns { free, slot }. Throws on mismatch. */
 export function verifyFlash(lines, files) {
   const got = new Map();
   let free = null;
   let done = false;
+  let slot = null;
+  let mismatch = false;
   for (const t of tagged(lines, 'E4FLASH')) {
     const w = t.split(' ');
     if (w[0] === 'done') done = true;
     else if (w[0] === 'free') free = Number(w[1]);
+    else if (w[0] === 'switched') slot = w[1];
+    else if (w[0] === 'mismatch:') mismatch = true;
     else got.set(w[0], { bytes: Number(w[1]), crc: Number(w[2]) });
   }
-  if (!done) throw new Error('the board did not finish the upload (no confirmation): see --verbose');
+  if (mismatch) throw new Error('the files uploaded under temporary names did not match their CRC-32 on the board: nothing was switched, the board keeps its old image, configuration and keys');
+  if (!done) {
+    throw new Error(
+      slot
+        ? 'the connection ended after the board switched to the new files but before it confirmed them: restart the board and check E4.status(), or flash again'
+        : 'the connection ended before the board confirmed the upload: it holds either its old image, configuration and keys, or (when the cut came after the switch) the new ones, never a mix; flash again',
+    );
+  }
+  if (!slot) throw new Error('the board did not report the switch to the new files');
   for (const f of files) {
     const g = got.get(f.name);
     if (!g) throw new Error(`${f.name}: not reported by the board`);
-    if (g.bytes !== f.bytes || g.crc !== f.crc) throw new Error(`${f.name}: the board holds ${g.bytes} bytes with CRC ${g.crc}, expected ${f.bytes} bytes with CRC ${f.crc}`);
+    const want = f.boot ? f.variants.find((v) => v.slot === slot) : f;
+    if (!want || g.bytes !== want.bytes || g.crc !== want.crc) throw new Error(`${f.name}: the board holds ${g.bytes} bytes with CRC ${g.crc}, expected ${want ? want.bytes : '?'} bytes with CRC ${want ? want.crc : '?'}`);
   }
-  return { free };
+  return { free, slot };
 }
 
 /** Reads and checks everything, without touching the board. Throws UsageError. */
@@ -236,6 +320,7 @@ export function prepare(opts) {
       throw new UsageError(`--device ${opts.device}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
     }
     config = deviceConfigFor(opts.board, raw, opts.device, { keys: !opts['keep-state'] });
+    if (opts.strict) checkRunnable(opts.board, config, opts.device);
     if (opts['keep-state']) config.provisioned = true;
   }
   const bootFile = opts['boot-file'] || '.boot0';
@@ -249,26 +334,70 @@ export function prepare(opts) {
   return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, start: opts.start !== false });
 }
 
-/** Flashes a board. Resolves { files, free }; rejects with UsageError or Error. */
+/** Board output that says the runtime's state after boot: `E4BOOT {...}` (E4.status() without
+ * stats), or `E4BOOT none` when no E4 global exists (the image did not run). */
+export const BOOT_QUERY =
+  'print("E4BOOT",typeof E4=="undefined"?"none":JSON.stringify((function(s){return {ok:s.ok,error:s.error,topics:s.topics,controlTopic:s.controlTopic};})(E4.status())));\n';
+
+/** Reads the runtime's status from the running board (no reset). Throws when it did not start. */
+export async function checkBoot({ port, baud, timeoutMs = 60000, verbose = false }) {
+  let report = null;
+  // load() restarts the board after the upload: give it a moment, then ask (a few times: the
+  // console may still be busy with the restart).
+  for (let attempt = 0; attempt < 3 && report === null; attempt++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const res = await runEspruino({ port, baud, script: BOOT_QUERY, reset: false, timeoutMs, verbose });
+    report = tagged(res.lines, 'E4BOOT')[0] ?? null;
+  }
+  if (report === null) throw new Error('the board did not answer after the restart (E4.status() not read)');
+  if (report === 'none') throw new Error('the runtime did not start after the restart: no E4 global on the board');
+  const s = JSON.parse(report);
+  if (!s.ok) throw new Error(`the runtime started but has no client: E4.status().error = ${JSON.stringify(s.error)}`);
+  return s;
+}
+
+/** Flashes a board, restarts it and checks that the runtime booted. Resolves { files, free,
+ * status }; rejects with UsageError or Error. */
 export async function flash(opts, log = (m) => console.log(m)) {
   const { script, files } = prepare(opts);
-  const total = files.reduce((a, f) => a + f.bytes, 0);
-  log(`flash: ${opts.board} -> ${opts.port}: ${files.map((f) => `${f.name} (${f.bytes} B)`).join(', ')}`);
+  const sizes = files.filter((f) => !f.boot);
+  const total = sizes.reduce((a, f) => a + f.bytes, 0);
+  log(`flash: ${opts.board} -> ${opts.port}: ${sizes.map((f) => `${f.name} (${f.bytes} B)`).join(', ')}`);
   const timeoutMs = (opts.timeout || 300) * 1000;
-  const res = await runEspruino({ port: opts.port, script, baud: opts.baud, timeoutMs, verbose: !!opts.verbose });
-  const { free } = verifyFlash(res.lines, files);
-  log(`flash: verified ${files.length} files (${total} bytes) by CRC-32 on the board; ${free} bytes of Storage free; restarting`);
-  return { files, free, lines: res.lines };
+  const t0 = Date.now();
+  const progress = setInterval(() => log(`flash: uploading to ${opts.port} (${Math.round((Date.now() - t0) / 1000)} s)`), 10000);
+  let res;
+  try {
+    res = await runEspruino({ port: opts.port, script, baud: opts.baud, timeoutMs, verbose: !!opts.verbose });
+  } finally {
+    clearInterval(progress);
+  }
+  const { free, slot } = verifyFlash(res.lines, files);
+  log(`flash: verified ${sizes.length} files (${total} bytes) by CRC-32 on the board, then switched to them (image in ${slot}); ${free} bytes of Storage free; restarting`);
+  let status = null;
+  if (opts.start !== false) {
+    status = await checkBoot({ port: opts.port, baud: opts.baud, verbose: !!opts.verbose });
+    log(`flash: the runtime booted: ${status.controlTopic}, ${status.topics} topic${status.topics === 1 ? '' : 's'}`);
+  }
+  return { files, free, status, lines: res.lines };
 }
 
 async function main(argv) {
   let opts;
+  useCallerFolder('flash');
   try {
-    opts = parseArgs(argv, ARGS);
+    // -p and -b as the espruino tool spells them.
+    opts = parseArgs(argv, ARGS, { p: 'port', b: 'baud' });
     if (opts.help) {
       console.log(USAGE);
       return 0;
     }
+    if (opts.version) {
+      console.log(packageVersion());
+      return 0;
+    }
+    // From the command line a device file must describe a board that can work.
+    opts.strict = true;
     if (opts['dry-run']) {
       const { script } = prepare(opts);
       process.stdout.write(script);
@@ -278,7 +407,7 @@ async function main(argv) {
     return 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`flash: ${e.message}\n\n${USAGE}`);
+      console.error(`flash: ${e.message} (see npm run flash -- --help)`);
       return 2;
     }
     console.error(`flash: ${e.message}`);

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINES, engineIfPresent, absentReason } from './engines.mjs';
+import { packageVersion, useCallerFolder } from '../cli.mjs';
 
 export const TELNET_PORT = 2323;
 const USAGE = `usage: node host-sim/tools/linux-board.mjs --engine NAME [--flash-dir DIR] -- COMMAND...
@@ -41,6 +42,10 @@ function parse(argv) {
     }
     if (a === '--help' || a === '-h') {
       console.log(USAGE);
+      process.exit(0);
+    }
+    if (a === '--version') {
+      console.log(packageVersion());
       process.exit(0);
     }
     if (a === '--engine' || a === '--flash-dir') {
@@ -107,6 +112,8 @@ async function inside(o) {
 }
 
 function main() {
+  // Under `npm run linux-board` the command and --flash-dir are the caller's (INIT_CWD).
+  if (!process.env[INSIDE]) useCallerFolder('linux-board');
   const o = parse(process.argv.slice(2));
   if (process.env[INSIDE]) return inside(o);
   const self = fileURLToPath(import.meta.url);

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { absentReason, engineIfPresent } from './engines.mjs';
-import { runIfMain } from '../cli.mjs';
+import { packageVersion, runIfMain } from '../cli.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const OK = '@@E4MQ ok';
@@ -86,6 +86,10 @@ async function main(argv) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
       console.log(USAGE);
+      return 0;
+    }
+    if (a === '--version') {
+      console.log(packageVersion());
       return 0;
     }
     const v = argv[i + 1];

@@ -1,0 +1,135 @@
+/**
+ * The gateway's BLE UART links (host-sim/ble-uart.mjs) against a simulated Bluetooth stack: a
+ * noble-compatible object whose one peripheral offers the Nordic UART Service and is the real
+ * Puck.js image on an emulated Espruino board (flashed the way `npm run flash` does). The gateway
+ * finds it by address, connects, switches its console to the link (`E4.gateway()`), and the
+ * reading it publishes reaches a phone through the broker; when the radio link drops, the
+ * gateway logs it, reconnects with back-off and the next reading gets through too.
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { boardLink, boardRunner } from '../host-sim/board-link.mjs';
+import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX } from '../host-sim/ble-uart.mjs';
+import { SimDevice } from '../host-sim/device.mjs';
+import { espruinoBoard } from '../host-sim/espruino-env.mjs';
+import { flashSim } from '../host-sim/flash-sim.mjs';
+import { Gateway, loadImageCodec } from '../host-sim/gateway.mjs';
+import { ROOT } from '../host-sim/image.mjs';
+import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/tools/flash.mjs';
+import { brokerKinds, brokerPerSuite, image, until } from './support/sim.mjs';
+
+const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
+const TOPIC = 'health/heart-rate';
+const ADDRESS = 'e7:12:34:56:78:9a';
+
+/** noble's surface as ble-uart.mjs uses it, with one peripheral: the emulated board. */
+function simulatedNoble(board) {
+  const noble = new EventEmitter();
+  noble.state = 'poweredOn';
+  noble.scans = 0;
+  noble.writes = [];
+  const p = new EventEmitter();
+  p.address = ADDRESS.toUpperCase(); // noble reports addresses in either case
+  p.link = null;
+  p.connectAsync = async () => {
+    // As on Espruino: a new BLE connection gets the console.
+    board.Bluetooth.setConsole();
+    p.link = boardLink(board, 'Bluetooth');
+  };
+  p.disconnectAsync = async () => {
+    if (p.link) p.link.close();
+    p.link = null;
+  };
+  /** The radio link drops (out of range): the board's end closes, noble reports it. */
+  p.drop = () => {
+    p.link.close();
+    p.link = null;
+    board.NRF.emit('disconnect');
+    p.emit('disconnect');
+  };
+  p.discoverSomeServicesAndCharacteristicsAsync = async (services, chars) => {
+    expect(services).toEqual([NUS_SERVICE]);
+    expect(chars).toEqual([NUS_RX, NUS_TX]);
+    const rx = { uuid: NUS_RX, writeAsync: async (b, withoutResponse) => (noble.writes.push({ bytes: b.length, withoutResponse }), p.link && p.link.write(b)) };
+    const tx = new EventEmitter();
+    tx.uuid = NUS_TX;
+    tx.subscribeAsync = async () => {
+      p.link.on('data', (d) => tx.emit('data', Buffer.from(d), true));
+    };
+    return { characteristics: [rx, tx] };
+  };
+  noble.startScanningAsync = async (services) => {
+    expect(services).toEqual([NUS_SERVICE]);
+    noble.scans++;
+    setImmediate(() => noble.emit('discover', p));
+  };
+  noble.stopScanningAsync = async () => {};
+  noble.peripheral = p;
+  return noble;
+}
+
+describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puck.js image, broker %s', (kind) => {
+  const suite = brokerPerSuite(kind);
+  const cleanup = suite.cleanup;
+
+  it('connects by address, bridges a reading to the broker, logs a dropped link and reconnects with back-off', async () => {
+    const { c2 } = await suite.c2({ send: false });
+    await c2.addTopic(TOPIC);
+    await c2.addDevice({ name: 'puck' });
+    await c2.addDevice({ name: 'phone' });
+    await c2.grant('puck', TOPIC, { role: 'pub' });
+    await c2.grant('phone', TOPIC, { role: 'sub' });
+    const cfg = c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
+    const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
+    const { script, files } = uploadScript({ image: readFileSync(PUCK, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
+    expect(board.upload(script)).toBe(true);
+    verifyFlash(board.printed, files);
+    const E4 = board.boot();
+    const runner = boardRunner(board);
+    cleanup.push(async () => runner.stop());
+
+    const gw = new Gateway({ broker: suite.broker.url, codec: loadImageCodec(), ackTimeoutMs: 300 });
+    await gw.start();
+    cleanup.push(() => gw.stop());
+    const noble = simulatedNoble(board);
+    const log = [];
+    const ble = bleUartLinks({ noble, addresses: [ADDRESS], log: (m) => log.push(m), backoff: { firstMs: 100, maxMs: 400 } });
+    ble.on('link', (stream, { name }) => gw.attach(stream, { name, consoleLine: 'E4.gateway()' }));
+    await ble.start();
+    cleanup.push(() => ble.stop());
+    await until(() => E4.device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the link handshake over BLE');
+    expect(log).toContain(`ble: ${ADDRESS}: connected`);
+
+    const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
+    await phone.start();
+    cleanup.push(() => phone.stop());
+    const got = [];
+    phone.on('data', (e) => got.push(e.payload.toString()));
+    // The queued grant reaches the Puck.js over BLE (its monotonic clock calibrates on it).
+    let commands = 0;
+    E4.device().on('command', () => commands++);
+    c2.enableSend();
+    await c2.flush();
+    await until(() => commands === 1, 5000, 'the grant at the Puck.js');
+    E4.device().publish(TOPIC, '{"bpm":71,"n":1}');
+    await until(() => got.length === 1, 5000, 'the first reading at the phone');
+    // Written without response, never more than one ATT payload at a time.
+    expect(noble.writes.length).toBeGreaterThan(0);
+    for (const w of noble.writes) {
+      expect(w.bytes).toBeLessThanOrEqual(BLE_CHUNK);
+      expect(w.withoutResponse).toBe(true);
+    }
+
+    // Out of range: the gateway logs it and reconnects after its back-off; readings flow again.
+    noble.peripheral.drop();
+    await until(() => log.some((l) => l === `ble: ${ADDRESS}: disconnected; retry in 0 s`), 2000, 'the logged disconnect');
+    await until(() => log.filter((l) => l === `ble: ${ADDRESS}: connected`).length === 2, 5000, 'the reconnection');
+    await until(() => E4.device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)), 5000, 'the link handshake after reconnecting');
+    E4.device().publish(TOPIC, '{"bpm":72,"n":2}');
+    await until(() => got.length === 2, 5000, 'a reading after the reconnection');
+    expect(got).toEqual(['{"bpm":71,"n":1}', '{"bpm":72,"n":2}']);
+    expect(noble.scans).toBe(2);
+  });
+});
