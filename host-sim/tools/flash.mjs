@@ -230,6 +230,12 @@ export function uploadScript({ image, config, keepState = false, eraseAll = fals
   if (eraseAll) lines.push('S.eraseAll();');
   // O: the slot the boot file starts now; N: the other one, which receives the new image.
   lines.push(`var O=(S.read(${q(bootFile)})||"").indexOf(${q(q(IMAGE_SLOTS[1]))})>=0?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};var N=O==${q(IMAGE_SLOTS[0])}?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};`);
+  // A Storage too small for a second image beside the first (a Puck.js has ≈ 40 KB, the image
+  // ≈ 35 KB): the old image is erased first and the new one takes its slot. The configuration
+  // and the key store still change only in the switch line, after the new image is verified:
+  // a cut before it leaves the keys and configuration but no runtime (flash again, --keep-state).
+  const need = image.length + temp.reduce((n, f) => n + f.data.length, 0) + 1024;
+  lines.push(`var R=S.getFree()<${need};if(R){S.erase(N);S.erase(O);S.compact();N=O;print("E4FLASH one-slot",S.getFree());}`);
   lines.push('S.erase(N);');
   lines.push(...writeLines('N', image, true));
   for (const f of temp) {
@@ -270,27 +276,33 @@ export function uploadScript({ image, config, keepState = false, eraseAll = fals
   return { script: lines.join('\n') + '\n', files };
 }
 
-/** Checks the board's E4FLASH lines against what was sent; returns { free, slot }. Throws on mismatch. */
+/** Checks the board's E4FLASH lines against what was sent; returns { free, slot, oneSlot }. Throws on mismatch. */
 export function verifyFlash(lines, files) {
   const got = new Map();
   let free = null;
   let done = false;
   let slot = null;
   let mismatch = false;
+  let oneSlot = false;
   for (const t of tagged(lines, 'E4FLASH')) {
     const w = t.split(' ');
     if (w[0] === 'done') done = true;
     else if (w[0] === 'free') free = Number(w[1]);
     else if (w[0] === 'switched') slot = w[1];
+    else if (w[0] === 'one-slot') oneSlot = true;
     else if (w[0] === 'mismatch:') mismatch = true;
     else got.set(w[0], { bytes: Number(w[1]), crc: Number(w[2]) });
   }
-  if (mismatch) throw new Error('the files uploaded under temporary names did not match their CRC-32 on the board: nothing was switched, the board keeps its old image, configuration and keys');
+  // The board says when it erased the old image first, but that line can be lost with the link.
+  const kept = oneSlot
+    ? 'its old configuration and keys (its old image was erased first: Storage has room for one image only; flash again, e.g. with --keep-state)'
+    : 'its old image, configuration and keys (or, where Storage has room for one image only, its old configuration and keys without a runtime: flash again, e.g. with --keep-state)';
+  if (mismatch) throw new Error(`the files uploaded under temporary names did not match their CRC-32 on the board: nothing was switched, the board keeps ${kept}`);
   if (!done) {
     throw new Error(
       slot
         ? 'the connection ended after the board switched to the new files but before it confirmed them: restart the board and check E4.status(), or flash again'
-        : 'the connection ended before the board confirmed the upload: it holds either its old image, configuration and keys, or (when the cut came after the switch) the new ones, never a mix; flash again',
+        : `the connection ended before the board confirmed the upload: it holds either ${kept}, or (when the cut came after the switch) the new ones, never a mix; flash again`,
     );
   }
   if (!slot) throw new Error('the board did not report the switch to the new files');
@@ -300,7 +312,7 @@ export function verifyFlash(lines, files) {
     const want = f.boot ? f.variants.find((v) => v.slot === slot) : f;
     if (!want || g.bytes !== want.bytes || g.crc !== want.crc) throw new Error(`${f.name}: the board holds ${g.bytes} bytes with CRC ${g.crc}, expected ${want ? want.bytes : '?'} bytes with CRC ${want ? want.crc : '?'}`);
   }
-  return { free, slot };
+  return { free, slot, oneSlot };
 }
 
 /** Reads and checks everything, without touching the board. Throws UsageError. */
@@ -372,7 +384,8 @@ export async function flash(opts, log = (m) => console.log(m)) {
   } finally {
     clearInterval(progress);
   }
-  const { free, slot } = verifyFlash(res.lines, files);
+  const { free, slot, oneSlot } = verifyFlash(res.lines, files);
+  if (oneSlot) log('flash: Storage has room for one image only: the old image was erased before the upload (its keys and configuration were kept until the new image was verified)');
   log(`flash: verified ${sizes.length} files (${total} bytes) by CRC-32 on the board, then switched to them (image in ${slot}); ${free} bytes of Storage free; restarting`);
   let status = null;
   if (opts.start !== false) {

@@ -6,7 +6,7 @@
  * a cut after the switch line, with B's. A last upload through the relay runs to the end: B.
  * Prints one `CUT <n> <bytes> <outcome> <identity>` line per cut and `RESULT ok|fail`.
  */
-import { createServer, connect } from 'node:net';
+import { relay, RELAY_PORT } from './cut-relay.mjs';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,6 @@ import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.mjs';
 
 const board = process.argv[2] || 'espruino-puckjs';
 const port = process.env.E4_BOARD_PORT;
-const [, boardPort] = /:(\d+)\/?$/.exec(port);
 const dir = mkdtempSync(join(tmpdir(), 'e4-cut-'));
 const ids = { A: hilDevice(board), B: hilDevice(board) };
 const files = {};
@@ -25,38 +24,6 @@ for (const k of Object.keys(ids)) {
   writeFileSync(files[k], JSON.stringify(ids[k]), { mode: 0o600 });
 }
 const quiet = () => {};
-
-/** A relay on RELAY_PORT to the console that closes both sides once `cut` bytes went to the board
- * (null: never). Records what the host sent. */
-const RELAY_PORT = 2400;
-function relay(cut) {
-  const sent = [];
-  let total = 0;
-  const server = createServer((c) => {
-    const b = connect(Number(boardPort), '127.0.0.1');
-    b.on('data', (d) => c.write(d));
-    b.on('error', () => c.destroy());
-    c.on('error', () => b.destroy());
-    b.on('close', () => c.destroy());
-    c.on('close', () => b.destroy());
-    c.on('data', (d) => {
-      if (cut !== null && total + d.length >= cut) {
-        const part = d.subarray(0, cut - total);
-        total = cut;
-        sent.push(part);
-        b.write(part, () => {
-          b.destroy();
-          c.destroy();
-        });
-        return;
-      }
-      total += d.length;
-      sent.push(d);
-      b.write(d);
-    });
-  });
-  return new Promise((r) => server.listen(RELAY_PORT, '127.0.0.1', () => r({ server, sent: () => Buffer.concat(sent), close: () => new Promise((q) => server.close(q)) })));
-}
 
 /** Restarts the board and says whose identity and keys it runs with: 'A', 'B' or why neither. */
 async function whoBoots() {

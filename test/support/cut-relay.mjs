@@ -1,0 +1,36 @@
+/** A TCP relay in front of a Linux Espruino's console that cuts the connection after a given
+ * number of bytes from the host: what a lost link does to an upload (test/support/*-flash.mjs). */
+import { createServer, connect } from 'node:net';
+
+/** A relay on RELAY_PORT to the console that closes both sides once `cut` bytes went to the board
+ * (null: never). Records what the host sent. */
+export const RELAY_PORT = 2400;
+export function relay(cut, boardPort = Number(/:(\d+)\/?$/.exec(process.env.E4_BOARD_PORT)[1])) {
+  const sent = [];
+  let total = 0;
+  const server = createServer((c) => {
+    const b = connect(Number(boardPort), '127.0.0.1');
+    b.on('data', (d) => c.write(d));
+    b.on('error', () => c.destroy());
+    c.on('error', () => b.destroy());
+    b.on('close', () => c.destroy());
+    c.on('close', () => b.destroy());
+    c.on('data', (d) => {
+      if (cut !== null && total + d.length >= cut) {
+        const part = d.subarray(0, cut - total);
+        total = cut;
+        sent.push(part);
+        b.write(part, () => {
+          b.destroy();
+          c.destroy();
+        });
+        return;
+      }
+      total += d.length;
+      sent.push(d);
+      b.write(d);
+    });
+  });
+  return new Promise((r) => server.listen(RELAY_PORT, '127.0.0.1', () => r({ server, sent: () => Buffer.concat(sent), close: () => new Promise((q) => server.close(q)) })));
+}
+
