@@ -124,7 +124,7 @@ describe('flash: what is written', () => {
     const { files } = uploadScript({ image: 'abc', config: null });
     const boot = files.find((f: any) => f.boot).variants[0];
     const lines = [...files.filter((f: any) => !f.boot).map((f: any) => `E4FLASH ${f.name} ${f.bytes} ${f.crc}`), `E4FLASH .boot0 ${boot.bytes} ${boot.crc}`, `E4FLASH switched ${boot.slot}`, 'E4FLASH free 100', 'E4FLASH done'];
-    expect(verifyFlash(lines, files)).toEqual({ free: 100, slot: boot.slot });
+    expect(verifyFlash(lines, files)).toEqual({ free: 100, slot: boot.slot, oneSlot: false });
     expect(() => verifyFlash(lines.slice(1), files)).toThrow(/e4\.js: not reported/);
     expect(() => verifyFlash([`E4FLASH e4.js 3 1`, ...lines.slice(1)], files)).toThrow(/e4\.js: the board holds 3 bytes with CRC 1/);
     expect(() => verifyFlash(lines.slice(0, -1), files)).toThrow(/after the board switched to the new files/);
