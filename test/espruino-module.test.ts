@@ -17,23 +17,37 @@ import { hilDevice, open } from '../host-sim/tools/hil.mjs';
 const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-12000');
 
-function runOnEspruino(load: string) {
+/** Runs a script on the interpreter in `dir` (its Storage, ./espruino.flash, lasts between runs). */
+function run(dir: string, script: string) {
+  writeFileSync(join(dir, 'app.js'), script);
+  const r = spawnSync(e.binary(), ['app.js'], { cwd: dir, encoding: 'utf8', timeout: 30000, killSignal: 'SIGKILL', input: '' });
+  return (r.stdout || '') + (r.stderr || '');
+}
+
+/**
+ * Stores the ESP32 image in Storage as `file` (in chunks, as the flash tool sends it: the whole
+ * image as one string literal would not fit in RAM beside its decoded copy), then runs `load`.
+ */
+function runOnEspruino(file: string, load: string) {
   const dev = hilDevice('espruino-esp32');
-  const image = readFileSync(join(ROOT, 'dist/boards/espruino-esp32.min.js'), 'latin1');
-  const b64 = Buffer.from(image, 'latin1').toString('base64');
+  const image = readFileSync(join(ROOT, 'dist/boards/espruino-esp32.min.js'));
   const dir = mkdtempSync(join(tmpdir(), 'e4-module-'));
   try {
-    // The interpreter's Storage is ./espruino.flash: a fresh one in a scratch folder.
-    const script = `var S=require("Storage");S.write("e4.json",${JSON.stringify(JSON.stringify(dev))});var SRC=atob("${b64}");
+    for (let off = 0; off < image.length; off += 2048) {
+      const chunk = image.subarray(off, off + 2048).toString('base64');
+      const out = run(dir, `require("Storage").write(${JSON.stringify(file)},atob("${chunk}"),${off},${image.length});print("E4W ok");\n`);
+      if (!/E4W ok/.test(out)) throw new Error(`storing the image failed at byte ${off}: ${out.slice(-500)}`);
+    }
+    const out = run(
+      dir,
+      `var S=require("Storage");S.write("e4.json",${JSON.stringify(JSON.stringify(dev))});
 ${load}
 E4.start();var s=E4.status();
 print("E4MOD "+JSON.stringify({ok:s.ok,ctl:s.controlTopic,topics:s.topics}));
 var m=E4.client().protect("hil/t1","from the module");var h="";for(var i=0;i<m.length;i++)h+=(m[i]<16?"0":"")+m[i].toString(16);print("E4MSG "+h);
 E4.stop();clearInterval();clearTimeout();
-`;
-    writeFileSync(join(dir, 'app.js'), script);
-    const r = spawnSync(e.binary(), ['app.js'], { cwd: dir, encoding: 'utf8', timeout: 30000, killSignal: 'SIGKILL', input: '' });
-    const out = (r.stdout || '') + (r.stderr || '');
+`,
+    );
     const status = /E4MOD (\{.*\})/.exec(out);
     const msg = /E4MSG ([0-9a-f]+)/.exec(out);
     return { dev, out, status: status ? JSON.parse(status[1]) : null, msg: msg ? Buffer.from(msg[1], 'hex') : null };
@@ -43,12 +57,12 @@ E4.stop();clearInterval();clearTimeout();
 }
 
 describe.skipIf(skipped(e))(titled('the board image as an Espruino module on espruino32-12000', e), () => {
-  for (const [how, load] of [
-    ['a Storage file named e4', 'S.write("e4",SRC);SRC=undefined;var E4=require("e4");'],
-    ['Modules.addCached', 'Modules.addCached("e4",SRC);SRC=undefined;var E4=require("e4");'],
+  for (const [how, file, load] of [
+    ['a Storage file named e4', 'e4', 'var E4=require("e4");'],
+    ['Modules.addCached', 'e4src', 'Modules.addCached("e4",S.read("e4src"));var E4=require("e4");'],
   ]) {
     it(`require("e4") from ${how}: starts with the device file's identity and keys`, () => {
-      const r = runOnEspruino(load);
+      const r = runOnEspruino(file, load);
       expect(r.status, r.out).toEqual({ ok: true, ctl: `e4/${r.dev.id}`, topics: 4 });
       const opened = open(r.dev.topics[0].key, Uint8Array.from(r.msg!));
       expect(opened && Buffer.from(opened).toString(), r.out).toBe('from the module');
