@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
-const TOOLS = ['host-sim/c2/cli.mjs', 'host-sim/tools/flash.mjs', 'host-sim/gateway.mjs', 'host-sim/proxy.mjs', 'host-sim/tools/conformance.mjs', 'host-sim/tools/mqjs-memory.mjs', 'host-sim/tools/linux-board.mjs'];
+const TOOLS = ['host-sim/c2/cli.mjs', 'host-sim/tools/flash.mjs', 'host-sim/gateway.mjs', 'host-sim/proxy.mjs', 'host-sim/tools/conformance.mjs', 'host-sim/tools/mqjs-memory.mjs', 'host-sim/tools/linux-board.mjs', 'host-sim/tools/hil.mjs', 'host-sim/tools/size.mjs', 'host-sim/tools/bench.mjs'];
 const run = (tool, args) => spawnSync(process.execPath, [join(ROOT, tool), ...args], { encoding: 'utf8', timeout: 30000, env: { ...process.env, E4_C2_PASSPHRASE: '' } });
 
 describe.each(TOOLS)('%s', (tool) => {

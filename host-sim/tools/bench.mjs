@@ -36,6 +36,7 @@ import { rollup } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
 import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.mjs';
 import { figureTable } from './figures.mjs';
+import { packageVersion } from '../cli.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const SIZES = [16, 64, 256, 1024];
@@ -397,7 +398,8 @@ then the speed figures of the footprint table beside the previous release's figu
   --no-build   use the images in dist/ as they are (default: \`npm run build\` first)
   --check   exit 1 when a figure is above its budget (with CI set: also when one could not be
             measured, e.g. duk absent or not among --engine); 7 rounds instead of 3
-  --help    this text (nothing is run)`;
+  --help    this text (nothing is run)
+  --version the package's version`;
 
 /** The speed figures of the footprint table from this run's results. */
 export function speedFigures(results, native = null) {
@@ -427,6 +429,10 @@ async function main() {
     console.log(USAGE);
     return 0;
   }
+  if (argv.includes('--version')) {
+    console.log(packageVersion());
+    return 0;
+  }
   const opts = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -438,7 +444,7 @@ async function main() {
     else if (a === '--json') opts.json = argv[++i];
     else if (a === '--native') opts.native = true;
     else {
-      console.error(`bench: unknown argument ${a}\n\n${USAGE}`);
+      console.error(`bench: unknown argument ${a} (see npm run bench -- --help)`);
       return 2;
     }
   }

@@ -24,18 +24,19 @@ import { dirname, join, resolve } from 'node:path';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { ESPRUINO_BOARDS, flash, sha3_16 } from './flash.mjs';
 import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
-import { runIfMain } from '../cli.mjs';
+import { packageVersion, runIfMain } from '../cli.mjs';
 
 export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
 
   --board      ${ESPRUINO_BOARDS.join(' | ')}
-  --port       the board's connection:
+  --port, -p   the board's connection:
                  a serial device        --port /dev/ttyACM0 (Linux), /dev/tty.usbmodem* (macOS), COM3
                  Bluetooth LE address   --port aa:bb:cc:dd:ee:ff (needs the 'noble' BLE stack;
                                         find it with: npx espruino --list)
                  an Espruino console over TCP, e.g. the Linux build of Espruino:
                    mkdir /tmp/esp && cd /tmp/esp && sleep 3600 | espruino --telnet
                    --port tcp://127.0.0.1:2323
+  --baud, -b   serial speed (default the espruino tool's, 9600)
   --cases      number of vector cases to run on the board (default 24)
   --batch      bytes of case data per upload (default 1200; 500 on espruino-nrf52, whose
                portable AES leaves ~650 of a 2,630-variable board's variables free)
@@ -46,11 +47,12 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
                default: e4-hil in the system's temporary folder)
   --timeout    seconds per espruino tool run (default 300)
   --verbose    show the espruino tool's output
+  --version    the package's version
 
 The board's Storage is rewritten (image, configuration, store): do not run this on a
 provisioned device.`;
 
-const ARGS = { board: 'string', port: 'string', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean' };
+const ARGS = { board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' };
 
 /** Case data per upload where the board's free RAM is smaller than the default needs (measured
  * on the 2,630-variable Linux Espruino: 1,200 bytes runs it out of memory, 500 passes). */
@@ -407,13 +409,18 @@ export async function hil(opts, log = (m) => console.log(m)) {
 async function main(argv) {
   let opts;
   try {
-    opts = parseArgs(argv, ARGS);
+    // -p and -b as the espruino tool spells them.
+    opts = parseArgs(argv, ARGS, { p: 'port', b: 'baud' });
     if (opts.help) {
       console.log(USAGE);
       return 0;
     }
+    if (opts.version) {
+      console.log(packageVersion());
+      return 0;
+    }
     if (!opts.port) {
-      console.error('hil: no board attached: give --port.\n\n' + USAGE);
+      console.error('hil: no board attached: give --port (see npm run hil -- --help)');
       return 2;
     }
     const r = await hil(opts);
@@ -421,7 +428,7 @@ async function main(argv) {
     return r.failed ? 1 : 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`hil: ${e.message}\n\n${USAGE}`);
+      console.error(`hil: ${e.message} (see npm run hil -- --help)`);
       return 2;
     }
     console.error(`hil: ${e.message}`);

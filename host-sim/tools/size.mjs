@@ -27,6 +27,7 @@ import { engineIfPresent } from './engines.mjs';
 import { measure } from './jerry-memory.mjs';
 import { findTool } from '../../build/jerry-snapshot.mjs';
 import { figureTable } from './figures.mjs';
+import { packageVersion } from '../cli.mjs';
 import { puckMemory } from './puck-memory.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -103,7 +104,8 @@ jerry-lean) beside the previous release's figures (budgets/baseline.json) and th
 
   --check   exit 1 when a figure is above its budget (with CI set: also when one could not be
             measured because its engine is absent)
-  --help    this text (nothing is measured or written)`;
+  --help    this text (nothing is measured or written)
+  --version the package's version`;
 
 /** A protect and unprotect of 1,000 bytes through the JerryScript board image, on `engine`
  * (built with --mem-stats). Resolves its peak heap in bytes, or { missing } with the reason. */
@@ -172,9 +174,13 @@ async function main(argv = process.argv.slice(2)) {
     console.log(USAGE);
     return 0;
   }
+  if (argv.includes('--version')) {
+    console.log(packageVersion());
+    return 0;
+  }
   const unknown = argv.filter((a) => a !== '--check');
   if (unknown.length) {
-    console.error(`size: unknown argument ${unknown[0]}\n\n${USAGE}`);
+    console.error(`size: unknown argument ${unknown[0]} (see npm run size -- --help)`);
     return 2;
   }
   const files = imageFiles();
