@@ -420,7 +420,8 @@ async function main(argv) {
       return 0;
     }
     if (!opts.port) {
-      console.error('hil: no board attached: give --port (see npm run hil -- --help)');
+      // Not a typo but a first run: say how to attach a board.
+      console.error('hil: no board attached: give --port.\n\n' + USAGE);
       return 2;
     }
     const r = await hil(opts);
