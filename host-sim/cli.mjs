@@ -53,3 +53,19 @@ export function packageVersion() {
   const url = new URL('../package.json', import.meta.url);
   return JSON.parse(readFileSync(url, 'utf8')).version;
 }
+
+/**
+ * `--help`/`-h` prints `usage`, `--version` the package's version: both answer at once, before
+ * anything is built, measured or written. Returns the exit code (0) when one was asked, else null.
+ */
+export function answerHelpOrVersion(argv, usage) {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(usage);
+    return 0;
+  }
+  if (argv.includes('--version')) {
+    console.log(packageVersion());
+    return 0;
+  }
+  return null;
+}

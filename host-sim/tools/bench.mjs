@@ -36,7 +36,7 @@ import { rollup } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
 import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.mjs';
 import { figureTable } from './figures.mjs';
-import { packageVersion } from '../cli.mjs';
+import { answerHelpOrVersion } from '../cli.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const SIZES = [16, 64, 256, 1024];
@@ -425,14 +425,8 @@ export function speedFigures(results, native = null) {
 
 async function main() {
   const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (argv.includes('--version')) {
-    console.log(packageVersion());
-    return 0;
-  }
+  const answered = answerHelpOrVersion(argv, USAGE);
+  if (answered !== null) return answered;
   const opts = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

@@ -27,7 +27,7 @@ import { engineIfPresent } from './engines.mjs';
 import { measure } from './jerry-memory.mjs';
 import { findTool } from '../../build/jerry-snapshot.mjs';
 import { figureTable } from './figures.mjs';
-import { packageVersion } from '../cli.mjs';
+import { answerHelpOrVersion } from '../cli.mjs';
 import { puckMemory } from './puck-memory.mjs';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -170,14 +170,8 @@ export async function memoryFigures(log = () => {}) {
 }
 
 async function main(argv = process.argv.slice(2)) {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (argv.includes('--version')) {
-    console.log(packageVersion());
-    return 0;
-  }
+  const answered = answerHelpOrVersion(argv, USAGE);
+  if (answered !== null) return answered;
   const unknown = argv.filter((a) => a !== '--check');
   if (unknown.length) {
     console.error(`size: unknown argument ${unknown[0]} (see npm run size -- --help)`);
