@@ -14,7 +14,7 @@ import { assertImage } from './build/check.mjs';
 import { minifyImage, TERSER_OPTIONS } from './build/minify.mjs';
 import { minifyUnwrapped } from './build/unwrap.mjs';
 import { listImages, minFile } from './build/images.mjs';
-import { writeSizeReport } from './host-sim/tools/size.mjs';
+import { writeSizeReport } from './host-sim/tools/size.ts';
 import { jerrySnapshots } from './build/jerry-snapshot.mjs';
 
 const ENTRY = '\0e4-entry';
@@ -97,7 +97,7 @@ function config(image) {
   };
 }
 
-/** dist/size.json records the SHA-256 of every image (host-sim/image.mjs checks images against
+/** dist/size.json records the SHA-256 of every image (host-sim/shared/image.ts checks images against
  * it): removed when a build starts, written again once every image is out. */
 function sizeReport(first, last) {
   return {

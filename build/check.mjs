@@ -1,7 +1,7 @@
 /**
  * Static checks of an image: it parses as ECMAScript 5, references nothing the target
  * engines lack (docs/targets.md), and holds nothing a strict engine refuses (MicroQuickJS is
- * always strict). Used by the build (which fails on any finding) and by test/image.test.mjs.
+ * always strict). Used by the build (which fails on any finding) and by test/image.test.ts.
  */
 import * as acorn from 'acorn';
 

@@ -8,7 +8,7 @@
  * passes. The C2 provisions everything over the air, then midway rotates the topic key (consumers
  * first) and the monitor is power-cycled: its keys survive in flash. A summary table ends it.
  *
- *   node host-sim/fleet.mjs [--devices N] [--broker URL|aedes|mosquitto] [--duration S]
+ *   node host-sim/fleet.ts [--devices N] [--broker URL|aedes|mosquitto] [--duration S]
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,17 +16,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
-import { startBroker } from './broker.mjs';
-import { SimDevice } from './device.mjs';
-import { Gateway, loadImageCodec } from './gateway.mjs';
-import { flashStore } from './hal.mjs';
-import { loadImage, ROOT } from './image.mjs';
-import { linkPair, LinkTransport } from './link.mjs';
-import { MqttTransport } from './net.mjs';
-import { ProtectionProxy } from './proxy.mjs';
-import { BoardDevice } from './board-link.mjs';
-import { initC2 } from './c2/c2.mjs';
-import { sha3_16 } from './config.mjs';
+import { startBroker } from './services/broker.ts';
+import { SimDevice } from './shared/device.ts';
+import { Gateway, loadImageCodec } from './services/gateway.ts';
+import { flashStore } from './shared/hal.ts';
+import { loadImage, ROOT } from './shared/image.ts';
+import { linkPair, LinkTransport } from './services/link.ts';
+import { MqttTransport } from './shared/mqtt-transport.ts';
+import { ProtectionProxy } from './services/proxy.ts';
+import { BoardDevice } from './sim/board-link.ts';
+import { initC2 } from './c2/c2.ts';
+import { sha3_16 } from './shared/device-config.ts';
+import { UsageError } from './shared/cli.ts';
+
+export { UsageError };
 
 export const TOPIC = 'health/heart-rate';
 const TOPIC_HASH = sha3_16(TOPIC);
@@ -39,8 +42,6 @@ const USAGE = `usage: npm start -- [--devices N] [--broker URL|aedes|mosquitto] 
   --duration S    seconds of traffic (4-3600, default 12); the key rotation happens midway
   --period MS     milliseconds between two readings of a monitor (100-10000, default 500)
   --image FILE    the E4 image to run (default dist/e4.js)`;
-
-export class UsageError extends Error {}
 
 export function parseFleetArgs(argv) {
   const o = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null };

@@ -13,10 +13,10 @@ import mqtt from 'mqtt';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import { describe, expect, it } from 'vitest';
-import { freePort, haveMosquitto, MOSQUITTO, waitForPort } from '../host-sim/broker.mjs';
-import { Gateway } from '../host-sim/gateway.mjs';
-import { ProtectionProxy } from '../host-sim/proxy.mjs';
-import { image, sleep, until } from './support/sim.mjs';
+import { freePort, haveMosquitto, MOSQUITTO, waitForPort } from '../host-sim/services/broker.ts';
+import { Gateway } from '../host-sim/services/gateway.ts';
+import { ProtectionProxy } from '../host-sim/services/proxy.ts';
+import { image, sleep, until } from './support/sim.ts';
 
 const present = haveMosquitto();
 const TOPIC = 'plant/line7/flow';

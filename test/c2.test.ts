@@ -14,11 +14,12 @@ import { fileURLToPath } from 'node:url';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import * as E4 from '../firmware/index.ts';
-import { adaptE4, DEFAULT_IMAGE } from '../host-sim/c2/e4.mjs';
-import { C2Error, initC2, openC2 } from '../host-sim/c2/c2.mjs';
+import { adaptE4, DEFAULT_IMAGE } from '../host-sim/c2/e4.ts';
+import { C2Error, initC2, openC2 } from '../host-sim/c2/c2.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'host-sim/c2/cli.mjs');
+const CLI = path.join(ROOT, 'host-sim/c2/cli.ts');
 const VECTORS = JSON.parse(
   fs.readFileSync(path.join(ROOT, 'test/vectors/e4-sk-vectors.json'), 'utf8'),
 );
@@ -552,7 +553,7 @@ describe('C2 database at rest', () => {
 const haveImage = fs.existsSync(DEFAULT_IMAGE);
 
 function cli(args, { env = {}, cwd = tmp } = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
+  const r = spawnSync(process.execPath, [...TS_NODE, CLI, ...args], {
     cwd,
     env: { ...process.env, E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', E4_C2_DB: '', ...env },
     encoding: 'utf8',
@@ -563,7 +564,7 @@ function cli(args, { env = {}, cwd = tmp } = {}) {
 
 function cliAsync(args, env = {}) {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { cwd: tmp, env: { ...process.env, E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', ...env } });
+    const p = spawn(process.execPath, [...TS_NODE, CLI, ...args], { cwd: tmp, env: { ...process.env, E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', ...env } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));

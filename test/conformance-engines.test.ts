@@ -9,9 +9,10 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { asciiJson, loadCases } from '../host-sim/tools/conformance.mjs';
-import { mqjsMemory } from '../host-sim/tools/mqjs-memory.mjs';
+import { asciiJson, loadCases } from '../host-sim/tools/conformance.ts';
+import { mqjsMemory } from '../host-sim/tools/mqjs-memory.ts';
 import { needEngine, skipped, titled } from './support/engines';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const FILES = [join(ROOT, 'test/vectors/e4-sk-vectors.json'), join(ROOT, 'test/vectors/rfc5297.json')];
@@ -42,7 +43,7 @@ const LIMITS: Record<string, { sections?: string[]; images?: string[]; maxCaseBy
 const ENGINES = ['duk', 'espruino-o2', 'espruino32-12000', 'espruino32-2630', 'jerry', 'jerry-2.4', 'jerry-lean', 'mqjs', 'xst'];
 
 function conformance(args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools/conformance.mjs'), ...args], { encoding: 'utf8', timeout: 10 * 60 * 1000 });
+  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], { encoding: 'utf8', timeout: 10 * 60 * 1000 });
   const lines = (r.stdout || '').trim().split('\n');
   return { status: r.status, out: (r.stdout || '') + (r.stderr || ''), last: lines[lines.length - 1] };
 }

@@ -9,8 +9,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findBinary } from '../host-sim/tools/engines.mjs';
-import { loadCases } from '../host-sim/tools/conformance.mjs';
+import { findBinary } from '../host-sim/tools/engines.ts';
+import { loadCases } from '../host-sim/tools/conformance.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const VECTORS = join(ROOT, 'test', 'vectors');
@@ -19,7 +20,7 @@ const TOTAL = FILES.reduce((n, f) => n + loadCases(f).length, 0);
 const duk = findBinary('duk');
 
 function conformance(...args) {
-  const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools/conformance.mjs'), ...args], { encoding: 'utf8', timeout: 240000 });
+  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], { encoding: 'utf8', timeout: 240000 });
   const lines = r.stdout.trim().split('\n');
   return { status: r.status, out: r.stdout + r.stderr, last: lines[lines.length - 1] };
 }

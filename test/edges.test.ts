@@ -20,7 +20,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findBinary, openEngine } from '../host-sim/tools/engines.mjs';
+import { findBinary, openEngine } from '../host-sim/tools/engines.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const IMAGE = join(ROOT, 'dist', 'e4.min.js');

@@ -1,5 +1,5 @@
 /**
- * host-sim/tools/engines.mjs: engines are found only by their known names, in $E4_ENGINES and
+ * host-sim/tools/engines.ts: engines are found only by their known names, in $E4_ENGINES and
  * $PATH, never in node_modules/.bin, and only when the file answers the probe as that engine; a
  * dead engine's cause is named; unknown names are usage errors.
  */
@@ -9,7 +9,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { causeOf, EngineUsageError, engineDirs, findBinary, openEngine, probeKind } from '../host-sim/tools/engines.mjs';
+import { causeOf, EngineUsageError, engineDirs, findBinary, openEngine, probeKind } from '../host-sim/tools/engines.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 
@@ -69,7 +70,7 @@ describe('engine lookup', () => {
     expect(() => findBinary('espruino-puck')).toThrow(EngineUsageError);
     expect(() => openEngine('jerry-64k')).toThrow(/unknown engine jerry-64k/);
     expect(() => openEngine('node', 'espruino')).toThrow(EngineUsageError);
-    const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools/conformance.mjs'), '--engine', 'jerry-64k', join(ROOT, 'test/vectors/rfc5297.json')], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), '--engine', 'jerry-64k', join(ROOT, 'test/vectors/rfc5297.json')], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown engine jerry-64k: one of node, duk, espruino32-2630/);
     expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);

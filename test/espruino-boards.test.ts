@@ -1,6 +1,6 @@
 /**
  * The Espruino board images (dist/boards/espruino-*.min.js, as built) on an emulated board
- * (host-sim/espruino-env.mjs: Espruino's Storage layout and rules, crypto.AES, the Bluetooth /
+ * (host-sim/sim/espruino-board.ts: Espruino's Storage layout and rules, crypto.AES, the Bluetooth /
  * Serial1 streams, MQTT over a real broker): flashed with the flash tool's own upload script,
  * booted from Storage, driven through their transports like a gateway or broker would, power
  * cycled.
@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqttPkg from 'mqtt';
 import { aessiv } from '@noble/ciphers/aes.js';
-import { flashSim } from '../host-sim/flash-sim.mjs';
-import { espruinoBoard } from '../host-sim/espruino-env.mjs';
-import { deviceConfigFor, uploadScript, verifyFlash, sha3_16 } from '../host-sim/tools/flash.mjs';
-import { startBroker } from '../host-sim/broker.mjs';
+import { flashSim } from '../host-sim/sim/flash-sim.ts';
+import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
+import { deviceConfigFor, uploadScript, verifyFlash, sha3_16 } from '../host-sim/shared/flash-files.ts';
+import { startBroker } from '../host-sim/services/broker.ts';
 import { parseMqttUrl } from '../boards/espruino/mqtt';
 import { encodeFrame, frameDecoder, ACK, HELLO, PUBLISH, SUBSCRIBE, type Frame } from '../firmware/link/frame';
 
@@ -256,7 +256,7 @@ describe('espruino-esp32 over MQTT', () => {
 
   it('connects (Wi-Fi, SNTP, MQTT), subscribes, receives, publishes; hashes a run-time topic once', async () => {
     const cfg = device({ mqtt: { url: broker.url }, wifi: { ssid: 'lab', password: 'pw' }, ntp: 'pool.ntp.org' }, { clock: 'untrusted' });
-    const t = flashBoard('espruino-esp32', cfg, { mqtt: mqttPkg, mqttModule: '/* MQTT module: emulated by host-sim/espruino-env.mjs */' });
+    const t = flashBoard('espruino-esp32', cfg, { mqtt: mqttPkg, mqttModule: '/* MQTT module: emulated by host-sim/sim/espruino-board.ts */' });
     expect(t.sim.read('MQTT')).toMatch(/emulated/);
     const d = t.E4.device();
     const got: any[] = [];

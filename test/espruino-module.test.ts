@@ -12,7 +12,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
-import { hilDevice, open } from '../host-sim/tools/hil.mjs';
+import { hilDevice, open } from '../host-sim/tools/hil.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-12000');
@@ -85,7 +86,7 @@ var E4=require("e4");E4.start();var s=E4.status();print("E4MOD "+JSON.stringify(
 `,
       );
       const cli = join(ROOT, 'node_modules/.bin/espruino');
-      const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools/linux-board.mjs'), '--engine', 'espruino32-12000', '--', 'sh', '-c', `cd "${dir}" && exec "${process.execPath}" "${cli}" --no-ble --config MODULE_URL=modules -p "$E4_BOARD_PORT" app.js`], {
+      const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', 'espruino32-12000', '--', 'sh', '-c', `cd "${dir}" && exec "${process.execPath}" "${cli}" --no-ble --config MODULE_URL=modules -p "$E4_BOARD_PORT" app.js`], {
         encoding: 'utf8',
         timeout: 120000,
       });

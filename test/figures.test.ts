@@ -1,5 +1,5 @@
 /**
- * The footprint table of `npm run size` / `npm run bench` (host-sim/tools/figures.mjs) and their
+ * The footprint table of `npm run size` / `npm run bench` (host-sim/tools/figures.ts) and their
  * `--check` and `--help`: a figure over its budget fails the check, a figure not measured fails
  * it only under CI, the budget file covers every figure it bounds, and `--help` prints the usage
  * without measuring or writing anything.
@@ -8,8 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIGURES, figureTable, loadBudgets } from '../host-sim/tools/figures.mjs';
-import { speedFigures } from '../host-sim/tools/bench.mjs';
+import { FIGURES, figureTable, loadBudgets } from '../host-sim/tools/figures.ts';
+import { speedFigures } from '../host-sim/tools/bench.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const budgets = {
@@ -64,11 +65,11 @@ describe('footprint table', () => {
 });
 
 describe('size and bench --help', () => {
-  for (const tool of ['size.mjs', 'bench.mjs']) {
+  for (const tool of ['size.ts', 'bench.ts']) {
     it(`${tool} --help prints the usage and writes nothing`, () => {
       const sizeFile = join(ROOT, 'dist', 'size.json');
       const before = existsSync(sizeFile) ? statSync(sizeFile).mtimeMs : null;
-      const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools', tool), '--help'], { encoding: 'utf8', timeout: 30000 });
+      const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools', tool), '--help'], { encoding: 'utf8', timeout: 30000 });
       expect(r.status).toBe(0);
       expect(r.stdout).toMatch(/^usage: npm run/);
       expect(r.stdout).toContain('--check');

@@ -1,6 +1,6 @@
 /**
- * All-or-nothing flashing on the real interpreter: test/support/interrupted-flash.mjs, run as a
- * board by host-sim/tools/linux-board.mjs, cuts the upload's connection at bytes spread over the
+ * All-or-nothing flashing on the real interpreter: test/support/interrupted-flash.ts, run as a
+ * board by host-sim/tools/linux-board.ts, cuts the upload's connection at bytes spread over the
  * whole upload and around the switch line, restarts the board after each cut and checks that it
  * boots with its old identity and keys (cut before the switch line is whole) or with the new
  * ones (after), never broken; then a complete upload gives the new identity. E4_CUTS=all tries
@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-2630');
@@ -17,7 +18,7 @@ const e = needEngine('espruino32-2630');
 describe.skipIf(skipped(e))(titled('flash cut off at any point of the upload (espruino-puckjs on espruino32-2630)', e), () => {
   it('leaves a board that boots with its old keys, or with the new ones once the switch line ran', () => {
     e.binary();
-    const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools/linux-board.mjs'), '--engine', 'espruino32-2630', '--', process.execPath, join(ROOT, 'test/support/interrupted-flash.mjs'), 'espruino-puckjs'], {
+    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', 'espruino32-2630', '--', process.execPath, ...TS_NODE, join(ROOT, 'test/support/interrupted-flash.ts'), 'espruino-puckjs'], {
       encoding: 'utf8',
       timeout: 6 * 60 * 1000,
     });

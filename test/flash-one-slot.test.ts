@@ -2,12 +2,13 @@
  * Flashing a board whose Storage holds one image only (a Puck.js: ≈ 40 KB of Storage, a ≈ 35 KB
  * image), on the Linux Espruino with its Storage filled to that size: the old image is erased
  * first, a cut half-way leaves the first identity's configuration and keys (flash --keep-state
- * brings it back), and a whole upload installs the new identity (test/support/one-slot-flash.mjs).
+ * brings it back), and a whole upload installs the new identity (test/support/one-slot-flash.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-2630');
@@ -15,7 +16,7 @@ const e = needEngine('espruino32-2630');
 describe.skipIf(skipped(e))(titled('flash where Storage has room for one image only (espruino-puckjs on espruino32-2630)', e), () => {
   it('erases the old image first, keeps the keys through a cut, and installs the new identity', () => {
     e.binary();
-    const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools/linux-board.mjs'), '--engine', 'espruino32-2630', '--', process.execPath, join(ROOT, 'test/support/one-slot-flash.mjs')], {
+    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', 'espruino32-2630', '--', process.execPath, ...TS_NODE, join(ROOT, 'test/support/one-slot-flash.ts')], {
       encoding: 'utf8',
       timeout: 4 * 60 * 1000,
     });

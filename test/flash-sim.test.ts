@@ -1,7 +1,7 @@
 /**
- * The simulated Espruino Storage (host-sim/flash-sim.mjs): Espruino's documented behaviour, its
+ * The simulated Espruino Storage (host-sim/sim/flash-sim.ts): Espruino's documented behaviour, its
  * write/erase/compact rules, fault injection, and (when a Linux build of Espruino is found, see
- * host-sim/tools/engines.mjs) byte-for-byte agreement of the medium with Espruino's own
+ * host-sim/tools/engines.ts) byte-for-byte agreement of the medium with Espruino's own
  * espruino.flash after the same Storage calls and the same flash-store commits.
  */
 import { describe, it, expect } from 'vitest';
@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FlashSim, PowerCut } from '../host-sim/flash-sim.mjs';
+import { FlashSim, PowerCut } from '../host-sim/sim/flash-sim.ts';
 import * as acorn from 'acorn';
 import { needEngine, skipped, titled } from './support/engines';
 

@@ -1,6 +1,6 @@
 /**
  * The Espruino flash store (boards/espruino/flash-store.ts) on a simulated Espruino Storage
- * (host-sim/flash-sim.mjs, Espruino's own write/erase/compact rules): power cut at every event
+ * (host-sim/sim/flash-sim.ts, Espruino's own write/erase/compact rules): power cut at every event
  * (byte programmed, page erased) of every kind of commit, erasure of removed keys from the raw
  * medium, recovery from damage, foreign files, full storage, flash writes per command.
  */
@@ -10,7 +10,7 @@ import { flashStore, findFile, storageZero, crc32 } from '../boards/espruino/fla
 import { writeFileSync } from 'node:fs';
 import { storageArea } from '../boards/espruino/boot';
 import type { FlashStoreOptions, StorageApi } from '../boards/espruino/flash-store';
-import { FlashSim, PowerCut } from '../host-sim/flash-sim.mjs';
+import { FlashSim, PowerCut } from '../host-sim/sim/flash-sim.ts';
 import type { Change, StoredState, TopicRecord } from '../firmware/hal';
 import { applyChanges, cloneState } from '../firmware/state';
 import { toHex } from '../firmware/bytes';

@@ -9,8 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceConfigFor, uploadScript, verifyFlash, sha3_16, BOOT_CODE } from '../host-sim/tools/flash.mjs';
-import { parseArgs, portKind, UsageError } from '../host-sim/tools/espruino-cli.mjs';
+import { deviceConfigFor, uploadScript, verifyFlash, sha3_16, BOOT_CODE } from '../host-sim/shared/flash-files.ts';
+import { parseArgs, portKind } from '../host-sim/tools/espruino-cli.ts';
+import { UsageError } from '../host-sim/shared/cli.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'e4-flash-test-'));
@@ -24,7 +26,7 @@ const good = { format: 'e4-device', version: 1, name: 'dev-1', key: k(1), topics
 const goodFile = file('good.json', good);
 
 function run(tool: string, args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, 'host-sim/tools', tool), ...args], { encoding: 'utf8', timeout: 30000 });
+  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools', tool), ...args], { encoding: 'utf8', timeout: 30000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -55,7 +57,7 @@ describe('flash: command line', () => {
   ];
   for (const [name, args, msg] of cases) {
     it(`${name}: exit 2 with a clear message`, () => {
-      const r = run('flash.mjs', args);
+      const r = run('flash.ts', args);
       expect(r.code, r.err).toBe(2);
       expect(r.err).toMatch(msg);
       // One line, saying where the help is.
@@ -63,19 +65,19 @@ describe('flash: command line', () => {
     });
   }
   it('--version prints the version; -p is --port, as the espruino tool spells it', () => {
-    const v = run('flash.mjs', ['--version']);
+    const v = run('flash.ts', ['--version']);
     expect(v.code).toBe(0);
     expect(v.out.trim()).toBe(JSON.parse(require('node:fs').readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
-    const r = run('flash.mjs', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', goodFile, '--dry-run']);
+    const r = run('flash.ts', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', goodFile, '--dry-run']);
     expect(r.code, r.err).toBe(0);
   });
   it('--help prints the usage and exits 0', () => {
-    const r = run('flash.mjs', ['--help']);
+    const r = run('flash.ts', ['--help']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/--keep-state/);
   });
   it('a board that does not answer: exit 1 with the reason', () => {
-    const r = run('flash.mjs', ['--board', 'espruino-puckjs', '--port', 'tcp://127.0.0.1:9', '--device', goodFile, '--timeout', '20']);
+    const r = run('flash.ts', ['--board', 'espruino-puckjs', '--port', 'tcp://127.0.0.1:9', '--device', goodFile, '--timeout', '20']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^flash: tcp:\/\/127\.0\.0\.1:9: connection refused: nothing listens on port 9 of 127\.0\.0\.1/m);
     expect(r.err).not.toMatch(/\n\s+at /);
@@ -91,7 +93,7 @@ describe('flash: what is written', () => {
   });
 
   it('the dry run is the upload script: new files under temporary names, one switch line after an on-board CRC check, boot file last, load()', () => {
-    const r = run('flash.mjs', ['--board', 'espruino-nrf52', '--port', '/dev/ttyACM0', '--device', goodFile, '--dry-run']);
+    const r = run('flash.ts', ['--board', 'espruino-nrf52', '--port', '/dev/ttyACM0', '--device', goodFile, '--dry-run']);
     expect(r.code, r.err).toBe(0);
     const lines = r.out.split('\n');
     expect(lines.slice(0, 2)).toEqual(['clearInterval();clearWatch();', 'var S=require("Storage");']);
@@ -148,7 +150,7 @@ describe('flash: what is written', () => {
 
 describe('hil: command line', () => {
   it('without a port: explains how to attach a board and exits non-zero', () => {
-    const r = run('hil.mjs', ['--board', 'espruino-puckjs']);
+    const r = run('hil.ts', ['--board', 'espruino-puckjs']);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/no board attached/);
     expect(r.err).toMatch(/\/dev\/ttyACM0/);
@@ -156,7 +158,7 @@ describe('hil: command line', () => {
     expect(r.err).toMatch(/espruino --telnet/);
   });
   it('a wrong board: exit 2', () => {
-    const r = run('hil.mjs', ['--board', 'x', '--port', 'tcp://127.0.0.1:2323']);
+    const r = run('hil.ts', ['--board', 'x', '--port', 'tcp://127.0.0.1:2323']);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--board "x"/);
   });
@@ -164,10 +166,10 @@ describe('hil: command line', () => {
 
 describe('flash: --erase-all', () => {
   it('starts the upload by erasing the whole Storage, and excludes --keep-state', () => {
-    const r = run('flash.mjs', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--dry-run']);
+    const r = run('flash.ts', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--dry-run']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^clearInterval\(\);clearWatch\(\);\nvar S=require\("Storage"\);\nS\.eraseAll\(\);\n/);
-    const r2 = run('flash.mjs', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--keep-state']);
+    const r2 = run('flash.ts', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--keep-state']);
     expect(r2.code).toBe(2);
     expect(r2.err).toMatch(/exclude each other/);
   });

@@ -7,11 +7,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import { SimDevice } from '../host-sim/device.mjs';
-import { flashStore } from '../host-sim/hal.mjs';
-import { MqttTransport } from '../host-sim/net.mjs';
-import { openC2 } from '../host-sim/c2/c2.mjs';
-import { brokerKinds, c2On, hostE4, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.mjs';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { flashStore } from '../host-sim/shared/hal.ts';
+import { MqttTransport } from '../host-sim/shared/mqtt-transport.ts';
+import { openC2 } from '../host-sim/c2/c2.ts';
+import { brokerKinds, c2On, hostE4, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.ts';
 
 const img = image();
 

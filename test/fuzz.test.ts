@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
-import { createSandbox, loadImage } from '../host-sim/image.mjs';
+import { createSandbox, loadImage } from '../host-sim/shared/image.ts';
 
 const SEED = (process.env.E4_FUZZ_SEED !== undefined ? Number(process.env.E4_FUZZ_SEED) : 0x9e3779b9) >>> 0;
 const PER_CLOCK = process.env.E4_FUZZ_INPUTS !== undefined ? Number(process.env.E4_FUZZ_INPUTS) : 25000;

@@ -1,5 +1,5 @@
 /**
- * The gateway's BLE UART links (host-sim/ble-uart.mjs) against a simulated Bluetooth stack: a
+ * The gateway's BLE UART links (host-sim/services/ble-uart.ts) against a simulated Bluetooth stack: a
  * noble-compatible object whose one peripheral offers the Nordic UART Service and is the real
  * Puck.js image on an emulated Espruino board (flashed the way `npm run flash` does). The gateway
  * finds it by address, connects, switches its console to the link (`E4.gateway()`), and the
@@ -10,21 +10,21 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { boardLink, boardRunner } from '../host-sim/board-link.mjs';
-import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX } from '../host-sim/ble-uart.mjs';
-import { SimDevice } from '../host-sim/device.mjs';
-import { espruinoBoard } from '../host-sim/espruino-env.mjs';
-import { flashSim } from '../host-sim/flash-sim.mjs';
-import { Gateway, loadImageCodec } from '../host-sim/gateway.mjs';
-import { ROOT } from '../host-sim/image.mjs';
-import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/tools/flash.mjs';
-import { brokerKinds, brokerPerSuite, image, until } from './support/sim.mjs';
+import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
+import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX } from '../host-sim/services/ble-uart.ts';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
+import { flashSim } from '../host-sim/sim/flash-sim.ts';
+import { Gateway, loadImageCodec } from '../host-sim/services/gateway.ts';
+import { ROOT } from '../host-sim/shared/image.ts';
+import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/shared/flash-files.ts';
+import { brokerKinds, brokerPerSuite, image, until } from './support/sim.ts';
 
 const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
 const ADDRESS = 'e7:12:34:56:78:9a';
 
-/** noble's surface as ble-uart.mjs uses it, with one peripheral: the emulated board. */
+/** noble's surface as ble-uart.ts uses it, with one peripheral: the emulated board. */
 function simulatedNoble(board) {
   const noble = new EventEmitter();
   noble.state = 'poweredOn';

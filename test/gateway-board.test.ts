@@ -1,20 +1,20 @@
 /**
  * The gateway with the real Puck.js board image (dist/boards/espruino-puckjs.min.js, flashed into
  * an emulated Espruino board by the flash tool's own script): the board's link over BLE UART,
- * through host-sim/gateway.mjs, to a broker and a phone application; C2 commands back through it;
+ * through host-sim/services/gateway.ts, to a broker and a phone application; C2 commands back through it;
  * a power cycle in the middle.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { boardLink, boardRunner } from '../host-sim/board-link.mjs';
-import { SimDevice } from '../host-sim/device.mjs';
-import { espruinoBoard } from '../host-sim/espruino-env.mjs';
-import { flashSim } from '../host-sim/flash-sim.mjs';
-import { Gateway, loadImageCodec } from '../host-sim/gateway.mjs';
-import { ROOT } from '../host-sim/image.mjs';
-import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/tools/flash.mjs';
-import { brokerKinds, image, observer, until, brokerPerSuite } from './support/sim.mjs';
+import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
+import { flashSim } from '../host-sim/sim/flash-sim.ts';
+import { Gateway, loadImageCodec } from '../host-sim/services/gateway.ts';
+import { ROOT } from '../host-sim/shared/image.ts';
+import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/shared/flash-files.ts';
+import { brokerKinds, image, observer, until, brokerPerSuite } from './support/sim.ts';
 
 const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';

@@ -7,15 +7,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SimDevice } from '../host-sim/device.mjs';
-import { Gateway, loadImageCodec, parseGatewayArgs } from '../host-sim/gateway.mjs';
-import { flashStore } from '../host-sim/hal.mjs';
-import { linkPair, LinkTransport } from '../host-sim/link.mjs';
-import { ROOT } from '../host-sim/image.mjs';
-import { brokerKinds, c2On, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.mjs';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { Gateway, loadImageCodec, parseGatewayArgs } from '../host-sim/services/gateway.ts';
+import { flashStore } from '../host-sim/shared/hal.ts';
+import { linkPair, LinkTransport } from '../host-sim/services/link.ts';
+import { ROOT } from '../host-sim/shared/image.ts';
+import { brokerKinds, c2On, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const img = image();
-const GATEWAY = join(ROOT, 'host-sim/gateway.mjs');
+const GATEWAY = join(ROOT, 'host-sim/services/gateway.ts');
 
 describe.each(brokerKinds())('gateway over %s', (kind) => {
   const suite = brokerPerSuite(kind);
@@ -162,7 +163,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
   });
 
   it('runs as a command: byte-stream links over TCP', async () => {
-    const child = spawn(process.execPath, [GATEWAY, '--broker', suite.broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...TS_NODE, GATEWAY, '--broker', suite.broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
     const addr = await new Promise((resolve, reject) => {
       let out = '';
@@ -206,7 +207,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     expect(() => parseGatewayArgs(['--broker', 'mqtt://127.0.0.1:1'])).toThrow(/--serial PATH or --listen/);
     expect(() => parseGatewayArgs(['--broker', 'x', '--listen', 'nope'])).toThrow(/HOST:PORT/);
     expect(() => parseGatewayArgs(['--broker', 'x', '--baud', '-3', '--serial', 'p'])).toThrow(/--baud/);
-    const r = spawnSync(process.execPath, [GATEWAY, '--frobnicate'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...TS_NODE, GATEWAY, '--frobnicate'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown argument --frobnicate/);
   });

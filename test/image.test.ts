@@ -20,9 +20,9 @@ import { listImages, minFile } from '../build/images.mjs';
 import { aessiv as imageAessiv } from '../build/image/noble-aes.ts';
 import { sha3_256 as imageSha3 } from '../build/image/noble-sha3.ts';
 import { aesBlock } from '../build/image/aes.ts';
-import { loadCases, runCases } from '../host-sim/tools/conformance.mjs';
-import { openEngine } from '../host-sim/tools/engines.mjs';
-import { createSandbox } from '../host-sim/image.mjs';
+import { loadCases, runCases } from '../host-sim/tools/conformance.ts';
+import { openEngine } from '../host-sim/tools/engines.ts';
+import { createSandbox } from '../host-sim/shared/image.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const VECTORS = join(ROOT, 'test', 'vectors');

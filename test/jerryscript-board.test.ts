@@ -1,6 +1,6 @@
 /**
  * The jerryscript image (dist/boards/jerryscript.min.js) with the JavaScript shim of a C port's
- * native functions (host-sim/jerry-shim.js) under Duktape (`duk`, Debian's duktape package; CI
+ * native functions (host-sim/sim/jerry-shim.js) under Duktape (`duk`, Debian's duktape package; CI
  * installs it: a missing duk fails this test): provisioning from e4.json, subscriptions, receive,
  * publish, a C2 command, a power cycle on the same storage, a topic met at run time.
  */
@@ -9,11 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { engineIfPresent } from '../host-sim/tools/engines.mjs';
+import { engineIfPresent } from '../host-sim/tools/engines.ts';
 import { findTool } from '../build/jerry-snapshot.mjs';
-import { sha3_16 } from '../host-sim/tools/flash.mjs';
-import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL, BIG, bigChecksum, bigPayload } from '../host-sim/jerry-board.mjs';
-import { MODES, measure } from '../host-sim/tools/jerry-memory.mjs';
+import { sha3_16 } from '../host-sim/shared/device-config.ts';
+import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL, BIG, bigChecksum, bigPayload } from '../host-sim/sim/jerry-board.ts';
+import { MODES, measure } from '../host-sim/tools/jerry-memory.ts';
 
 describe.each([
   ['portable AES', false],
@@ -52,7 +52,7 @@ describe.each([
 });
 
 /**
- * The same life on JerryScript with a 64 KB heap (host-sim/tools/jerry-memory.mjs), the image
+ * The same life on JerryScript with a 64 KB heap (host-sim/tools/jerry-memory.ts), the image
  * parsed from source, as an ordinary snapshot and as a static snapshot executed in place: every
  * mode must run the whole life (the 1,000-byte message included) with the same results, and the
  * static snapshot within 32 KB of heap. Needs jerry-lean, jerry-lean-snap and

@@ -5,9 +5,9 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SimDevice } from '../host-sim/device.mjs';
-import { flashStore } from '../host-sim/hal.mjs';
-import { image, tempDir } from './support/sim.mjs';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { flashStore } from '../host-sim/shared/hal.ts';
+import { image, tempDir } from './support/sim.ts';
 
 const hex32 = (v) => Buffer.alloc(32, v).toString('hex');
 

@@ -1,6 +1,6 @@
 /**
  * `npm run flash` + `npm run hil` end to end against the Linux build of Espruino serving its
- * console over TCP (host-sim/tools/linux-board.mjs: a private network namespace per board, one
+ * console over TCP (host-sim/tools/linux-board.ts: a private network namespace per board, one
  * at a time): each board image on the engine of its size, flashed, vectors run on the board, the
  * store surviving a reset (load()), the memory report and the timing. Skipped without the engines
  * (with the reason); on CI a missing engine fails.
@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
+import { TSX_LOADER } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const BOARDS: [board: string, engine: string][] = [
@@ -20,7 +21,7 @@ const BOARDS: [board: string, engine: string][] = [
 function hilOnLinux(board: string, engine: string) {
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, 'host-sim/tools/linux-board.mjs'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" "${join(ROOT, 'host-sim/tools/hil.mjs')}" --board ${board} --port "$E4_BOARD_PORT"`],
+    [join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`],
     { encoding: 'utf8', timeout: 8 * 60 * 1000 },
   );
   return { status: r.status, out: (r.stdout || '') + (r.stderr || '') };

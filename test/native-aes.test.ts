@@ -1,11 +1,11 @@
 /**
  * The native vault of Espruino boards (boards/espruino/native-aes.ts) over an emulation of
- * Espruino's `require("crypto").AES` on node:crypto (host-sim/espruino-crypto.mjs): the
+ * Espruino's `require("crypto").AES` on node:crypto (host-sim/sim/espruino-crypto.ts): the
  * emulation's quirks checked against outputs recorded from Espruino 2v29, every e4-sk vector
  * case (with and without SHA-3 on the device), and the number of native calls per operation.
  */
 import { describe, expect, it } from 'vitest';
-import { espruinoCrypto, espruinoBytes } from '../host-sim/espruino-crypto.mjs';
+import { espruinoCrypto, espruinoBytes } from '../host-sim/sim/espruino-crypto.ts';
 import { nativeAesBlock, nativeVault } from '../boards/espruino/native-aes';
 import { nativeSivVault } from '../boards/espruino/native-siv';
 import { aessiv } from '@noble/ciphers/aes.js';

@@ -7,14 +7,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import { SimDevice } from '../host-sim/device.mjs';
-import { flashStore } from '../host-sim/hal.mjs';
-import { ROOT } from '../host-sim/image.mjs';
-import { parseProxyArgs, ProtectionProxy } from '../host-sim/proxy.mjs';
-import { brokerKinds, image, IMAGE_PATH, observer, sleep, until, brokerPerSuite } from './support/sim.mjs';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { flashStore } from '../host-sim/shared/hal.ts';
+import { ROOT } from '../host-sim/shared/image.ts';
+import { parseProxyArgs, ProtectionProxy } from '../host-sim/services/proxy.ts';
+import { brokerKinds, image, IMAGE_PATH, observer, sleep, until, brokerPerSuite } from './support/sim.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const img = image();
-const PROXY = join(ROOT, 'host-sim/proxy.mjs');
+const PROXY = join(ROOT, 'host-sim/services/proxy.ts');
 
 describe.each(brokerKinds())('protection proxy over %s', (kind) => {
   const suite = brokerPerSuite(kind);
@@ -130,7 +131,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await c2.grant('proxy2', 'factory/line1/speed', { role: 'sub' });
     const cfg = join(dir, 'proxy2.json');
     writeFileSync(cfg, JSON.stringify(c2.deviceConfig('proxy2')));
-    const child = spawn(process.execPath, [PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...TS_NODE, PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
     const url = await new Promise((resolve, reject) => {
       let out = '';
@@ -151,7 +152,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     expect(() => parseProxyArgs([])).toThrow(/--device is required/);
     expect(() => parseProxyArgs(['--device', 'x'])).toThrow(/--broker is required/);
     expect(() => parseProxyArgs(['--device', 'x', '--broker', 'y', '--listen', 'bad'])).toThrow(/HOST:PORT/);
-    const r = spawnSync(process.execPath, [PROXY, '--nope'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...TS_NODE, PROXY, '--nope'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown argument --nope/);
   });

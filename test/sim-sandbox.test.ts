@@ -1,5 +1,5 @@
 /**
- * The simulator's device realm and stub HAL (host-sim/image.mjs, hal.mjs, device.mjs): the
+ * The simulator's device realm and stub HAL (host-sim/shared/image.ts, hal.ts, device.ts): the
  * image's bytes are checked by hash, run with only what a device engine has, over a flash that
  * survives power cycles and fails on demand.
  */
@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { makeDeviceConfig } from '../host-sim/config.mjs';
-import { SimDevice } from '../host-sim/device.mjs';
-import { flashStore, makeClock, parseClock, virtualTime } from '../host-sim/hal.mjs';
-import { createSandbox, loadImage } from '../host-sim/image.mjs';
-import { IMAGE_PATH, image, tempDir } from './support/sim.mjs';
+import { makeDeviceConfig } from '../host-sim/shared/device-config.ts';
+import { SimDevice } from '../host-sim/shared/device.ts';
+import { flashStore, makeClock, parseClock, virtualTime } from '../host-sim/shared/hal.ts';
+import { createSandbox, loadImage } from '../host-sim/shared/image.ts';
+import { IMAGE_PATH, image, tempDir } from './support/sim.ts';
 
 const img = image();
 

@@ -1,21 +1,22 @@
 /**
- * `npm start` (host-sim/fleet.mjs): the heart-rate story runs end to end on its defaults and exits
+ * `npm start` (host-sim/fleet.ts): the heart-rate story runs end to end on its defaults and exits
  * 0 with every check passed; wrong flags get a clear message and exit code 2. Also the fleet
  * benchmark's arguments.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseFleetArgs } from '../host-sim/fleet.mjs';
-import { ROOT } from '../host-sim/image.mjs';
-import { parseBenchArgs } from '../host-sim/tools/bench-fleet.mjs';
-import { IMAGE_PATH } from './support/sim.mjs';
+import { parseFleetArgs } from '../host-sim/fleet.ts';
+import { ROOT } from '../host-sim/shared/image.ts';
+import { parseBenchArgs } from '../host-sim/tools/bench-fleet.ts';
+import { IMAGE_PATH } from './support/sim.ts';
+import { TS_NODE } from '../host-sim/shared/cli.ts';
 
-const FLEET = join(ROOT, 'host-sim/fleet.mjs');
+const FLEET = join(ROOT, 'host-sim/fleet.ts');
 
 describe('npm start', () => {
   it('tells the story: readings reach both consumers, the broker sees ciphertext, keys survive', () => {
-    const r = spawnSync(process.execPath, [FLEET, '--duration', '4', '--devices', '2', '--image', IMAGE_PATH], { encoding: 'utf8', timeout: 90000 });
+    const r = spawnSync(process.execPath, [...TS_NODE, FLEET, '--duration', '4', '--devices', '2', '--image', IMAGE_PATH], { encoding: 'utf8', timeout: 90000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const out = r.stdout;
@@ -29,7 +30,7 @@ describe('npm start', () => {
 
   it('rejects wrong flags with exit code 2 and the usage', () => {
     for (const args of [['--devices', '0'], ['--devices', 'many'], ['--duration', '1'], ['--broker', 'http://x'], ['--colour']]) {
-      const r = spawnSync(process.execPath, [FLEET, ...args], { encoding: 'utf8', timeout: 10000 });
+      const r = spawnSync(process.execPath, [...TS_NODE, FLEET, ...args], { encoding: 'utf8', timeout: 10000 });
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^fleet: .+\nusage: npm start/);
       expect(r.stdout).toBe('');

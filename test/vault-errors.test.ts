@@ -6,7 +6,7 @@
  * (firmware/crypto/siv.ts), Espruino's native AES (boards/espruino/native-aes.ts, over the
  * emulation of require("crypto").AES) and the portable vault (boards/shared/portable-vault.ts,
  * over the image's compact AES, build/image/aes.ts). The built image's vaults are checked in
- * their engines by test/edges.test.mjs.
+ * their engines by test/edges.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { commands, create, isE4Error, memoryStore, protectMessage, toHex } from '../firmware/core';
@@ -14,7 +14,7 @@ import { nobleVault } from '../firmware/crypto/noble-vault';
 import { sivVault } from '../firmware/crypto/siv';
 import { nativeVault } from '../boards/espruino/native-aes';
 import { portableVault } from '../boards/shared/portable-vault';
-import { espruinoCrypto } from '../host-sim/espruino-crypto.mjs';
+import { espruinoCrypto } from '../host-sim/sim/espruino-crypto.ts';
 import type { AesBlock, Vault } from '../firmware/hal';
 import { nodeAesCbc } from './support/node-aes';
 

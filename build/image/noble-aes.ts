@@ -4,7 +4,7 @@
  * number of associated-data components, encrypt -> V|C, decrypt throws on a bad tag or a short
  * input and never returns the candidate plaintext), computed by the firmware's generic AES-SIV (firmware/crypto/siv.ts) over the
  * compact AES block of aes.ts. noble's module builds ~640 KB of tables at load and needs ES2015+
- * runtime APIs; results are identical (checked against noble in test/image.test.mjs and by the
+ * runtime APIs; results are identical (checked against noble in test/image.test.ts and by the
  * vectors in every engine).
  */
 import type { AesBlock } from '../../firmware/hal';

@@ -8,7 +8,7 @@
  *   await c2.rotateTopic('health/heart-rate');                     // consumers first
  *   c2.close();
  *
- * `e4` is the image's wire-format surface (see e4.mjs: adaptE4(module.exports of dist/e4.js)),
+ * `e4` is the image's wire-format surface (see e4.ts: adaptE4(module.exports of dist/e4.js)),
  * or a function returning it (loaded on first use). `send(controlTopic, bytes, { qos: 2 })`
  * publishes one command and resolves once the broker acknowledged it (QoS 2: PUBCOMP). It means
  * the broker has taken responsibility for the message, not that the device received or applied
@@ -20,10 +20,10 @@
  * acknowledged, so a key a device may still hold is never lost. See docs/c2.md.
  */
 import { randomBytes } from 'node:crypto';
-import { C2Error, DEFAULT_KDF, Store } from './store.mjs';
-import { adaptE4 } from './e4.mjs';
+import { C2Error, DEFAULT_KDF, Store } from './store.ts';
+import { adaptE4 } from './e4.ts';
 
-export { C2Error, DEFAULT_KDF } from './store.mjs';
+export { C2Error, DEFAULT_KDF } from './store.ts';
 
 export const ROLES = ['pub', 'sub', 'both'];
 const HEX_ID = /^[0-9a-fA-F]{32}$/;

@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { C2Error, DEFAULT_KDF, initC2, openC2 } from './c2.mjs';
-import { loadE4Image } from './e4.mjs';
-import { packageVersion, useCallerFolder } from '../cli.mjs';
+import { C2Error, DEFAULT_KDF, initC2, openC2 } from './c2.ts';
+import { loadE4Image } from './e4.ts';
+import { packageVersion, useCallerFolder } from '../shared/cli.ts';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
 const CLOCKS = ['trusted', 'untrusted', 'monotonic', 'none'];

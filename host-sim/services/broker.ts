@@ -6,7 +6,7 @@
  *
  *   const b = await startBroker({ kind: 'aedes' });   // { url, kind, close() }
  *
- * As a command: `node host-sim/broker.mjs [--kind aedes|mosquitto] [--port N]` runs one until
+ * As a command: `node host-sim/services/broker.ts [--kind aedes|mosquitto] [--port N]` runs one until
  * killed and prints `listening mqtt://127.0.0.1:PORT` (the fleet benchmark runs the broker in its
  * own process this way).
  */
@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runIfMain, stopOnSignal } from './cli.mjs';
+import { TS_NODE, runIfMain, stopOnSignal } from '../shared/cli.ts';
 
 export const MOSQUITTO = process.env.MOSQUITTO || '/usr/sbin/mosquitto';
 export const BROKER_KINDS = ['aedes', 'mosquitto'];
@@ -177,12 +177,12 @@ export async function startBroker({ kind, url, host = '127.0.0.1', port = 0, ver
 }
 
 /**
- * Starts a broker in a child process (`node host-sim/broker.mjs`) so that its sockets and CPU
+ * Starts a broker in a child process (`node host-sim/services/broker.ts`) so that its sockets and CPU
  * are not the caller's: used by the fleet benchmark. Returns { kind, url, pid, close() }.
  */
 export async function startBrokerProcess({ kind = 'aedes' } = {}) {
   if (kind === 'mosquitto') return startMosquitto({ host: '127.0.0.1', port: 0 });
-  const child = spawn(process.execPath, [new URL(import.meta.url).pathname, '--kind', kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...TS_NODE, new URL(import.meta.url).pathname, '--kind', kind], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('broker process did not start in 10 s')), 10000);
@@ -219,7 +219,7 @@ async function main(argv) {
     if (argv[i] === '--kind' && argv[i + 1]) kind = argv[++i];
     else if (argv[i] === '--port' && /^\d+$/.test(argv[i + 1] || '')) port = Number(argv[++i]);
     else {
-      process.stderr.write(`usage: node host-sim/broker.mjs [--kind aedes|mosquitto] [--port N]\n`);
+      process.stderr.write(`usage: node host-sim/services/broker.ts [--kind aedes|mosquitto] [--port N]\n`);
       process.exit(2);
     }
   }

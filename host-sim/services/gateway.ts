@@ -1,6 +1,6 @@
 /**
  * The gateway: bridges the framed link of devices that cannot reach the broker themselves
- * (nRF52 boards over BLE UART or a serial line, see link.mjs and docs/link.md) to an MQTT broker.
+ * (nRF52 boards over BLE UART or a serial line, see link.ts and docs/link.md) to an MQTT broker.
  * It holds no keys and runs no E4 client: it moves the devices' protected bytes between the link
  * and the broker unchanged, so a message stays end to end across both hops.
  *
@@ -13,17 +13,17 @@
  *   gw.attach(stream, { name: 'puck-1' });   // stream: write(bytes), 'data', 'close' events
  *
  * As a command:
- *   node host-sim/gateway.mjs --broker URL --serial /dev/ttyACM0 [--baud 115200] [--console-line] [--image FILE]
- *   node host-sim/gateway.mjs --broker URL --listen 127.0.0.1:7000    (byte-stream links over TCP)
+ *   node host-sim/services/gateway.ts --broker URL --serial /dev/ttyACM0 [--baud 115200] [--console-line] [--image FILE]
+ *   node host-sim/services/gateway.ts --broker URL --listen 127.0.0.1:7000    (byte-stream links over TCP)
  */
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import { LINK_IMAGE } from './image.mjs';
-import { linkCodec } from './link.mjs';
-import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
-import { packageVersion, runIfMain, stopOnSignal } from './cli.mjs';
-import { bleUartLinks, loadNoble } from './ble-uart.mjs';
+import { LINK_IMAGE } from '../shared/image.ts';
+import { linkCodec } from './link.ts';
+import { MqttTransport, mqttClientId, topicMatches } from '../shared/mqtt-transport.ts';
+import { packageVersion, runIfMain, stopOnSignal } from '../shared/cli.ts';
+import { bleUartLinks, loadNoble } from './ble-uart.ts';
 
 const toHex = (b) => Buffer.from(b).toString('hex');
 
@@ -264,7 +264,7 @@ export class Gateway extends EventEmitter {
 
 // --- command line ----------------------------------------------------------------------------
 
-const USAGE = `usage: node host-sim/gateway.mjs --broker URL (--ble ADDRESS | --serial PATH [--baud N] | --listen HOST:PORT) [--console-line] [--image FILE]
+const USAGE = `usage: node host-sim/services/gateway.ts --broker URL (--ble ADDRESS | --serial PATH [--baud N] | --listen HOST:PORT) [--console-line] [--image FILE]
   --broker URL        the MQTT broker, mqtt://host:port
   --ble ADDRESS       a Puck.js-class device over Bluetooth LE UART (repeatable): connected when
                       seen, again after every disconnect (back-off 1 s to 30 s); docs/gateway-ble.md
@@ -313,7 +313,7 @@ async function main(argv) {
   try {
     o = parseGatewayArgs(argv);
   } catch (e) {
-    process.stderr.write(`gateway: ${e.message} (see node host-sim/gateway.mjs --help)\n`);
+    process.stderr.write(`gateway: ${e.message} (see node host-sim/services/gateway.ts --help)\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');

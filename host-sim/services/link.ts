@@ -12,7 +12,7 @@
  *   gateway -> device PUBLISH(seq, topic, bytes) -> device ACK(seq, [0]) (the gateway retransmits)
  */
 import { EventEmitter } from 'node:events';
-import { LINK_IMAGE, loadImage } from './image.mjs';
+import { LINK_IMAGE, loadImage } from '../shared/image.ts';
 
 /** Finds the frame codec in an image's exports (E4.link.* or E4.*). Throws a clear error. */
 export function linkCodec(E4) {

@@ -18,17 +18,17 @@
  * application whose publication could not be forwarded is disconnected without an
  * acknowledgement, so its MQTT client sends it again.
  *
- * As a command: node host-sim/proxy.mjs --device proxy.json [--broker URL] [--listen HOST:PORT]
+ * As a command: node host-sim/services/proxy.ts --device proxy.json [--broker URL] [--listen HOST:PORT]
  *               [--flash FILE] [--clock MODE]
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { SimDevice } from './device.mjs';
-import { flashStore, systemTime } from './hal.mjs';
-import { loadImage } from './image.mjs';
-import { MqttTransport, mqttClientId, topicMatches } from './net.mjs';
-import { packageVersion, runIfMain, stopOnSignal } from './cli.mjs';
+import { SimDevice } from '../shared/device.ts';
+import { flashStore, systemTime } from '../shared/hal.ts';
+import { loadImage } from '../shared/image.ts';
+import { MqttTransport, mqttClientId, topicMatches } from '../shared/mqtt-transport.ts';
+import { packageVersion, runIfMain, stopOnSignal } from '../shared/cli.ts';
 
 const ECHO_MEMORY = 1024;
 
@@ -197,7 +197,7 @@ function digest(bytes) {
 
 // --- command line ----------------------------------------------------------------------------
 
-const USAGE = `usage: node host-sim/proxy.mjs --device FILE --broker URL [--listen HOST:PORT] [--flash FILE] [--clock MODE] [--image FILE]
+const USAGE = `usage: node host-sim/services/proxy.ts --device FILE --broker URL [--listen HOST:PORT] [--flash FILE] [--clock MODE] [--image FILE]
   --device FILE      the proxy's E4 identity: a device.json written by the C2 (npm run c2 -- add-device)
   --broker URL       the real broker, mqtt://host:port
   --listen HOST:PORT where legacy applications connect (default 127.0.0.1:1884; port 0 = any)
@@ -240,7 +240,7 @@ async function main(argv) {
   try {
     o = parseProxyArgs(argv);
   } catch (e) {
-    process.stderr.write(`proxy: ${e.message} (see node host-sim/proxy.mjs --help)\n`);
+    process.stderr.write(`proxy: ${e.message} (see node host-sim/services/proxy.ts --help)\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');

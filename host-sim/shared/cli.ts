@@ -3,7 +3,18 @@
  * for the long-running services (broker, gateway, proxy), stop cleanly on SIGINT/SIGTERM.
  */
 import { readFileSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+
+/**
+ * Host code is TypeScript run through the tsx loader (no compile step, so a clone runs as it is).
+ * A child node process that runs one of these files gets the loader by its absolute URL: `--import
+ * tsx` alone would be resolved from the child's working folder, which may be anywhere.
+ */
+export const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/** node's arguments to run a host `.ts` file: `spawn(process.execPath, [...TS_NODE, file, ...])`. */
+export const TS_NODE = ['--import', TSX_LOADER];
 
 /**
  * Runs `main(argv)` when `moduleUrl` (the caller's import.meta.url) is the script node was started
@@ -30,6 +41,14 @@ export function runIfMain(moduleUrl, name, main) {
   );
 }
 
+/** A wrong command line: the tools print the message and usage, and exit 2. */
+export class UsageError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
 /** A service that runs until SIGINT or SIGTERM, then `stop()`s and exits 0. */
 export function stopOnSignal(stop) {
   const end = () => Promise.resolve(stop()).then(() => process.exit(0));
@@ -50,7 +69,7 @@ export function useCallerFolder(script) {
 
 /** The package's version (package.json), for --version. */
 export function packageVersion() {
-  const url = new URL('../package.json', import.meta.url);
+  const url = new URL('../../package.json', import.meta.url);
   return JSON.parse(readFileSync(url, 'utf8')).version;
 }
 

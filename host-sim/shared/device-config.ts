@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { sha3_256 } from '@noble/hashes/sha3.js';
-import { parseClock } from './hal.mjs';
+import { parseClock } from './hal.ts';
 
 const HEX = (n) => new RegExp(`^[0-9a-fA-F]{${2 * n}}$`);
 const ID = HEX(16);

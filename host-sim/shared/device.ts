@@ -1,7 +1,7 @@
 /**
  * A simulated device: the built image running in its own sandbox (or in a shared one, see
- * `realm`), over the stub HAL of hal.mjs, talking to a broker through a transport (net.mjs: its
- * own MQTT connection; link.mjs: a framed byte stream to a gateway).
+ * `realm`), over the stub HAL of hal.ts, talking to a broker through a transport (mqtt-transport.ts: its
+ * own MQTT connection; link.ts: a framed byte stream to a gateway).
  *
  *   const image = loadImage();                       // dist/e4.js, sha256 checked
  *   const dev = new SimDevice({ image, config, network: 'mqtt://127.0.0.1:1883', subscribe: ['a/b'] });
@@ -14,9 +14,9 @@
  * 'rejected' {topic, code, result}, 'log' {level, text}, 'boot', 'off'.
  */
 import { EventEmitter } from 'node:events';
-import { createSandbox } from './image.mjs';
-import { flashStore, makeClock, nativeAesBlock, parseClock, systemTime } from './hal.mjs';
-import { DEFAULT_QOS, MqttTransport, mqttClientId } from './net.mjs';
+import { createSandbox } from './image.ts';
+import { flashStore, makeClock, nativeAesBlock, parseClock, systemTime } from './hal.ts';
+import { DEFAULT_QOS, MqttTransport, mqttClientId } from './mqtt-transport.ts';
 
 /** Reads the 64-bit LE timestamp of a protected message (as a double: exact below 2^53). */
 export function messageTimestamp(buf) {
@@ -37,10 +37,10 @@ export class SimDevice extends EventEmitter {
   /**
    * - config: a device.json object ({ name?, id, key, topics: [{topic, hash, key}], options?, clock? }).
    * - image: from loadImage(); or realm: a sandbox shared by many devices (shared-image mode).
-   * - profile: sandbox profile (image.mjs), default 'device'.
+   * - profile: sandbox profile (image.ts), default 'device'.
    * - vault: 'noble' (default) or 'native-aes'.
    * - clock: 'trusted' | 'untrusted' | 'skewed:<s>' | 'monotonic' | 'none' (default: config.clock, else trusted).
-   * - world: time source (hal.mjs systemTime/virtualTime).
+   * - world: time source (hal.ts systemTime/virtualTime).
    * - store: a flashStore (default: a new in-memory one; it outlives power cycles).
    * - network: an MQTT URL, a transport factory `(device) => transport`, or null (no network:
    *   use deliver() to hand it messages).

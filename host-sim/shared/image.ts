@@ -15,7 +15,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEFAULT_IMAGE = join(ROOT, 'dist', 'e4.js');
 /** The link frame codec image (firmware/link/frame.ts), global E4Link. */
 export const LINK_IMAGE = join(ROOT, 'dist', 'link.js');

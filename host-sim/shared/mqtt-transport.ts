@@ -3,7 +3,7 @@
  * package). A transport moves opaque bytes: protection happens in the device before publish and
  * after delivery.
  *
- * Interface (shared with the link transport of devices behind a gateway, see link.mjs):
+ * Interface (shared with the link transport of devices behind a gateway, see link.ts):
  *   open() -> Promise, close() -> Promise, subscribe(topic, qos) -> Promise,
  *   publish(topic, bytes, qos) -> Promise, onMessage = (topic, Buffer) => void, connected
  */

@@ -1,5 +1,5 @@
 /**
- * Connects an emulated Espruino board (host-sim/espruino-env.mjs, running a real board image such
+ * Connects an emulated Espruino board (host-sim/sim/espruino-board.ts, running a real board image such
  * as dist/boards/espruino-puckjs.min.js) to the gateway: the board's Bluetooth (or Serial1) stream
  * becomes a byte stream the Gateway can attach, and the board's virtual clock is driven in real
  * time so its link retransmissions and clock run.
@@ -66,7 +66,7 @@ export function boardLink(board, streamName = 'Bluetooth') {
 
 /**
  * A monitor that is a real board image on an emulated Espruino board, flashed the way
- * `npm run flash` does (host-sim/tools/flash.mjs), reaching the broker through `gateway` over a
+ * `npm run flash` does (host-sim/tools/flash.ts), reaching the broker through `gateway` over a
  * BLE UART connection. The same surface as SimDevice where the fleet story needs it: start(),
  * stop(), powerCycle(), publish(), isOn, boots, stats, topicKey(hash), events 'command' and
  * 'rejected'.
@@ -94,9 +94,9 @@ export class BoardDevice extends EventEmitter {
   }
 
   async start() {
-    const { espruinoBoard } = await import('./espruino-env.mjs');
-    const { flashSim } = await import('./flash-sim.mjs');
-    const { deviceConfigFor, uploadScript, verifyFlash } = await import('./tools/flash.mjs');
+    const { espruinoBoard } = await import('./espruino-board.ts');
+    const { flashSim } = await import('./flash-sim.ts');
+    const { deviceConfigFor, uploadScript, verifyFlash } = await import('../shared/flash-files.ts');
     if (!this.board) {
       this.board = espruinoBoard({ flash: flashSim({ size: this.flashSize }), time: 100 });
       const { script, files } = uploadScript({ image: this.image.bytes.toString('latin1'), config: deviceConfigFor(this.boardName, this.config) });

@@ -1,9 +1,9 @@
 /**
  * An emulated Espruino board for running the Espruino board images (dist/boards/espruino-*.js)
  * on the host, in a node:vm context with the globals those images use:
- *   require("Storage") / require("Flash")  a FlashSim (host-sim/flash-sim.mjs): Espruino's layout
+ *   require("Storage") / require("Flash")  a FlashSim (host-sim/sim/flash-sim.ts): Espruino's layout
  *                                          and write rules, survives "power cycles"
- *   require("crypto").AES                  host-sim/espruino-crypto.mjs (faithful emulation)
+ *   require("crypto").AES                  host-sim/sim/espruino-crypto.ts (faithful emulation)
  *   require("MQTT")                        the MQTT module's API over the `mqtt` package (optional)
  *   require("Wifi")                        connect()/setSNTP() that succeed at once
  *   E                                      on/emit/removeAllListeners, CRC32, toString,
@@ -16,7 +16,7 @@
  */
 import vm from 'node:vm';
 import { crc32 } from 'node:zlib';
-import { espruinoCrypto } from './espruino-crypto.mjs';
+import { espruinoCrypto } from './espruino-crypto.ts';
 
 /** Espruino's event methods, for emulated objects. */
 function emitter(obj = {}) {
@@ -290,7 +290,7 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null } =
     return board.boot();
   };
 
-  /** Runs an upload script as the espruino tool would send it to the console (flash.mjs). */
+  /** Runs an upload script as the espruino tool would send it to the console (flash.ts). */
   board.upload = (script) => {
     if (!board.context) {
       flash.reboot();

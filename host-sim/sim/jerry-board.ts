@@ -1,18 +1,18 @@
 /**
  * A self-contained script that runs the jerryscript board image (dist/boards/jerryscript.min.js)
- * with the native-function shim (host-sim/jerry-shim.js) through a device's life: provisioning
+ * with the native-function shim (host-sim/sim/jerry-shim.js) through a device's life: provisioning
  * from e4.json, subscriptions, receiving (and a duplicate), two C2 commands, a topic met at run
  * time, publishing, a 1,000-byte message out and back in, then a power cycle on the same storage. It prints `JT <tag> <value>` lines.
- * Used by test/jerryscript-board.test.ts (under duk) and host-sim/tools/jerry-memory.mjs
+ * Used by test/jerryscript-board.test.ts (under duk) and host-sim/tools/jerry-memory.ts
  * (JerryScript with a 64 KB heap). Messages are made here on the host with noble.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { aessiv } from '@noble/ciphers/aes.js';
-import { sha3_16 } from './tools/flash.mjs';
+import { sha3_16 } from '../shared/device-config.ts';
 
-const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
+const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const unhex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
 const hexOf = (b) => Buffer.from(b).toString('hex');
 export const key = (n) => n.toString(16).padStart(2, '0').repeat(32);
@@ -56,13 +56,13 @@ const setTopicKey = (k, topic) => Uint8Array.from([3, ...unhex(k), ...unhex(sha3
 /**
  * `inline`: the image's source appears once in the script, as a C port would load it (parsed
  * from a buffer outside the JavaScript heap), and there is no power cycle; `nativeAes`: the shim
- * registers the optional native AES functions too (host-sim/jerry-shim-aes.js); otherwise the script
+ * registers the optional native AES functions too (host-sim/sim/jerry-shim-aes.js); otherwise the script
  * keeps the source as a string to evaluate it a second time after the "power cycle".
  */
 export function jerryBoardScript({ imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'), inline = false, nativeAes = false } = {}) {
   const image = readFileSync(imageFile, 'latin1');
   // `nativeAes`: the port also registers the optional native AES functions.
-  const shim = readFileSync(join(ROOT, 'host-sim/jerry-shim.js'), 'utf8') + (nativeAes ? '\n' + readFileSync(join(ROOT, 'host-sim/jerry-shim-aes.js'), 'utf8') : '');
+  const shim = readFileSync(join(ROOT, 'host-sim/sim/jerry-shim.js'), 'utf8') + (nativeAes ? '\n' + readFileSync(join(ROOT, 'host-sim/sim/jerry-shim-aes.js'), 'utf8') : '');
   const cmd1 = protect(key(0x11), 1001, setTopicKey(key(0x77), 'health/spo2'));
   const steps = `
 function H(s){var b=new Uint8Array(s.length/2);for(var i=0;i<b.length;i++)b[i]=parseInt(s.substr(2*i,2),16);return b;}

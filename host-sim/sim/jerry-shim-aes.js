@@ -1,6 +1,6 @@
 /*
  * The optional native AES functions of a JerryScript C port (boards/jerryscript/README.md), in
- * ES5, for the host shim (host-sim/jerry-shim.js): a real port calls mbedTLS or its AES
+ * ES5, for the host shim (host-sim/sim/jerry-shim.js): a real port calls mbedTLS or its AES
  * peripheral from C, so none of this lives in its JavaScript heap.
  *   e4_aes_ecb(key, data) -> ArrayBuffer: AES-ECB encryption of data (whole 16-byte blocks)
  *   e4_aes_cbc(key, data) -> ArrayBuffer: AES-CBC encryption with a zero IV

@@ -2,7 +2,7 @@
  * `npm run bench:fleet`: many simulated devices in one process against a real broker (in its own
  * process), driven by the real C2.
  *
- *   node host-sim/tools/bench-fleet.mjs [--devices N] [--per-context K] [--broker aedes|mosquitto|URL]
+ *   node host-sim/tools/bench-fleet.ts [--devices N] [--per-context K] [--broker aedes|mosquitto|URL]
  *                                       [--messages M] [--out FILE]
  *
  * Measures
@@ -25,13 +25,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { startBroker, startBrokerProcess } from '../broker.mjs';
-import { SimDevice } from '../device.mjs';
-import { flashStore, makeClock, systemTime } from '../hal.mjs';
-import { createSandbox, loadImage, ROOT } from '../image.mjs';
-import { makeDeviceConfig } from '../config.mjs';
-import { initC2 } from '../c2/c2.mjs';
-import { MqttTransport } from '../net.mjs';
+import { startBroker, startBrokerProcess } from '../services/broker.ts';
+import { SimDevice } from '../shared/device.ts';
+import { flashStore, makeClock, systemTime } from '../shared/hal.ts';
+import { createSandbox, loadImage, ROOT } from '../shared/image.ts';
+import { makeDeviceConfig } from '../shared/device-config.ts';
+import { initC2 } from '../c2/c2.ts';
+import { MqttTransport } from '../shared/mqtt-transport.ts';
+import { TS_NODE } from '../shared/cli.ts';
 
 const TOPIC = 'fleet/telemetry';
 const USAGE = `usage: npm run bench:fleet -- [--devices N] [--per-context K] [--broker aedes|mosquitto|URL] [--messages M] [--out FILE]
@@ -139,7 +140,7 @@ function sandboxCost(image, sample) {
 
 /** The sandbox probe in a fresh process, so that neither its memory nor the fleet's disturb the other. */
 function probeInChild(sample) {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--probe', String(sample)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const r = spawnSync(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--probe', String(sample)], { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) throw new Error(`sandbox probe failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }

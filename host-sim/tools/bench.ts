@@ -21,7 +21,7 @@
  * distinctStamps 0 so that protect is measured alone (the same payload at a fixed clock would
  * otherwise be stamped ahead, then refused).
  *
- * Then the speed figures of the footprint table (host-sim/tools/figures.mjs) beside the previous
+ * Then the speed figures of the footprint table (host-sim/tools/figures.ts) beside the previous
  * release's (budgets/baseline.json), the budgets and goals (budgets/budget.json): the portable
  * vault on `duk` at 1 KB vs raw noble (from this run's duk rows), and the native vault vs the
  * reference image on `espruino-o2` (the --native rows, run when espruino-o2 is found). `--check`:
@@ -34,9 +34,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rollup } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
-import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.mjs';
-import { figureTable } from './figures.mjs';
-import { answerHelpOrVersion } from '../cli.mjs';
+import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.ts';
+import { figureTable } from './figures.ts';
+import { answerHelpOrVersion } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const SIZES = [16, 64, 256, 1024];

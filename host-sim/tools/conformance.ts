@@ -20,8 +20,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.mjs';
-import { packageVersion } from '../cli.mjs';
+import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.ts';
+import { packageVersion } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const TAG = '@@E4R ';

@@ -2,7 +2,7 @@
  * JavaScript engines that can run an ES5 image: which names exist, how they are found, how each is
  * told apart from an impostor, and a uniform way to run one self-contained script in each.
  *
- * - `node`: a node:vm sandbox holding only what a device engine has (host-sim/image.mjs,
+ * - `node`: a node:vm sandbox holding only what a device engine has (host-sim/shared/image.ts,
  *   profile `device`), one fresh realm per script.
  * - an engine binary, by one of the names in ENGINES (below) or by path. Names are looked up in
  *   the folders of $E4_ENGINES (':'-separated), then $PATH; nothing else. Folders named
@@ -11,7 +11,7 @@
  *
  * A file is accepted only after it ran a probe script and answered as the engine its name says
  * (an Espruino, a JerryScript, ...): a file that merely has the right name is not an engine.
- * Output is read for tagged lines only (see conformance.mjs), so banners and prompts don't matter;
+ * Output is read for tagged lines only (see conformance.ts), so banners and prompts don't matter;
  * a run ends when the script prints its end tag, when the process exits, or at the time limit.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,7 +19,7 @@ import { accessSync, constants, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { basename, delimiter, isAbsolute, join, resolve, sep } from 'node:path';
 import vm from 'node:vm';
-import { createSandbox } from '../image.mjs';
+import { createSandbox } from '../shared/image.ts';
 
 export const KINDS = ['node', 'espruino', 'jerryscript', 'duktape', 'microquickjs', 'xs'];
 
@@ -41,7 +41,7 @@ export const KIND_DEFAULTS = {
  * The engines known by name. `batchBytes` overrides the kind's default where the engine's memory
  * is smaller (the 64 KB JerryScript fails three cases at 6,000 bytes of case JSON per script).
  * `imageIn: 'flash'`: the image is stored in Storage and run from flash, as on the board (the
- * 32-bit builds' RAM cannot hold the readable image as source; see conformance.mjs).
+ * 32-bit builds' RAM cannot hold the readable image as source; see conformance.ts).
  */
 export const ENGINES = {
   duk: { kind: 'duktape', about: 'Duktape 2.7 (Debian package duktape)' },

@@ -1,7 +1,7 @@
 /**
  * Running the Espruino command-line tool (node_modules/.bin/espruino, espruino@0.1.67) against a
  * board: serial port, Bluetooth LE address, or tcp://host:port (an Espruino console over TCP,
- * e.g. the Linux build started with --telnet). Shared by flash.mjs and hil.mjs.
+ * e.g. the Linux build started with --telnet). Shared by flash.ts and hil.ts.
  *
  * The tool sends `reset()` and then the uploaded file line by line to the console; it prints the
  * board's output prefixed with "--] " and exits 500 ms after the board falls silent. Known
@@ -15,17 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { UsageError } from '../shared/cli.ts';
 
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'node_modules', '.bin', 'espruino');
 
-/** A wrong command line: the tools print the message and usage, and exit 2. */
-export class UsageError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
 
 /** Kind of a --port value: 'tcp', 'ble' or 'serial'. Throws UsageError for anything else. */
 export function portKind(port) {
@@ -207,13 +201,3 @@ function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, on
   });
 }
 
-/** The text after `TAG ` of the lines a script printed with that tag (a console prompt ">"
- * may precede it when output follows the prompt on the same line). */
-export function tagged(lines, tag) {
-  const out = [];
-  for (const l of lines) {
-    const line = l.replace(/^>+/, '');
-    if (line.startsWith(tag + ' ')) out.push(line.slice(tag.length + 1));
-  }
-  return out;
-}

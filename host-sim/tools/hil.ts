@@ -22,9 +22,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { aessiv } from '@noble/ciphers/aes.js';
-import { ESPRUINO_BOARDS, flash, sha3_16 } from './flash.mjs';
-import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
-import { packageVersion, runIfMain } from '../cli.mjs';
+import { flash } from './flash.ts';
+import { parseArgs, portKind, ROOT, runEspruino } from './espruino-cli.ts';
+import { ESPRUINO_BOARDS, sha3_16, tagged } from '../shared/flash-files.ts';
+import { packageVersion, runIfMain, UsageError } from '../shared/cli.ts';
 
 export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
 

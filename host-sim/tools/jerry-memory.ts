@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * `node host-sim/tools/jerry-memory.mjs [--mode source|snapshot|static|all] [--native-aes]
+ * `node host-sim/tools/jerry-memory.ts [--mode source|snapshot|static|all] [--native-aes]
  *   [--engine NAME|PATH] [--snap-engine NAME|PATH] [--generator NAME|PATH] [--image FILE]`
  *
- * Runs the jerryscript board image through a device's life (host-sim/jerry-board.mjs:
+ * Runs the jerryscript board image through a device's life (host-sim/sim/jerry-board.ts:
  * provisioning, receive, two C2 commands, a run-time topic, publish, a 1,000-byte message out and
  * back in) on JerryScript built with a 64 KB heap and --mem-stats, checks the results, and prints
  * the peak heap use. The image is loaded the way a port would:
@@ -26,8 +26,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findTool, makeSnapshots } from '../../build/jerry-snapshot.mjs';
-import { engineIfPresent } from './engines.mjs';
-import { BIG, bigChecksum, jerryBoardScript, jerryResults } from '../jerry-board.mjs';
+import { engineIfPresent } from './engines.ts';
+import { BIG, bigChecksum, jerryBoardScript, jerryResults } from '../sim/jerry-board.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const MODES = ['source', 'snapshot', 'static'];
@@ -86,7 +86,7 @@ function main(argv) {
   const image = opt('--image', join(ROOT, 'dist/boards/jerryscript.min.js'));
   const names = { engine: opt('--engine', 'jerry-lean'), snapEngine: opt('--snap-engine', 'jerry-lean-snap'), generator: opt('--generator', 'jerry-snapshot-lean') };
   const tools = {};
-  // The engines must answer the probe as JerryScript (engines.mjs); the generator is a tool.
+  // The engines must answer the probe as JerryScript (engines.ts); the generator is a tool.
   for (const [k, name] of Object.entries(names)) tools[k] = k === 'generator' ? findTool(name) : engineIfPresent(name);
   const need = { source: ['engine'], snapshot: ['snapEngine', 'generator'], static: ['snapEngine', 'generator'] };
   const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-mem-'));

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `node host-sim/tools/linux-board.mjs --engine espruino32-2630 [--flash-dir DIR] -- COMMAND...`
+ * `node host-sim/tools/linux-board.ts --engine espruino32-2630 [--flash-dir DIR] -- COMMAND...`
  *
  * Runs the Linux build of Espruino as a board, for the flash and hil tools: the interpreter
  * serves its console with `--telnet` on TCP port 2323 of every interface, so it is started in a
@@ -19,11 +19,11 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENGINES, engineIfPresent, absentReason } from './engines.mjs';
-import { packageVersion, useCallerFolder } from '../cli.mjs';
+import { ENGINES, engineIfPresent, absentReason } from './engines.ts';
+import { TS_NODE, packageVersion, useCallerFolder } from '../shared/cli.ts';
 
 export const TELNET_PORT = 2323;
-const USAGE = `usage: node host-sim/tools/linux-board.mjs --engine NAME [--flash-dir DIR] -- COMMAND...
+const USAGE = `usage: node host-sim/tools/linux-board.ts --engine NAME [--flash-dir DIR] -- COMMAND...
   NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}`;
 const INSIDE = 'E4_LINUX_BOARD_NETNS';
 
@@ -117,7 +117,7 @@ function main() {
   const o = parse(process.argv.slice(2));
   if (process.env[INSIDE]) return inside(o);
   const self = fileURLToPath(import.meta.url);
-  const args = ['-n', process.execPath, self, ...process.argv.slice(2)];
+  const args = ['-n', process.execPath, ...TS_NODE, self, ...process.argv.slice(2)];
   const env = { ...process.env, [INSIDE]: '1' };
   // Root makes the namespace directly; anyone else through a user namespace (if the kernel allows).
   const r = spawnSync('unshare', process.getuid && process.getuid() === 0 ? args : ['-r', ...args], { stdio: 'inherit', env });

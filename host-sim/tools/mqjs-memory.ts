@@ -7,15 +7,15 @@
  * `--bytes` bytes: once with the image as source, once as bytecode compiled by `mqjs -o` and run
  * with `-b` (bytecode outside the heap, as from ROM on a device). MicroQuickJS has no peak
  * counter, so the figure is found by bisection to 1 KB. `mqjs` is found through $E4_ENGINES or
- * $PATH (host-sim/tools/engines.mjs). Work files go to a temporary folder.
+ * $PATH (host-sim/tools/engines.ts). Work files go to a temporary folder.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { absentReason, engineIfPresent } from './engines.mjs';
-import { packageVersion, runIfMain } from '../cli.mjs';
+import { absentReason, engineIfPresent } from './engines.ts';
+import { packageVersion, runIfMain } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const OK = '@@E4MQ ok';

@@ -2,7 +2,7 @@
  * The Puck.js memory figures without a console: the board image written to the Storage of a
  * Linux Espruino build sized like a Puck.js (`espruino32-2630`: 2,630 variables of 13 bytes), in
  * a scratch directory (its `espruino.flash`), then booted from flash and measured with the very
- * script `npm run hil` runs (hil.mjs memoryScript: after boot with 4 topics, after a 64-byte
+ * script `npm run hil` runs (hil.ts memoryScript: after boot with 4 topics, after a 64-byte
  * protect/unprotect, peak during a 256-byte protect+unprotect and during each kind of C2 command).
  * No network: each step is one run of the engine on a script file.
  */
@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hilDevice, memoryScript } from './hil.mjs';
+import { hilDevice, memoryScript } from './hil.ts';
 
 /** Bytes of image per upload script (the script is held in RAM as source while it runs). */
 const CHUNK = 6000;

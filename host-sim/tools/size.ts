@@ -2,14 +2,14 @@
 /**
  * `npm run size`: raw, minified and gzip bytes of every image in dist/ (dist/*.js and
  * dist/boards/*.js; a `.min.js` belongs to the image beside it), written to dist/size.json with the
- * SHA-256 of each file (host-sim/image.mjs checks images against it). An image without a
+ * SHA-256 of each file (host-sim/shared/image.ts checks images against it). An image without a
  * `.min.js` is minified here with the build's own settings to report its minified size.
  * The build writes the same report after every `npm run build`.
  *
- * Then the memory figures of the footprint table (host-sim/tools/figures.mjs), each beside the
+ * Then the memory figures of the footprint table (host-sim/tools/figures.ts), each beside the
  * previous release's figure (budgets/baseline.json), its budget and goal (budgets/budget.json):
- * the Puck.js image on `espruino32-2630` (host-sim/tools/puck-memory.mjs), and the JerryScript
- * board image on `jerry-lean` (64 KB heap): its life cycle (host-sim/tools/jerry-memory.mjs) and
+ * the Puck.js image on `espruino32-2630` (host-sim/tools/puck-memory.ts), and the JerryScript
+ * board image on `jerry-lean` (64 KB heap): its life cycle (host-sim/tools/jerry-memory.ts) and
  * a protect+unprotect of 1,000 bytes. Engines are found in $E4_ENGINES and $PATH; an absent one
  * leaves its figures "not measured". `--check`: exit 1 when a figure is above its budget (or,
  * with CI set, was not measured).
@@ -23,12 +23,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { minifyImage } from '../../build/minify.mjs';
-import { engineIfPresent } from './engines.mjs';
-import { measure } from './jerry-memory.mjs';
+import { engineIfPresent } from './engines.ts';
+import { measure } from './jerry-memory.ts';
 import { findTool } from '../../build/jerry-snapshot.mjs';
-import { figureTable } from './figures.mjs';
-import { answerHelpOrVersion } from '../cli.mjs';
-import { puckMemory } from './puck-memory.mjs';
+import { figureTable } from './figures.ts';
+import { answerHelpOrVersion } from '../shared/cli.ts';
+import { puckMemory } from './puck-memory.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const DIST = join(ROOT, 'dist');
@@ -129,7 +129,7 @@ var q=c.unprotect("t",c.protect("t",p));print("E4J1K "+(q.length===1000&&q[999]=
 }
 
 /**
- * The JerryScript board's life cycle (host-sim/tools/jerry-memory.mjs: provisioning, messages,
+ * The JerryScript board's life cycle (host-sim/tools/jerry-memory.ts: provisioning, messages,
  * C2 commands, a 1,000-byte message out and in) as a 64 KB port runs it: the image as a static
  * snapshot executed in place (jerry-lean-snap, made by jerry-snapshot-lean). Peak bytes, or
  * { missing } with the reason.

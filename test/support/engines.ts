@@ -1,9 +1,9 @@
 /**
- * Real engines for the suites that need them (found as host-sim/tools/engines.mjs finds them:
+ * Real engines for the suites that need them (found as host-sim/tools/engines.ts finds them:
  * $E4_ENGINES, then $PATH). Absent, a suite is skipped with the reason; under CI (CI set) it is
  * not skipped, and fails on the missing engine instead.
  */
-import { absentReason, engineIfPresent } from '../../host-sim/tools/engines.mjs';
+import { absentReason, engineIfPresent } from '../../host-sim/tools/engines.ts';
 
 export interface NeededEngine {
   name: string;

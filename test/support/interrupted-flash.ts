@@ -1,18 +1,18 @@
 /**
- * Run inside host-sim/tools/linux-board.mjs (the board's console at $E4_BOARD_PORT): flashes
+ * Run inside host-sim/tools/linux-board.ts (the board's console at $E4_BOARD_PORT): flashes
  * identity A, then uploads identity B through a TCP relay that cuts the connection after N bytes
  * from the host, for every N in CUTS (fractions of the upload, and bytes around the switch line);
  * after each cut the board is restarted (load()) and must boot with A's identity and keys, or, for
  * a cut after the switch line, with B's. A last upload through the relay runs to the end: B.
  * Prints one `CUT <n> <bytes> <outcome> <identity>` line per cut and `RESULT ok|fail`.
  */
-import { relay, RELAY_PORT } from './cut-relay.mjs';
+import { relay, RELAY_PORT } from './cut-relay.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { flash, checkBoot } from '../../host-sim/tools/flash.mjs';
-import { hilDevice, protect as hostProtect, open } from '../../host-sim/tools/hil.mjs';
-import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.mjs';
+import { flash, checkBoot } from '../../host-sim/tools/flash.ts';
+import { hilDevice, protect as hostProtect, open } from '../../host-sim/tools/hil.ts';
+import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.ts';
 
 const board = process.argv[2] || 'espruino-puckjs';
 const port = process.env.E4_BOARD_PORT;

@@ -1,5 +1,5 @@
 /**
- * Run by test/flash-one-slot.test.ts inside host-sim/tools/linux-board.mjs: flashes the Puck.js
+ * Run by test/flash-one-slot.test.ts inside host-sim/tools/linux-board.ts: flashes the Puck.js
  * image, fills the board's Storage until a second image no longer fits beside the first (a
  * Puck.js has ≈ 40 KB of Storage, the image ≈ 35 KB), then uploads a new identity through a relay
  * that cuts the connection half-way: the old image is gone (one slot) but the first identity's
@@ -10,10 +10,10 @@
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { flash } from '../../host-sim/tools/flash.mjs';
-import { hilDevice } from '../../host-sim/tools/hil.mjs';
-import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.mjs';
-import { relay, RELAY_PORT } from './cut-relay.mjs';
+import { flash } from '../../host-sim/tools/flash.ts';
+import { hilDevice } from '../../host-sim/tools/hil.ts';
+import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.ts';
+import { relay, RELAY_PORT } from './cut-relay.ts';
 
 const port = process.env.E4_BOARD_PORT;
 const board = 'espruino-puckjs';

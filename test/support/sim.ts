@@ -10,10 +10,10 @@ import { afterAll, beforeAll } from 'vitest';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { haveMosquitto, startBroker } from '../../host-sim/broker.mjs';
-import { DEFAULT_IMAGE, loadImage } from '../../host-sim/image.mjs';
-import { initC2 } from '../../host-sim/c2/c2.mjs';
-import { MqttTransport } from '../../host-sim/net.mjs';
+import { haveMosquitto, startBroker } from '../../host-sim/services/broker.ts';
+import { DEFAULT_IMAGE, loadImage } from '../../host-sim/shared/image.ts';
+import { initC2 } from '../../host-sim/c2/c2.ts';
+import { MqttTransport } from '../../host-sim/shared/mqtt-transport.ts';
 
 /** The image every simulated device runs (override with E4_IMAGE). */
 export const IMAGE_PATH = resolve(process.env.E4_IMAGE || DEFAULT_IMAGE);
