@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
  * A child node process that runs one of these files gets the loader by its absolute URL: `--import
  * tsx` alone would be resolved from the child's working folder, which may be anywhere.
  */
-export const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+export const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
 
 /** node's arguments to run a host `.ts` file: `spawn(process.execPath, [...TS_NODE, file, ...])`. */
 export const TS_NODE = ['--import', TSX_LOADER];
