@@ -27,7 +27,7 @@ import { ProtectionProxy } from './services/proxy.ts';
 import { BoardDevice } from './sim/board-link.ts';
 import { initC2 } from './c2/c2.ts';
 import { sha3_16 } from './shared/device-config.ts';
-import { UsageError } from './shared/cli.ts';
+import { isMain, UsageError } from './shared/cli.ts';
 
 export { UsageError };
 
@@ -346,7 +346,7 @@ async function main(argv) {
   process.exit(ok ? 0 : 1);
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
+if (isMain(import.meta.url)) {
   main(process.argv.slice(2)).catch((e) => {
     process.stderr.write(`fleet: ${e.message}\n`);
     process.exit(1);

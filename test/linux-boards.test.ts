@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
-import { TSX_LOADER } from '../host-sim/shared/cli.ts';
+import { docBlock, runDocBlock } from './support/doc-blocks';
+import { TS_NODE, TSX_LOADER } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const BOARDS: [board: string, engine: string][] = [
@@ -19,9 +20,18 @@ const BOARDS: [board: string, engine: string][] = [
 ];
 
 function hilOnLinux(board: string, engine: string) {
+  // The Puck.js case is docs/engines.md's block, run as written from a fresh folder.
+  if (board === 'espruino-puckjs') {
+    const block = docBlock('hil-linux-board');
+    expect(block.text).toContain(`--engine ${engine}`);
+    expect(block.text).toContain(`--board ${board}`);
+    const run = runDocBlock(block, { timeoutMs: 8 * 60 * 1000 });
+    run.cleanup();
+    return { status: run.status, out: run.out };
+  }
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`],
+    [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`],
     { encoding: 'utf8', timeout: 8 * 60 * 1000 },
   );
   return { status: r.status, out: (r.stdout || '') + (r.stderr || '') };

@@ -17,19 +17,28 @@ export const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('
 export const TS_NODE = ['--import', TSX_LOADER];
 
 /**
+ * Whether `moduleUrl` (the caller's import.meta.url) is the script node was started with.
+ * Through a symbolic link (an npm bin link, a linked folder) node names the link in argv[1] and
+ * the target in import.meta.url: compare real paths, or a tool started that way does nothing and
+ * exits 0.
+ */
+export function isMain(moduleUrl) {
+  let started = process.argv[1] || '';
+  if (!started) return false;
+  try {
+    started = realpathSync(started);
+  } catch {
+    return false; // not a file: cannot be this module
+  }
+  return moduleUrl === pathToFileURL(started).href;
+}
+
+/**
  * Runs `main(argv)` when `moduleUrl` (the caller's import.meta.url) is the script node was started
  * with. A number it resolves to is the exit code; an error is reported as `name: message`, exit 1.
  */
 export function runIfMain(moduleUrl, name, main) {
-  // Through a symbolic link (an npm bin link, a linked folder) node names the link in argv[1]
-  // and the target in import.meta.url.
-  let started = process.argv[1] || '';
-  try {
-    started = realpathSync(started);
-  } catch {
-    // not a file: cannot be this module
-  }
-  if (moduleUrl !== pathToFileURL(started).href) return;
+  if (!isMain(moduleUrl)) return;
   main(process.argv.slice(2)).then(
     (code) => {
       if (typeof code === 'number') process.exit(code);

@@ -32,7 +32,7 @@ import { createSandbox, loadImage, ROOT } from '../shared/image.ts';
 import { makeDeviceConfig } from '../shared/device-config.ts';
 import { initC2 } from '../c2/c2.ts';
 import { MqttTransport } from '../shared/mqtt-transport.ts';
-import { TS_NODE } from '../shared/cli.ts';
+import { isMain, TS_NODE } from '../shared/cli.ts';
 
 const TOPIC = 'fleet/telemetry';
 const USAGE = `usage: npm run bench:fleet -- [--devices N] [--per-context K] [--broker aedes|mosquitto|URL] [--messages M] [--out FILE]
@@ -308,7 +308,7 @@ async function main(argv) {
   process.exit(0);
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
+if (isMain(import.meta.url)) {
   main(process.argv.slice(2)).catch((e) => {
     process.stderr.write(`bench-fleet: ${e.stack || e.message}\n`);
     process.exit(1);

@@ -36,7 +36,7 @@ import { rollup } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
 import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.ts';
 import { figureTable } from './figures.ts';
-import { answerHelpOrVersion } from '../shared/cli.ts';
+import { answerHelpOrVersion, isMain } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const SIZES = [16, 64, 256, 1024];
@@ -514,4 +514,4 @@ async function main() {
   return 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main().then((code) => process.exit(code));
+if (isMain(import.meta.url)) main().then((code) => process.exit(code));

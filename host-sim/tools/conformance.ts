@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.ts';
-import { packageVersion } from '../shared/cli.ts';
+import { isMain, packageVersion } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const TAG = '@@E4R ';
@@ -508,7 +508,7 @@ async function main() {
   process.exit(failed || !passed ? 1 : 0);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isMain(import.meta.url)) {
   main().catch((e) => {
     console.error(e);
     console.log('conformance: 0 passed, 1 failed');

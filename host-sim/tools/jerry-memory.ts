@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { findTool, makeSnapshots } from '../../build/jerry-snapshot.mjs';
 import { engineIfPresent } from './engines.ts';
 import { BIG, bigChecksum, jerryBoardScript, jerryResults } from '../sim/jerry-board.ts';
+import { isMain } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const MODES = ['source', 'snapshot', 'static'];
@@ -115,4 +116,4 @@ function main(argv) {
   return failed ? 1 : 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exit(main(process.argv.slice(2)));
+if (isMain(import.meta.url)) process.exit(main(process.argv.slice(2)));

@@ -27,7 +27,7 @@ import { engineIfPresent } from './engines.ts';
 import { measure } from './jerry-memory.ts';
 import { findTool } from '../../build/jerry-snapshot.mjs';
 import { figureTable } from './figures.ts';
-import { answerHelpOrVersion } from '../shared/cli.ts';
+import { answerHelpOrVersion, isMain } from '../shared/cli.ts';
 import { puckMemory } from './puck-memory.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -197,4 +197,4 @@ async function main(argv = process.argv.slice(2)) {
   return 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main().then((code) => process.exit(code));
+if (isMain(import.meta.url)) main().then((code) => process.exit(code));

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { flash, checkBoot } from '../../host-sim/tools/flash.ts';
 import { hilDevice, protect as hostProtect, open } from '../../host-sim/tools/hil.ts';
-import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.ts';
+import { runEspruino } from '../../host-sim/tools/espruino-cli.ts';
+import { tagged } from '../../host-sim/shared/flash-files.ts';
 
 const board = process.argv[2] || 'espruino-puckjs';
 const port = process.env.E4_BOARD_PORT;

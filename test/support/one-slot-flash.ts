@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { flash } from '../../host-sim/tools/flash.ts';
 import { hilDevice } from '../../host-sim/tools/hil.ts';
-import { runEspruino, tagged } from '../../host-sim/tools/espruino-cli.ts';
+import { runEspruino } from '../../host-sim/tools/espruino-cli.ts';
+import { tagged } from '../../host-sim/shared/flash-files.ts';
 import { relay, RELAY_PORT } from './cut-relay.ts';
 
 const port = process.env.E4_BOARD_PORT;
