@@ -84,8 +84,9 @@ export interface SimDeviceEvents {
   off: [];
 }
 
-/** A transport of the device's own, made for it at each power-on. */
-export type TransportFactory = (device: SimDevice) => DeviceTransport;
+/** A transport of the device's own, made for it at each power-on, with the realm it boots in
+ * (device.sandbox, already set). */
+export type TransportFactory = (device: SimDevice, sandbox: Sandbox) => DeviceTransport;
 
 export interface SimDeviceOptions {
   config: DeviceFile;
@@ -157,7 +158,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
    * - clock: 'trusted' | 'untrusted' | 'skewed:<s>' | 'monotonic' | 'none' (default: config.clock, else trusted).
    * - world: time source (hal.ts systemTime/virtualTime).
    * - store: a flashStore (default: a new in-memory one; it outlives power cycles).
-   * - network: an MQTT URL, a transport factory `(device) => transport`, or null (no network:
+   * - network: an MQTT URL, a transport factory `(device, sandbox) => transport`, or null (no network:
    *   use deliver() to hand it messages).
    * - subscribe: data topics to subscribe to (the control topic is always subscribed).
    * - options: client options (override config.options).
@@ -239,7 +240,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.boots++;
     try {
       if (this.network) {
-        const transport = typeof this.network === 'function' ? this.network(this) : new MqttTransport(this.network, { clientId: mqttClientId('dev', this.name) });
+        const transport = typeof this.network === 'function' ? this.network(this, sandbox) : new MqttTransport(this.network, { clientId: mqttClientId('dev', this.name) });
         this.transport = transport;
         transport.onMessage = (topic, bytes) => {
           if (!this.filter || this.filter(topic, bytes)) this.deliver(topic, bytes);

@@ -89,25 +89,26 @@ export function brokerPerSuite(kind: string): BrokerSuite {
       return broker;
     },
     cleanup: [],
-    /** A C2 on the suite's broker in a fresh temporary directory, both removed after the suite. */
-    async c2(options) {
-      const tmp = tempDir();
-      suite.cleanup.push(async () => tmp.remove());
-      const c2 = await c2On(suite.broker.url, tmp.dir, options);
-      suite.cleanup.push(async () => {
-        c2.close();
-        await c2.link.close();
-      });
-      return { c2, tmp };
-    },
+    c2: c2OnBroker,
   };
   beforeAll(async () => {
     broker = await withBroker(kind);
   });
   afterAll(async () => {
     for (const f of suite.cleanup.reverse()) await f().catch(() => {});
-    if (broker) await broker.close();
+    await suite.broker.close();
   });
+  /** A C2 on the suite's broker in a fresh temporary directory, both removed after the suite. */
+  async function c2OnBroker(options?: C2Options) {
+    const tmp = tempDir();
+    suite.cleanup.push(async () => tmp.remove());
+    const c2 = await c2On(suite.broker.url, tmp.dir, options);
+    suite.cleanup.push(async () => {
+      c2.close();
+      await c2.link.close();
+    });
+    return { c2, tmp };
+  }
   return suite;
 }
 
