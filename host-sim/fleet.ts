@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { startBroker } from './services/broker.ts';
 import { SimDevice } from './shared/device.ts';
-import type { DeviceSnapshot, RejectedEvent } from './shared/device.ts';
+import type { RejectedEvent } from './shared/device.ts';
 import { Gateway, loadImageCodec } from './services/gateway.ts';
 import { flashStore } from './shared/hal.ts';
 import { loadImage, ROOT } from './shared/image.ts';
@@ -84,7 +84,7 @@ export interface Rotation {
 /** What the story needs of a monitor: a SimDevice, or a BoardDevice (the Puck.js image on an
  * emulated board), which has the same surface for these. */
 interface Monitor {
-  readonly name: string;
+  readonly name: string | undefined;
   readonly isOn: boolean;
   readonly boots: number;
   readonly stats: { published: number };
@@ -92,8 +92,10 @@ interface Monitor {
   stop(options?: { graceful?: boolean }): Promise<void>;
   publish(topic: string, text: string): Promise<unknown>;
   topicKey(hashHex: string): string | null;
-  snapshot(): Pick<DeviceSnapshot, 'key' | 'topics'>;
+  /** The keys it holds (hex), to check none of them crosses the broker. */
+  snapshot(): { key: string; topics: { key: string; prevKey: string | null }[] };
   time(): { now: number };
+  once(event: 'command', listener: () => void): unknown;
 }
 
 export function parseFleetArgs(argv: string[]): FleetOptions {
@@ -211,7 +213,7 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
       const name = `monitor-${i}`;
       const config = c2.deviceConfig(name, { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
       const dev = puckImage
-        ? new BoardDevice({ image: puckImage, board: 'espruino-puckjs', config, gateway })
+        ? new BoardDevice({ image: puckImage, board: 'espruino-puckjs', config, gateway: gateway! }) // puckImage is loaded only when there is a gateway
         : new SimDevice({
             image,
             config,
