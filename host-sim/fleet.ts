@@ -78,7 +78,8 @@ export interface Rotation {
   ms: number;
   acked: number;
   failed: number;
-  order: string[];
+  /** Holders by name (null: a device registered by id only). */
+  order: (string | null)[];
 }
 
 /** What the story needs of a monitor: a SimDevice, or a BoardDevice (the Puck.js image on an
