@@ -18,11 +18,13 @@ import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { startBroker } from './services/broker.ts';
 import { SimDevice } from './shared/device.ts';
+import type { RejectedEvent } from './shared/device.ts';
 import { Gateway, loadImageCodec } from './services/gateway.ts';
 import { flashStore } from './shared/hal.ts';
 import { loadImage, ROOT } from './shared/image.ts';
 import { linkPair, LinkTransport } from './services/link.ts';
 import { MqttTransport } from './shared/mqtt-transport.ts';
+import type { QoS } from './shared/mqtt-transport.ts';
 import { ProtectionProxy } from './services/proxy.ts';
 import { BoardDevice } from './sim/board-link.ts';
 import { initC2 } from './c2/c2.ts';
@@ -43,15 +45,69 @@ const USAGE = `usage: npm start -- [--devices N] [--broker URL|aedes|mosquitto] 
   --period MS     milliseconds between two readings of a monitor (100-10000, default 500)
   --image FILE    the E4 image to run (default dist/e4.js)`;
 
-export function parseFleetArgs(argv) {
-  const o = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null };
-  const int = (flag, v, lo, hi) => {
+/** The story's settings (npm start's command line). */
+export interface FleetOptions {
+  /** Heart-rate monitors behind the gateway. */
+  devices: number;
+  /** 'aedes', 'mosquitto' or mqtt://host:port. */
+  broker: string;
+  /** Seconds of traffic. */
+  duration: number;
+  /** Milliseconds between two readings of a monitor. */
+  period: number;
+  /** The image to run, or null for dist/e4.js. */
+  image: string | null;
+  help?: boolean;
+}
+
+/** What runFleet found: every check by name, and the counts behind the summary. */
+export interface FleetResult {
+  ok: boolean;
+  checks: [string, boolean][];
+  sent: number;
+  phone: number;
+  legacy: number;
+  seen: number;
+  rotation: Rotation;
+}
+
+/** The key rotation midway: the new key generation, how long it took, how the broker acknowledged
+ * the commands, and the order the holders got them in. */
+export interface Rotation {
+  gen: number;
+  ms: number;
+  acked: number;
+  failed: number;
+  /** Holders by name (null: a device registered by id only). */
+  order: (string | null)[];
+}
+
+/** What the story needs of a monitor: a SimDevice, or a BoardDevice (the Puck.js image on an
+ * emulated board), which has the same surface for these. */
+interface Monitor {
+  readonly name: string | undefined;
+  readonly isOn: boolean;
+  readonly boots: number;
+  readonly stats: { published: number };
+  start(): Promise<unknown>;
+  stop(options?: { graceful?: boolean }): Promise<void>;
+  publish(topic: string, text: string): Promise<unknown>;
+  topicKey(hashHex: string): string | null;
+  /** The keys it holds (hex), to check none of them crosses the broker. */
+  snapshot(): { key: string; topics: { key: string; prevKey: string | null }[] };
+  time(): { now: number };
+  once(event: 'command', listener: () => void): unknown;
+}
+
+export function parseFleetArgs(argv: string[]): FleetOptions {
+  const o: FleetOptions = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null };
+  const int = (flag: string, v: string | undefined, lo: number, hi: number) => {
     if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi) throw new UsageError(`${flag} takes a whole number from ${lo} to ${hi} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})`);
     return Number(v);
   };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
-    let v;
+    let v: string | undefined;
     const eq = a.indexOf('=');
     if (a.startsWith('--') && eq > 0) {
       v = a.slice(eq + 1);
@@ -62,23 +118,25 @@ export function parseFleetArgs(argv) {
     else if (a === '--duration') o.duration = int(a, val(), 4, 3600);
     else if (a === '--period') o.period = int(a, val(), 100, 10000);
     else if (a === '--broker') {
-      o.broker = val();
-      if (!o.broker) throw new UsageError('--broker needs aedes, mosquitto or mqtt://host:port');
-      if (!['aedes', 'mosquitto'].includes(o.broker) && !/^(mqtt|tcp):\/\/[^/\s]+:\d+\/?$/.test(o.broker)) {
-        throw new UsageError(`--broker takes aedes, mosquitto or mqtt://host:port (got ${JSON.stringify(o.broker)})`);
+      const broker = val();
+      if (!broker) throw new UsageError('--broker needs aedes, mosquitto or mqtt://host:port');
+      if (!['aedes', 'mosquitto'].includes(broker) && !/^(mqtt|tcp):\/\/[^/\s]+:\d+\/?$/.test(broker)) {
+        throw new UsageError(`--broker takes aedes, mosquitto or mqtt://host:port (got ${JSON.stringify(broker)})`);
       }
+      o.broker = broker;
     } else if (a === '--image') {
-      o.image = val();
-      if (!o.image) throw new UsageError('--image needs a file');
+      const image = val();
+      if (!image) throw new UsageError('--image needs a file');
+      o.image = image;
     } else if (a === '-h' || a === '--help') o.help = true;
     else throw new UsageError(`unknown argument ${JSON.stringify(argv[i])}`);
   }
   return o;
 }
 
-const short = (buf, n = 24) => buf.toString('hex').slice(0, n) + (buf.length * 2 > n ? '…' : '');
+const short = (buf: Buffer, n = 24) => buf.toString('hex').slice(0, n) + (buf.length * 2 > n ? '…' : '');
 
-function table(rows) {
+function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
   return rows
     .map((r, i) => {
@@ -91,12 +149,12 @@ function table(rows) {
 /**
  * Runs the story. Returns { ok, checks, summary }. `out` receives the progress lines.
  */
-export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + '\n')) {
-  const o = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null, ...opts };
+export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: string) => unknown = (s) => process.stdout.write(s + '\n')): Promise<FleetResult> {
+  const o: FleetOptions = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null, ...opts };
   const t0 = Date.now();
   const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`;
-  const say = (s) => out(`${stamp()} ${s}`);
-  const cleanup = [];
+  const say = (s: string) => out(`${stamp()} ${s}`);
+  const cleanup: (() => unknown)[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'e4-fleet-'));
   cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
   try {
@@ -110,7 +168,7 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
 
     // --- observer on '#': records everything that crosses the broker ----------------------
     const observer = new MqttTransport(broker.url);
-    const seen = []; // { topic, payload }
+    const seen: { topic: string; payload: Buffer }[] = [];
     observer.onMessage = (topic, payload) => {
       seen.push({ topic, payload: Buffer.from(payload) });
       if (topic === TOPIC && o.devices <= 2) say(`  observer on #: ${topic} ${payload.length} B ${short(payload)} (opaque)`);
@@ -127,7 +185,7 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     // Factory phase: no sender yet, so commands stay queued in the C2 database.
     const c2 = await initC2({ dbPath: join(dir, 'c2.db'), passphrase: PASSPHRASE, e4: E4 });
     cleanup.push(async () => c2.close());
-    const names = [];
+    const names: string[] = [];
     for (let i = 1; i <= o.devices; i++) names.push(`monitor-${i}`);
     await c2.batch(async (c) => {
       await c.addTopic(TOPIC);
@@ -151,12 +209,12 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     // The monitors run the Puck.js board image itself (flashed into an emulated Espruino board)
     // when it is built; otherwise the portable image with the Puck.js profile.
     const puckImage = gateway && existsSync(PUCK_IMAGE) ? loadImage(PUCK_IMAGE) : null;
-    const monitors = [];
+    const monitors: Monitor[] = [];
     for (let i = 1; i <= o.devices; i++) {
       const name = `monitor-${i}`;
       const config = c2.deviceConfig(name, { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
       const dev = puckImage
-        ? new BoardDevice({ image: puckImage, board: 'espruino-puckjs', config, gateway })
+        ? new BoardDevice({ image: puckImage, board: 'espruino-puckjs', config, gateway: gateway! }) // puckImage is loaded only when there is a gateway
         : new SimDevice({
             image,
             config,
@@ -164,15 +222,15 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
             clock: 'monotonic', // Puck.js: seconds since boot, no wall clock
             store: flashStore({ file: join(dir, `${name}.flash`) }),
             network: gateway
-              ? (d) => {
+              ? (d, sandbox) => {
                   const pair = linkPair({ mtu: 20, corruptRate: 0.01, seed: i });
                   gateway.attach(pair.gateway, { name });
-                  return new LinkTransport(pair.device, d.sandbox, { id: d.id, ackTimeoutMs: 300 });
+                  return new LinkTransport(pair.device, sandbox, { id: d.id, ackTimeoutMs: 300 });
                 }
               : broker.url,
           });
       await dev.start();
-      cleanup.push(() => (dev.halt ? dev.halt() : dev.stop()));
+      cleanup.push(() => (dev instanceof BoardDevice ? dev.halt() : dev.stop()));
       monitors.push(dev);
     }
     if (puckImage) {
@@ -196,7 +254,7 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     cleanup.push(() => proxy.stop());
     const legacy = await mqtt.connectAsync(proxy.url, { clientId: 'legacy-dashboard', reconnectPeriod: 0 });
     cleanup.push(() => legacy.endAsync());
-    const legacyGot = [];
+    const legacyGot: string[] = [];
     legacy.on('message', (topic, payload) => legacyGot.push(payload.toString()));
     await legacy.subscribeAsync(TOPIC, { qos: 1 });
     say(`proxy   listening ${proxy.url}; an unmodified MQTT app subscribed there in plaintext`);
@@ -204,10 +262,10 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     // --- the devices are on line: the C2 sends what it queued --------------------------------
     // The queued SetTopicKey commands carry the keys the devices were provisioned with (no
     // change) but, being authenticated C2 commands, they calibrate the clockless monitors.
-    const applied = (devs) => Promise.all(devs.map((d) => new Promise((r) => d.once('command', r))));
+    const applied = (devs: { once(event: 'command', listener: () => void): unknown }[]) => Promise.all(devs.map((d) => new Promise<void>((r) => d.once('command', () => r()))));
     const consumers = [phone, proxy.device];
     let wait = applied([...consumers, ...monitors]);
-    c2.setSend((topic, bytes, { qos }) => c2link.publish(topic, Buffer.from(bytes), qos));
+    c2.setSend((topic: string, bytes: Uint8Array, { qos }: { qos: QoS }) => c2link.publish(topic, Buffer.from(bytes), qos));
     const flushed = await c2.flush();
     await withTimeout(wait, 10000, 'devices did not receive the C2 commands');
     say(`c2      sent ${flushed.acked.length} queued commands (QoS 2); every device ran its command: monitors calibrated (time ${monitors[0].time().now})`);
@@ -215,19 +273,20 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     // --- traffic ---------------------------------------------------------------------------
     const sent = new Map(); // "monitor|n" -> text
     const phoneGot = new Set();
-    const rejected = [];
+    const rejected: (RejectedEvent & { at: string })[] = [];
     phone.on('data', (ev) => phoneGot.add(ev.payload.toString()));
     phone.on('rejected', (ev) => rejected.push({ at: 'phone', ...ev }));
     proxy.device.on('rejected', (ev) => rejected.push({ at: 'proxy', ...ev }));
     const verbose = monitors.length <= 2;
     let stopping = false;
-    let rotation = null;
+    const cycling = new Set<Monitor>(); // being power-cycled: no readings meanwhile
+    const publishedAtBoot = new Map<Monitor, number>(); // stats.published when it came back
     const beforeKeys = monitors.map((m) => m.topicKey(TOPIC_HASH));
     const tickers = monitors.map((m, idx) => {
       let n = 0;
       let bpm = 68 + idx;
       return setInterval(async () => {
-        if (stopping || !m.isOn || m.cycling) return;
+        if (stopping || !m.isOn || cycling.has(m)) return;
         n++;
         bpm = Math.max(50, Math.min(150, bpm + ((n * 7 + idx) % 5) - 2));
         const text = JSON.stringify({ device: m.name, n, bpm });
@@ -236,7 +295,7 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
           await m.publish(TOPIC, text);
           if (verbose) say(`${m.name} → ${text}`);
         } catch (e) {
-          if (m.isOn && !m.cycling) say(`${m.name}: publish failed: ${e.message}`);
+          if (m.isOn && !cycling.has(m)) say(`${m.name}: publish failed: ${e instanceof Error ? e.message : String(e)}`);
           sent.delete(`${m.name}|${n}`);
         }
       }, o.period);
@@ -254,17 +313,17 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     wait = applied([...consumers, ...monitors]);
     const r = await c2.rotateTopic(TOPIC);
     await withTimeout(wait, 10000, 'devices did not apply the rotation');
-    rotation = { gen: r.gen, ms: Date.now() - rotStart, acked: r.delivery.acked.length, failed: r.delivery.failed.length, order: r.holders.map((h) => h.name) };
+    const rotation: Rotation = { gen: r.gen, ms: Date.now() - rotStart, acked: r.delivery.acked.length, failed: r.delivery.failed.length, order: r.holders.map((h) => h.name) };
     say(`c2      rotated ${TOPIC} to key generation ${r.gen}: consumers first (${rotation.order.join(', ')}), broker acked ${rotation.acked}/${r.holders.length}, all applied in ${rotation.ms} ms`);
     await Promise.all(
       monitors.map(async (m) => {
-        m.cycling = true;
+        cycling.add(m);
         await m.stop({ graceful: false });
         if (verbose) say(`${m.name} power off (RAM and keys in it gone; flash kept)`);
         await sleep(300);
         await m.start();
-        m.publishedAtBoot = m.stats.published;
-        m.cycling = false;
+        publishedAtBoot.set(m, m.stats.published);
+        cycling.delete(m);
         const kept = m.topicKey(TOPIC_HASH);
         if (verbose) say(`${m.name} power on: boot ${m.boots}, topic key loaded from flash (${kept ? 'present' : 'MISSING'}), link and subscriptions back`);
       }),
@@ -278,10 +337,10 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     const texts = [...sent.values()];
     const legacySet = new Set(legacyGot);
     const dataOnBroker = seen.filter((s) => s.topic === TOPIC);
-    const keys = [];
+    const keys: string[] = [];
     for (const d of [...monitors, phone, proxy.device]) {
       const s = d.snapshot();
-      keys.push(s.key, ...s.topics.map((t) => t.key), ...s.topics.filter((t) => t.prevKey).map((t) => t.prevKey));
+      keys.push(s.key, ...s.topics.map((t) => t.key), ...s.topics.flatMap((t) => (t.prevKey ? [t.prevKey] : [])));
     }
     const leaked = seen.filter((s) => texts.some((t) => s.payload.includes(t)) || s.payload.toString().includes('"bpm"') || keys.some((k) => s.payload.includes(Buffer.from(k, 'hex'))));
     const observed = c2.list().devices.filter((d) => d.name && d.name.startsWith('monitor-'));
@@ -289,16 +348,16 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
     for (const m of monitors) {
       const mine = texts.filter((t) => JSON.parse(t).device === m.name);
       const grant = observed.find((d) => d.name === m.name)?.topics.find((t) => t.topic === TOPIC);
-      rows.push([m.name, mine.length, mine.filter((t) => phoneGot.has(t)).length, mine.filter((t) => legacySet.has(t)).length, m.boots, grant?.seenGen ?? '-']);
+      rows.push([m.name, mine.length, mine.filter((t) => phoneGot.has(t)).length, mine.filter((t) => legacySet.has(t)).length, m.boots, grant?.seenGen ?? '-'].map(String));
     }
     const afterKeys = monitors.map((m) => m.topicKey(TOPIC_HASH));
-    const checks = [
-      ['every monitor published before and after the rotation and the power cycle', monitors.every((m) => m.stats.published > 0 && m.publishedAtBoot !== undefined && m.stats.published > m.publishedAtBoot)],
+    const checks: [string, boolean][] = [
+      ['every monitor published before and after the rotation and the power cycle', monitors.every((m) => m.stats.published > 0 && publishedAtBoot.has(m) && m.stats.published > publishedAtBoot.get(m)!)],
       ['every reading reached the phone', texts.length > 0 && texts.every((t) => phoneGot.has(t))],
       ['every reading reached the legacy app through the proxy', texts.length > 0 && texts.every((t) => legacySet.has(t))],
       ['the broker carried only ciphertext (no reading, no key)', leaked.length === 0 && dataOnBroker.length >= texts.length],
-      ['key rotation: new key on every monitor, previous key replaced', afterKeys.every((k, i) => k && k !== beforeKeys[i])],
-      ['monitors kept their keys across the power cycle', monitors.every((m) => m.boots === 2 && m.topicKey(TOPIC_HASH))],
+      ['key rotation: new key on every monitor, previous key replaced', afterKeys.every((k, i) => !!k && k !== beforeKeys[i])],
+      ['monitors kept their keys across the power cycle', monitors.every((m) => m.boots === 2 && !!m.topicKey(TOPIC_HASH))],
       ['no message rejected (duplicates from link retransmissions aside)', rejected.every((x) => x.result === 'E4_ERROR_MESSAGE_REPLAYED')],
     ];
     out('');
@@ -322,15 +381,15 @@ export async function runFleet(opts = {}, out = (s) => process.stdout.write(s + 
   }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function withTimeout(p, ms, what) {
-  let t;
-  return Promise.race([p, new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
-async function main(argv) {
-  let o;
+async function main(argv: string[]): Promise<void> {
+  let o: FleetOptions;
   try {
     o = parseFleetArgs(argv);
   } catch (e) {

@@ -204,14 +204,14 @@ export const CHECKS = `
 })();
 `;
 
-export function edgeScript(image = IMAGE) {
+export function edgeScript(image = IMAGE): string {
   return readFileSync(image, 'utf8') + '\n' + CHECKS;
 }
 
 /** Runs the checks on an engine; returns { name: result } and the raw output. */
-export async function runEdges(engine, image = IMAGE) {
+export async function runEdges(engine: ReturnType<typeof openEngine>, image = IMAGE): Promise<{ results: Record<string, string>; out: string; ended: boolean }> {
   const r = await engine.run(edgeScript(image), { endTag: END, timeoutMs: 600000 });
-  const results = {};
+  const results: Record<string, string> = {};
   for (const line of r.stdout.split(/\r?\n/)) {
     const m = line.match(/^@@EDGE (.*) = (.*)$/);
     if (m) results[m[1]] = m[2];

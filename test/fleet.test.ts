@@ -8,22 +8,34 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/shared/device.ts';
+import type { DataEvent, RejectedEvent, SimDeviceOptions } from '../host-sim/shared/device.ts';
 import { flashStore } from '../host-sim/shared/hal.ts';
+import type { ClockSpec, SimFlashStore } from '../host-sim/shared/hal.ts';
 import { MqttTransport } from '../host-sim/shared/mqtt-transport.ts';
+import type { QoS } from '../host-sim/shared/mqtt-transport.ts';
 import { openC2 } from '../host-sim/c2/c2.ts';
 import { brokerKinds, c2On, hostE4, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.ts';
 
 const img = image();
+
+/** How a device of a test system differs from the default (trusted clock, flash in memory). */
+interface DeviceOptions {
+  store?: SimFlashStore;
+  /** A flash file in the test's folder. */
+  file?: string;
+  clock?: ClockSpec;
+  extra?: Partial<SimDeviceOptions>;
+}
 
 describe.each(brokerKinds())('fleet over %s', (kind) => {
   const suite = brokerPerSuite(kind);
   const cleanup = suite.cleanup;
 
   /** A C2 with `topic`, devices granted as given ({ name: role }), started on the broker. */
-  async function system(topic, roles, deviceOpts = {}) {
+  async function system(topic: string, roles: Record<string, 'pub' | 'sub' | 'both'>, deviceOpts: Record<string, DeviceOptions> = {}) {
     const { c2, tmp } = await suite.c2({ send: false });
     await c2.addTopic(topic);
-    const devices = {};
+    const devices: Record<string, SimDevice> = {};
     for (const [name, role] of Object.entries(roles)) {
       await c2.addDevice({ name });
       await c2.grant(name, topic, { role });
@@ -56,10 +68,10 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { c2, devices } = await system('plant/temperature', { sensor: 'pub', dashboard: 'sub', archive: 'sub' });
-    const got = { dashboard: [], archive: [] };
+    const got = { dashboard: [] as string[], archive: [] as string[] };
     devices.dashboard.on('data', (e) => got.dashboard.push(e.payload.toString()));
     devices.archive.on('data', (e) => got.archive.push(e.payload.toString()));
-    const texts = [];
+    const texts: string[] = [];
     for (let i = 0; i < 25; i++) {
       const t = `temperature=${20 + (i % 7)}.5C reading #${i} SECRET-PLAINTEXT`;
       texts.push(t);
@@ -81,10 +93,10 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     expect(data.length).toBe(30);
     expect(commands.length).toBeGreaterThanOrEqual(6); // 3 grants + 3 rotations
     // Every key any party holds (current and previous), as bytes and as hex.
-    const secrets = [];
+    const secrets: string[] = [];
     for (const d of Object.values(devices)) {
       const s = d.snapshot();
-      secrets.push(s.key, ...s.topics.flatMap((t) => [t.key, t.prevKey].filter(Boolean)));
+      secrets.push(s.key, ...s.topics.flatMap((t) => [t.key, t.prevKey].filter((k): k is string => Boolean(k))));
     }
     expect(secrets.length).toBeGreaterThanOrEqual(9);
     for (const s of obs.seen) {
@@ -101,9 +113,9 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
 
   it('a topic key rotation under steady traffic loses no message (key transition)', async () => {
     const { c2, devices } = await system('line/vibration', { motor: 'pub', scada: 'sub', historian: 'both' });
-    const got = { scada: new Set(), historian: new Set() };
-    const rejected = [];
-    for (const n of ['scada', 'historian']) {
+    const got = { scada: new Set<string>(), historian: new Set<string>() };
+    const rejected: string[] = [];
+    for (const n of ['scada', 'historian'] as const) {
       devices[n].on('data', (e) => got[n].add(e.payload.toString()));
       devices[n].on('rejected', (e) => rejected.push(e.result));
     }
@@ -158,7 +170,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     await ran;
     const rotated = devices.lock.snapshot();
     expect(rotated.key).not.toBe(config.key);
-    expect(rotated.topics[0].key).not.toBe(config.topics[0].key);
+    expect(rotated.topics[0].key).not.toBe(config.topics?.[0].key);
 
     // Power cycle, and a fresh process: a new SimDevice on the same flash file.
     await devices.lock.powerCycle();
@@ -169,7 +181,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     cleanup.push(() => again.stop());
     expect(again.snapshot().key).toBe(rotated.key);
     expect(again.snapshot().topics[0].key).toBe(rotated.topics[0].key);
-    const got = new Promise((r) => again.once('data', r));
+    const got = new Promise<DataEvent>((r) => again.once('data', r));
     await devices.app.publish('home/door', 'open');
     expect((await got).payload.toString()).toBe('open');
     // ...and it still takes commands under its rotated client key.
@@ -181,7 +193,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     const amnesiac = new SimDevice({ image: img, config, network: suite.broker.url, subscribe: ['home/door'] });
     await amnesiac.start();
     cleanup.push(() => amnesiac.stop());
-    const rej = new Promise((r) => amnesiac.once('rejected', r));
+    const rej = new Promise<RejectedEvent>((r) => amnesiac.once('rejected', r));
     await devices.app.publish('home/door', 'close');
     expect((await rej).result).toBe('E4_ERROR_INVALID_TAG');
   });
@@ -210,11 +222,11 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     await attacker.open();
     cleanup.push(() => attacker.close());
     const replay = async () => {
-      const results = [];
-      const on = (e) => results.push(e.result);
+      const results: string[] = [];
+      const on = (e: RejectedEvent) => results.push(e.result);
       valve.on('rejected', on);
       valve.on('command', () => results.push('ACCEPTED'));
-      for (const c of captured) await attacker.publish(valve.controlTopic, c.payload, 1);
+      for (const c of captured) await attacker.publish(valve.controlTopic!, c.payload, 1);
       await until(() => results.length === captured.length, 5000, 'the replays to be handled');
       valve.off('rejected', on);
       valve.removeAllListeners('command');
@@ -232,7 +244,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     const lax = new SimDevice({ image: img, config: c2.deviceConfig('valve'), clock: 'none', options: { rejectOldCommands: false, replayCache: 0 } });
     await lax.start();
     expect(lax.snapshot().topics[0].key).toBe(keyNow);
-    expect(lax.deliver(valve.controlTopic, captured[0].payload).kind).toBe('command');
+    expect(lax.deliver(valve.controlTopic!, captured[0].payload).kind).toBe('command');
     expect(lax.snapshot().topics[0].key).not.toBe(keyNow);
     await lax.stop();
   });
@@ -253,7 +265,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
         await c.grant(`sensor-${i}`, 'plant/alarm', { role: 'sub' });
       }
     });
-    c2.setSend((topic, bytes, { qos }) => raw.publishAsync(topic, Buffer.from(bytes), { qos }));
+    c2.setSend((topic: string, bytes: Uint8Array, { qos }: { qos: QoS }) => raw.publishAsync(topic, Buffer.from(bytes), { qos }));
     await c2.flush();
     const commands = () => obs.seen.filter((m) => m.topic.startsWith('e4/'));
     await until(() => commands().length >= N, 10000, 'every command at the observer');

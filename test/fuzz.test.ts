@@ -16,17 +16,37 @@
 import { describe, expect, it } from 'vitest';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
+import type { Change, Clock, ClockKind, Store, StoredState } from '../firmware/hal.ts';
 import { createSandbox, loadImage } from '../host-sim/shared/image.ts';
+import type { Sandbox } from '../host-sim/shared/image.ts';
 
 const SEED = (process.env.E4_FUZZ_SEED !== undefined ? Number(process.env.E4_FUZZ_SEED) : 0x9e3779b9) >>> 0;
 const PER_CLOCK = process.env.E4_FUZZ_INPUTS !== undefined ? Number(process.env.E4_FUZZ_INPUTS) : 25000;
-const CLOCKS = ['none', 'trusted', 'untrusted', 'monotonic'];
+const CLOCKS = ['none', 'trusted', 'untrusted', 'monotonic'] as const;
 const CODES = new Set([0, -1, -100, -101, -102, -103, -104, -105, -106, -107, -108, -112, -113]);
 const T0 = 1_700_000_000;
 const NAMES = ['fuzz/a', 'fuzz/b', 'fuzz/c'];
 
+/** StoredState with its bytes as hex: what the byte medium holds and what is compared. */
+interface EncodedState {
+  id: string;
+  key: string;
+  topics: { hash: string; key: string; prevKey: string | null; prevSince: number }[];
+  lastCommand: number;
+  lastTags: string;
+}
+
+/** A protected message and the topic it is for. */
+interface Sent {
+  topic: string;
+  msg: Uint8Array;
+}
+
+/** One input of the stream: a message to unprotect, or a payload to protect. */
+type Input = (Sent & { protect?: false; flags?: number; payload?: undefined }) | { protect: true; topic: string; payload: Uint8Array | string; msg?: undefined; flags?: undefined };
+
 /** xorshift32. */
-function prng(seed) {
+function prng(seed: number) {
   let x = seed || 1;
   const next = () => {
     x ^= x << 13;
@@ -36,21 +56,21 @@ function prng(seed) {
   };
   return {
     u32: next,
-    int: (n) => next() % n,
-    chance: (p) => next() / 4294967296 < p,
-    bytes: (n) => {
+    int: (n: number) => next() % n,
+    chance: (p: number) => next() / 4294967296 < p,
+    bytes: (n: number) => {
       const b = new Uint8Array(n);
       for (let i = 0; i < n; i++) b[i] = next() & 255;
       return b;
     },
-    pick: (list) => list[next() % list.length],
+    pick: <T,>(list: readonly T[]): T => list[next() % list.length],
   };
 }
 
-const hex = (b) => Buffer.from(b).toString('hex');
-const hash16 = (topic) => sha3_256(new TextEncoder().encode(topic)).subarray(0, 16);
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const hash16 = (topic: string) => sha3_256(new TextEncoder().encode(topic)).subarray(0, 16);
 
-function protect(key, ts, payload) {
+function protect(key: Uint8Array, ts: number, payload: Uint8Array): Uint8Array {
   const t = new Uint8Array(8);
   new DataView(t.buffer).setBigUint64(0, BigInt(ts), true);
   const sealed = aessiv(Uint8Array.from([...key, ...key]), t).encrypt(payload);
@@ -62,16 +82,16 @@ function protect(key, ts, payload) {
 
 /** A Store on a byte medium: after each commit the medium holds the encoding of the whole state
  * (so "the store is unchanged" is a comparison of bytes). */
-function byteStore(box) {
+function byteStore(box: Sandbox): Store & { medium: Buffer | null } {
   const store = {
-    medium: null,
-    load() {
+    medium: null as Buffer | null,
+    load(): StoredState | null {
       if (!store.medium) return null;
-      const s = JSON.parse(store.medium.toString('utf8'));
-      const b = (h) => (h === null ? null : box.bytesIn(Buffer.from(h, 'hex')));
-      return { id: b(s.id), key: b(s.key), topics: s.topics.map((t) => ({ hash: b(t.hash), key: b(t.key), prevKey: b(t.prevKey), prevSince: t.prevSince })), lastCommand: s.lastCommand, lastTags: b(s.lastTags) };
+      const s: EncodedState = JSON.parse(store.medium.toString('utf8'));
+      const b = (h: string) => box.bytesIn(Buffer.from(h, 'hex'));
+      return { id: b(s.id), key: b(s.key), topics: s.topics.map((t) => ({ hash: b(t.hash), key: b(t.key), prevKey: t.prevKey === null ? null : b(t.prevKey), prevSince: t.prevSince })), lastCommand: s.lastCommand, lastTags: b(s.lastTags) };
     },
-    commit(changes) {
+    commit(changes: Change[]) {
       const next = box.E4.applyChanges(store.load(), changes);
       store.medium = Buffer.from(JSON.stringify(encode(next)));
     },
@@ -79,14 +99,13 @@ function byteStore(box) {
   return store;
 }
 
-function encode(s) {
-  const h = (b) => (b ? hex(b) : null);
-  return { id: h(s.id), key: h(s.key), topics: s.topics.map((t) => ({ hash: h(t.hash), key: h(t.key), prevKey: h(t.prevKey), prevSince: t.prevSince })), lastCommand: s.lastCommand, lastTags: h(s.lastTags) };
+function encode(s: StoredState): EncodedState {
+  return { id: hex(s.id), key: hex(s.key), topics: s.topics.map((t) => ({ hash: hex(t.hash), key: hex(t.key), prevKey: t.prevKey ? hex(t.prevKey) : null, prevSince: t.prevSince })), lastCommand: s.lastCommand, lastTags: hex(s.lastTags) };
 }
 
 /** The expired-previous-key drop: `before` with the previous key of every topic that lost it. */
-function withDrops(before, after) {
-  const b = JSON.parse(JSON.stringify(before));
+function withDrops(before: EncodedState, after: EncodedState): EncodedState {
+  const b: EncodedState = JSON.parse(JSON.stringify(before));
   for (const t of b.topics) {
     const a = after.topics.find((x) => x.hash === t.hash);
     if (a && t.prevKey !== null && a.prevKey === null) {
@@ -97,14 +116,14 @@ function withDrops(before, after) {
   return b;
 }
 
-function runClock(clockKind, seed, inputs) {
+function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
   const rnd = prng(seed);
   const box = createSandbox(loadImage());
   const E4 = box.E4;
   const store = byteStore(box);
   let truth = T0; // wall time of the world
   let reading = 0; // what the device's clock says
-  const clock =
+  const clock: Clock | undefined =
     clockKind === 'none'
       ? undefined
       : {
@@ -128,19 +147,18 @@ function runClock(clockKind, seed, inputs) {
   const names = new Map(NAMES.map((n) => [hex(hash16(n)), n]));
 
   // The model: the device's keys as its snapshot says.
-  let model;
+  const current = () => ({ snap: encode(client.snapshot()), medium: store.medium ? Buffer.from(store.medium) : null });
+  let model = current();
   const refresh = () => {
-    const s = encode(client.snapshot());
-    model = { snap: s, medium: store.medium ? Buffer.from(store.medium) : null };
+    model = current();
   };
-  refresh();
-  const recent = [];
-  const remember = (topic, msg) => {
+  const recent: Sent[] = [];
+  const remember = (topic: string, msg: Uint8Array) => {
     recent.push({ topic, msg });
     if (recent.length > 500) recent.shift();
   };
-  const failures = [];
-  const stats = { ok: 0, failed: 0, drops: 0, byCode: {}, reboots: 0 };
+  const failures: string[] = [];
+  const stats = { ok: 0, failed: 0, drops: 0, byCode: {} as Record<string, number>, reboots: 0 };
   let cmdIndex = 0;
 
   // Mostly around the true time (the window's edges included), sometimes far off; an accepted
@@ -148,19 +166,19 @@ function runClock(clockKind, seed, inputs) {
   // commands get such stamps rarely.
   const stamp = (wild = 0.05) => Math.max(0, truth + (rnd.chance(wild) ? rnd.pick([-truth, -86400 * 365, 86400 * 365, 2 ** 40, 2 ** 53 - 1 - truth]) : rnd.int(1401) - 700));
   const held = () => model.snap.topics.filter((t) => names.has(t.hash));
-  const keyOf = (t) => Buffer.from(rnd.chance(0.15) && t.prevKey ? t.prevKey : t.key, 'hex');
+  const keyOf = (t: EncodedState['topics'][number]) => Buffer.from(rnd.chance(0.15) && t.prevKey ? t.prevKey : t.key, 'hex');
 
-  function validData() {
+  function validData(): Sent | null {
     const ts = held();
     if (!ts.length) return null;
     const t = rnd.pick(ts);
-    const topic = names.get(t.hash);
+    const topic = names.get(t.hash)!; // held() keeps only the topics named in `names`
     const msg = protect(keyOf(t), stamp(), rnd.bytes(rnd.int(80)));
     remember(topic, msg);
     return { topic, msg };
   }
 
-  function command() {
+  function command(): Sent {
     // Every (code, length) pair in turn, contents random; now and then a well-formed command on
     // the device's own topics, so that keys really change.
     const i = cmdIndex++;
@@ -184,7 +202,7 @@ function runClock(clockKind, seed, inputs) {
     return { topic: client.controlTopic, msg };
   }
 
-  function input() {
+  function input(): Input | null {
     const r = rnd.int(100);
     if (r < 20) return validData();
     if (r < 35) return recent.length ? { ...rnd.pick(recent), flags: rnd.chance(0.1) ? 1 : undefined } : null;
@@ -228,7 +246,7 @@ function runClock(clockKind, seed, inputs) {
     }
     const x = input();
     if (!x) continue;
-    let threw = null;
+    let threw: unknown = null;
     try {
       if (x.protect) client.protect(x.topic, typeof x.payload === 'string' ? x.payload : box.bytesIn(x.payload));
       else client.unprotect(x.topic, box.bytesIn(x.msg), x.flags);
@@ -242,8 +260,8 @@ function runClock(clockKind, seed, inputs) {
     }
     stats.failed++;
     const label = () => `input ${n} (${clockKind}, seed ${seed}): ${x.protect ? 'protect' : 'unprotect'} on ${JSON.stringify(x.topic)} of ${x.msg ? x.msg.length + ' bytes ' + hex(x.msg).slice(0, 80) : JSON.stringify(x.payload)}`;
-    if (!threw || threw.name !== 'E4Error' || !E4.isE4Error(threw) || !CODES.has(threw.code)) {
-      failures.push(`${label()}: threw ${threw && threw.stack ? threw.stack : threw}`);
+    if (!E4.isE4Error(threw) || threw.name !== 'E4Error' || !CODES.has(threw.code)) {
+      failures.push(`${label()}: threw ${threw && typeof threw === 'object' && 'stack' in threw && threw.stack ? threw.stack : threw}`);
       refresh();
       continue;
     }
@@ -254,8 +272,8 @@ function runClock(clockKind, seed, inputs) {
     if (!same) {
       // Only the drop of an expired previous key may have happened, on both sides alike.
       const dropped = withDrops(model.snap, after);
-      const storedNow = medium ? JSON.parse(medium.toString('utf8')) : null;
-      const storedBefore = model.medium ? JSON.parse(model.medium.toString('utf8')) : null;
+      const storedNow: EncodedState | null = medium ? JSON.parse(medium.toString('utf8')) : null;
+      const storedBefore: EncodedState | null = model.medium ? JSON.parse(model.medium.toString('utf8')) : null;
       const storeOk = storedBefore && storedNow && JSON.stringify(withDrops(storedBefore, storedNow)) === JSON.stringify(storedNow);
       if (JSON.stringify(dropped) === JSON.stringify(after) && storeOk && JSON.stringify(after) !== JSON.stringify(model.snap)) stats.drops++;
       else failures.push(`${label()}: ${threw.result} changed the state`);

@@ -9,7 +9,7 @@ import { SimDevice } from '../host-sim/shared/device.ts';
 import { flashStore } from '../host-sim/shared/hal.ts';
 import { image, tempDir } from './support/sim.ts';
 
-const hex32 = (v) => Buffer.alloc(32, v).toString('hex');
+const hex32 = (v: number) => Buffer.alloc(32, v).toString('hex');
 
 describe('key files', () => {
   it('a flash file is created with mode 0600 and keeps it when rewritten', async () => {

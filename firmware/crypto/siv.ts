@@ -42,7 +42,7 @@ function cmac(block: AesBlock, key: Uint8Array, l: Uint8Array, msg: Uint8Array):
     var all = block.cbc(key, padded);
     return all.subarray(all.length - 16);
   }
-  var x = new Uint8Array(16);
+  var x: Uint8Array = new Uint8Array(16);
   for (var i = 0; i < n; i++) {
     xorInto(x, 0, padded.subarray(i * 16, i * 16 + 16));
     x = block.ecb(key, x);

@@ -22,7 +22,7 @@ export const TS_NODE = ['--import', TSX_LOADER];
  * the target in import.meta.url: compare real paths, or a tool started that way does nothing and
  * exits 0.
  */
-export function isMain(moduleUrl) {
+export function isMain(moduleUrl: string): boolean {
   let started = process.argv[1] || '';
   if (!started) return false;
   try {
@@ -37,14 +37,14 @@ export function isMain(moduleUrl) {
  * Runs `main(argv)` when `moduleUrl` (the caller's import.meta.url) is the script node was started
  * with. A number it resolves to is the exit code; an error is reported as `name: message`, exit 1.
  */
-export function runIfMain(moduleUrl, name, main) {
+export function runIfMain(moduleUrl: string, name: string, main: (argv: string[]) => Promise<number | void | undefined>): void {
   if (!isMain(moduleUrl)) return;
   main(process.argv.slice(2)).then(
     (code) => {
       if (typeof code === 'number') process.exit(code);
     },
-    (e) => {
-      process.stderr.write(`${name}: ${e.message}\n`);
+    (e: unknown) => {
+      process.stderr.write(`${name}: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);
     },
   );
@@ -52,14 +52,14 @@ export function runIfMain(moduleUrl, name, main) {
 
 /** A wrong command line: the tools print the message and usage, and exit 2. */
 export class UsageError extends Error {
-  constructor(message) {
+  constructor(message: string) {
     super(message);
     this.name = 'UsageError';
   }
 }
 
 /** A service that runs until SIGINT or SIGTERM, then `stop()`s and exits 0. */
-export function stopOnSignal(stop) {
+export function stopOnSignal(stop: () => unknown): void {
   const end = () => Promise.resolve(stop()).then(() => process.exit(0));
   process.on('SIGINT', end);
   process.on('SIGTERM', end);
@@ -71,22 +71,23 @@ export function stopOnSignal(stop) {
  * Only when npm ran this very script (npm_lifecycle_event): a tool started by another script
  * (e.g. a test under `npm test`) keeps the folder it was started in.
  */
-export function useCallerFolder(script) {
+export function useCallerFolder(script: string): void {
   const dir = process.env.INIT_CWD;
   if (dir && process.env.npm_lifecycle_event === script && dir !== process.cwd()) process.chdir(dir);
 }
 
 /** The package's version (package.json), for --version. */
-export function packageVersion() {
+export function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);
-  return JSON.parse(readFileSync(url, 'utf8')).version;
+  const pkg: { version: string } = JSON.parse(readFileSync(url, 'utf8'));
+  return pkg.version;
 }
 
 /**
  * `--help`/`-h` prints `usage`, `--version` the package's version: both answer at once, before
  * anything is built, measured or written. Returns the exit code (0) when one was asked, else null.
  */
-export function answerHelpOrVersion(argv, usage) {
+export function answerHelpOrVersion(argv: readonly string[], usage: string): 0 | null {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(usage);
     return 0;

@@ -44,21 +44,87 @@ const DEVICE_MISSING = [
 
 /** device: ES5 globals and the targets' missing methods removed; es5: only the globals;
  * loose: nothing removed but console (for diagnosing an image that was not lowered to ES5). */
-export const PROFILES = ['device', 'es5', 'loose'];
+export const PROFILES = ['device', 'es5', 'loose'] as const;
+export type SandboxProfile = (typeof PROFILES)[number];
 
-function sha256(bytes) {
+/** The portable image's API (global `E4`, dist/e4.js): the firmware's own exports. */
+export type E4Api = typeof import('../../firmware/index.ts');
+
+/** A built image as loadImage() read and checked it. */
+export interface LoadedImage {
+  /** Absolute path of the file. */
+  path: string;
+  bytes: Buffer;
+  size: number;
+  /** SHA-256 of the bytes (hex). */
+  sha256: string;
+  /** What the hash was checked against: 'expected' (expectSha256), the size file's name, or
+   * 'computed' (nothing to check against). */
+  check: string;
+  script: vm.Script;
+}
+
+/** What createSandbox runs: a loaded image, or any script that defines the global E4. */
+export interface SandboxImage {
+  path: string;
+  script: { runInContext(context: vm.Context): unknown };
+}
+
+export interface LoadImageOptions {
+  /** SHA-256 (hex) the bytes must have. */
+  expectSha256?: string;
+  /** The size.json that records the image's hash (default: size.json beside the image). */
+  sizeJson?: string;
+}
+
+/** An image that is missing (ENOIMAGE) or whose bytes do not match their hash (EIMAGEHASH). */
+export type ImageError = Error & { code: 'ENOIMAGE' | 'EIMAGEHASH' };
+
+/** Host sinks of the device's output: `print(...)` and `log(level, text)` in the sandbox. */
+export type PrintSink = (text: string) => void;
+export type LogSink = (level: string, text: string) => void;
+
+export interface SandboxOptions {
+  print?: PrintSink | null;
+  log?: LogSink | null;
+  profile?: SandboxProfile;
+  /** The realm's name (node:vm context name). */
+  name?: string;
+  /** Modules served by a global `require(name)`, as Espruino serves its built-in ones. */
+  modules?: Record<string, unknown> | null;
+}
+
+/** A device realm with the image loaded. */
+export interface Sandbox {
+  /** The image's global E4. */
+  E4: E4Api;
+  context: vm.Context;
+  name: string;
+  profile: SandboxProfile;
+  /** The realm's own Uint8Array constructor. */
+  U8: Uint8ArrayConstructor;
+  /** Host bytes -> a Uint8Array of the realm (the same object when it already is one). */
+  bytesIn(b: ArrayLike<number>): Uint8Array;
+  /** Realm bytes -> a host Buffer copy. */
+  bytesOut(u: Uint8Array): Buffer;
+  /** Evaluates code in the realm. */
+  run(code: string): unknown;
+}
+
+function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Finds the recorded SHA-256 of `file` in a size.json of unknown shape: any object that names
  * the file (file/name/path/image) and carries a sha256, or a map keyed by the file name. */
-function recordedHash(sizeJson, file) {
+function recordedHash(sizeJson: unknown, file: string): string | null {
   const want = basename(file);
-  let found = null;
-  const visit = (node, key) => {
-    if (found || !node || typeof node !== 'object') return;
+  let found: string | null = null;
+  const visit = (value: unknown, key: string | null): void => {
+    if (found || !value || typeof value !== 'object') return;
+    const node = value as Record<string, unknown>;
     if (typeof node.sha256 === 'string') {
-      const names = [node.file, node.name, node.path, node.image, key].filter((n) => typeof n === 'string');
+      const names = [node.file, node.name, node.path, node.image, key].filter((n): n is string => typeof n === 'string');
       if (names.some((n) => basename(n) === want || basename(n) === want.replace(/\.js$/, ''))) {
         found = node.sha256.toLowerCase();
         return;
@@ -75,17 +141,16 @@ function recordedHash(sizeJson, file) {
  * the file in size.json beside it (dist/size.json) is checked when there is one, and the computed
  * hash is reported either way (`image.check` says which).
  */
-export function loadImage(path = DEFAULT_IMAGE, { expectSha256, sizeJson } = {}) {
+export function loadImage(path: string = DEFAULT_IMAGE, { expectSha256, sizeJson }: LoadImageOptions = {}): LoadedImage {
   const file = resolve(path);
   if (!existsSync(file)) {
-    const err = new Error(`image ${file} not found: run \`npm run build\` first`);
-    err.code = 'ENOIMAGE';
+    const err: ImageError = Object.assign(new Error(`image ${file} not found: run \`npm run build\` first`), { code: 'ENOIMAGE' as const });
     throw err;
   }
   const bytes = readFileSync(file);
   const hash = sha256(bytes);
   let check = 'computed';
-  let expected = expectSha256 ? String(expectSha256).toLowerCase() : null;
+  let expected: string | null = expectSha256 ? String(expectSha256).toLowerCase() : null;
   if (expected) check = 'expected';
   else {
     const sizeFile = sizeJson || join(dirname(file), 'size.json');
@@ -99,16 +164,15 @@ export function loadImage(path = DEFAULT_IMAGE, { expectSha256, sizeJson } = {})
     }
   }
   if (expected && expected !== hash) {
-    const err = new Error(`image ${file}: sha256 ${hash} does not match ${expected} (${check}); rebuild with \`npm run build\``);
-    err.code = 'EIMAGEHASH';
+    const err: ImageError = Object.assign(new Error(`image ${file}: sha256 ${hash} does not match ${expected} (${check}); rebuild with \`npm run build\``), { code: 'EIMAGEHASH' as const });
     throw err;
   }
   const script = new vm.Script(bytes.toString('utf8'), { filename: file });
   return { path: file, bytes, size: bytes.length, sha256: hash, check, script };
 }
 
-function strip(context, profile) {
-  const names = vm.runInContext('Object.getOwnPropertyNames(globalThis)', context);
+function strip(context: vm.Context, profile: SandboxProfile): void {
+  const names: string[] = vm.runInContext('Object.getOwnPropertyNames(globalThis)', context);
   const drop = profile === 'loose' ? ['console'] : names.filter((n) => !ES5_GLOBALS.has(n));
   const code = [];
   for (const n of drop) code.push(`delete globalThis[${JSON.stringify(n)}];`);
@@ -124,7 +188,7 @@ function strip(context, profile) {
   // What cannot be deleted (e.g. `gc` under --expose-gc) is overwritten with undefined.
   for (const n of drop) code.push(`if (${JSON.stringify(n)} in globalThis) try { globalThis[${JSON.stringify(n)}] = undefined; } catch (e) {}`);
   vm.runInContext(code.join('\n'), context);
-  const left = vm.runInContext('Object.getOwnPropertyNames(globalThis).filter(function (n) { return globalThis[n] !== undefined; }).join(",")', context).split(',');
+  const left: string[] = vm.runInContext('Object.getOwnPropertyNames(globalThis).filter(function (n) { return globalThis[n] !== undefined; }).join(",")', context).split(',');
   const extra = profile === 'loose' ? left.filter((n) => n === 'console') : left.filter((n) => n && !ES5_GLOBALS.has(n));
   if (extra.length) throw new Error('sandbox: could not remove ' + extra.join(', '));
 }
@@ -138,30 +202,30 @@ function strip(context, profile) {
  * Bytes cross the realm boundary through bytesIn (host bytes -> the sandbox's own Uint8Array:
  * the core checks `instanceof Uint8Array`) and bytesOut (-> a host Buffer copy).
  */
-export function createSandbox(image, { print, log, profile = 'device', name = 'device', modules = null } = {}) {
+export function createSandbox(image: SandboxImage, { print, log, profile = 'device', name = 'device', modules = null }: SandboxOptions = {}): Sandbox {
   if (!PROFILES.includes(profile)) throw new Error(`unknown sandbox profile ${profile} (${PROFILES.join(', ')})`);
   const context = vm.createContext(Object.create(null), {
     name,
     codeGeneration: { strings: false, wasm: false },
   });
   strip(context, profile);
-  const sink = print || (() => {});
-  const logSink = log || ((level, text) => sink(`[${level}] ${text}`));
+  const sink: PrintSink = print || (() => {});
+  const logSink: LogSink = log || ((level, text) => sink(`[${level}] ${text}`));
   // Injected as sandbox-realm functions wrapping the host sinks, with only strings crossing.
   vm.runInContext('(function (p, l) { globalThis.print = function () { var s = []; for (var i = 0; i < arguments.length; i++) s.push(String(arguments[i])); p(s.join(" ")); }; globalThis.log = function (level, text) { l(String(level), String(text)); }; })', context)(
-    (s) => sink(s),
-    (level, text) => logSink(level, text),
+    (s: string) => sink(s),
+    (level: string, text: string) => logSink(level, text),
   );
   if (modules) {
     const table = { ...modules };
     vm.runInContext('(function (get) { globalThis.require = function (n) { var m = get(String(n)); if (m === undefined) throw new Error("Module " + n + " not found"); return m; }; })', context)(
-      (n) => (Object.prototype.hasOwnProperty.call(table, n) ? table[n] : undefined),
+      (n: string) => (Object.prototype.hasOwnProperty.call(table, n) ? table[n] : undefined),
     );
   }
   image.script.runInContext(context);
-  const E4 = vm.runInContext('typeof E4 !== "undefined" ? E4 : undefined', context);
+  const E4: E4Api | undefined = vm.runInContext('typeof E4 !== "undefined" ? E4 : undefined', context);
   if (!E4 || typeof E4.create !== 'function') throw new Error(`image ${image.path} did not define a global E4 with create()`);
-  const U8 = vm.runInContext('Uint8Array', context);
+  const U8: Uint8ArrayConstructor = vm.runInContext('Uint8Array', context);
   return {
     E4,
     context,

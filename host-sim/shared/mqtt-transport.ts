@@ -8,11 +8,44 @@
  *   publish(topic, bytes, qos) -> Promise, onMessage = (topic, Buffer) => void, connected
  */
 import mqtt from 'mqtt';
+import type { IClientOptions, IClientPublishOptions, ISubscriptionGrant, MqttClient } from 'mqtt';
+
+/** MQTT quality of service: 0, 1 or 2. */
+export type QoS = NonNullable<IClientPublishOptions['qos']>;
 
 export const DEFAULT_QOS = 1;
 
+/** What a SimDevice (and a host tool) needs from a transport: this MQTT one, or the link to a
+ * gateway (services/link.ts). Payloads are opaque bytes. */
+export interface DeviceTransport {
+  readonly connected: boolean;
+  /** Every message on a subscribed topic. */
+  onMessage: ((topic: string, payload: Buffer) => void) | null;
+  open(): Promise<unknown>;
+  close(): Promise<void>;
+  subscribe(topic: string, qos?: QoS): Promise<unknown>;
+  unsubscribe?(topic: string): Promise<unknown>;
+  publish(topic: string, bytes: Uint8Array, qos?: QoS): Promise<unknown>;
+  /** Drops the connection at once (power loss). */
+  kill?(): void;
+}
+
+/** Diagnostics of a transport: disconnects and reconnects. */
+export type TransportLog = (level: 'info' | 'warn', text: string) => void;
+
+export interface MqttTransportOptions {
+  clientId?: string;
+  /** Seconds. */
+  keepalive?: number;
+  /** Milliseconds. */
+  connectTimeout?: number;
+  reconnect?: boolean;
+  maxInflight?: number;
+  log?: TransportLog | null;
+}
+
 /** MQTT topic filter matching (`+` one level, `#` the rest; `$` topics only match `$` filters). */
-export function topicMatches(filter, topic) {
+export function topicMatches(filter: string, topic: string): boolean {
   if (filter === topic) return true;
   if (topic.startsWith('$') && !filter.startsWith('$')) return false;
   const f = filter.split('/');
@@ -28,7 +61,7 @@ export function topicMatches(filter, topic) {
 let counter = 0;
 
 /** A client id the brokers accept (MQTT 3.1.1: keep it short and plain). */
-export function mqttClientId(prefix, name) {
+export function mqttClientId(prefix: string, name: unknown): string {
   const safe = String(name).replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
   return `${prefix}-${safe || 'x'}-${process.pid.toString(36)}${(counter++).toString(36)}`;
 }
@@ -36,7 +69,22 @@ export function mqttClientId(prefix, name) {
 /** Reconnection back-off of services: the first retry, doubling up to the longest wait. */
 export const RECONNECT_MS = { first: 250, max: 10000 };
 
-export class MqttTransport {
+export class MqttTransport implements DeviceTransport {
+  url: string;
+  reconnect: boolean;
+  log: TransportLog;
+  maxInflight: number;
+  /** QoS 1/2 publications awaiting their acknowledgement. */
+  inflight: number;
+  /** Publications waiting for a free in-flight slot. */
+  waiting: (() => void)[];
+  clientId: string;
+  opts: IClientOptions;
+  client: MqttClient | null;
+  onMessage: ((topic: string, payload: Buffer) => void) | null;
+  /** Errors after the connection was made (before it, open() rejects). */
+  onError: ((e: Error) => void) | null;
+
   /**
    * url: mqtt://host:port. options: clientId, keepalive (s), connectTimeout (ms), reconnect
    * (default false: a simulated device that loses its broker reports it instead of retrying
@@ -44,7 +92,7 @@ export class MqttTransport {
    * made meanwhile wait for the broker instead of failing), maxInflight (default 20, mosquitto's
    * default max_inflight_messages), log(level, text): every disconnect and reconnect.
    */
-  constructor(url, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false, maxInflight = 20, log = null } = {}) {
+  constructor(url: string, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false, maxInflight = 20, log = null }: MqttTransportOptions = {}) {
     this.url = url;
     this.reconnect = reconnect;
     this.log = log || (() => {});
@@ -58,11 +106,11 @@ export class MqttTransport {
     this.onError = null;
   }
 
-  get connected() {
+  get connected(): boolean {
     return !!this.client && this.client.connected;
   }
 
-  open() {
+  open(): Promise<this> {
     return new Promise((resolve, reject) => {
       const c = mqtt.connect(this.url, this.opts);
       this.client = c;
@@ -97,7 +145,7 @@ export class MqttTransport {
    * interval is replaced by a longer one (doubling up to RECONNECT_MS.max); a connection resets it.
    * Its offline queue and in-flight store keep what was published meanwhile, and resend it.
    */
-  _backOff(c) {
+  _backOff(c: MqttClient): void {
     let lostAt = 0;
     let attempts = 0;
     c.on('offline', () => {
@@ -108,10 +156,11 @@ export class MqttTransport {
     c.on('reconnect', () => {
       attempts++;
       const next = Math.min(RECONNECT_MS.max, RECONNECT_MS.first * 2 ** attempts);
-      if (c.reconnectTimer) clearInterval(c.reconnectTimer);
-      c.reconnectTimer = null;
+      // mqtt.js internals (private in its types, hence the element access): see above.
+      if (c['reconnectTimer']) clearInterval(c['reconnectTimer']);
+      c['reconnectTimer'] = null;
       c.options.reconnectPeriod = next;
-      c._setupReconnect();
+      c['_setupReconnect']();
       this.log('info', `MQTT ${this.url}: reconnect attempt ${attempts} (next in ${next} ms if it fails)`);
     });
     c.on('connect', () => {
@@ -122,8 +171,9 @@ export class MqttTransport {
     });
   }
 
-  subscribe(topic, qos = DEFAULT_QOS) {
+  subscribe(topic: string, qos: QoS = DEFAULT_QOS): Promise<ISubscriptionGrant[] | undefined> {
     return new Promise((resolve, reject) => {
+      if (!this.client) return reject(new Error('MQTT connection closed'));
       this.client.subscribe(topic, { qos }, (err, granted) => {
         if (err) reject(err);
         else if (granted && granted.some((g) => g.qos === 128)) reject(new Error(`MQTT: subscription to ${topic} refused`));
@@ -132,8 +182,11 @@ export class MqttTransport {
     });
   }
 
-  unsubscribe(topic) {
-    return new Promise((resolve, reject) => this.client.unsubscribe(topic, (err) => (err ? reject(err) : resolve())));
+  unsubscribe(topic: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.client) return reject(new Error('MQTT connection closed'));
+      this.client.unsubscribe(topic, (err) => (err ? reject(err) : resolve()));
+    });
   }
 
   /**
@@ -142,19 +195,19 @@ export class MqttTransport {
    * mosquitto 2.0 completes the QoS 2 handshake for publications beyond its max_inflight_messages
    * (default 20) from an MQTT 3.1.1 client but silently drops them.
    */
-  publish(topic, bytes, qos = DEFAULT_QOS, retain = false) {
+  publish(topic: string, bytes: Uint8Array, qos: QoS = DEFAULT_QOS, retain = false): Promise<void> {
     const payload = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
     const send = () =>
-      new Promise((resolve, reject) => {
+      new Promise<void>((resolve, reject) => {
         if (!this.client) return reject(new Error('MQTT connection closed'));
         this.client.publish(topic, payload, { qos, retain }, (err) => (err ? reject(err) : resolve()));
       });
     if (!qos) return send();
     if (this.inflight < this.maxInflight) return this._run(send);
-    return new Promise((resolve, reject) => this.waiting.push(() => this._run(send).then(resolve, reject)));
+    return new Promise<void>((resolve, reject) => this.waiting.push(() => this._run(send).then(resolve, reject)));
   }
 
-  _run(send) {
+  _run(send: () => Promise<void>): Promise<void> {
     this.inflight++;
     return send().finally(() => {
       this.inflight--;
@@ -163,7 +216,7 @@ export class MqttTransport {
     });
   }
 
-  close() {
+  close(): Promise<void> {
     return new Promise((resolve) => {
       if (!this.client) return resolve();
       const c = this.client;
@@ -173,7 +226,7 @@ export class MqttTransport {
   }
 
   /** Drops the connection at once (power loss: nothing is flushed). */
-  kill() {
+  kill(): void {
     if (this.client) {
       this.client.end(true);
       this.client = null;
