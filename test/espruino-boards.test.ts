@@ -16,6 +16,7 @@ import type { DeviceFile } from '../boards/espruino/boot';
 import type { LinkConfig } from '../boards/espruino/link';
 import type { MqttConfig } from '../boards/espruino/mqtt';
 import type { E4Error } from '../firmware/errors';
+import { jsonObject } from './support/json';
 import { deviceConfigFor, uploadScript, verifyFlash, sha3_16 } from '../host-sim/shared/flash-files.ts';
 import { startBroker } from '../host-sim/services/broker.ts';
 import { parseMqttUrl } from '../boards/espruino/mqtt';
@@ -316,12 +317,6 @@ type AstNode = { type: string; [field: string]: unknown };
 
 function isAstNode(n: unknown): n is AstNode {
   return typeof n === 'object' && n !== null && 'type' in n && typeof n.type === 'string';
-}
-
-/** A parsed JSON value that must be an object, its fields unknown. */
-function jsonObject(v: unknown): { [field: string]: unknown } {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object: ' + JSON.stringify(v));
-  return { ...v };
 }
 
 async function vi_waitFor<T>(fn: () => T | null, ms = 5000): Promise<T> {

@@ -1,3 +1,4 @@
+// ES5, not TypeScript: this runs inside the device engine (duk, jerry) with the image, never in Node.
 /*
  * The native functions of a JerryScript C port (boards/jerryscript/README.md), in ES5, so the
  * jerryscript image runs under any ES5 engine with typed arrays (duk in CI, jerry, node):
