@@ -96,6 +96,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     expect(got[1]).toBe('{"bpm":73,"n":2}');
     // Under the new key: the C2 opens it with generation 1.
     const last = obs.seen.filter((s) => s.topic === TOPIC).at(-1);
+    if (!last) throw new Error('no reading at the observer');
     expect(c2.observe(TOPIC, new Uint8Array(last.payload))).toMatchObject({ gen: 1, current: true });
     for (const s of obs.seen) expect(s.payload.includes('bpm')).toBe(false);
   });
