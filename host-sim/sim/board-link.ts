@@ -118,7 +118,7 @@ export interface BoardDeviceStats {
   rejected: number;
 }
 
-/** A topic's keys as hex, the shape SimDevice's snapshot gives too. */
+/** The client's state as hex (id, client key, topic keys), as SimDevice.snapshot() gives it too. */
 export interface HexSnapshot {
   id: string;
   key: string;
