@@ -11,7 +11,12 @@ import { join } from 'node:path';
 import mqttPkg from 'mqtt';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { flashSim } from '../host-sim/sim/flash-sim.ts';
-import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
+import { espruinoBoard, imageClient, imageDevice, type EspruinoSerial, type MqttPackage } from '../host-sim/sim/espruino-board.ts';
+import type { DeviceFile } from '../boards/espruino/boot';
+import type { LinkConfig } from '../boards/espruino/link';
+import type { MqttConfig } from '../boards/espruino/mqtt';
+import type { E4Error } from '../firmware/errors';
+import { jsonObject } from './support/json';
 import { deviceConfigFor, uploadScript, verifyFlash, sha3_16 } from '../host-sim/shared/flash-files.ts';
 import { startBroker } from '../host-sim/services/broker.ts';
 import { parseMqttUrl } from '../boards/espruino/mqtt';
@@ -40,7 +45,10 @@ function open(k: string, m: Uint8Array): string | null {
 const setTopicKey = (k: string, topic: string) => Uint8Array.from([3, ...unhex(k), ...unhex(sha3_16(topic))]);
 
 const TOPICS = ['health/heart-rate', 'health/spo2', 'health/temp', 'health/steps'];
-function device(transport: any, extra: any = {}) {
+/** The transports the board images speak: the gateway link, or MQTT over Wi-Fi (ESP32). */
+type BoardTransport = { link: LinkConfig } | MqttConfig;
+
+function device(transport: BoardTransport | undefined, extra: Omit<DeviceFile, 'key' | 'topics'> = {}) {
   return {
     format: 'e4-device',
     version: 1,
@@ -55,7 +63,16 @@ function device(transport: any, extra: any = {}) {
 }
 
 /** Flashes `board` into a fresh emulated board with the flash tool's script; boots it. */
-function flashBoard(boardName: string, cfg: any, opts: any = {}) {
+interface FlashOptions {
+  /** Storage bytes (default 64 KB). */
+  size?: number;
+  /** The npm mqtt package, for the MQTT module. */
+  mqtt?: MqttPackage;
+  /** The Storage file "MQTT" the upload script writes. */
+  mqttModule?: string;
+}
+
+function flashBoard(boardName: string, cfg: DeviceFile, opts: FlashOptions = {}) {
   const sim = flashSim({ size: opts.size || 64 * 1024 });
   const board = espruinoBoard({ flash: sim, mqtt: opts.mqtt || null, time: 100 });
   const { script, files } = uploadScript({ image: image(boardName), config: deviceConfigFor(boardName, cfg), mqtt: opts.mqttModule ?? null });
@@ -66,7 +83,7 @@ function flashBoard(boardName: string, cfg: any, opts: any = {}) {
 }
 
 /** The gateway's end of a link stream: decodes what the device wrote, answers. */
-function gatewayEnd(stream: any) {
+function gatewayEnd(stream: EspruinoSerial) {
   const frames: Frame[] = [];
   const dec = frameDecoder((f) => frames.push(f));
   return {
@@ -107,30 +124,30 @@ for (const boardName of ['espruino-puckjs', 'espruino-nrf52']) {
     const ctl = 'e4/' + id;
     let t: ReturnType<typeof flashBoard>;
     let gw: ReturnType<typeof gatewayEnd>;
-    const events: any[] = [];
+    const events: unknown[][] = [];
 
     it('flashes, boots from Storage and moves the keys from e4.json into the store', () => {
       t = flashBoard(boardName, cfg);
       const st = t.E4.status();
       expect(st).toMatchObject({ ok: true, error: '', controlTopic: ctl, topics: 4 });
-      const stored = t.sim.readJSON('e4.json');
+      const stored = jsonObject(t.sim.readJSON('e4.json'));
       expect(stored.provisioned).toBe(true);
       expect(stored.key).toBeUndefined();
       expect(stored.topics).toEqual(TOPICS.map((topic) => ({ topic, hash: sha3_16(topic) })));
       // The configuration's keys (hex text) are gone from the medium, trash included.
-      for (const k of [cfg.key, ...cfg.topics.map((x: any) => x.key)]) expect(t.sim.contains(Buffer.from(k))).toBe(false);
+      for (const k of [cfg.key, ...cfg.topics.map((x) => x.key)]) expect(t.sim.contains(Buffer.from(k))).toBe(false);
       expect(t.sim.list().sort()).toEqual(['.boot0', 'e4.json', 'e4b.js', 'e4s0']);
       // Native AES on the Puck.js image; the portable one (no native call) on the nRF52 image.
-      t.E4.client().protect('health/temp', 'x');
+      imageClient(t.E4).protect('health/temp', 'x');
       if (boardName === 'espruino-puckjs') expect(t.board.crypto.calls.total).toBeGreaterThan(0);
       else expect(t.board.crypto.calls.total).toBe(0);
     });
 
     it('starts the link (HELLO with the id) and subscribes to the control topic and every topic', () => {
-      const d = t.E4.device();
+      const d = imageDevice(t.E4);
       d.on('message', (topic: string, p: Uint8Array) => events.push(['message', topic, new TextDecoder().decode(p)]));
       d.on('command', (topic: string) => events.push(['command', topic]));
-      d.on('error', (e: any, topic: string) => events.push(['error', e.result, topic]));
+      d.on('error', (e: E4Error, topic: string) => events.push(['error', e.result, topic]));
       const stream = kind === 'ble-uart' ? t.board.Bluetooth : t.board.Serial1;
       gw = gatewayEnd(stream);
       if (kind === 'ble-uart') {
@@ -170,25 +187,26 @@ for (const boardName of ['espruino-puckjs', 'espruino-nrf52']) {
       gw.send(PUBLISH, 10, ctl, protect(cfg.key, 2000, setTopicKey(key(0x77), 'health/spo2')));
       expect(gw.read().map((f) => f.type)).toEqual([ACK]);
       expect(events.splice(0)).toEqual([['command', ctl]]);
-      t.E4.device().publish('health/spo2', 'spo2 96%');
+      imageDevice(t.E4).publish('health/spo2', 'spo2 96%');
       const out = gw.read();
       expect(out.map((f) => [f.type, f.seq, f.topic])).toEqual([[PUBLISH, 0, 'health/spo2']]);
       expect(open(key(0x77), out[0].payload)).toBe('spo2 96%');
-      expect(() => t.E4.device().publish('not/provisioned', 'x')).toThrow(/TOPICKEY_MISSING/);
+      expect(() => imageDevice(t.E4).publish('not/provisioned', 'x')).toThrow(/TOPICKEY_MISSING/);
     });
 
     it('keeps its state across a power cycle; the replaced key is erased from flash', () => {
       const E4 = t.board.powerCycle();
       expect(E4.status()).toMatchObject({ ok: true, topics: 4 });
-      expect(open(key(0x77), E4.client().protect('health/spo2', 'after reboot'))).toBe('after reboot');
+      expect(open(key(0x77), imageClient(E4).protect('health/spo2', 'after reboot'))).toBe('after reboot');
       // A replay of the command is rejected: the store kept the last command's timestamp and tag.
-      expect(() => E4.client().unprotect(ctl, t.board.bytesIn(protect(cfg.key, 1999, setTopicKey(key(0x78), 'health/spo2'))))).toThrow(/MESSAGE_REPLAYED/);
+      expect(() => imageClient(E4).unprotect(ctl, t.board.bytesIn(protect(cfg.key, 1999, setTopicKey(key(0x78), 'health/spo2'))))).toThrow(/MESSAGE_REPLAYED/);
       expect(t.sim.contains(unhex(key(0x22)))).toBe(false);
       expect(t.sim.contains(unhex(key(0x77)))).toBe(true);
     });
 
     it('a HELLO from a restarted gateway makes the device subscribe again', () => {
-      const E4 = t.board.context!.E4;
+      const E4 = t.board.context?.E4;
+      if (!E4) throw new Error('the board is off');
       const stream = kind === 'ble-uart' ? t.board.Bluetooth : t.board.Serial1;
       if (kind === 'ble-uart') {
         t.board.Bluetooth.console = true; // a new connection gets the console
@@ -198,7 +216,7 @@ for (const boardName of ['espruino-puckjs', 'espruino-nrf52']) {
       expect(handshake(gw, id)).toEqual([ctl, ...TOPICS]);
       gw.send(HELLO, 0, '');
       expect(handshake(gw, id)).toEqual([ctl, ...TOPICS]);
-      expect(E4.device().connected).toBe(true);
+      expect(imageDevice(E4).connected).toBe(true);
     });
 
     it('retransmits an unanswered SUBSCRIBE every second, three times, then gives up', () => {
@@ -224,13 +242,13 @@ describe('monotonic clock', () => {
     const t = flashBoard('espruino-puckjs', device(undefined));
     const ctl = 'e4/' + sha3_16('monitor-1');
     const C2_TIME = 1_700_000_000;
-    t.E4.client().unprotect(ctl, t.board.bytesIn(protect(key(0x11), C2_TIME, setTopicKey(key(0x55), 'health/temp'))));
-    expect(t.E4.client().time().now).toBe(C2_TIME);
+    imageClient(t.E4).unprotect(ctl, t.board.bytesIn(protect(key(0x11), C2_TIME, setTopicKey(key(0x55), 'health/temp'))));
+    expect(imageClient(t.E4).time().now).toBe(C2_TIME);
     t.board.tick(30);
-    expect(t.E4.client().time().now).toBe(C2_TIME + 30);
+    expect(imageClient(t.E4).time().now).toBe(C2_TIME + 30);
     t.board.setTime(1_800_000_000); // setTime() from a host
     t.board.tick(60);
-    const now = t.E4.client().time().now;
+    const now = imageClient(t.E4).time().now;
     expect(now).toBeGreaterThanOrEqual(C2_TIME + 30);
     expect(now).toBeLessThanOrEqual(C2_TIME + 90);
   });
@@ -258,8 +276,8 @@ describe('espruino-esp32 over MQTT', () => {
     const cfg = device({ mqtt: { url: broker.url }, wifi: { ssid: 'lab', password: 'pw' }, ntp: 'pool.ntp.org' }, { clock: 'untrusted' });
     const t = flashBoard('espruino-esp32', cfg, { mqtt: mqttPkg, mqttModule: '/* MQTT module: emulated by host-sim/sim/espruino-board.ts */' });
     expect(t.sim.read('MQTT')).toMatch(/emulated/);
-    const d = t.E4.device();
-    const got: any[] = [];
+    const d = imageDevice(t.E4);
+    const got: unknown[][] = [];
     d.on('message', (topic: string, p: Uint8Array) => got.push([topic, new TextDecoder().decode(p)]));
     d.on('command', (topic: string) => got.push(['command', topic]));
     const up = new Promise<void>((r) => d.on('up', () => r()));
@@ -288,11 +306,18 @@ describe('espruino-esp32 over MQTT', () => {
     await new Promise((r) => setTimeout(r, 100));
     await host.publishAsync('runtime/topic', Buffer.from(protect(key(0x66), 7, 'late topic')));
     await vi_waitFor(() => got.find((g) => g[0] === 'runtime/topic') || null);
-    expect(Buffer.from(t.E4.client().topicHash('runtime/topic')).toString('hex')).toBe(sha3_16('runtime/topic'));
+    expect(Buffer.from(imageClient(t.E4).topicHash('runtime/topic')).toString('hex')).toBe(sha3_16('runtime/topic'));
     await host.endAsync();
-    t.E4.device().stop();
+    imageDevice(t.E4).stop();
   });
 });
+
+/** A node of an ESTree syntax tree, its fields read by name. */
+type AstNode = { type: string; [field: string]: unknown };
+
+function isAstNode(n: unknown): n is AstNode {
+  return typeof n === 'object' && n !== null && 'type' in n && typeof n.type === 'string';
+}
 
 async function vi_waitFor<T>(fn: () => T | null, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
@@ -309,13 +334,14 @@ describe('Espruino parser pitfalls in the images', () => {
     const acorn = await import('acorn');
     for (const b of ['espruino-puckjs', 'espruino-nrf52', 'espruino-esp32']) {
       const found: string[] = [];
-      const walk = (n: any) => {
-        if (!n || typeof n.type !== 'string') return;
-        if (n.type === 'Literal' && n.regex && n.regex.pattern.includes('/')) found.push(n.regex.pattern);
+      const walk = (n: unknown): void => {
+        if (!isAstNode(n)) return;
+        const regex = n.regex;
+        if (n.type === 'Literal' && typeof regex === 'object' && regex !== null && 'pattern' in regex && typeof regex.pattern === 'string' && regex.pattern.includes('/')) found.push(regex.pattern);
         for (const k of Object.keys(n)) {
           const v = n[k];
           if (Array.isArray(v)) v.forEach(walk);
-          else if (v && typeof v.type === 'string') walk(v);
+          else if (isAstNode(v)) walk(v);
         }
       };
       walk(acorn.parse(image(b), { ecmaVersion: 5 }));

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { FlashSim, PowerCut } from '../host-sim/sim/flash-sim.ts';
 import * as acorn from 'acorn';
 import { needEngine, skipped, titled } from './support/engines';
+import { jsonObject } from './support/json';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -232,6 +233,19 @@ for (var i = 0; i < s.topics.length; i++) { live.push(s.topics[i].key[0]); if (s
 var out = [live, s.lastCommand, errors, S.list().sort().join(), JSON.stringify(S.getStats())];
 `;
 
+/** The script's `out`: first bytes of the live keys, the last command's time, the commits'
+ * errors, Storage's file list and Storage.getStats() as JSON. */
+type ScriptOut = [number[], number, string[], string, string];
+
+function scriptOut(v: unknown): ScriptOut {
+  if (!Array.isArray(v) || v.length !== 5) throw new Error('the script gave no 5-element out: ' + JSON.stringify(v));
+  const [live, last, errors, list, stats]: unknown[] = v;
+  const numbers = (x: unknown): x is number[] => Array.isArray(x) && x.every((e) => typeof e === 'number');
+  const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((e) => typeof e === 'string');
+  if (!numbers(live) || typeof last !== 'number' || !strings(errors) || typeof list !== 'string' || typeof stats !== 'string') throw new Error('unexpected out: ' + JSON.stringify(v));
+  return [live, last, errors, list, stats];
+}
+
 async function storeBundle(): Promise<string> {
   const { rollup } = await import('rollup');
   const { resolveSources, lowerToES5 } = await import('../build/es5.mjs');
@@ -261,58 +275,103 @@ async function storeBundle(): Promise<string> {
  */
 function undeclaredUses(code: string): string[] {
   const out: string[] = [];
-  const kids = (n: any) => Object.keys(n).filter((k) => k !== 'loc').flatMap((k) => (Array.isArray(n[k]) ? n[k] : [n[k]])).filter((c: any) => c && typeof c.type === 'string');
-  function fn(f: any, name: string) {
+  function fn(f: Scope, name: string): void {
     const vars = new Set<string>();
-    const collect = (n: any) => {
-      if (n !== f.body && /Function/.test(n.type)) return;
-      if (n.type === 'VariableDeclarator') vars.add(n.id.name);
+    const collect = (n: acorn.AnyNode): void => {
+      if (n !== f.body && isFunction(n)) return;
+      if (n.type === 'VariableDeclarator' && n.id.type === 'Identifier') vars.add(n.id.name);
       kids(n).forEach(collect);
     };
     collect(f.body);
-    const expr = (n: any, dec: Set<string>): void => {
+    const expr = (n: acorn.AnyNode | null | undefined, dec: Set<string>): void => {
       if (!n) return;
-      if (/Function/.test(n.type)) return fn(n, n.id ? n.id.name : name);
+      if (isFunction(n)) return fn(n, n.id ? n.id.name : name);
       if (n.type === 'Identifier') {
-        if (vars.has(n.name) && !dec.has(n.name)) out.push(`${name}: ${n.name} (line ${n.loc.start.line})`);
+        if (vars.has(n.name) && !dec.has(n.name)) out.push(`${name}: ${n.name} (line ${n.loc?.start.line})`);
         return;
       }
       if (n.type === 'MemberExpression') return expr(n.object, dec), n.computed ? expr(n.property, dec) : undefined;
       if (n.type === 'Property') return expr(n.value, dec);
-      kids(n).forEach((c: any) => expr(c, dec));
+      kids(n).forEach((c) => expr(c, dec));
     };
-    const stmt = (n: any, dec: Set<string>): Set<string> => {
-      if (!n) return dec;
-      const t = n.type;
-      if (t === 'VariableDeclaration') {
-        for (const d of n.declarations) (d.init && expr(d.init, dec), (dec = new Set(dec).add(d.id.name)));
-        return dec;
-      }
-      if (t === 'BlockStatement') return n.body.reduce((d: Set<string>, c: any) => stmt(c, d), dec);
-      if (t === 'FunctionDeclaration') return fn(n, n.id.name), dec;
-      if (t === 'ForStatement' || t === 'ForInStatement') {
-        const init = t === 'ForStatement' ? n.init : n.left;
-        const d = init && init.type === 'VariableDeclaration' ? stmt(init, dec) : (expr(init, dec), dec);
-        [n.test, n.update, n.right].forEach((e) => expr(e, d));
-        stmt(n.body, d);
-        return d;
-      }
-      if (t === 'IfStatement' || t === 'WhileStatement' || t === 'DoWhileStatement' || t === 'TryStatement' || t === 'SwitchStatement' || t === 'LabeledStatement') {
-        expr(n.test || n.discriminant, dec);
-        [n.consequent, n.alternate, n.body, n.block, n.handler && n.handler.body, n.finalizer].forEach((c) => (Array.isArray(c) ? c.reduce((d: Set<string>, x: any) => stmt(x, d), dec) : stmt(c, dec)));
-        (n.cases || []).forEach((c: any) => (expr(c.test, dec), c.consequent.reduce((d: Set<string>, x: any) => stmt(x, d), dec)));
-        return dec;
-      }
-      kids(n).forEach((c: any) => expr(c, dec));
+    const block = (list: acorn.AnyNode[], dec: Set<string>): Set<string> => {
+      for (const c of list) dec = stmt(c, dec);
       return dec;
     };
-    const hoisted = new Set<string>(f.params.map((p: any) => p.name));
-    for (const c of f.body.body) if (c.type === 'FunctionDeclaration') hoisted.add(c.id.name);
+    const stmt = (n: acorn.AnyNode | null | undefined, dec: Set<string>): Set<string> => {
+      if (!n) return dec;
+      switch (n.type) {
+        case 'VariableDeclaration':
+          for (const d of n.declarations) {
+            if (d.init) expr(d.init, dec);
+            if (d.id.type === 'Identifier') dec = new Set(dec).add(d.id.name);
+          }
+          return dec;
+        case 'BlockStatement':
+        case 'Program':
+          return block(n.body, dec);
+        case 'FunctionDeclaration':
+          return fn(n, n.id ? n.id.name : name), dec;
+        case 'ForStatement':
+        case 'ForInStatement': {
+          const init = n.type === 'ForStatement' ? n.init : n.left;
+          const d = init && init.type === 'VariableDeclaration' ? stmt(init, dec) : (expr(init, dec), dec);
+          if (n.type === 'ForStatement') [n.test, n.update].forEach((e) => expr(e, d));
+          else expr(n.right, d);
+          stmt(n.body, d);
+          return d;
+        }
+        case 'IfStatement':
+          expr(n.test, dec);
+          [n.consequent, n.alternate].forEach((c) => stmt(c, dec));
+          return dec;
+        case 'WhileStatement':
+        case 'DoWhileStatement':
+          expr(n.test, dec);
+          stmt(n.body, dec);
+          return dec;
+        case 'TryStatement':
+          [n.block, n.handler && n.handler.body, n.finalizer].forEach((c) => stmt(c, dec));
+          return dec;
+        case 'SwitchStatement':
+          expr(n.discriminant, dec);
+          n.cases.forEach((c) => (expr(c.test, dec), block(c.consequent, dec)));
+          return dec;
+        case 'LabeledStatement':
+          stmt(n.body, dec);
+          return dec;
+      }
+      kids(n).forEach((c) => expr(c, dec));
+      return dec;
+    };
+    const hoisted = new Set<string>();
+    for (const p of f.params) if (p.type === 'Identifier') hoisted.add(p.name);
+    if (f.body.type === 'BlockStatement' || f.body.type === 'Program') for (const c of f.body.body) if (c.type === 'FunctionDeclaration') hoisted.add(c.id.name);
     stmt(f.body, hoisted);
   }
-  const ast = acorn.parse(code, { ecmaVersion: 5, locations: true, allowReserved: true }) as any;
-  fn({ params: [], body: { type: 'BlockStatement', body: ast.body } }, '(top)');
+  const ast = acorn.parse(code, { ecmaVersion: 5, locations: true, allowReserved: true });
+  fn({ params: [], body: ast }, '(top)');
   return out;
+}
+
+/** What declares `var`s: a function, or the script itself (its body the Program). */
+type Scope = { params: acorn.Pattern[]; body: acorn.AnyNode };
+
+/** An object of an acorn syntax tree with a `type` is a node. */
+function isNode(c: unknown): c is acorn.AnyNode {
+  return typeof c === 'object' && c !== null && 'type' in c && typeof c.type === 'string';
+}
+
+function isFunction(n: acorn.AnyNode): n is acorn.FunctionDeclaration | acorn.FunctionExpression | acorn.ArrowFunctionExpression {
+  return n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression' || n.type === 'ArrowFunctionExpression';
+}
+
+/** The nodes in the fields of `n` (its location aside). */
+function kids(n: acorn.AnyNode): acorn.AnyNode[] {
+  return Object.entries(n)
+    .filter(([k]) => k !== 'loc')
+    .flatMap(([, v]: [string, unknown]) => (Array.isArray(v) ? v : [v]))
+    .filter(isNode);
 }
 
 describe('the flash store as Espruino runs it', () => {
@@ -338,27 +397,27 @@ describe.skipIf(skipped(espruinoEngine))(titled('against Espruino (Linux build)'
         expect(line, text.slice(-2000)).toBeTruthy();
         // Linux Espruino: 256 KB of flash at 0x10000000 in 1 KB pages, all of it Storage.
         const sim = new FlashSim({ size: 262144, pageSize: 1024, base: 0x10000000 });
-        const FS = new Function(code + '\nreturn FS;')();
-        const out = new Function('S', 'F', 'FS', 'crc', prelude + SCRIPT + '\nreturn out;')(sim, sim.flash, FS, undefined);
+        const FS: unknown = new Function(code + '\nreturn FS;')();
+        const out = scriptOut(new Function('S', 'F', 'FS', 'crc', prelude + SCRIPT + '\nreturn out;')(sim, sim.flash, FS, undefined));
         expect(JSON.parse(line!.slice(4).trim())).toEqual(out);
         const medium = readFileSync(join(dir, 'espruino.flash'));
         expect(medium.length).toBe(262144);
         expect(Buffer.compare(medium, Buffer.from(sim.bytes()))).toBe(0);
         expect(sim.stats.compact).toBe(1); // the script's own, before the store opens
         const k = (v: number) => Buffer.from(Array.from({ length: 32 }, (_, i) => (v * 59 + i * i * 13 + 5) & 255));
-        const errors = out[2] as string[];
+        const errors = out[2];
         if (fill) {
           // The rotations that need a new file fail; removals (append + zeroing) still work.
           expect(errors.length).toBeGreaterThan(0);
           for (const e of errors) expect(e).toMatch(/Storage full/);
-          expect(JSON.parse(out[4] as string).trashBytes).toBeGreaterThan(fill);
+          expect(jsonObject(JSON.parse(out[4])).trashBytes).toBeGreaterThan(fill);
         } else {
           expect(errors).toEqual([]);
         }
         // Espruino's flash holds exactly the keys of the final state (the keys' first bytes
         // differ): k(6) removed with its topic, k(2) replaced, k(4) and k(7) replaced without a
         // transition (unless that commit failed for want of room).
-        const live = out[0] as number[];
+        const live = out[0];
         if (!fill) expect(live.sort()).toEqual([k(40)[0], k(41)[0]].sort());
         for (const v of [2, 4, 6, 7, 40, 41]) expect(medium.includes(k(v)), `k(${v})`).toBe(live.includes(k(v)[0]));
       } finally {

@@ -370,7 +370,7 @@ function expectE4(fn: () => unknown, code: number) {
     err = e;
   }
   expect(isE4Error(err), String(err)).toBe(true);
-  expect((err as { code: number }).code).toBe(code);
+  expect(isE4Error(err) && err.code).toBe(code);
 }
 
 describe('erasure', () => {
@@ -554,7 +554,7 @@ describe('failures', () => {
         }
       }
       expect(String(err)).toMatch(/Storage full/);
-      expect((err as { code: number }).code).toBe(PERSISTENCE_ERROR);
+      expect(isE4Error(err) && err.code).toBe(PERSISTENCE_ERROR);
       expect(Buffer.compare(sim.bytes(), img)).toBe(0);
       expect(sim.stats.compact).toBe(0);
       expect(show(open().load())).toBe(show(last));
@@ -591,7 +591,7 @@ describe('failures', () => {
           err = e;
         }
         expect(err).not.toBe(null);
-        if (fault.returnFalse) expect((err as { code: number }).code).toBe(PERSISTENCE_ERROR);
+        if (fault.returnFalse) expect(isE4Error(err) && err.code).toBe(PERSISTENCE_ERROR);
         expect(show(reopen())).toBe(show(model([P0])));
         s.commit(NEXT); // same session: starts a new file past the failed bytes
         expect(show(reopen())).toBe(show(model([P0, NEXT])));

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
 import { SimDevice } from '../host-sim/shared/device.ts';
-import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
+import { espruinoBoard, imageDevice } from '../host-sim/sim/espruino-board.ts';
+import type { E4Error } from '../firmware/errors';
 import { flashSim } from '../host-sim/sim/flash-sim.ts';
 import { Gateway, loadImageCodec } from '../host-sim/services/gateway.ts';
 import { ROOT } from '../host-sim/shared/image.ts';
@@ -49,30 +50,30 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     const gw = new Gateway({ broker: suite.broker.url, codec: loadImageCodec(), ackTimeoutMs: 300 });
     await gw.start();
     cleanup.push(() => gw.stop());
-    const events = [];
+    const events: string[] = [];
     const connect = () => {
-      const d = E4.device();
+      const d = imageDevice(E4);
       d.on('command', () => events.push('command'));
-      d.on('error', (e) => events.push(e.result));
+      d.on('error', (e: E4Error) => events.push(e.result));
       const link = boardLink(board, 'Bluetooth');
       gw.attach(link, { name: 'puck', consoleLine: 'E4.gateway()' });
       return link;
     };
     let link = connect();
-    await until(() => E4.device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the Puck.js link handshake');
+    await until(() => imageDevice(E4).connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the Puck.js link handshake');
     expect([...gw.links][0].id).toBe(cfg.id);
 
     const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
     await phone.start();
     cleanup.push(() => phone.stop());
-    const got = [];
-    phone.on('data', (e) => got.push(e.payload.toString()));
+    const got: string[] = [];
+    phone.on('data', (e: { payload: Buffer }) => got.push(e.payload.toString()));
 
     // The queued grants go out: the Puck.js gets its command through the gateway (calibration).
     c2.enableSend();
     await c2.flush();
     await until(() => events.includes('command'), 5000, 'the grant at the Puck.js');
-    E4.device().publish(TOPIC, '{"bpm":71,"n":1}');
+    imageDevice(E4).publish(TOPIC, '{"bpm":71,"n":1}');
     await until(() => got.length === 1, 5000, 'the first reading at the phone');
     expect(got).toEqual(['{"bpm":71,"n":1}']);
 
@@ -87,14 +88,15 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     link.close();
     E4 = board.powerCycle();
     link = connect();
-    await until(() => E4.device().connected, 5000, 'the link after the power cycle');
+    await until(() => imageDevice(E4).connected, 5000, 'the link after the power cycle');
     const seenBefore = obs.seen.filter((s) => s.topic === TOPIC).length;
-    E4.device().publish(TOPIC, '{"bpm":73,"n":2}');
+    imageDevice(E4).publish(TOPIC, '{"bpm":73,"n":2}');
     await until(() => got.length === 2, 5000, 'a reading after the power cycle');
     await until(() => obs.seen.filter((s) => s.topic === TOPIC).length > seenBefore, 5000, 'that reading at the observer');
     expect(got[1]).toBe('{"bpm":73,"n":2}');
     // Under the new key: the C2 opens it with generation 1.
     const last = obs.seen.filter((s) => s.topic === TOPIC).at(-1);
+    if (!last) throw new Error('no reading at the observer');
     expect(c2.observe(TOPIC, new Uint8Array(last.payload))).toMatchObject({ gen: 1, current: true });
     for (const s of obs.seen) expect(s.payload.includes('bpm')).toBe(false);
   });

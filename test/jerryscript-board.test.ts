@@ -14,6 +14,7 @@ import { findTool } from '../build/jerry-snapshot.mjs';
 import { sha3_16 } from '../host-sim/shared/device-config.ts';
 import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL, BIG, bigChecksum, bigPayload } from '../host-sim/sim/jerry-board.ts';
 import { MODES, measure } from '../host-sim/tools/jerry-memory.ts';
+import { jsonObject } from './support/json';
 
 describe.each([
   ['portable AES', false],
@@ -29,7 +30,7 @@ describe.each([
     const R = jerryResults(r.stdout);
     expect(R.end, r.stdout + r.stderr).toBe('ok');
     expect(JSON.parse(R.status)).toMatchObject({ ok: true, error: '', controlTopic: CTL, topics: 4 });
-    const cfg = JSON.parse(R.config);
+    const cfg = jsonObject(JSON.parse(R.config));
     expect(cfg.key).toBeUndefined();
     expect(cfg.provisioned).toBe(true);
     expect(cfg.topics).toEqual(TOPICS.map((topic) => ({ topic, hash: sha3_16(topic) })));
@@ -61,6 +62,12 @@ describe.each([
 describe('jerryscript image on a 64 KB JerryScript', () => {
   const tools = { engine: engineIfPresent('jerry-lean'), snapEngine: engineIfPresent('jerry-lean-snap'), generator: findTool('jerry-snapshot-lean') };
   const missing = Object.entries(tools).filter(([, v]) => !v).map(([k]) => k);
+  /** The three tools, found (the tests below are skipped when one is missing). */
+  const found = () => {
+    const { engine, snapEngine, generator } = tools;
+    if (!engine || !snapEngine || !generator) throw new Error(`missing ${missing.join(', ')}`);
+    return { engine, snapEngine, generator };
+  };
   const image = join(__dirname, '..', 'dist/boards/jerryscript.min.js');
   // The reason shows in the test name when the engines are absent.
   const why = missing.length ? ` (skipped: no ${missing.join(', ')} in $E4_ENGINES or $PATH)` : '';
@@ -72,20 +79,20 @@ describe('jerryscript image on a 64 KB JerryScript', () => {
   }
   it.skipIf(missing.length > 0)('static snapshot: the whole life, 1,000 bytes out and in, within 32 KB of heap' + why, () => {
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
-    const r = measure('static', { image, tools: tools as any, dir });
+    const r = measure('static', { image, tools: found(), dir });
     expect(r.ok, r.out).toBe(true);
     console.log(`jerry-lean-snap, static snapshot, whole life with 1,000 bytes out and in: peak ${r.peak} of ${r.heap} bytes of heap`);
     expect(r.peak).toBeLessThanOrEqual(32768);
   });
   it.skipIf(missing.length > 0)('static snapshot with the native AES functions: the same life' + why, () => {
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
-    const r = measure('static', { image, tools: tools as any, dir, nativeAes: true });
+    const r = measure('static', { image, tools: found(), dir, nativeAes: true });
     expect(r.ok, r.out).toBe(true);
   });
   it.skipIf(missing.length > 0)('ordinary snapshot: the whole life' + why, () => {
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-snap-'));
     expect(MODES).toContain('snapshot');
-    const r = measure('snapshot', { image, tools: tools as any, dir });
+    const r = measure('snapshot', { image, tools: found(), dir });
     expect(r.ok, r.out).toBe(true);
   });
 });

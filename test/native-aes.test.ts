@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { espruinoCrypto, espruinoBytes } from '../host-sim/sim/espruino-crypto.ts';
 import { nativeAesBlock, nativeVault } from '../boards/espruino/native-aes';
-import { nativeSivVault } from '../boards/espruino/native-siv';
+import { nativeSivVault, type CbcBlock } from '../boards/espruino/native-siv';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { nodeAesCbc } from './support/node-aes';
 import { nobleVault } from '../firmware/crypto/noble-vault';
@@ -74,8 +74,8 @@ describe('Espruino crypto.AES emulation', () => {
     expect(c.AES.encrypt(new Uint8Array(20), k32, { mode: 'CBC' })).toBeUndefined();
     expect(c.AES.encrypt(new Uint8Array(16), k32, { mode: 'OFB' })).toBeUndefined();
     expect(c.AES.encrypt(new Uint8Array(16), new Uint8Array(5), { mode: 'ECB' })).toBeUndefined();
-    expect(c.AES.encrypt(m20, k32, 'x' as any)).toBeUndefined();
-    expect(c.AES.encrypt(undefined as any, k32, { mode: 'ECB' })).toBeUndefined();
+    expect(c.AES.encrypt(m20, k32, 'x')).toBeUndefined();
+    expect(c.AES.encrypt(undefined, k32, { mode: 'ECB' })).toBeUndefined();
     expect(c.errors).toEqual(['Invalid input length', 'Feature unavailable', 'Unknown error: -0x20', "'options' must be undefined, or an Object"]);
     expect(() => c.AES.encrypt(m20, k32, { mode: 'XYZ' })).toThrow('Unknown Crypto mode "XYZ"');
   });
@@ -136,7 +136,7 @@ describe('native calls per operation', () => {
 
 describe('native SIV (boards/espruino/native-siv.ts) against noble aessiv', () => {
   const key = hex('00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff');
-  const vault = nativeSivVault(nodeAesCbc as any);
+  const vault = nativeSivVault(nodeAesCbc);
   for (const adLen of [0, 8, 15, 16, 17, 40]) {
     it(`AD of ${adLen} bytes, plaintexts of 0 to 1000 bytes: same bytes, round trip, any flipped bit rejected`, () => {
       const ad = Uint8Array.from({ length: adLen }, (_, i) => (i * 5 + 1) & 255);
@@ -165,13 +165,13 @@ describe('native SIV (boards/espruino/native-siv.ts) against noble aessiv', () =
     expect(toHexStr(vault.open(key, ad, shifted.subarray(5))!)).toBe(toHexStr(pt));
   });
   it('lets a failure of the AES block propagate instead of reporting a tag mismatch', () => {
-    const failing = { ecb: () => { throw new Error('AES unit busy'); }, cbc: () => { throw new Error('AES unit busy'); } };
-    expect(() => nativeSivVault(failing as any).open(key, new Uint8Array(8), new Uint8Array(40))).toThrow('AES unit busy');
+    const failing: CbcBlock = { ecb: () => { throw new Error('AES unit busy'); }, cbc: () => { throw new Error('AES unit busy'); } };
+    expect(() => nativeSivVault(failing).open(key, new Uint8Array(8), new Uint8Array(40))).toThrow('AES unit busy');
   });
 });
 
 it('vector file sections are present', () => {
-  for (const k of ['aes_siv', 'protect', 'unprotect', 'commands', 'scenarios']) expect(V[k].length, k).toBeGreaterThan(0);
+  for (const k of ['aes_siv', 'protect', 'unprotect', 'commands', 'scenarios'] as const) expect(V[k].length, k).toBeGreaterThan(0);
 });
 
 describe('native vault, SHA-3 on the device (ESP32 image)', () => {

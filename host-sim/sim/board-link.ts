@@ -10,9 +10,19 @@
  *   ... board.powerCycle(); link.close();              // the connection drops with the power
  */
 import { EventEmitter } from 'node:events';
+import type { DeviceFile } from '../../boards/espruino/boot.ts';
+import type { Client } from '../../firmware/client.ts';
+import type { TopicRecord } from '../../firmware/hal.ts';
+import type { Gateway } from '../services/gateway.ts';
+import type { loadImage } from '../shared/image.ts';
+import { imageClient, imageDevice } from './espruino-board.ts';
+import type { EspruinoBoard, EspruinoImage, EspruinoSerial } from './espruino-board.ts';
+
+/** The board's streams a link can use. */
+export type BoardStreamName = 'Bluetooth' | 'Serial1' | 'LoopbackA';
 
 /** Drives `board.tick` from a real interval; returns { stop() }. */
-export function boardRunner(board, { everyMs = 20 } = {}) {
+export function boardRunner(board: EspruinoBoard, { everyMs = 20 }: { everyMs?: number } = {}): { stop(): void } {
   let last = Date.now();
   const timer = setInterval(() => {
     const now = Date.now();
@@ -27,41 +37,92 @@ export function boardRunner(board, { everyMs = 20 } = {}) {
  * board (a console line "\x10E4.gateway()\n" is run on its console, as Espruino would), 'data'
  * carries what the board writes, 'close' when the connection is dropped (close(), or power loss).
  */
-export function boardLink(board, streamName = 'Bluetooth') {
-  const s = new EventEmitter();
-  const port = board[streamName];
-  const original = port.write;
-  let open = true;
-  port.write = (data) => {
-    original(data);
-    const out = port.take();
-    if (open && out.length) setImmediate(() => s.emit('data', out));
-  };
-  port.print = port.write;
-  s.write = (bytes) => {
-    if (!open) return false;
+export function boardLink(board: EspruinoBoard, streamName: BoardStreamName = 'Bluetooth'): BoardLink {
+  return new BoardLink(board, streamName);
+}
+
+/** The stream boardLink() returns: write(bytes), close() (also destroy(), end()), events 'data'
+ * (a Buffer) and 'close'. */
+export class BoardLink extends EventEmitter {
+  readonly #board: EspruinoBoard;
+  readonly #streamName: BoardStreamName;
+  readonly #port: EspruinoSerial;
+  readonly #original: EspruinoSerial['write'];
+  #open = true;
+
+  constructor(board: EspruinoBoard, streamName: BoardStreamName) {
+    super();
+    this.#board = board;
+    this.#streamName = streamName;
+    const port = board[streamName];
+    this.#port = port;
+    const original = port.write;
+    this.#original = original;
+    port.write = (data) => {
+      original(data);
+      const out = port.take();
+      if (this.#open && out.length) setImmediate(() => this.emit('data', out));
+    };
+    port.print = port.write;
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (!this.#open) return false;
+    const port = this.#port;
     const buf = Buffer.from(bytes);
     const text = buf.toString('latin1');
     const m = /^\x10?(E4\.gateway\(\))\n$/.exec(text);
     if (m && port.console) {
-      board.eval(m[1]);
+      this.#board.eval(m[1]);
       return true;
     }
     setImmediate(() => {
-      if (open && board[streamName] === port) port.receive(buf);
+      if (this.#open && this.#board[this.#streamName] === port) port.receive(buf);
     });
     return true;
-  };
-  s.close = () => {
-    if (!open) return;
-    open = false;
-    port.write = original;
-    port.print = original;
-    setImmediate(() => s.emit('close'));
-  };
-  s.destroy = s.close;
-  s.end = s.close;
-  return s;
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#port.write = this.#original;
+    this.#port.print = this.#original;
+    setImmediate(() => this.emit('close'));
+  }
+
+  destroy(): void {
+    this.close();
+  }
+
+  end(): void {
+    this.close();
+  }
+}
+
+export interface BoardDeviceOptions {
+  /** loadImage() of dist/boards/<board>.min.js: exact bytes, hash checked. */
+  image: ReturnType<typeof loadImage>;
+  /** The board the image is for (default espruino-puckjs). */
+  board?: string;
+  /** The device's configuration (device.json). */
+  config: DeviceFile;
+  gateway: Gateway;
+  /** Storage bytes (default 64 KB). */
+  flashSize?: number;
+}
+
+/** What BoardDevice counts. */
+export interface BoardDeviceStats {
+  published: number;
+  commands: number;
+  rejected: number;
+}
+
+/** The client's state as hex (id, client key, topic keys), as SimDevice.snapshot() gives it too. */
+export interface HexSnapshot {
+  id: string;
+  key: string;
+  topics: { hash: string; key: string; prevKey: string | null }[];
 }
 
 /**
@@ -72,9 +133,24 @@ export function boardLink(board, streamName = 'Bluetooth') {
  * 'rejected'.
  */
 export class BoardDevice extends EventEmitter {
-  constructor({ image, board = 'espruino-puckjs', config, gateway, flashSize = 64 * 1024 }) {
+  readonly image: ReturnType<typeof loadImage>;
+  readonly boardName: string;
+  readonly config: DeviceFile;
+  readonly name: string | undefined;
+  readonly id: string | undefined;
+  readonly gateway: Gateway;
+  readonly flashSize: number;
+  board: EspruinoBoard | null;
+  /** The image's E4 while the board is on. */
+  E4: EspruinoImage | null;
+  link: BoardLink | null;
+  runner: { stop(): void } | null;
+  boots: number;
+  stats: BoardDeviceStats;
+
+  constructor({ image, board = 'espruino-puckjs', config, gateway, flashSize = 64 * 1024 }: BoardDeviceOptions) {
     super();
-    this.image = image; // loadImage() of dist/boards/<board>.min.js: exact bytes, hash checked
+    this.image = image;
     this.boardName = board;
     this.config = config;
     this.name = config.name;
@@ -89,37 +165,41 @@ export class BoardDevice extends EventEmitter {
     this.stats = { published: 0, commands: 0, rejected: 0 };
   }
 
-  get isOn() {
+  get isOn(): boolean {
     return !!this.E4;
   }
 
-  async start() {
+  async start(): Promise<this> {
     const { espruinoBoard } = await import('./espruino-board.ts');
     const { flashSim } = await import('./flash-sim.ts');
     const { deviceConfigFor, uploadScript, verifyFlash } = await import('../shared/flash-files.ts');
-    if (!this.board) {
-      this.board = espruinoBoard({ flash: flashSim({ size: this.flashSize }), time: 100 });
+    let board = this.board;
+    let E4: EspruinoImage;
+    if (!board) {
+      board = espruinoBoard({ flash: flashSim({ size: this.flashSize }), time: 100 });
+      this.board = board;
       const { script, files } = uploadScript({ image: this.image.bytes.toString('latin1'), config: deviceConfigFor(this.boardName, this.config) });
-      if (!this.board.upload(script)) throw new Error(`${this.name}: the flash script did not finish`);
-      verifyFlash(this.board.printed, files);
-      this.E4 = this.board.boot();
+      if (!board.upload(script)) throw new Error(`${this.name}: the flash script did not finish`);
+      verifyFlash(board.printed, files);
+      E4 = board.boot();
     } else {
-      this.E4 = this.board.powerCycle();
+      E4 = board.powerCycle();
     }
-    const st = this.E4.status();
+    this.E4 = E4;
+    const st = E4.status();
     if (!st.ok) throw new Error(`${this.name}: the image did not start: ${st.error}`);
     this.boots++;
-    this.runner = this.runner || boardRunner(this.board);
-    const d = this.E4.device();
-    d.on('command', (topic) => {
+    this.runner = this.runner || boardRunner(board);
+    const d = imageDevice(E4);
+    d.on('command', (topic: string) => {
       this.stats.commands++;
       this.emit('command', { topic });
     });
-    d.on('error', (e, topic) => {
+    d.on('error', (e: { result?: string } | undefined, topic: string) => {
       this.stats.rejected++;
       this.emit('rejected', { topic, result: e && e.result });
     });
-    this.link = boardLink(this.board, 'Bluetooth');
+    this.link = boardLink(board, 'Bluetooth');
     this.gateway.attach(this.link, { name: this.name, consoleLine: 'E4.gateway()' });
     const end = Date.now() + 5000;
     while (!d.connected) {
@@ -130,35 +210,41 @@ export class BoardDevice extends EventEmitter {
   }
 
   /** Power off: the BLE connection drops, RAM (the board's context) is gone; flash stays. */
-  async stop() {
+  async stop(): Promise<void> {
     if (this.link) this.link.close();
     this.link = null;
     this.E4 = null;
     if (this.board) this.board.context = null;
   }
 
-  async halt() {
+  async halt(): Promise<void> {
     await this.stop();
     if (this.runner) this.runner.stop();
     this.runner = null;
   }
 
-  async powerCycle() {
+  async powerCycle(): Promise<void> {
     await this.stop();
     await this.start();
   }
 
   /** The device runtime protects and sends (over the link; its frames carry no ACK, like QoS 0). */
-  async publish(topic, text) {
+  async publish(topic: string, text: string | Uint8Array): Promise<null> {
     if (!this.E4) throw new Error(`${this.name}: off`);
-    this.E4.device().publish(topic, text);
+    imageDevice(this.E4).publish(topic, text);
     this.stats.published++;
     return null;
   }
 
-  topicKey(hashHex) {
+  /** The client of the running image. */
+  #client(): Client {
+    if (!this.E4) throw new Error(`${this.name}: off`);
+    return imageClient(this.E4);
+  }
+
+  topicKey(hashHex: string): string | null {
     if (!this.E4) return null;
-    const s = this.E4.client().snapshot();
+    const s = this.#client().snapshot();
     for (let i = 0; i < s.topics.length; i++) {
       const t = s.topics[i];
       if (Buffer.from(t.hash).toString('hex') === hashHex) return Buffer.from(t.key).toString('hex');
@@ -166,13 +252,13 @@ export class BoardDevice extends EventEmitter {
     return null;
   }
 
-  snapshot() {
-    const s = this.E4.client().snapshot();
-    const h = (u) => Buffer.from(u).toString('hex');
-    return { id: h(s.id), key: h(s.key), topics: Array.prototype.map.call(s.topics, (t) => ({ hash: h(t.hash), key: h(t.key), prevKey: t.prevKey ? h(t.prevKey) : null })) };
+  snapshot(): HexSnapshot {
+    const s = this.#client().snapshot();
+    const h = (u: Uint8Array) => Buffer.from(u).toString('hex');
+    return { id: h(s.id), key: h(s.key), topics: Array.from(s.topics, (t: TopicRecord) => ({ hash: h(t.hash), key: h(t.key), prevKey: t.prevKey ? h(t.prevKey) : null })) };
   }
 
-  time() {
-    return this.E4.client().time();
+  time(): ReturnType<Client['time']> {
+    return this.#client().time();
   }
 }

@@ -27,23 +27,58 @@
  * `errors`), like the "ERROR: ..." lines on the Espruino console.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import type { EspruinoAes } from '../../boards/espruino/native-aes.ts';
+
+/** Espruino's `require("crypto").AES` as emulated: data, key and options may be any value, as on
+ * the board (see above; the board code's EspruinoAes is the part it calls). */
+export interface EspruinoCryptoAes extends EspruinoAes {
+  encrypt(data: unknown, key: unknown, options?: unknown): ArrayBuffer | undefined;
+  decrypt(data: unknown, key: unknown, options?: unknown): ArrayBuffer | undefined;
+}
+
+/** The modes Espruino's AES accepts by name. */
+const MODES = ['CBC', 'CFB', 'CTR', 'OFB', 'ECB'] as const;
+export type AesMode = (typeof MODES)[number];
+
+/** encrypt/decrypt calls: all of them (`total`) and by mode. */
+export type AesCalls = { total: number } & { [mode in AesMode]?: number };
+
+export interface EspruinoCryptoOptions {
+  /** Where the errors Espruino only prints go (default: collected in `errors`). */
+  onError?: (message: string) => void;
+}
+
+/** The emulated module with what it observed. */
+export interface EspruinoCrypto {
+  AES: EspruinoCryptoAes;
+  calls: AesCalls;
+  /** Printed errors (when no `onError` was given). */
+  errors: string[];
+}
+
+type TypedArray = Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array | Float32Array | Float64Array | BigInt64Array | BigUint64Array;
+
+function isTypedArray(x: unknown): x is TypedArray {
+  return ArrayBuffer.isView(x) && !(x instanceof DataView);
+}
 
 /** Bytes of a value the way jsvIterateCallback / jsvGetDataPointer see it. */
-export function espruinoBytes(v) {
+export function espruinoBytes(v: unknown): Uint8Array {
   if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
   if (v instanceof Uint8Array || v instanceof Int8Array || v instanceof Uint8ClampedArray) {
     return new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.length));
   }
-  const out = [];
-  const walk = (x) => {
+  const out: number[] = [];
+  const walk = (x: unknown): void => {
     if (x === undefined || x === null) return;
     if (typeof x === 'number' || typeof x === 'boolean') out.push(Number(x) & 255);
     else if (typeof x === 'string') for (let i = 0; i < x.length; i++) out.push(x.charCodeAt(i) & 255);
     else if (x instanceof ArrayBuffer || x instanceof Uint8Array || x instanceof Int8Array || x instanceof Uint8ClampedArray) for (const b of espruinoBytes(x)) out.push(b);
-    else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) for (let i = 0; i < x.length; i++) out.push(Number(x[i]) & 255);
+    else if (isTypedArray(x)) for (let i = 0; i < x.length; i++) out.push(Number(x[i]) & 255);
     else if (Array.isArray(x)) x.forEach(walk);
     else if (typeof x === 'object' && 'data' in x) {
-      const n = x.count === undefined ? 1 : x.count;
+      const count = 'count' in x ? x.count : undefined;
+      const n = count === undefined ? 1 : Number(count);
       for (let i = 0; i < n; i++) walk(x.data);
     }
   };
@@ -63,20 +98,26 @@ const SBOX = new Uint8Array(256);
     q ^= q << 4;
     q &= 0xff;
     if (q & 0x80) q ^= 0x09;
-    const r = (x, s) => ((x << s) | (x >> (8 - s))) & 0xff;
+    const r = (x: number, s: number) => ((x << s) | (x >> (8 - s))) & 0xff;
     SBOX[p] = q ^ r(q, 1) ^ r(q, 2) ^ r(q, 3) ^ r(q, 4) ^ 0x63;
   } while (p !== 1);
   SBOX[0] = 0x63;
 })();
-const xt = (x) => ((x << 1) ^ (x & 0x80 ? 0x1b : 0)) & 0xff;
-const mul = (x, y) => {
+const xt = (x: number) => ((x << 1) ^ (x & 0x80 ? 0x1b : 0)) & 0xff;
+const mul = (x: number, y: number) => {
   let r = 0;
   for (; y; y >>= 1, x = xt(x)) if (y & 1) r ^= x;
   return r;
 };
 
+/** Round keys (16 bytes each, `nr` + 1 of them) and the number of rounds. */
+interface KeySchedule {
+  w: Uint8Array;
+  nr: number;
+}
+
 /** FIPS-197 key expansion: (Nr+1) round keys of 16 bytes. */
-function expandKey(key) {
+function expandKey(key: Uint8Array): KeySchedule {
   const nk = key.length / 4;
   const nr = nk + 6;
   const w = new Uint8Array(16 * (nr + 1));
@@ -94,7 +135,7 @@ function expandKey(key) {
 }
 
 /** mbedtls_aes_setkey_dec: round keys reversed, InvMixColumns applied to the inner ones. */
-function decryptionSchedule(key) {
+function decryptionSchedule(key: Uint8Array): KeySchedule {
   const { w, nr } = expandKey(key);
   const d = new Uint8Array(w.length);
   for (let r = 0; r <= nr; r++) {
@@ -114,7 +155,7 @@ function decryptionSchedule(key) {
 }
 
 /** The AES forward cipher (mbedtls_internal_aes_encrypt) under arbitrary round keys. */
-function forward({ w, nr }, block) {
+function forward({ w, nr }: KeySchedule, block: Uint8Array): Uint8Array {
   const s = block.map((b, i) => b ^ w[i]);
   for (let r = 1; r <= nr; r++) {
     const t = new Uint8Array(16);
@@ -133,31 +174,35 @@ function forward({ w, nr }, block) {
   return s;
 }
 
-function nodeCipher(encrypt, name, key, iv, data) {
+function nodeCipher(encrypt: boolean, name: string, key: Uint8Array, iv: Uint8Array | null, data: Uint8Array): Uint8Array {
   const c = encrypt ? createCipheriv(name, key, iv) : createDecipheriv(name, key, iv);
   c.setAutoPadding(false);
   return new Uint8Array(Buffer.concat([c.update(data), c.final()]));
 }
 
-const MODES = ['CBC', 'CFB', 'CTR', 'OFB', 'ECB'];
+function isMode(name: string): name is AesMode {
+  return (MODES as readonly string[]).includes(name);
+}
 
 /**
  * `{ AES: { encrypt, decrypt }, calls, errors }`: `calls` counts every encrypt/decrypt call by
  * mode (`calls.total`, `calls.ECB`, ...), for measuring how many native calls an operation takes.
  */
-export function espruinoCrypto({ onError } = {}) {
-  const calls = { total: 0 };
-  const errors = [];
-  const report = onError || ((m) => errors.push(m));
+export function espruinoCrypto({ onError }: EspruinoCryptoOptions = {}): EspruinoCrypto {
+  const calls: AesCalls = { total: 0 };
+  const errors: string[] = [];
+  const report = onError || ((m: string) => errors.push(m));
 
-  function crypt(message, key, options, encrypt) {
+  function crypt(message: unknown, key: unknown, options: unknown, encrypt: boolean): ArrayBuffer | undefined {
     const iv = new Uint8Array(16);
-    let mode = 'CBC';
+    let mode: AesMode = 'CBC';
     if (options !== null && typeof options === 'object' && !Array.isArray(options)) {
-      if (options.iv !== undefined) iv.set(espruinoBytes(options.iv).subarray(0, 16));
-      if (options.mode !== undefined) {
-        mode = String(options.mode);
-        if (!MODES.includes(mode)) throw new Error(`Unknown Crypto mode ${JSON.stringify(mode)}`);
+      const o: { iv?: unknown; mode?: unknown } = options;
+      if (o.iv !== undefined) iv.set(espruinoBytes(o.iv).subarray(0, 16));
+      if (o.mode !== undefined) {
+        const name = String(o.mode);
+        if (!isMode(name)) throw new Error(`Unknown Crypto mode ${JSON.stringify(name)}`);
+        mode = name;
       }
     } else if (options !== undefined) {
       report("'options' must be undefined, or an Object");
@@ -223,8 +268,8 @@ export function espruinoCrypto({ onError } = {}) {
     calls,
     errors,
     AES: {
-      encrypt: (message, key, options) => crypt(message, key, options, true),
-      decrypt: (message, key, options) => crypt(message, key, options, false),
+      encrypt: (message: unknown, key: unknown, options?: unknown) => crypt(message, key, options, true),
+      decrypt: (message: unknown, key: unknown, options?: unknown) => crypt(message, key, options, false),
     },
   };
 }

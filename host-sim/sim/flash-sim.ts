@@ -23,12 +23,123 @@
  * Observation: bytes() (the raw medium), contains(bytes), addressOf(name), stats, events.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { RawFlash, StorageApi } from '../../boards/espruino/flash-store.ts';
 
 const HEADER = 32;
 const NAME = 28;
 const UNSET = 0xffffffff;
 const FLAG_TABLE = 32; // JSFF_FILENAME_TABLE: never a "real" file
 const REAL_FLAGS = [0, 64, 128]; // JSFF_NONE, JSFF_STORAGEFILE, JSFF_COMPRESSED
+
+/** What Espruino's Storage.write and Flash.write accept as data: a string (one byte per
+ * character), an ArrayBuffer, a typed array or DataView (its bytes), an array of numbers, or any
+ * other object (written as its JSON). */
+export type FlashData = string | ArrayBuffer | ArrayBufferView | number[] | object;
+
+/** Espruino's `require("Flash")` (the subset emulated): raw reads, NOR writes, pages. */
+export interface EspruinoFlash extends RawFlash {
+  write(data: FlashData, addr: number): void;
+  erasePage(addr: number): void;
+}
+
+/** Storage.getStats() (jswrap_storage.c). */
+export interface StorageStats {
+  totalBytes: number;
+  freeBytes: number;
+  fileBytes: number;
+  fileCount: number;
+  trashBytes: number;
+  trashCount: number;
+}
+
+/** Espruino's `require("Storage")`: the whole API the emulation offers (the flash store uses the
+ * StorageApi part). */
+export interface EspruinoStorage extends StorageApi {
+  read(name: string, offset?: number, length?: number): string | undefined;
+  readArrayBuffer(name: string): ArrayBuffer | undefined;
+  readJSON(name: string, noExceptions?: boolean): unknown;
+  write(name: string, data: FlashData, offset?: number, size?: number): boolean;
+  writeJSON(name: string, data: unknown): boolean;
+  erase(name: string): void;
+  eraseAll(): void;
+  list(): string[];
+  getFree(): number;
+  getStats(): StorageStats;
+  compact(): void;
+}
+
+export interface FlashSimOptions {
+  /** Storage bytes (default 40960: Puck.js class, 10 pages of 4 KB). */
+  size?: number;
+  /** Default 4096. */
+  pageSize?: number;
+  /** Address of the first byte (default 0x60000; 0 is never a valid address). */
+  base?: number;
+  /** JSF_ALIGNMENT (default 4). */
+  align?: number;
+  /** Bytes programmed atomically: the granularity of a power cut (default 1). */
+  unit?: number;
+  /** Reset a corrupt Storage on reboot, as Espruino does (default true). */
+  bootCheck?: boolean;
+  /** Keep the medium in this file (created when missing). */
+  file?: string | null;
+}
+
+/** What an event of the medium was part of: a file header, file data, an erase mark, a
+ * compaction, a raw Flash.write, or a page erase. */
+export type EventKind = 'header' | 'data' | 'erase' | 'compact' | 'raw' | 'page';
+
+/** A run of consecutive events of one kind: event indexes [from, to). */
+export interface TraceEntry {
+  kind: EventKind;
+  from: number;
+  to: number;
+}
+
+/** The calls failNext can make fail. */
+export type FlashOp = 'write' | 'erase' | 'compact' | 'flashWrite';
+
+export interface FailOptions {
+  /** Bytes of the call's data programmed before it fails (write, flashWrite). */
+  after?: number;
+  /** Return false instead of throwing. */
+  returnFalse?: boolean;
+}
+
+interface Failure {
+  op: FlashOp;
+  after: number;
+  returnFalse: boolean;
+}
+
+export interface FlashStats {
+  write: number;
+  erase: number;
+  compact: number;
+  flashWrite: number;
+  bytesProgrammed: number;
+  pageErases: number;
+  /** Storage resets by the boot check. */
+  resets: number;
+}
+
+/** A file header as jsfGetFileHeader reads it. */
+interface FileHeader {
+  valid: boolean;
+  raw: Uint8Array;
+  size: number;
+  fileSize: number;
+  flags: number;
+  firstChars: number;
+  name: string;
+}
+
+/** A file found in Storage: its header's address, its data's address, its header. */
+interface FoundFile {
+  addr: number;
+  data: number;
+  h: FileHeader;
+}
 
 export class PowerCut extends Error {
   constructor() {
@@ -37,7 +148,7 @@ export class PowerCut extends Error {
   }
 }
 
-function toBytes(data) {
+function toBytes(data: FlashData): Uint8Array {
   if (typeof data === 'string') {
     const b = new Uint8Array(data.length);
     for (let i = 0; i < data.length; i++) b[i] = data.charCodeAt(i) & 255;
@@ -50,7 +161,11 @@ function toBytes(data) {
   throw new Error("Can't get pointer to data to write");
 }
 
-function nameBytes(name) {
+function noStats(): FlashStats {
+  return { write: 0, erase: 0, compact: 0, flashWrite: 0, bytesProgrammed: 0, pageErases: 0, resets: 0 };
+}
+
+function nameBytes(name: string): Uint8Array {
   const s = String(name);
   if (s.length > NAME) throw new Error('filename too long');
   const b = new Uint8Array(NAME);
@@ -58,27 +173,51 @@ function nameBytes(name) {
   return b;
 }
 
-function latin1(b) {
+function latin1(b: Uint8Array): string {
   let s = '';
-  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode.apply(null, b.subarray(i, i + 4096));
+  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
   return s;
 }
 
-export class FlashSim {
-  #kind;
-  /**
-   * @param {object} [o]
-   * @param {number} [o.size=40960] Storage bytes (Puck.js class: 10 pages of 4 KB)
-   * @param {number} [o.pageSize=4096]
-   * @param {number} [o.base=0x60000] address of the first byte (0 is never a valid address)
-   * @param {number} [o.align=4] JSF_ALIGNMENT
-   * @param {number} [o.unit=1] bytes programmed atomically: the granularity of a power cut
-   * @param {boolean} [o.bootCheck=true] reset a corrupt Storage on reboot, as Espruino does
-   * @param {string} [o.file] keep the medium in this file (created when missing)
-   */
-  constructor({ size = 40960, pageSize = 4096, base = 0x60000, align = 4, unit = 1, bootCheck = true, file = null } = {}) {
+export class FlashSim implements EspruinoStorage {
+  /** The kind every event is recorded as while set (a compaction), else null. */
+  #kind: EventKind | null;
+  readonly size: number;
+  readonly pageSize: number;
+  readonly base: number;
+  readonly align: number;
+  readonly unit: number;
+  readonly bootCheck: boolean;
+  readonly file: string | null;
+  /** First and one past the last address of the medium. */
+  readonly start: number;
+  readonly end: number;
+  readonly mem: Uint8Array;
+  readonly wordWrites: Uint16Array;
+  /** The power is off (after a cut) until reboot(). */
+  dead: boolean;
+  /** Events left before the power fails. */
+  budget: number;
+  failure: Failure | null;
+  /** Events since construction. */
+  events: number;
+  /** Flash address of the data the last read()/readArrayBuffer() returned. */
+  lastReadAddress: number;
+  stats: FlashStats;
+  /** What each event was (see EventKind; 'compact' covers every event of a compaction, also
+   * one run by a write). */
+  trace: TraceEntry[];
+  readonly flash: EspruinoFlash;
+
+  constructor({ size = 40960, pageSize = 4096, base = 0x60000, align = 4, unit = 1, bootCheck = true, file = null }: FlashSimOptions = {}) {
     if (size % pageSize || base % pageSize || !base) throw new Error('bad flash geometry');
-    Object.assign(this, { size, pageSize, base, align, unit, bootCheck, file });
+    this.size = size;
+    this.pageSize = pageSize;
+    this.base = base;
+    this.align = align;
+    this.unit = unit;
+    this.bootCheck = bootCheck;
+    this.file = file;
     this.start = base;
     this.end = base + size;
     this.mem = new Uint8Array(size).fill(0xff);
@@ -94,11 +233,10 @@ export class FlashSim {
     this.budget = Infinity;
     this.failure = null;
     this.events = 0;
-    /** What each event was: [{ kind: 'header' | 'data' | 'erase' | 'compact' | 'raw' | 'page', from, to }]
-     * (event indexes; 'compact' covers every event of a compaction, also one run by a write). */
     this.#kind = null;
     this.lastReadAddress = 0;
-    this.resetStats();
+    this.stats = noStats();
+    this.trace = [];
     const sim = this;
     /** `require("Flash")` subset: raw reads, NOR writes (no "already written" check), pages. */
     this.flash = {
@@ -126,13 +264,13 @@ export class FlashSim {
     };
   }
 
-  resetStats() {
-    this.stats = { write: 0, erase: 0, compact: 0, flashWrite: 0, bytesProgrammed: 0, pageErases: 0, resets: 0 };
+  resetStats(): void {
+    this.stats = noStats();
     this.trace = [];
   }
 
   /** The kind of event number `i` (see trace), or null. */
-  kindOf(i) {
+  kindOf(i: number): EventKind | null {
     for (const t of this.trace) if (i >= t.from && i < t.to) return t.kind;
     return null;
   }
@@ -140,18 +278,18 @@ export class FlashSim {
   // --- fault injection and observation ----------------------------------------------------
 
   /** The power fails after `n` more events (0: before the next one). */
-  cutAfter(n) {
+  cutAfter(n: number): void {
     this.budget = n;
   }
 
   /** The next call of `op` ("write", "erase", "compact", "flashWrite") fails after programming
    * `after` bytes of its data (write/flashWrite): it throws, or returns false when `returnFalse`. */
-  failNext(op = 'write', { after = 0, returnFalse = false } = {}) {
+  failNext(op: FlashOp = 'write', { after = 0, returnFalse = false }: FailOptions = {}): void {
     this.failure = { op, after, returnFalse };
   }
 
   /** Power back on. Espruino's first-boot check resets a corrupt Storage. */
-  reboot() {
+  reboot(): void {
     this.dead = false;
     this.budget = Infinity;
     this.failure = null;
@@ -163,7 +301,7 @@ export class FlashSim {
   }
 
   /** The most program operations any word, and any `block`-byte block, has had since its erase. */
-  writeLimits(block = 512) {
+  writeLimits(block = 512): { word: number; block: number } {
     let word = 0;
     let blk = 0;
     for (let b = 0; b < this.wordWrites.length; b += block / 4) {
@@ -178,12 +316,12 @@ export class FlashSim {
   }
 
   /** A copy of the raw medium. */
-  bytes() {
+  bytes(): Uint8Array {
     return this.mem.slice();
   }
 
   /** Puts back a copy made by bytes() (power on, no pending faults). */
-  restore(img) {
+  restore(img: Uint8Array): void {
     this.mem.set(img);
     this.dead = false;
     this.budget = Infinity;
@@ -192,17 +330,17 @@ export class FlashSim {
   }
 
   /** True when the raw medium holds this byte sequence anywhere (live files, trash, anything). */
-  contains(bytes) {
+  contains(bytes: Uint8Array): boolean {
     return Buffer.from(this.mem.buffer, this.mem.byteOffset, this.mem.length).indexOf(Buffer.from(bytes)) >= 0;
   }
 
-  corrupt(addr, value) {
+  corrupt(addr: number, value: number): void {
     this.mem[addr - this.base] = value;
     this.#persist();
   }
 
   /** XORs a byte of a live file's data (bit rot). */
-  corruptFile(name, offset, xor = 0xff) {
+  corruptFile(name: string, offset: number, xor = 0xff): void {
     const f = this.#find(name);
     if (!f) throw new Error('no such file: ' + name);
     this.mem[f.data + offset - this.base] ^= xor;
@@ -210,14 +348,14 @@ export class FlashSim {
   }
 
   /** Flash address of a live file's data, or 0. */
-  addressOf(name) {
+  addressOf(name: string): number {
     const f = this.#find(name);
     return f ? f.data : 0;
   }
 
   // --- Storage API -------------------------------------------------------------------------
 
-  read(name, offset = 0, length = 0) {
+  read(name: string, offset = 0, length = 0): string | undefined {
     this.#alive();
     const f = this.#find(name);
     if (!f) return undefined;
@@ -230,7 +368,7 @@ export class FlashSim {
     return length <= 0 ? '' : latin1(this.#get(f.data + offset, length));
   }
 
-  readArrayBuffer(name) {
+  readArrayBuffer(name: string): ArrayBuffer | undefined {
     this.#alive();
     const f = this.#find(name);
     if (!f) return undefined;
@@ -238,7 +376,7 @@ export class FlashSim {
     return this.#get(f.data, f.h.fileSize).buffer;
   }
 
-  readJSON(name, noExceptions) {
+  readJSON(name: string, noExceptions?: boolean): unknown {
     const s = this.read(name);
     if (s === undefined) return undefined;
     try {
@@ -250,7 +388,7 @@ export class FlashSim {
   }
 
   /** jsfWriteFile. */
-  write(name, data, offset = 0, size = 0) {
+  write(name: string, data: FlashData, offset = 0, size = 0): boolean {
     this.#alive();
     this.stats.write++;
     offset = offset | 0;
@@ -276,12 +414,12 @@ export class FlashSim {
     return true;
   }
 
-  writeJSON(name, data) {
+  writeJSON(name: string, data: unknown): boolean {
     return this.write(name, JSON.stringify(data));
   }
 
   /** jsfEraseFile: marks the file deleted (first 4 name bytes zeroed); its data stays. */
-  erase(name) {
+  erase(name: string): void {
     this.#alive();
     this.stats.erase++;
     const f = this.#find(name);
@@ -291,33 +429,33 @@ export class FlashSim {
     this.#persist();
   }
 
-  eraseAll() {
+  eraseAll(): void {
     this.#alive();
     for (let p = this.start; p < this.end; p += this.pageSize) this.#erasePage(p, 'page');
     this.#persist();
   }
 
-  list() {
+  list(): string[] {
     this.#alive();
-    const out = [];
+    const out: string[] = [];
     this.#walk((addr, h) => {
       if (this.#real(h)) out.push(h.name);
     });
     return out;
   }
 
-  getFree() {
+  getFree(): number {
     this.#alive();
     return this.#statsAt(this.start).free;
   }
 
-  getStats() {
+  getStats(): StorageStats {
     this.#alive();
     const s = this.#statsAt(this.start);
     return { totalBytes: s.total, freeBytes: s.free, fileBytes: s.fileBytes, fileCount: s.fileCount, trashBytes: s.trashBytes, trashCount: s.trashCount };
   }
 
-  compact() {
+  compact(): void {
     this.#alive();
     this.stats.compact++;
     if (this.#fail('compact', null, 0)) return;
@@ -327,11 +465,11 @@ export class FlashSim {
 
   // --- medium ------------------------------------------------------------------------------
 
-  #alive() {
+  #alive(): void {
     if (this.dead) throw new PowerCut();
   }
 
-  #event(kind) {
+  #event(kind: EventKind): void {
     if (this.dead) throw new PowerCut();
     kind = this.#kind || kind;
     const t = this.trace[this.trace.length - 1];
@@ -347,7 +485,7 @@ export class FlashSim {
   }
 
   /** An injected failure of `op`: programs `after` bytes of `data` at `at`, then fails. */
-  #fail(op, data, at) {
+  #fail(op: FlashOp, data: Uint8Array | null, at: number): boolean {
     const f = this.failure;
     if (!f || f.op !== op) return false;
     this.failure = null;
@@ -357,13 +495,13 @@ export class FlashSim {
     throw new Error(`flash ${op} failed (injected)`);
   }
 
-  #get(addr, len) {
+  #get(addr: number, len: number): Uint8Array<ArrayBuffer> {
     if (addr < this.start || addr + len > this.end) throw new Error('flash read out of range');
     return this.mem.slice(addr - this.base, addr - this.base + len);
   }
 
   /** NOR programming, ascending, one event per `unit` (aligned) or byte. */
-  #program(addr, data, kind) {
+  #program(addr: number, data: Uint8Array, kind: EventKind): void {
     if (addr < this.start || addr + data.length > this.end) throw new Error('flash write out of range');
     for (let w = (addr - this.base) >> 2; w < (addr - this.base + data.length + 3) >> 2; w++) this.wordWrites[w]++;
     let i = 0;
@@ -375,45 +513,45 @@ export class FlashSim {
     this.stats.bytesProgrammed += data.length;
   }
 
-  #erasePage(p, kind) {
+  #erasePage(p: number, kind: EventKind): void {
     this.#event(kind);
     this.mem.fill(0xff, p - this.base, p - this.base + this.pageSize);
     this.wordWrites.fill(0, (p - this.base) >> 2, (p - this.base + this.pageSize) >> 2);
     this.stats.pageErases++;
   }
 
-  #persist() {
+  #persist(): void {
     // The medium holds keys: owner-only, like every key file the tools write.
     if (this.file) writeFileSync(this.file, this.mem, { mode: 0o600 });
   }
 
-  #erased(addr, len) {
+  #erased(addr: number, len: number): boolean {
     for (let i = 0; i < len; i++) if (this.mem[addr + i - this.base] !== 0xff) return false;
     return true;
   }
 
-  #equal(addr, d) {
+  #equal(addr: number, d: Uint8Array): boolean {
     for (let i = 0; i < d.length; i++) if (this.mem[addr + i - this.base] !== d[i]) return false;
     return true;
   }
 
-  #alignUp(a) {
+  #alignUp(a: number): number {
     return (a + this.align - 1) & ~(this.align - 1);
   }
 
-  #pageStart(addr) {
+  #pageStart(addr: number): number {
     return this.base + Math.floor((addr - this.base) / this.pageSize) * this.pageSize;
   }
 
   /** jsfGetAddressOfNextPage: 0 when none. */
-  #nextPage(addr) {
+  #nextPage(addr: number): number {
     if (!addr || addr < this.start || addr >= this.end) return 0;
     const n = this.#pageStart(addr) + this.pageSize;
     return n >= this.end ? 0 : n;
   }
 
   /** jsfGetFileHeader (full): the header at addr and whether it is valid. */
-  #header(addr) {
+  #header(addr: number): FileHeader {
     if (!addr || addr < this.start || addr + HEADER > this.end) return { valid: false, raw: new Uint8Array(HEADER).fill(0xff), size: UNSET, fileSize: 0xffffff, flags: 255, firstChars: UNSET, name: '' };
     const raw = this.mem.slice(addr - this.base, addr - this.base + HEADER);
     const size = (raw[0] | (raw[1] << 8) | (raw[2] << 16) | (raw[3] << 24)) >>> 0;
@@ -428,7 +566,7 @@ export class FlashSim {
   }
 
   /** jsfGetNextFileHeader: { addr (0 when none), h (unchanged when there is no room for one) }. */
-  #next(addr, h, getAll) {
+  #next(addr: number, h: FileHeader, getAll: boolean): { addr: number; h: FileHeader } {
     const n = this.#alignUp(addr + h.fileSize + HEADER);
     if (n < addr || n + HEADER > this.end) return { addr: 0, h };
     let a = n;
@@ -441,11 +579,11 @@ export class FlashSim {
     return { addr: a, h: nh };
   }
 
-  #real(h) {
+  #real(h: FileHeader): boolean {
     return h.firstChars !== 0 && REAL_FLAGS.includes(h.flags) && !(h.flags & FLAG_TABLE);
   }
 
-  #walk(fn) {
+  #walk(fn: (addr: number, h: FileHeader) => void): void {
     let addr = this.start;
     let h = this.#header(addr);
     while (h.valid) {
@@ -456,9 +594,9 @@ export class FlashSim {
   }
 
   /** jsfFindFile: { addr (header), data, h } or null. */
-  #find(name) {
+  #find(name: string): FoundFile | null {
     const nb = nameBytes(name);
-    let found = null;
+    let found: FoundFile | null = null;
     this.#walk((addr, h) => {
       if (found || h.firstChars === 0) return;
       for (let i = 0; i < NAME; i++) if (h.raw[4 + i] !== nb[i]) return;
@@ -467,12 +605,12 @@ export class FlashSim {
     return found;
   }
 
-  #eraseHeader(addr) {
+  #eraseHeader(addr: number): void {
     this.#program(addr + 4, new Uint8Array(4), 'erase');
   }
 
   /** jsfGetSpaceLeftInPage */
-  #spaceLeftInPage(addr) {
+  #spaceLeftInPage(addr: number): number {
     if (!addr || addr < this.start || addr >= this.end) return 0;
     let next = this.#pageStart(addr) + this.pageSize;
     if (next < this.end && !this.#header(next).valid) next = this.end;
@@ -480,7 +618,7 @@ export class FlashSim {
   }
 
   /** _jsfCreateFile: writes the header; returns { addr, data, h } or null. */
-  #create(name, size, flags) {
+  #create(name: string, size: number, flags: number): FoundFile | null {
     const required = this.#alignUp(size) + HEADER;
     let compacted = false;
     let free = 0;
@@ -522,7 +660,7 @@ export class FlashSim {
   }
 
   /** jsfGetStorageStats(addr, allPages = true) */
-  #statsAt(start) {
+  #statsAt(start: number): { fileBytes: number; fileCount: number; trashBytes: number; trashCount: number; firstPageWithErasedFiles: number; total: number; free: number } {
     const s = { fileBytes: 0, fileCount: 0, trashBytes: 0, trashCount: 0, firstPageWithErasedFiles: 0, total: this.end - start, free: 0 };
     let addr = start;
     let last = start;
@@ -548,7 +686,7 @@ export class FlashSim {
   }
 
   /** jsfBankCompact + jsfCompactInternal + jsfCompactWriteBuffer. */
-  #compact() {
+  #compact(): boolean {
     const outer = this.#kind;
     this.#kind = 'compact';
     try {
@@ -558,7 +696,7 @@ export class FlashSim {
     }
   }
 
-  #compactNow() {
+  #compactNow(): boolean {
     const st = this.#statsAt(this.start);
     if (!st.trashBytes) return false;
     const bufSize = Math.min(st.fileBytes, this.pageSize + HEADER);
@@ -567,7 +705,7 @@ export class FlashSim {
     let head = 0;
     let tail = 0;
     let used = 0;
-    const flush = (readAddress) => {
+    const flush = (readAddress: number): void => {
       let nextFlashPage = this.#nextPage(writeAddress) || this.end;
       while (used) {
         let s = used;
@@ -582,7 +720,7 @@ export class FlashSim {
         used -= s;
       }
     };
-    const push = (bytes) => {
+    const push = (bytes: Uint8Array): void => {
       for (let i = 0; i < bytes.length; i++) {
         buf[head] = bytes[i];
         head = (head + 1) % bufSize;
@@ -624,7 +762,7 @@ export class FlashSim {
   }
 
   /** jsfIsStorageValid(JSFSTT_NORMAL) */
-  #storageValid() {
+  #storageValid(): boolean {
     let addr = this.start;
     let old = addr;
     let h = this.#header(addr);
@@ -650,6 +788,6 @@ export class FlashSim {
 }
 
 /** A new simulated Storage (see FlashSim). */
-export function flashSim(options) {
+export function flashSim(options?: FlashSimOptions): FlashSim {
   return new FlashSim(options);
 }

@@ -13,11 +13,11 @@ import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_16 } from '../shared/device-config.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
-export const unhex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
-const hexOf = (b) => Buffer.from(b).toString('hex');
-export const key = (n) => n.toString(16).padStart(2, '0').repeat(32);
+export const unhex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
+const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+export const key = (n: number): string => n.toString(16).padStart(2, '0').repeat(32);
 
-export function protect(k, ts, payload) {
+export function protect(k: string, ts: number, payload: Uint8Array | string): string {
   const t = Buffer.alloc(8);
   t.writeBigUInt64LE(BigInt(ts));
   const kk = unhex(k);
@@ -25,7 +25,7 @@ export function protect(k, ts, payload) {
   return hexOf(Uint8Array.from([...t, ...aessiv(Uint8Array.from([...kk, ...kk]), t).encrypt(p)]));
 }
 
-export function open(k, hex) {
+export function open(k: string, hex: string): string | null {
   const m = unhex(hex);
   const kk = unhex(k);
   try {
@@ -51,7 +51,7 @@ export const CTL = 'e4/' + sha3_16('jerry-1');
 export const BIG = 1000;
 export const bigPayload = () => Array.from({ length: BIG }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
 export const bigChecksum = () => [...bigPayload()].reduce((s, c) => (s + c.charCodeAt(0)) % 65536, 0);
-const setTopicKey = (k, topic) => Uint8Array.from([3, ...unhex(k), ...unhex(sha3_16(topic))]);
+const setTopicKey = (k: string, topic: string): Uint8Array => Uint8Array.from([3, ...unhex(k), ...unhex(sha3_16(topic))]);
 
 /**
  * `inline`: the image's source appears once in the script, as a C port would load it (parsed
@@ -59,7 +59,14 @@ const setTopicKey = (k, topic) => Uint8Array.from([3, ...unhex(k), ...unhex(sha3
  * registers the optional native AES functions too (host-sim/sim/jerry-shim-aes.js); otherwise the script
  * keeps the source as a string to evaluate it a second time after the "power cycle".
  */
-export function jerryBoardScript({ imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'), inline = false, nativeAes = false } = {}) {
+export interface JerryBoardOptions {
+  /** The image (default dist/boards/jerryscript.min.js). */
+  imageFile?: string;
+  inline?: boolean;
+  nativeAes?: boolean;
+}
+
+export function jerryBoardScript({ imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'), inline = false, nativeAes = false }: JerryBoardOptions = {}): string {
   const image = readFileSync(imageFile, 'latin1');
   // `nativeAes`: the port also registers the optional native AES functions.
   const shim = readFileSync(join(ROOT, 'host-sim/sim/jerry-shim.js'), 'utf8') + (nativeAes ? '\n' + readFileSync(join(ROOT, 'host-sim/sim/jerry-shim-aes.js'), 'utf8') : '');
@@ -119,8 +126,8 @@ P("end","ok");
 }
 
 /** The JT lines of an output, by tag. */
-export function jerryResults(stdout) {
-  const out = {};
+export function jerryResults(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
   for (const line of stdout.split('\n')) {
     const m = /^JT (\S+) (.*)$/.exec(line.replace(/\r$/, ''));
     if (m) out[m[1]] = m[2];

@@ -1,4 +1,4 @@
-// ES5 JavaScript on purpose, not TypeScript: it runs inside the engine under test (duk, jerry), not in Node.
+// ES5, not TypeScript: this runs inside the device engine (duk, jerry) with the image, never in Node.
 /*
  * The optional native AES functions of a JerryScript C port (boards/jerryscript/README.md), in
  * ES5, for the host shim (host-sim/sim/jerry-shim.js): a real port calls mbedTLS or its AES

@@ -4,13 +4,137 @@
  * vaults (native AES, portable AES), with and without SHA-3 on the device.
  */
 import { describe, expect, it } from 'vitest';
-import { create, memoryStore, resultName, topicHash } from '../../firmware/core';
+import { create, isE4Error, memoryStore, resultName, topicHash } from '../../firmware/core';
 import { nobleVault } from '../../firmware/crypto/noble-vault';
 import type { Clock, StoredState, Vault } from '../../firmware/hal';
 import type { Options } from '../../firmware/client';
 import { hex, loadVectors, toHexStr } from './vectors';
 
-export const V = loadVectors('e4-sk-vectors.json');
+/** A topic as the vector file lists a device's topics (hex text). */
+export interface VectorTopic {
+  topic?: string;
+  topic_hash: string;
+  key: string;
+}
+
+/** A topic a receiver holds, with its name. */
+export interface NamedVectorTopic extends VectorTopic {
+  topic: string;
+}
+
+/** A client and its topics (hex text). */
+export interface VectorReceiver {
+  client_name?: string;
+  client_id: string;
+  control_topic?: string;
+  client_key: string;
+  topics: NamedVectorTopic[];
+}
+
+/** Topic table and client key after a step. */
+export interface VectorState {
+  client_key: string;
+  topics: VectorTopic[];
+}
+
+export interface AesSivCase {
+  case: string;
+  key: string;
+  ad: string;
+  plaintext: string;
+  output: string;
+}
+
+export interface ProtectCase {
+  case: string;
+  topic: string;
+  topic_key: string;
+  timestamp: number;
+  timestamp_le_hex: string;
+  plaintext: string;
+  expected_result: string;
+  expected_code: number;
+  protected: string;
+}
+
+export interface UnprotectCase {
+  case: string;
+  description: string;
+  receiver: VectorReceiver;
+  topic: string;
+  now: number;
+  options: number;
+  protected: string;
+  expected_result: string;
+  expected_code: number;
+  expected_plaintext: string | null;
+}
+
+export interface CommandCase {
+  case: string;
+  description: string;
+  command: { name: string; topic?: string; topic_hash?: string; key?: string } | null;
+  client_id: string;
+  control_topic: string;
+  protected: string;
+  delivered_on_topic: string;
+  now: number;
+  options: number;
+  state_before: VectorState;
+  expected_result: string;
+  expected_code: number;
+  state_after: VectorState;
+}
+
+/** The outcome a step expects (a step's own, or the one under key transition). */
+export interface StepOutcome {
+  expected_result: string;
+  expected_code: number;
+  expected_plaintext?: string | null;
+}
+
+interface StepBase extends StepOutcome {
+  description: string;
+  topic: string;
+  now: number;
+}
+
+export interface ProtectStep extends StepBase {
+  op: 'protect';
+  plaintext: string;
+  /** The bytes protect() must give, when the step fixes them. */
+  expected_protected: string | null;
+}
+
+export interface UnprotectStep extends StepBase {
+  op: 'unprotect';
+  protected: string;
+  command_plaintext?: string;
+  state_after: VectorState;
+  /** The outcome when key transition is on, where it differs. */
+  if_key_transition?: StepOutcome;
+}
+
+export type ScenarioStep = ProtectStep | UnprotectStep;
+
+export interface ScenarioCase {
+  case: string;
+  description: string;
+  initial_state: VectorReceiver;
+  steps: ScenarioStep[];
+}
+
+/** test/vectors/e4-sk-vectors.json (the sections used here; provenance and hash in test/vectors/README.md). */
+export interface SkVectors {
+  topic_hashes: { topic: string; topic_hash: string }[];
+  aes_siv: AesSivCase[];
+  protect: ProtectCase[];
+  unprotect: UnprotectCase[];
+  commands: CommandCase[];
+  scenarios: ScenarioCase[];
+}
+
+export const V: SkVectors = loadVectors('e4-sk-vectors.json');
 const sha3 = nobleVault().sha3!;
 
 /** Every topic name in the vector file with its hash, as the host (flash, C2) would ship them. */
@@ -40,8 +164,8 @@ function outcome(fn: () => Uint8Array | null): { result: string; plaintext: stri
   try {
     const p = fn();
     return p === null ? { result: 'E4_RESULT_OK_CONTROL', plaintext: null } : { result: 'E4_RESULT_OK', plaintext: toHexStr(p) };
-  } catch (e: any) {
-    if (e?.name !== 'E4Error') throw e;
+  } catch (e) {
+    if (!isE4Error(e)) throw e;
     expect(resultName(e.code)).toBe(e.result);
     return { result: e.result, plaintext: null };
   }
@@ -58,19 +182,19 @@ const topicsOf = (s: StoredState) => s.topics.map((t) => ({ topic_hash: toHexStr
 export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
   const names = allTopicNames();
 
-  function receiver(r: { client_id: string; client_key: string; topics: any[] }, now: number, options?: Options) {
+  function receiver(r: { client_id: string; client_key: string; topics: VectorTopic[] }, now: number, options?: Options) {
     const vault = makeVault();
     expect(!!vault.sha3, 'SHA-3 on the device').toBe(deviceSha3);
     const clock = fixedClock(now);
     const store = memoryStore();
-    const held = r.topics.map((t: any) => ({ topic: t.topic, hash: t.topic_hash, key: t.key }));
-    const known = deviceSha3 ? [] : names.filter((n) => !held.some((h: any) => h.topic === n.topic));
+    const held = r.topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key }));
+    const known = deviceSha3 ? [] : names.filter((n) => !held.some((h) => h.topic === n.topic));
     const client = create({ vault, clock, store }, { id: r.client_id, key: r.client_key, topics: [...held, ...known] }, options);
     return { client, clock, store };
   }
 
   describe('aes_siv', () => {
-    V.aes_siv.forEach((c: any, i: number) => {
+    V.aes_siv.forEach((c, i) => {
       it(`aes_siv #${i} (${c.plaintext.length / 2} bytes)`, () => {
         const vault = makeVault();
         expect(toHexStr(vault.seal(hex(c.key), hex(c.ad), hex(c.plaintext)))).toBe(c.output);
@@ -88,7 +212,7 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
   });
 
   describe('protect', () => {
-    V.protect.forEach((c: any, i: number) => {
+    V.protect.forEach((c, i) => {
       it(`protect #${i}: ${c.plaintext.length / 2} bytes at ${c.timestamp}`, () => {
         const hash = toHexStr(topicHash(nobleVault(), c.topic));
         const { client } = receiver({ client_id: '00'.repeat(16), client_key: '11'.repeat(32), topics: [{ topic: c.topic, topic_hash: hash, key: c.topic_key }] }, c.timestamp);
@@ -140,7 +264,7 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
           // distinctStamps off (the reference's behaviour): each protect step is run twice and must
           // give the same bytes both times.
           const { client, clock } = receiver(init, s.steps[0].now, { keyTransition: transition ? 3600 : 0, distinctStamps: 0 });
-          s.steps.forEach((step: any, i: number) => {
+          s.steps.forEach((step, i) => {
             clock.set(step.now);
             const label = `step ${i}: ${step.description}`;
             if (step.op === 'protect') {
