@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
-import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX } from '../host-sim/services/ble-uart.ts';
+import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX, type WritableCharacteristic } from '../host-sim/services/ble-uart.ts';
 import { SimDevice } from '../host-sim/shared/device.ts';
 import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
 import { flashSim } from '../host-sim/sim/flash-sim.ts';
@@ -24,49 +24,63 @@ const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
 const ADDRESS = 'e7:12:34:56:78:9a';
 
-/** noble's surface as ble-uart.ts uses it, with one peripheral: the emulated board. */
-function simulatedNoble(board) {
-  const noble = new EventEmitter();
-  noble.state = 'poweredOn';
-  noble.scans = 0;
-  noble.writes = [];
-  const p = new EventEmitter();
-  p.address = ADDRESS.toUpperCase(); // noble reports addresses in either case
-  p.link = null;
-  p.connectAsync = async () => {
-    // As on Espruino: a new BLE connection gets the console.
-    board.Bluetooth.setConsole();
-    p.link = boardLink(board, 'Bluetooth');
+/** noble's surface as ble-uart.ts uses it (its Noble interface), with one peripheral: the emulated board. */
+function simulatedNoble(board: ReturnType<typeof espruinoBoard>) {
+  let link: ReturnType<typeof boardLink> | null = null;
+  const connected = () => {
+    if (!link) throw new Error('the simulated peripheral is not connected');
+    return link;
   };
-  p.disconnectAsync = async () => {
-    if (p.link) p.link.close();
-    p.link = null;
-  };
-  /** The radio link drops (out of range): the board's end closes, noble reports it. */
-  p.drop = () => {
-    p.link.close();
-    p.link = null;
-    board.NRF.emit('disconnect');
-    p.emit('disconnect');
-  };
-  p.discoverSomeServicesAndCharacteristicsAsync = async (services, chars) => {
-    expect(services).toEqual([NUS_SERVICE]);
-    expect(chars).toEqual([NUS_RX, NUS_TX]);
-    const rx = { uuid: NUS_RX, writeAsync: async (b, withoutResponse) => (noble.writes.push({ bytes: b.length, withoutResponse }), p.link && p.link.write(b)) };
-    const tx = new EventEmitter();
-    tx.uuid = NUS_TX;
-    tx.subscribeAsync = async () => {
-      p.link.on('data', (d) => tx.emit('data', Buffer.from(d), true));
-    };
-    return { characteristics: [rx, tx] };
-  };
-  noble.startScanningAsync = async (services) => {
-    expect(services).toEqual([NUS_SERVICE]);
-    noble.scans++;
-    setImmediate(() => noble.emit('discover', p));
-  };
-  noble.stopScanningAsync = async () => {};
-  noble.peripheral = p;
+  const writes: { bytes: number; withoutResponse: boolean }[] = [];
+  const p = Object.assign(new EventEmitter(), {
+    address: ADDRESS.toUpperCase(), // noble reports addresses in either case
+    connectAsync: async () => {
+      // As on Espruino: a new BLE connection gets the console.
+      board.Bluetooth.setConsole();
+      link = boardLink(board, 'Bluetooth');
+    },
+    disconnectAsync: async () => {
+      if (link) link.close();
+      link = null;
+    },
+    /** The radio link drops (out of range): the board's end closes, noble reports it. */
+    drop: () => {
+      connected().close();
+      link = null;
+      board.NRF.emit('disconnect');
+      p.emit('disconnect');
+    },
+    discoverSomeServicesAndCharacteristicsAsync: async (services: string[], chars: string[]) => {
+      expect(services).toEqual([NUS_SERVICE]);
+      expect(chars).toEqual([NUS_RX, NUS_TX]);
+      const rx: WritableCharacteristic = {
+        uuid: NUS_RX,
+        writeAsync: async (b, withoutResponse) => {
+          writes.push({ bytes: b.length, withoutResponse });
+          if (link) link.write(b);
+        },
+      };
+      const tx = Object.assign(new EventEmitter(), {
+        uuid: NUS_TX,
+        subscribeAsync: async () => {
+          connected().on('data', (d: Uint8Array) => tx.emit('data', Buffer.from(d), true));
+        },
+      });
+      return { characteristics: [rx, tx] };
+    },
+  });
+  const noble = Object.assign(new EventEmitter(), {
+    state: 'poweredOn',
+    scans: 0,
+    writes,
+    startScanningAsync: async (services: string[]) => {
+      expect(services).toEqual([NUS_SERVICE]);
+      noble.scans++;
+      setImmediate(() => noble.emit('discover', p));
+    },
+    stopScanningAsync: async () => {},
+    peripheral: p,
+  });
   return noble;
 }
 
@@ -94,7 +108,7 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     await gw.start();
     cleanup.push(() => gw.stop());
     const noble = simulatedNoble(board);
-    const log = [];
+    const log: string[] = [];
     const ble = bleUartLinks({ noble, addresses: [ADDRESS], log: (m) => log.push(m), backoff: { firstMs: 100, maxMs: 400 } });
     ble.on('link', (stream, { name }) => gw.attach(stream, { name, consoleLine: 'E4.gateway()' }));
     await ble.start();
@@ -105,7 +119,7 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
     await phone.start();
     cleanup.push(() => phone.stop());
-    const got = [];
+    const got: string[] = [];
     phone.on('data', (e) => got.push(e.payload.toString()));
     // The queued grant reaches the Puck.js over BLE (its monotonic clock calibrates on it).
     let commands = 0;

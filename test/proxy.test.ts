@@ -44,10 +44,9 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     return { c2, proxy, plc, flash, proxyConfig, dir: tmp.dir };
   }
 
-  async function legacyClient(url, id) {
-    const c = await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 });
+  async function legacyClient(url: string, id: string) {
+    const c = Object.assign(await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 }), { got: [] as { topic: string; text: string }[] });
     cleanup.push(() => c.endAsync());
-    c.got = [];
     c.on('message', (topic, payload) => c.got.push({ topic, text: payload.toString() }));
     return c;
   }
@@ -62,7 +61,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await logger.subscribeAsync('factory/line1/speed', { qos: 1 });
     await sleep(100);
     // Device -> legacy applications.
-    const speeds = [];
+    const speeds: string[] = [];
     for (let i = 0; i < 10; i++) {
       speeds.push(`speed=${1200 + i} rpm PLAINTEXT`);
       await plc.publish('factory/line1/speed', speeds[i]);
@@ -70,7 +69,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await until(() => hmi.got.length >= 10 && logger.got.length === 10, 5000, 'speeds at the legacy apps');
     expect(logger.got.map((m) => m.text)).toEqual(speeds);
     // Legacy application -> device.
-    const got = [];
+    const got: string[] = [];
     plc.on('data', (e) => got.push(e.payload.toString()));
     await hmi.publishAsync('factory/line1/setpoint', 'setpoint=1500 PLAINTEXT', { qos: 1 });
     await until(() => got.length === 1, 5000, 'the setpoint at the PLC');
@@ -133,7 +132,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     writeFileSync(cfg, JSON.stringify(c2.deviceConfig('proxy2')));
     const child = spawn(process.execPath, [...TS_NODE, PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
-    const url = await new Promise((resolve, reject) => {
+    const url = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (d) => {
         out += d;
