@@ -101,6 +101,12 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     expect(board.upload(script)).toBe(true);
     verifyFlash(board.printed, files);
     const E4 = board.boot();
+    /** The device object the booted image made. */
+    const device = () => {
+      const d = E4.device();
+      if (!d) throw new Error('the Puck.js image made no device');
+      return d;
+    };
     const runner = boardRunner(board);
     cleanup.push(async () => runner.stop());
 
@@ -113,7 +119,7 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     ble.on('link', (stream, { name }) => gw.attach(stream, { name, consoleLine: 'E4.gateway()' }));
     await ble.start();
     cleanup.push(() => ble.stop());
-    await until(() => E4.device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the link handshake over BLE');
+    await until(() => device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the link handshake over BLE');
     expect(log).toContain(`ble: ${ADDRESS}: connected`);
 
     const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
@@ -123,11 +129,11 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     phone.on('data', (e) => got.push(e.payload.toString()));
     // The queued grant reaches the Puck.js over BLE (its monotonic clock calibrates on it).
     let commands = 0;
-    E4.device().on('command', () => commands++);
+    device().on('command', () => commands++);
     c2.enableSend();
     await c2.flush();
     await until(() => commands === 1, 5000, 'the grant at the Puck.js');
-    E4.device().publish(TOPIC, '{"bpm":71,"n":1}');
+    device().publish(TOPIC, '{"bpm":71,"n":1}');
     await until(() => got.length === 1, 5000, 'the first reading at the phone');
     // Written without response, never more than one ATT payload at a time.
     expect(noble.writes.length).toBeGreaterThan(0);
@@ -140,8 +146,8 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     noble.peripheral.drop();
     await until(() => log.some((l) => l === `ble: ${ADDRESS}: disconnected; retry in 0 s`), 2000, 'the logged disconnect');
     await until(() => log.filter((l) => l === `ble: ${ADDRESS}: connected`).length === 2, 5000, 'the reconnection');
-    await until(() => E4.device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)), 5000, 'the link handshake after reconnecting');
-    E4.device().publish(TOPIC, '{"bpm":72,"n":2}');
+    await until(() => device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)), 5000, 'the link handshake after reconnecting');
+    device().publish(TOPIC, '{"bpm":72,"n":2}');
     await until(() => got.length === 2, 5000, 'a reading after the reconnection');
     expect(got).toEqual(['{"bpm":71,"n":1}', '{"bpm":72,"n":2}']);
     expect(noble.scans).toBe(2);

@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/shared/device.ts';
 import { Gateway, loadImageCodec, parseGatewayArgs } from '../host-sim/services/gateway.ts';
 import { flashStore } from '../host-sim/shared/hal.ts';
@@ -116,7 +116,9 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     await ran;
     expect(puck.snapshot().topics[0].key).not.toBe(before);
     await puck.powerCycle();
-    await until(() => gw.links.size === 1 && [...gw.links][0].filters.has(puck.controlTopic), 5000, 'the device to re-attach');
+    const control = puck.controlTopic;
+    assert(control, 'the device is on');
+    await until(() => gw.links.size === 1 && [...gw.links][0].filters.has(control), 5000, 'the device to re-attach');
     expect(puck.boots).toBe(2);
     // Broker -> device: every message arrives despite 10 % lost chunks (retransmission).
     const got: string[] = [];

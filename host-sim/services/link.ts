@@ -255,7 +255,9 @@ export class LinkTransport {
   _onData: (chunk: Uint8Array) => void;
   _onClose: () => void;
 
-  constructor(end: LinkTransportEnd, sandbox: Sandbox, { ackTimeoutMs = 1000, retries = 3, id = null }: LinkTransportOptions = {}) {
+  /** `sandbox`: the realm of the device (a SimDevice's, which is null while it is off). */
+  constructor(end: LinkTransportEnd, sandbox: Sandbox | null, { ackTimeoutMs = 1000, retries = 3, id = null }: LinkTransportOptions = {}) {
+    if (!sandbox) throw new Error('LinkTransport: the device is off (no sandbox)');
     this.end = end;
     this.sandbox = sandbox;
     this.codec = sandboxLinkCodec(sandbox);

@@ -214,8 +214,11 @@ export class ProtectionProxy {
     }
     this._remember(bytes);
     this.stats.protected++;
-    if (!this.device.transport) throw new Error('the proxy is stopping');
-    await this.device.transport.publish(topic, bytes, this.qos, !!packet.retain);
+    const upstream = this.device.transport;
+    if (!upstream) throw new Error('the proxy is stopping');
+    // The network of the proxy's device (constructor): an MQTT connection, which keeps the retain flag.
+    if (!(upstream instanceof MqttTransport)) throw new Error('proxy: the upstream transport is not MQTT');
+    await upstream.publish(topic, bytes, this.qos, !!packet.retain);
   }
 
   _toLocal(ev: { topic: string; payload: Buffer }): void {
