@@ -20,11 +20,11 @@ import { image, sleep, until } from './support/sim.ts';
 
 const present = haveMosquitto();
 const TOPIC = 'plant/line7/flow';
-const hex = (b) => Buffer.from(b).toString('hex');
-const key = (v) => hex(Uint8Array.from({ length: 32 }, (_, i) => (v + 13 * i) & 255));
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const key = (v: number) => hex(Uint8Array.from({ length: 32 }, (_, i) => (v + 13 * i) & 255));
 
 /** A mosquitto that keeps sessions across a restart (persistence written when it stops). */
-function mosquittoOn(port, dir) {
+function mosquittoOn(port: number, dir: string) {
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'log_type error', ''].join('\n'));
   const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -32,9 +32,9 @@ function mosquittoOn(port, dir) {
     child,
     ready: () => waitForPort('127.0.0.1', port, 10000, child),
     stop: () =>
-      new Promise((resolve) => {
+      new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
-        child.once('exit', resolve);
+        child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
   };
@@ -51,9 +51,9 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
     const url = `mqtt://127.0.0.1:${port}`;
     const topicKey = key(7);
     const config = { name: 'restart-proxy', key: key(1), topics: [{ topic: TOPIC, hash: hex(sha3_256(new TextEncoder().encode(TOPIC)).subarray(0, 16)), key: topicKey }] };
-    const logs = [];
+    const logs: string[] = [];
     let broker = mosquittoOn(port, dir);
-    const cleanup = [];
+    const cleanup: Array<() => Promise<unknown>> = [];
     try {
       await broker.ready();
       const proxy = new ProtectionProxy({ config, image: image(), broker: url, log: (level, text) => logs.push(`[${level}] ${text}`) });
@@ -62,7 +62,7 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
       // A persistent session: the broker keeps its subscription and queue across the restart.
       const sub = await mqtt.connectAsync(url, { clientId: 'restart-sub', clean: false, reconnectPeriod: 100 });
       cleanup.push(() => sub.endAsync(true));
-      const got = new Map();
+      const got = new Map<string, number>();
       sub.on('message', (topic, payload) => {
         const k = Buffer.from(topicKey, 'hex');
         const plain = aessiv(Uint8Array.from([...k, ...k]), payload.subarray(0, 8)).decrypt(payload.subarray(8));
@@ -73,9 +73,9 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
       cleanup.push(() => app.endAsync(true));
 
       const N = 60;
-      const acked = new Set();
-      const pending = [];
-      const send = (i) => pending.push(app.publishAsync(TOPIC, `reading ${i}`, { qos: 1 }).then(() => acked.add(i)));
+      const acked = new Set<number>();
+      const pending: Promise<unknown>[] = [];
+      const send = (i: number) => pending.push(app.publishAsync(TOPIC, `reading ${i}`, { qos: 1 }).then(() => acked.add(i)));
       for (let i = 0; i < 20; i++) send(i);
       await until(() => acked.size === 20, 10000, 'the first 20 acknowledged');
 
@@ -106,7 +106,7 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
     const dir = mkdtempSync(join(tmpdir(), 'e4-restart-gw-'));
     const port = await freePort('127.0.0.1');
     let broker = mosquittoOn(port, dir);
-    const events = [];
+    const events: string[] = [];
     const gw = new Gateway({ broker: `mqtt://127.0.0.1:${port}` });
     gw.on('broker', (e) => events.push(e.text));
     try {
@@ -117,7 +117,7 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
       broker = mosquittoOn(port, dir);
       await broker.ready();
       await until(() => events.some((t) => /reconnected after/.test(t)), 20000, 'the reconnect event');
-      expect(gw.mqtt.connected).toBe(true);
+      expect(gw.mqtt?.connected).toBe(true);
     } finally {
       await gw.stop();
       await broker.stop();

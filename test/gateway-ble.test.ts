@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
-import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX } from '../host-sim/services/ble-uart.ts';
+import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX, type WritableCharacteristic } from '../host-sim/services/ble-uart.ts';
 import { SimDevice } from '../host-sim/shared/device.ts';
 import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
 import { flashSim } from '../host-sim/sim/flash-sim.ts';
@@ -24,49 +24,63 @@ const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
 const ADDRESS = 'e7:12:34:56:78:9a';
 
-/** noble's surface as ble-uart.ts uses it, with one peripheral: the emulated board. */
-function simulatedNoble(board) {
-  const noble = new EventEmitter();
-  noble.state = 'poweredOn';
-  noble.scans = 0;
-  noble.writes = [];
-  const p = new EventEmitter();
-  p.address = ADDRESS.toUpperCase(); // noble reports addresses in either case
-  p.link = null;
-  p.connectAsync = async () => {
-    // As on Espruino: a new BLE connection gets the console.
-    board.Bluetooth.setConsole();
-    p.link = boardLink(board, 'Bluetooth');
+/** noble's surface as ble-uart.ts uses it (its Noble interface), with one peripheral: the emulated board. */
+function simulatedNoble(board: ReturnType<typeof espruinoBoard>) {
+  let link: ReturnType<typeof boardLink> | null = null;
+  const connected = () => {
+    if (!link) throw new Error('the simulated peripheral is not connected');
+    return link;
   };
-  p.disconnectAsync = async () => {
-    if (p.link) p.link.close();
-    p.link = null;
-  };
-  /** The radio link drops (out of range): the board's end closes, noble reports it. */
-  p.drop = () => {
-    p.link.close();
-    p.link = null;
-    board.NRF.emit('disconnect');
-    p.emit('disconnect');
-  };
-  p.discoverSomeServicesAndCharacteristicsAsync = async (services, chars) => {
-    expect(services).toEqual([NUS_SERVICE]);
-    expect(chars).toEqual([NUS_RX, NUS_TX]);
-    const rx = { uuid: NUS_RX, writeAsync: async (b, withoutResponse) => (noble.writes.push({ bytes: b.length, withoutResponse }), p.link && p.link.write(b)) };
-    const tx = new EventEmitter();
-    tx.uuid = NUS_TX;
-    tx.subscribeAsync = async () => {
-      p.link.on('data', (d) => tx.emit('data', Buffer.from(d), true));
-    };
-    return { characteristics: [rx, tx] };
-  };
-  noble.startScanningAsync = async (services) => {
-    expect(services).toEqual([NUS_SERVICE]);
-    noble.scans++;
-    setImmediate(() => noble.emit('discover', p));
-  };
-  noble.stopScanningAsync = async () => {};
-  noble.peripheral = p;
+  const writes: { bytes: number; withoutResponse: boolean }[] = [];
+  const p = Object.assign(new EventEmitter(), {
+    address: ADDRESS.toUpperCase(), // noble reports addresses in either case
+    connectAsync: async () => {
+      // As on Espruino: a new BLE connection gets the console.
+      board.Bluetooth.setConsole();
+      link = boardLink(board, 'Bluetooth');
+    },
+    disconnectAsync: async () => {
+      if (link) link.close();
+      link = null;
+    },
+    /** The radio link drops (out of range): the board's end closes, noble reports it. */
+    drop: () => {
+      connected().close();
+      link = null;
+      board.NRF.emit('disconnect');
+      p.emit('disconnect');
+    },
+    discoverSomeServicesAndCharacteristicsAsync: async (services: string[], chars: string[]) => {
+      expect(services).toEqual([NUS_SERVICE]);
+      expect(chars).toEqual([NUS_RX, NUS_TX]);
+      const rx: WritableCharacteristic = {
+        uuid: NUS_RX,
+        writeAsync: async (b, withoutResponse) => {
+          writes.push({ bytes: b.length, withoutResponse });
+          if (link) link.write(b);
+        },
+      };
+      const tx = Object.assign(new EventEmitter(), {
+        uuid: NUS_TX,
+        subscribeAsync: async () => {
+          connected().on('data', (d: Uint8Array) => tx.emit('data', Buffer.from(d), true));
+        },
+      });
+      return { characteristics: [rx, tx] };
+    },
+  });
+  const noble = Object.assign(new EventEmitter(), {
+    state: 'poweredOn',
+    scans: 0,
+    writes,
+    startScanningAsync: async (services: string[]) => {
+      expect(services).toEqual([NUS_SERVICE]);
+      noble.scans++;
+      setImmediate(() => noble.emit('discover', p));
+    },
+    stopScanningAsync: async () => {},
+    peripheral: p,
+  });
   return noble;
 }
 
@@ -87,6 +101,12 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     expect(board.upload(script)).toBe(true);
     verifyFlash(board.printed, files);
     const E4 = board.boot();
+    /** The device object the booted image made. */
+    const device = () => {
+      const d = E4.device();
+      if (!d) throw new Error('the Puck.js image made no device');
+      return d;
+    };
     const runner = boardRunner(board);
     cleanup.push(async () => runner.stop());
 
@@ -94,26 +114,26 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     await gw.start();
     cleanup.push(() => gw.stop());
     const noble = simulatedNoble(board);
-    const log = [];
+    const log: string[] = [];
     const ble = bleUartLinks({ noble, addresses: [ADDRESS], log: (m) => log.push(m), backoff: { firstMs: 100, maxMs: 400 } });
     ble.on('link', (stream, { name }) => gw.attach(stream, { name, consoleLine: 'E4.gateway()' }));
     await ble.start();
     cleanup.push(() => ble.stop());
-    await until(() => E4.device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the link handshake over BLE');
+    await until(() => device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the link handshake over BLE');
     expect(log).toContain(`ble: ${ADDRESS}: connected`);
 
     const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
     await phone.start();
     cleanup.push(() => phone.stop());
-    const got = [];
+    const got: string[] = [];
     phone.on('data', (e) => got.push(e.payload.toString()));
     // The queued grant reaches the Puck.js over BLE (its monotonic clock calibrates on it).
     let commands = 0;
-    E4.device().on('command', () => commands++);
+    device().on('command', () => commands++);
     c2.enableSend();
     await c2.flush();
     await until(() => commands === 1, 5000, 'the grant at the Puck.js');
-    E4.device().publish(TOPIC, '{"bpm":71,"n":1}');
+    device().publish(TOPIC, '{"bpm":71,"n":1}');
     await until(() => got.length === 1, 5000, 'the first reading at the phone');
     // Written without response, never more than one ATT payload at a time.
     expect(noble.writes.length).toBeGreaterThan(0);
@@ -126,8 +146,8 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     noble.peripheral.drop();
     await until(() => log.some((l) => l === `ble: ${ADDRESS}: disconnected; retry in 0 s`), 2000, 'the logged disconnect');
     await until(() => log.filter((l) => l === `ble: ${ADDRESS}: connected`).length === 2, 5000, 'the reconnection');
-    await until(() => E4.device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)), 5000, 'the link handshake after reconnecting');
-    E4.device().publish(TOPIC, '{"bpm":72,"n":2}');
+    await until(() => device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)), 5000, 'the link handshake after reconnecting');
+    device().publish(TOPIC, '{"bpm":72,"n":2}');
     await until(() => got.length === 2, 5000, 'a reading after the reconnection');
     expect(got).toEqual(['{"bpm":71,"n":1}', '{"bpm":72,"n":2}']);
     expect(noble.scans).toBe(2);

@@ -6,11 +6,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/shared/device.ts';
 import { Gateway, loadImageCodec, parseGatewayArgs } from '../host-sim/services/gateway.ts';
 import { flashStore } from '../host-sim/shared/hal.ts';
-import { linkPair, LinkTransport } from '../host-sim/services/link.ts';
+import { linkPair, LinkTransport, type LinkPair, type LinkPairOptions } from '../host-sim/services/link.ts';
 import { ROOT } from '../host-sim/shared/image.ts';
 import { brokerKinds, c2On, image, observer, sleep, tempDir, until, brokerPerSuite } from './support/sim.ts';
 import { TS_NODE } from '../host-sim/shared/cli.ts';
@@ -22,7 +22,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
   const suite = brokerPerSuite(kind);
   const cleanup = suite.cleanup;
 
-  async function setup(linkOpts = {}) {
+  async function setup(linkOpts: LinkPairOptions = {}) {
     const tmp = tempDir();
     cleanup.push(async () => tmp.remove());
     const gw = new Gateway({ broker: suite.broker.url, codec: loadImageCodec(), ackTimeoutMs: 100, retries: 8 });
@@ -34,12 +34,12 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
       await c2.link.close();
     });
     await c2.addTopic('ward/spo2');
-    for (const [name, role] of [['puck', 'pub'], ['nurse', 'sub']]) {
+    for (const [name, role] of [['puck', 'pub'], ['nurse', 'sub']] as const) {
       await c2.addDevice({ name });
       await c2.grant(name, 'ward/spo2', { role });
     }
-    const taps = [];
-    const pairs = [];
+    const taps: Buffer[] = [];
+    const pairs: LinkPair[] = [];
     const puck = new SimDevice({
       image: img,
       config: c2.deviceConfig('puck'),
@@ -47,7 +47,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
       clock: 'monotonic',
       store: flashStore({ file: join(tmp.dir, 'puck.flash') }),
       subscribe: ['ward/spo2'],
-      network: (d) => {
+      network: (d: SimDevice) => {
         const pair = linkPair({ mtu: 20, ...linkOpts });
         pairs.push(pair);
         // Tap both directions of the radio link.
@@ -73,10 +73,10 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { gw, puck, nurse, taps, pairs } = await setup({ corruptRate: 0.03, seed: 11 });
-    const got = [];
+    const got: string[] = [];
     nurse.on('data', (e) => got.push(e.payload.toString()));
-    const sent = [];
-    const texts = [];
+    const sent: Buffer[] = [];
+    const texts: string[] = [];
     for (let i = 0; i < 30; i++) {
       const t = `SpO2 ${95 + (i % 4)}% sample ${i} PLAINTEXT`;
       texts.push(t);
@@ -116,12 +116,14 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     await ran;
     expect(puck.snapshot().topics[0].key).not.toBe(before);
     await puck.powerCycle();
-    await until(() => gw.links.size === 1 && [...gw.links][0].filters.has(puck.controlTopic), 5000, 'the device to re-attach');
+    const control = puck.controlTopic;
+    assert(control, 'the device is on');
+    await until(() => gw.links.size === 1 && [...gw.links][0].filters.has(control), 5000, 'the device to re-attach');
     expect(puck.boots).toBe(2);
     // Broker -> device: every message arrives despite 10 % lost chunks (retransmission).
-    const got = [];
+    const got: string[] = [];
     puck.on('data', (e) => got.push(e.payload.toString()));
-    const texts = [];
+    const texts: string[] = [];
     for (let i = 0; i < 15; i++) {
       texts.push(`ack ${i}`);
       await nurse.publish('ward/spo2', texts[i]);
@@ -129,7 +131,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     await until(() => new Set(got).size === 15, 15000, 'every message at the device');
     expect([...new Set(got)].sort()).toEqual([...texts].sort()); // retransmissions may reorder
     // And the device, calibrated again by nothing since boot, still publishes readable data.
-    const back = new Promise((r) => nurse.once('data', r));
+    const back = new Promise<{ payload: Buffer }>((r) => nurse.once('data', r));
     await puck.publish('ward/spo2', 'after reboot');
     expect((await back).payload.toString()).toBe('after reboot');
   });
@@ -139,14 +141,14 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     cleanup.push(() => obs.close());
     const { c2, puck, pairs } = await setup({ dropRate: 0.15, seed: 3 });
     await c2.grant('nurse', 'ward/spo2', { role: 'both' }); // the nurse may now publish too
-    const got = [];
-    const rejected = [];
+    const got: string[] = [];
+    const rejected: string[] = [];
     puck.on('data', (e) => got.push(e.payload.toString()));
     puck.on('rejected', (e) => rejected.push(e.result));
     const phone = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: suite.broker.url });
     await phone.start();
     cleanup.push(() => phone.stop());
-    const texts = [];
+    const texts: string[] = [];
     for (let i = 0; i < 20; i++) {
       texts.push(`alarm threshold ${i}`);
       await phone.publish('ward/spo2', texts[i]);
@@ -154,10 +156,10 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     await until(() => new Set(got).size === 20, 15000, 'every message at the device');
     expect([...new Set(got)].sort()).toEqual([...texts].sort()); // retransmissions may reorder
     expect(rejected.every((r) => r === 'E4_ERROR_MESSAGE_REPLAYED')).toBe(true); // duplicates only
-    const sent = [];
+    const sent: string[] = [];
     for (let i = 0; i < 20; i++) sent.push((await puck.publish('ward/spo2', `reading ${i}`)).toString('hex'));
     await sleep(300);
-    expect(pairs.at(-1).stats.dropped).toBeGreaterThan(0);
+    expect(pairs.at(-1)?.stats.dropped).toBeGreaterThan(0);
     const mine = obs.seen.filter((s) => s.topic === 'ward/spo2').map((s) => s.payload.toString('hex')).filter((h) => sent.includes(h));
     expect(mine).toEqual(sent); // each exactly once, in order
   });
@@ -165,7 +167,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
   it('runs as a command: byte-stream links over TCP', async () => {
     const child = spawn(process.execPath, [...TS_NODE, GATEWAY, '--broker', suite.broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
-    const addr = await new Promise((resolve, reject) => {
+    const addr = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (d) => {
         out += d;
@@ -190,14 +192,14 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
       image: img,
       config: c2.deviceConfig('serial-dev'),
       clock: 'trusted',
-      network: (d) => new LinkTransport(net.connect(addr.port, addr.host), d.sandbox, { id: d.id }),
+      network: (d: SimDevice) => new LinkTransport(net.connect(addr.port, addr.host), d.sandbox, { id: d.id }),
     });
     await dev.start();
     cleanup.push(() => dev.stop());
     const app = new SimDevice({ image: img, config: c2.deviceConfig('app'), network: suite.broker.url, subscribe: ['t/x'] });
     await app.start();
     cleanup.push(() => app.stop());
-    const got = new Promise((r) => app.once('data', r));
+    const got = new Promise<{ payload: Buffer }>((r) => app.once('data', r));
     await dev.publish('t/x', 'over tcp');
     expect((await got).payload.toString()).toBe('over tcp');
   });

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import { SimDevice } from '../host-sim/shared/device.ts';
 import { flashStore } from '../host-sim/shared/hal.ts';
 import { ROOT } from '../host-sim/shared/image.ts';
@@ -44,10 +44,9 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     return { c2, proxy, plc, flash, proxyConfig, dir: tmp.dir };
   }
 
-  async function legacyClient(url, id) {
-    const c = await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 });
+  async function legacyClient(url: string, id: string) {
+    const c = Object.assign(await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 }), { got: [] as { topic: string; text: string }[] });
     cleanup.push(() => c.endAsync());
-    c.got = [];
     c.on('message', (topic, payload) => c.got.push({ topic, text: payload.toString() }));
     return c;
   }
@@ -62,7 +61,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await logger.subscribeAsync('factory/line1/speed', { qos: 1 });
     await sleep(100);
     // Device -> legacy applications.
-    const speeds = [];
+    const speeds: string[] = [];
     for (let i = 0; i < 10; i++) {
       speeds.push(`speed=${1200 + i} rpm PLAINTEXT`);
       await plc.publish('factory/line1/speed', speeds[i]);
@@ -70,7 +69,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await until(() => hmi.got.length >= 10 && logger.got.length === 10, 5000, 'speeds at the legacy apps');
     expect(logger.got.map((m) => m.text)).toEqual(speeds);
     // Legacy application -> device.
-    const got = [];
+    const got: string[] = [];
     plc.on('data', (e) => got.push(e.payload.toString()));
     await hmi.publishAsync('factory/line1/setpoint', 'setpoint=1500 PLAINTEXT', { qos: 1 });
     await until(() => got.length === 1, 5000, 'the setpoint at the PLC');
@@ -92,7 +91,9 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     const { proxy } = await setup();
     const app = await legacyClient(proxy.url, 'legacy');
     await app.publishAsync('factory/unregistered', 'SECRET no key for this', { qos: 1 });
-    await app.publishAsync(proxy.device.controlTopic, 'SECRET not a command', { qos: 1 });
+    const control = proxy.device.controlTopic;
+    assert(control, 'the proxy is on');
+    await app.publishAsync(control, 'SECRET not a command', { qos: 1 });
     await app.publishAsync('e4/00112233445566778899aabbccddeeff', 'SECRET', { qos: 1 });
     await sleep(300);
     expect(obs.seen.filter((s) => s.topic === 'factory/unregistered')).toEqual([]);
@@ -116,7 +117,9 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     expect(again.device.snapshot()).toEqual(keys);
     expect(keys.topics.find((t) => t.hash === proxyConfig.topics[0].hash || t.hash === proxyConfig.topics[1].hash)).toBeTruthy();
     const speedHash = proxyConfig.topics.find((t) => t.topic === 'factory/line1/speed').hash;
-    expect(keys.topics.find((t) => t.hash === speedHash).key).not.toBe(proxyConfig.topics.find((t) => t.hash === speedHash).key);
+    const speed = keys.topics.find((t) => t.hash === speedHash);
+    assert(speed, 'the proxy holds the speed topic');
+    expect(speed.key).not.toBe(proxyConfig.topics.find((t) => t.hash === speedHash).key);
     const app = await legacyClient(again.url, 'after-restart');
     await app.subscribeAsync('factory/line1/speed', { qos: 1 });
     await sleep(100);
@@ -133,7 +136,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     writeFileSync(cfg, JSON.stringify(c2.deviceConfig('proxy2')));
     const child = spawn(process.execPath, [...TS_NODE, PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
-    const url = await new Promise((resolve, reject) => {
+    const url = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (d) => {
         out += d;

@@ -18,30 +18,97 @@
  */
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import net from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import type { IClientPublishOptions } from 'mqtt';
+import type { Frame, FrameDecoder } from '../../firmware/link/frame.ts';
 import { LINK_IMAGE } from '../shared/image.ts';
-import { linkCodec } from './link.ts';
+import { linkCodec, type ByteStream, type LinkCodec } from './link.ts';
 import { MqttTransport, mqttClientId, topicMatches } from '../shared/mqtt-transport.ts';
 import { packageVersion, runIfMain, stopOnSignal } from '../shared/cli.ts';
 import { bleUartLinks, loadNoble } from './ble-uart.ts';
 
-const toHex = (b) => Buffer.from(b).toString('hex');
+type QoS = NonNullable<IClientPublishOptions['qos']>;
+
+const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+/** A device link as attach() takes it: any byte stream with write() and 'data'/'close' events. */
+export interface DeviceStream extends ByteStream {
+  /** A full EventEmitter (one with once()) also reports errors: the link is then dropped. */
+  once?(event: 'error', listener: (e: Error) => void): unknown;
+}
+
+/** Events of a Gateway, and what each carries. */
+export interface GatewayEvents {
+  /** A device said who it is (id: its client id in hex, null if it sent none). */
+  hello: [{ link: string; id: string | null }];
+  /** Bytes from a device that were not a valid frame. */
+  drop: [{ link: string; reason: string; bytes: number }];
+  /** A message for a device that was never acknowledged. */
+  lost: [{ link: string; topic: string }];
+  /** A subscription or publication the broker refused (never fatal). */
+  error: [Error];
+  /** The broker connection went away or came back. */
+  broker: [{ level: string; text: string }];
+  attach: [{ link: string }];
+  detach: [{ link: string; id: string | null }];
+}
+
+/** Counters of one device link. */
+export interface LinkCounters {
+  framesIn: number;
+  framesOut: number;
+  published: number;
+  duplicates: number;
+  delivered: number;
+  retransmits: number;
+  lost: number;
+}
+
+/** A message toward the device, waiting for its ACK. */
+interface PendingDelivery {
+  tries: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The device's last PUBLISH, to recognise its retransmission. */
+interface LastPublish {
+  seq: number;
+  topic: string;
+  payload: Buffer;
+  /** The broker answered (status: 0 published, 1 refused). */
+  done: boolean;
+  status: number;
+}
 
 /** The frame codec from the built link image (module.exports of dist/link.js). */
-export function loadImageCodec(file = LINK_IMAGE) {
+export function loadImageCodec(file: string = LINK_IMAGE): LinkCodec {
   const E4 = createRequire(import.meta.url)(file);
   return linkCodec(E4);
 }
 
-class Link {
-  constructor(gw, stream, name) {
+export class Link {
+  gw: Gateway;
+  stream: DeviceStream;
+  name: string;
+  /** The device's client id (hex) from its HELLO. */
+  id: string | null;
+  filters: Set<string>;
+  seq: number;
+  pending: Map<number, PendingDelivery>;
+  stats: LinkCounters;
+  lastPublish: LastPublish | null;
+  decoder: FrameDecoder;
+  onData: (chunk: Uint8Array) => void;
+  onClose: () => void;
+
+  constructor(gw: Gateway, stream: DeviceStream, name: string) {
     this.gw = gw;
     this.stream = stream;
     this.name = name;
     this.id = null;
     this.filters = new Set();
     this.seq = 0;
-    this.pending = new Map(); // seq -> { timer, tries, frame }
+    this.pending = new Map(); // seq -> { timer, tries }
     this.stats = { framesIn: 0, framesOut: 0, published: 0, duplicates: 0, delivered: 0, retransmits: 0, lost: 0 };
     this.lastPublish = null;
     this.decoder = gw.codec.frameDecoder((f) => this.onFrame(f), {
@@ -55,19 +122,19 @@ class Link {
     if (stream.on && stream.once) stream.on('error', () => gw.detach(this));
   }
 
-  send(type, seq, topic, payload) {
+  send(type: number, seq: number, topic: string, payload?: Uint8Array | null): Uint8Array {
     const frame = this.gw.codec.encodeFrame(type, seq, topic, payload || null);
     this.stats.framesOut++;
     this.stream.write(Buffer.from(frame.buffer, frame.byteOffset, frame.length));
     return frame;
   }
 
-  ack(seq, status = 0) {
+  ack(seq: number, status = 0): void {
     if (seq) this.send(this.gw.codec.ACK, seq, '', new Uint8Array([status]));
   }
 
   /** A broker message for this device: PUBLISH with a sequence number, retransmitted until ACKed. */
-  deliver(topic, payload) {
+  deliver(topic: string, payload: Uint8Array): void {
     const c = this.gw.codec;
     this.seq = (this.seq % 255) + 1;
     const seq = this.seq;
@@ -76,7 +143,7 @@ class Link {
       clearTimeout(old.timer);
       this.stats.lost++;
     }
-    const p = { tries: 0, timer: null };
+    const p: PendingDelivery = { tries: 0, timer: undefined };
     const attempt = () => {
       if (p.tries++ > this.gw.retries) {
         this.pending.delete(seq);
@@ -93,7 +160,7 @@ class Link {
     attempt();
   }
 
-  onFrame(f) {
+  onFrame(f: Frame): void {
     const c = this.gw.codec;
     this.stats.framesIn++;
     switch (f.type) {
@@ -124,7 +191,7 @@ class Link {
           if (last.done) this.ack(f.seq, last.status);
           break;
         }
-        const entry = { seq: f.seq, topic: f.topic, payload: Buffer.from(f.payload), done: false, status: 0 };
+        const entry: LastPublish = { seq: f.seq, topic: f.topic, payload: Buffer.from(f.payload), done: false, status: 0 };
         this.lastPublish = entry;
         this.gw
           .publish(this, f.topic, f.payload)
@@ -155,7 +222,7 @@ class Link {
     }
   }
 
-  close() {
+  close(): void {
     this.stream.off('data', this.onData);
     this.stream.off('close', this.onClose);
     for (const p of this.pending.values()) clearTimeout(p.timer);
@@ -163,13 +230,41 @@ class Link {
   }
 }
 
-export class Gateway extends EventEmitter {
+export interface GatewayOptions {
+  /** The MQTT broker's URL (required). */
+  broker?: string;
+  codec?: LinkCodec | null;
+  qos?: QoS;
+  ackTimeoutMs?: number;
+  retries?: number;
+  maxPayload?: number;
+  name?: string;
+}
+
+export interface AttachOptions {
+  name?: string;
+  consoleLine?: string | null;
+}
+
+export class Gateway extends EventEmitter<GatewayEvents> {
+  brokerUrl: string;
+  codec: LinkCodec;
+  qos: QoS;
+  ackTimeoutMs: number;
+  retries: number;
+  maxPayload: number;
+  name: string;
+  links: Set<Link>;
+  filters: Map<string, Set<Link>>;
+  mqtt: MqttTransport | null;
+  stats: { up: number; down: number; links: number };
+
   /**
    * broker: MQTT URL. codec: linkCodec(E4Link) (default: from dist/link.js). qos: toward the broker
    * (default 1). ackTimeoutMs / retries: retransmission toward devices. maxPayload: largest frame
    * payload accepted from a device (default 1024).
    */
-  constructor({ broker, codec = null, qos = 1, ackTimeoutMs = 1000, retries = 3, maxPayload = 1024, name = 'gateway' } = {}) {
+  constructor({ broker, codec = null, qos = 1, ackTimeoutMs = 1000, retries = 3, maxPayload = 1024, name = 'gateway' }: GatewayOptions = {}) {
     super();
     if (!broker) throw new Error('gateway: a broker URL is required');
     this.brokerUrl = broker;
@@ -186,16 +281,16 @@ export class Gateway extends EventEmitter {
     this.on('error', () => {}); // reported through the event, never fatal
   }
 
-  async start() {
+  async start(): Promise<this> {
     // Reconnects with back-off; each disconnect and reconnect is a 'broker' event (and logged by
     // the command). Publications from devices made meanwhile wait in the MQTT client's queue.
-    this.mqtt = new MqttTransport(this.brokerUrl, { clientId: mqttClientId('gw', this.name), reconnect: true, log: (level, text) => this.emit('broker', { level, text }) });
-    this.mqtt.onMessage = (topic, payload) => this.fromBroker(topic, payload);
+    this.mqtt = new MqttTransport(this.brokerUrl, { clientId: mqttClientId('gw', this.name), reconnect: true, log: (level: string, text: string) => this.emit('broker', { level, text }) });
+    this.mqtt.onMessage = (topic: string, payload: Buffer) => this.fromBroker(topic, payload);
     await this.mqtt.open();
     return this;
   }
 
-  async stop() {
+  async stop(): Promise<void> {
     for (const l of [...this.links]) this.detach(l);
     if (this.mqtt) await this.mqtt.close();
     this.mqtt = null;
@@ -206,7 +301,7 @@ export class Gateway extends EventEmitter {
    * text written first, for a link that starts as the board's console (Espruino's BLE UART: the
    * Puck.js image switches to frames on the line "E4.gateway()", see boards/espruino/link.ts).
    */
-  attach(stream, { name = `link-${this.stats.links + 1}`, consoleLine = null } = {}) {
+  attach(stream: DeviceStream, { name = `link-${this.stats.links + 1}`, consoleLine = null }: AttachOptions = {}): Link {
     if (consoleLine) stream.write(Buffer.from('\x10' + consoleLine + '\n'));
     const link = new Link(this, stream, name);
     this.links.add(link);
@@ -215,14 +310,14 @@ export class Gateway extends EventEmitter {
     return link;
   }
 
-  detach(link) {
+  detach(link: Link): void {
     if (!this.links.delete(link)) return;
     link.close();
     for (const f of [...link.filters]) this.unsubscribe(link, f).catch(() => {});
     this.emit('detach', { link: link.name, id: link.id });
   }
 
-  async subscribe(link, filter) {
+  async subscribe(link: Link, filter: string): Promise<void> {
     link.filters.add(filter);
     let set = this.filters.get(filter);
     if (!set) {
@@ -231,10 +326,12 @@ export class Gateway extends EventEmitter {
     }
     const first = set.size === 0;
     set.add(link);
-    if (first) await this.mqtt.subscribe(filter, this.qos);
+    if (!first) return;
+    if (!this.mqtt) throw new Error('gateway stopped');
+    await this.mqtt.subscribe(filter, this.qos);
   }
 
-  async unsubscribe(link, filter) {
+  async unsubscribe(link: Link, filter: string): Promise<void> {
     link.filters.delete(filter);
     const set = this.filters.get(filter);
     if (!set) return;
@@ -245,15 +342,15 @@ export class Gateway extends EventEmitter {
     }
   }
 
-  async publish(link, topic, payload) {
+  async publish(link: Link, topic: string, payload: Uint8Array): Promise<void> {
     if (!this.mqtt) throw new Error('gateway stopped');
     await this.mqtt.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.length), this.qos);
     this.stats.up++;
   }
 
-  fromBroker(topic, payload) {
+  fromBroker(topic: string, payload: Buffer): void {
     if (payload.length > 65535) return;
-    const targets = new Set();
+    const targets = new Set<Link>();
     for (const [filter, set] of this.filters) if (topicMatches(filter, topic)) for (const l of set) targets.add(l);
     for (const l of targets) {
       l.deliver(topic, payload);
@@ -275,8 +372,38 @@ const USAGE = `usage: node host-sim/services/gateway.ts --broker URL (--ble ADDR
   --image FILE        the image whose frame codec to use (default dist/link.js)
   --version           print the version`;
 
-export function parseGatewayArgs(argv) {
-  const o = { serial: [], ble: [], baud: 115200 };
+/** The gateway's command line. */
+export interface GatewayArgs {
+  broker?: string;
+  serial: string[];
+  ble: string[];
+  baud: number;
+  listen?: { host: string; port: number };
+  consoleLine?: string;
+  image?: string;
+  help?: boolean;
+  version?: boolean;
+}
+
+/** What the gateway uses of the optional "serialport" package. */
+interface SerialPortStream extends DeviceStream {
+  once(event: 'open', listener: () => void): this;
+  once(event: 'error', listener: (e: Error) => void): this;
+}
+
+interface SerialPortModule {
+  SerialPort: new (options: { path: string; baudRate: number }) => SerialPortStream;
+}
+
+/** Optional: named in a variable so that typechecking does not need it installed. */
+const SERIALPORT_PACKAGE = 'serialport';
+
+function isSerialPortModule(m: unknown): m is SerialPortModule {
+  return typeof m === 'object' && m !== null && 'SerialPort' in m && typeof m.SerialPort === 'function';
+}
+
+export function parseGatewayArgs(argv: string[]): GatewayArgs {
+  const o: GatewayArgs = { serial: [], ble: [], baud: 115200 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -308,18 +435,18 @@ export function parseGatewayArgs(argv) {
   return o;
 }
 
-async function main(argv) {
-  let o;
+async function main(argv: string[]): Promise<void> {
+  let o: GatewayArgs;
   try {
     o = parseGatewayArgs(argv);
   } catch (e) {
-    process.stderr.write(`gateway: ${e.message} (see node host-sim/services/gateway.ts --help)\n`);
+    process.stderr.write(`gateway: ${(e as Error).message} (see node host-sim/services/gateway.ts --help)\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');
   if (o.version) return void process.stdout.write(packageVersion() + '\n');
   const gw = new Gateway({ broker: o.broker, codec: loadImageCodec(o.image || LINK_IMAGE) });
-  const say = (s) => process.stderr.write(`gateway: ${s}\n`);
+  const say = (s: string) => process.stderr.write(`gateway: ${s}\n`);
   gw.on('hello', (e) => say(`${e.link}: device ${e.id || '(no id)'}`));
   gw.on('detach', (e) => say(`${e.link}: gone`));
   gw.on('drop', (e) => say(`${e.link}: dropped ${e.bytes} bytes (${e.reason})`));
@@ -327,14 +454,15 @@ async function main(argv) {
   gw.on('broker', (e) => say(e.text));
   await gw.start();
   for (const path of o.serial) {
-    let SerialPort;
+    let serialport: unknown;
     try {
-      ({ SerialPort } = await import('serialport'));
+      serialport = await import(SERIALPORT_PACKAGE);
     } catch {
       throw new Error('--serial needs the "serialport" package (npm install serialport)');
     }
-    const port = new SerialPort({ path, baudRate: o.baud });
-    await new Promise((resolve, reject) => port.once('open', resolve).once('error', reject));
+    if (!isSerialPortModule(serialport)) throw new Error('--serial needs the "serialport" package (npm install serialport): this one exports no SerialPort');
+    const port = new serialport.SerialPort({ path, baudRate: o.baud });
+    await new Promise<void>((resolve, reject) => port.once('open', resolve).once('error', reject));
     gw.attach(port, { name: path, consoleLine: o.consoleLine });
     say(`serial ${path} at ${o.baud} baud`);
   }
@@ -350,10 +478,11 @@ async function main(argv) {
       await stopGateway();
     };
   }
-  if (o.listen) {
+  const listen = o.listen;
+  if (listen) {
     const server = net.createServer((sock) => gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}`, consoleLine: o.consoleLine }));
-    await new Promise((resolve, reject) => server.once('error', reject).listen(o.listen.port, o.listen.host, resolve));
-    const addr = server.address();
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.port, listen.host, resolve));
+    const addr = server.address() as AddressInfo; // a TCP listener: never a pipe name
     process.stdout.write(`listening tcp://${addr.address}:${addr.port}\n`);
   }
   say(`bridging to ${o.broker}`);

@@ -22,9 +22,13 @@
  *               [--flash FILE] [--clock MODE]
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import type { Aedes, PublishPacket } from 'aedes';
+import type { IClientPublishOptions } from 'mqtt';
+import type { DeviceFile } from '../../boards/espruino/boot.ts';
+import type { E4Error } from '../../firmware/errors.ts';
 import { SimDevice } from '../shared/device.ts';
+import { readDeviceConfig } from '../shared/device-config.ts';
 import { flashStore, systemTime } from '../shared/hal.ts';
 import { loadImage } from '../shared/image.ts';
 import { MqttTransport, mqttClientId, topicMatches } from '../shared/mqtt-transport.ts';
@@ -32,14 +36,73 @@ import { packageVersion, runIfMain, stopOnSignal } from '../shared/cli.ts';
 
 const ECHO_MEMORY = 1024;
 
+type QoS = NonNullable<IClientPublishOptions['qos']>;
+
+/** Where the proxy's diagnostics go: level ('info', 'warn', 'error') and one line of text. */
+export type ProxyLog = (level: string, text: string) => void;
+
+export interface ProxyOptions {
+  /** The proxy's E4 identity: a device.json object. */
+  config: DeviceFile;
+  image?: ReturnType<typeof loadImage> | null;
+  /** The upstream broker's URL (required). */
+  broker?: string;
+  listen?: { host?: string; port?: number };
+  store?: ReturnType<typeof flashStore> | null;
+  /** A clock spec (shared/hal.ts parseClock). */
+  clock?: string;
+  world?: ReturnType<typeof systemTime>;
+  log?: ProxyLog | null;
+  qos?: QoS;
+}
+
+/** What the proxy did with the publications it saw. */
+export interface ProxyStats {
+  /** Local publications protected and sent upstream. */
+  protected: number;
+  /** Upstream messages unprotected and delivered locally. */
+  unprotected: number;
+  /** Publications not forwarded (either way), by reason in droppedBy. */
+  dropped: number;
+  droppedBy: Record<string, number>;
+  /** C2 commands run. */
+  commands: number;
+}
+
+/** An E4 failure thrown in the device's realm (instanceof does not cross realms; the name does). */
+function isE4Error(e: unknown): e is E4Error {
+  return typeof e === 'object' && e !== null && 'name' in e && e.name === 'E4Error';
+}
+
+/** aedes reports a refused subscription with the SUBACK failure code 128, which its QoS type leaves out. */
+const refused = (qos: number): boolean => qos === 128;
+
 export class ProtectionProxy {
+  config: DeviceFile;
+  image: ReturnType<typeof loadImage>;
+  brokerUrl: string;
+  listenHost: string;
+  listenPort: number;
+  log: ProxyLog;
+  qos: QoS;
+  subs: Map<string, number>;
+  clientSubs: Map<string, Set<string>>;
+  echo: Set<string>;
+  echoOrder: string[];
+  stats: ProxyStats;
+  device: SimDevice;
+  /** The local broker (from start()). */
+  local: Aedes | null = null;
+  server: net.Server | null = null;
+  sockets: Set<net.Socket> = new Set();
+
   /**
    * - config: the proxy's device.json object; image: loadImage() result (default dist/e4.js).
    * - broker: upstream URL. listen: { host, port } of the local listener (default 127.0.0.1:0).
    * - store: a flashStore (default in memory; give flashStore({ file }) to keep keys across runs).
    * - clock: the proxy's clock (default trusted: it runs on a host).
    */
-  constructor({ config, image = null, broker, listen = {}, store = null, clock = 'trusted', world = systemTime(), log = null, qos = 1 }) {
+  constructor({ config, image = null, broker, listen = {}, store = null, clock = 'trusted', world = systemTime(), log = null, qos = 1 }: ProxyOptions) {
     if (!broker) throw new Error('proxy: an upstream broker URL is required');
     this.config = config;
     this.image = image || loadImage();
@@ -60,24 +123,24 @@ export class ProtectionProxy {
       clock,
       world,
       // A service: it reconnects (with back-off, logged) instead of giving up on its broker.
-      network: (dev) => new MqttTransport(broker, { clientId: mqttClientId('proxy', dev.name), reconnect: true, log: (level, text) => this.log(level, `proxy: ${text}`) }),
+      network: (dev: SimDevice) => new MqttTransport(broker, { clientId: mqttClientId('proxy', dev.name), reconnect: true, log: (level: string, text: string) => this.log(level, `proxy: ${text}`) }),
       qos,
-      filter: (topic, bytes) => {
+      filter: (topic: string, bytes: Uint8Array) => {
         const h = digest(bytes);
         if (this.echo.has(h)) return false;
         return true;
       },
     });
-    this.device.on('data', (ev) => this._toLocal(ev));
+    this.device.on('data', (ev: { topic: string; payload: Buffer }) => this._toLocal(ev));
     this.device.on('command', () => this.stats.commands++);
-    this.device.on('rejected', (ev) => this._drop(ev.result, `upstream message on ${ev.topic} rejected: ${ev.result}`));
+    this.device.on('rejected', (ev: { topic: string; result: string }) => this._drop(ev.result, `upstream message on ${ev.topic} rejected: ${ev.result}`));
   }
 
-  get url() {
+  get url(): string {
     return `mqtt://${this.listenHost}:${this.listenPort}`;
   }
 
-  async start() {
+  async start(): Promise<this> {
     await this.device.start();
     const { Aedes } = await import('aedes');
     // Forwarding happens while aedes authorises a local publication, before it acknowledges it:
@@ -96,7 +159,7 @@ export class ProtectionProxy {
     });
     this.local = local;
     local.on('subscribe', (subscriptions, client) => {
-      for (const s of subscriptions) if (s.qos !== 128) this._addSub(client.id, s.topic).catch((e) => this.log('error', `proxy: subscribe ${s.topic}: ${e.message}`));
+      for (const s of subscriptions) if (!refused(s.qos)) this._addSub(client.id, s.topic).catch((e) => this.log('error', `proxy: subscribe ${s.topic}: ${e.message}`));
     });
     local.on('unsubscribe', (topics, client) => {
       for (const t of topics) this._removeSub(client.id, t).catch(() => {});
@@ -105,38 +168,40 @@ export class ProtectionProxy {
       const set = this.clientSubs.get(client.id);
       if (set) for (const t of [...set]) this._removeSub(client.id, t).catch(() => {});
     });
-    this.server = net.createServer(local.handle);
+    const server = net.createServer(local.handle);
+    this.server = server;
     this.sockets = new Set();
-    this.server.on('connection', (s) => {
+    server.on('connection', (s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
-    await new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.listenPort, this.listenHost, resolve);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.listenPort, this.listenHost, resolve);
     });
-    this.listenPort = this.server.address().port;
+    this.listenPort = (server.address() as AddressInfo).port; // a TCP listener: never a pipe name
     this.log('info', `proxy ${this.device.name} (${this.device.id}) listening ${this.url}, upstream ${this.brokerUrl}`);
     return this;
   }
 
-  async stop() {
-    if (this.server) {
+  async stop(): Promise<void> {
+    const { server, local } = this;
+    if (server && local) {
       for (const s of this.sockets) s.destroy();
-      await new Promise((r) => this.server.close(() => r()));
-      await new Promise((r) => this.local.close(() => r()));
+      await new Promise<void>((r) => server.close(() => r()));
+      await new Promise<void>((r) => local.close(() => r()));
       this.server = null;
     }
     await this.device.stop();
   }
 
-  _drop(reason, text) {
+  _drop(reason: string, text: string): void {
     this.stats.dropped++;
     this.stats.droppedBy[reason] = (this.stats.droppedBy[reason] || 0) + 1;
     this.log('warn', text);
   }
 
-  async _fromLocal(packet) {
+  async _fromLocal(packet: PublishPacket): Promise<void> {
     const topic = packet.topic;
     if (topic.startsWith('$')) return;
     if (topic.startsWith('e4/')) return this._drop('CONTROL_TOPIC', `local publication on control topic ${topic} not forwarded`);
@@ -144,32 +209,36 @@ export class ProtectionProxy {
     try {
       bytes = this.device.protect(topic, packet.payload);
     } catch (e) {
-      if (e && e.name === 'E4Error') return this._drop(e.result, `local publication on ${topic} not forwarded: ${e.result}`);
+      if (isE4Error(e)) return this._drop(e.result, `local publication on ${topic} not forwarded: ${e.result}`);
       throw e;
     }
     this._remember(bytes);
     this.stats.protected++;
-    if (!this.device.transport) throw new Error('the proxy is stopping');
-    await this.device.transport.publish(topic, bytes, this.qos, !!packet.retain);
+    const upstream = this.device.transport;
+    if (!upstream) throw new Error('the proxy is stopping');
+    // The network of the proxy's device (constructor): an MQTT connection, which keeps the retain flag.
+    if (!(upstream instanceof MqttTransport)) throw new Error('proxy: the upstream transport is not MQTT');
+    await upstream.publish(topic, bytes, this.qos, !!packet.retain);
   }
 
-  _toLocal(ev) {
+  _toLocal(ev: { topic: string; payload: Buffer }): void {
     // Deliver only topics some local client subscribed to (a wildcard upstream may bring more).
     let wanted = false;
     for (const f of this.subs.keys()) if (topicMatches(f, ev.topic)) wanted = true;
-    if (!wanted) return;
+    if (!wanted || !this.local) return; // (subscriptions come from local clients: it is there)
     this.stats.unprotected++;
     this.local.publish({ cmd: 'publish', topic: ev.topic, payload: ev.payload, qos: this.qos, retain: false, dup: false }, () => {});
   }
 
-  _remember(bytes) {
+  _remember(bytes: Uint8Array): void {
     const h = digest(bytes);
     this.echo.add(h);
     this.echoOrder.push(h);
-    if (this.echoOrder.length > ECHO_MEMORY) this.echo.delete(this.echoOrder.shift());
+    const oldest = this.echoOrder.length > ECHO_MEMORY ? this.echoOrder.shift() : undefined;
+    if (oldest !== undefined) this.echo.delete(oldest);
   }
 
-  async _addSub(clientId, filter) {
+  async _addSub(clientId: string, filter: string): Promise<void> {
     if (filter.startsWith('$')) return;
     let set = this.clientSubs.get(clientId);
     if (!set) this.clientSubs.set(clientId, (set = new Set()));
@@ -180,7 +249,7 @@ export class ProtectionProxy {
     if (n === 0) await this.device.subscribe(filter);
   }
 
-  async _removeSub(clientId, filter) {
+  async _removeSub(clientId: string, filter: string): Promise<void> {
     const set = this.clientSubs.get(clientId);
     if (!set || !set.delete(filter)) return;
     if (!set.size) this.clientSubs.delete(clientId);
@@ -191,7 +260,7 @@ export class ProtectionProxy {
   }
 }
 
-function digest(bytes) {
+function digest(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('base64');
 }
 
@@ -208,8 +277,20 @@ const USAGE = `usage: node host-sim/services/proxy.ts --device FILE --broker URL
   --clock MODE       trusted (default), untrusted, skewed:<s>, monotonic, none
   --image FILE       the E4 image to run (default dist/e4.js)`;
 
-export function parseProxyArgs(argv) {
-  const o = { listen: { host: '127.0.0.1', port: 1884 }, clock: 'trusted' };
+/** The proxy's command line. */
+export interface ProxyArgs {
+  device?: string;
+  broker?: string;
+  listen: { host: string; port: number };
+  flash?: string;
+  clock: string;
+  image?: string;
+  help?: boolean;
+  version?: boolean;
+}
+
+export function parseProxyArgs(argv: string[]): ProxyArgs {
+  const o: ProxyArgs = { listen: { host: '127.0.0.1', port: 1884 }, clock: 'trusted' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -235,17 +316,17 @@ export function parseProxyArgs(argv) {
   return o;
 }
 
-async function main(argv) {
-  let o;
+async function main(argv: string[]): Promise<void> {
+  let o: ProxyArgs;
   try {
     o = parseProxyArgs(argv);
   } catch (e) {
-    process.stderr.write(`proxy: ${e.message} (see node host-sim/services/proxy.ts --help)\n`);
+    process.stderr.write(`proxy: ${(e as Error).message} (see node host-sim/services/proxy.ts --help)\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');
   if (o.version) return void process.stdout.write(packageVersion() + '\n');
-  const config = JSON.parse(readFileSync(o.device, 'utf8'));
+  const config = readDeviceConfig(o.device!); // parseProxyArgs requires --device unless --help or --version
   const proxy = new ProtectionProxy({
     config,
     image: o.image ? loadImage(o.image) : null,
@@ -253,7 +334,7 @@ async function main(argv) {
     listen: o.listen,
     clock: o.clock,
     store: o.flash ? flashStore({ file: o.flash }) : null,
-    log: (level, text) => process.stderr.write(`[${level}] ${text}\n`),
+    log: (level, text) => void process.stderr.write(`[${level}] ${text}\n`),
   });
   await proxy.start();
   process.stdout.write(`listening ${proxy.url}\n`);
