@@ -13,10 +13,17 @@ import { EventEmitter } from 'node:events';
 import type { DeviceFile } from '../../boards/espruino/boot.ts';
 import type { Client } from '../../firmware/client.ts';
 import type { TopicRecord } from '../../firmware/hal.ts';
-import type { Gateway } from '../services/gateway.ts';
 import type { loadImage } from '../shared/image.ts';
 import { imageClient, imageDevice } from './espruino-board.ts';
 import type { EspruinoBoard, EspruinoImage, EspruinoSerial } from './espruino-board.ts';
+
+/**
+ * Where a board's link is plugged in: what BoardDevice needs of a gateway (services/gateway.ts
+ * implements it). Declared here so the simulated hardware does not depend on the services.
+ */
+export interface LinkHub {
+  attach(stream: BoardLink, options: { name?: string; consoleLine?: string | null }): unknown;
+}
 
 /** The board's streams a link can use. */
 export type BoardStreamName = 'Bluetooth' | 'Serial1' | 'LoopbackA';
@@ -106,7 +113,7 @@ export interface BoardDeviceOptions {
   board?: string;
   /** The device's configuration (device.json). */
   config: DeviceFile;
-  gateway: Gateway;
+  gateway: LinkHub;
   /** Storage bytes (default 64 KB). */
   flashSize?: number;
 }
@@ -138,7 +145,7 @@ export class BoardDevice extends EventEmitter {
   readonly config: DeviceFile;
   readonly name: string | undefined;
   readonly id: string | undefined;
-  readonly gateway: Gateway;
+  readonly gateway: LinkHub;
   readonly flashSize: number;
   board: EspruinoBoard | null;
   /** The image's E4 while the board is on. */
