@@ -16,7 +16,7 @@ import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'e4-flash-test-'));
-const file = (name: string, data: any) => {
+const file = (name: string, data: unknown) => {
   const p = join(tmp, name);
   writeFileSync(p, typeof data === 'string' ? data : JSON.stringify(data));
   return p;

@@ -169,13 +169,13 @@ function newCase<O extends CaseOp>(section: string, name: string, op: O, args: C
   return { section, name, op, args, check: (out) => check(out as CaseOutputs[O]), file: '', id: '' };
 }
 
-// The two vector schemas (test/vectors/README.md): only the fields the cases read.
-interface VectorTopic {
+// The two vector schemas (test/vectors/README.md): only the fields the cases (and hil.ts) read.
+export interface VectorTopic {
   topic: string;
   topic_hash: string;
   key: string;
 }
-interface VectorState {
+export interface VectorState {
   client_key: string;
   topics: VectorTopic[];
 }
@@ -195,14 +195,47 @@ interface ScenarioStep extends Expected {
   if_key_transition?: ScenarioStep;
   state_after: VectorState;
 }
-interface SkVectors {
+export interface AesSivVector {
+  key: string;
+  ad: string;
+  plaintext: string;
+  output: string;
+}
+export interface ProtectVector extends Expected {
+  topic: string;
+  topic_key: string;
+  timestamp: number;
+  plaintext: string;
+  protected: string;
+}
+export interface UnprotectVector extends Expected {
+  case: string;
+  receiver: VectorState & { client_id: string; control_topic: string };
+  topic: string;
+  now: number;
+  options: number;
+  protected: string;
+  expected_plaintext: string | null;
+}
+export interface CommandVector extends Expected {
+  case: string;
+  client_id: string;
+  control_topic: string;
+  protected: string;
+  delivered_on_topic: string;
+  now: number;
+  options: number;
+  state_before: VectorState;
+  state_after: VectorState;
+}
+export interface SkVectors {
   meta: { format: 'e4-sk-test-vectors' };
   client_ids?: { name: string; name_utf8_hex: string; id: string; control_topic: string }[];
   topic_hashes?: { topic: string; topic_utf8_hex: string; topic_hash: string }[];
-  aes_siv?: { key: string; ad: string; plaintext: string; output: string }[];
-  protect?: (Expected & { topic: string; topic_key: string; timestamp: number; plaintext: string; protected: string })[];
-  unprotect?: (Expected & { case: string; receiver: VectorState & { client_id: string; control_topic: string }; topic: string; now: number; options: number; protected: string; expected_plaintext: string | null })[];
-  commands?: (Expected & { case: string; client_id: string; control_topic: string; protected: string; delivered_on_topic: string; now: number; options: number; state_before: VectorState; state_after: VectorState })[];
+  aes_siv?: AesSivVector[];
+  protect?: ProtectVector[];
+  unprotect?: UnprotectVector[];
+  commands?: CommandVector[];
   scenarios?: { case: string; initial_state: VectorState & { client_id: string; control_topic: string }; steps: ScenarioStep[] }[];
   storage_file?: { case: string; client_id: string; client_key: string; topics: VectorTopic[]; file: string }[];
 }
@@ -213,7 +246,7 @@ interface RfcVectors {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
 /** The schema is told by its marker (the files are pinned by SHA-256 in test/vectors/README.md). */
-function isSkVectors(v: unknown): v is SkVectors {
+export function isSkVectors(v: unknown): v is SkVectors {
   return isObject(v) && isObject(v.meta) && v.meta.format === 'e4-sk-test-vectors';
 }
 function isRfcVectors(v: unknown): v is RfcVectors {
