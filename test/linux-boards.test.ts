@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
-import { TSX_LOADER } from '../host-sim/shared/cli.ts';
+import { TS_NODE, TSX_LOADER } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const BOARDS: [board: string, engine: string][] = [
@@ -21,7 +21,7 @@ const BOARDS: [board: string, engine: string][] = [
 function hilOnLinux(board: string, engine: string) {
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`],
+    [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`],
     { encoding: 'utf8', timeout: 8 * 60 * 1000 },
   );
   return { status: r.status, out: (r.stdout || '') + (r.stderr || '') };
