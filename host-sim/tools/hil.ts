@@ -278,7 +278,7 @@ function isHilDevice(v: unknown): v is HilDevice {
 }
 
 /** The memory run's report (`E4HIL mem`, printed by memoryScript's on-board code). */
-interface MemReport {
+export interface MemReport {
   status: { ok: boolean; error?: string; ctl: string; topics: number } | null;
   boot: number;
   after: number;
@@ -291,7 +291,7 @@ interface MemReport {
   blocksize: number;
 }
 
-function isMemReport(v: unknown): v is MemReport {
+export function isMemReport(v: unknown): v is MemReport {
   const numbers = (x: unknown) => Array.isArray(x) && x.every((n) => typeof n === 'number');
   return (
     isRecord(v) &&
