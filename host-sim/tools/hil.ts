@@ -79,7 +79,7 @@ export interface HilMemory {
   peak: number;
   base: number;
   total: number;
-  blocksize: number;
+  blocksize?: number;
 }
 
 /** What a run found: counts, the failed checks, and the figures measured. */
@@ -279,7 +279,7 @@ function isHilDevice(v: unknown): v is HilDevice {
 
 /** The memory run's report (`E4HIL mem`, printed by memoryScript's on-board code). */
 export interface MemReport {
-  status: { ok: boolean; error?: string; ctl: string; topics: number } | null;
+  status?: { ok: boolean; error?: string; ctl: string; topics: number } | null;
   boot: number;
   after: number;
   peak256: number;
@@ -288,18 +288,19 @@ export interface MemReport {
   errors: string[];
   base: number;
   total: number;
-  blocksize: number;
+  /** Bytes per variable (absent on builds whose process.memory() does not say). */
+  blocksize?: number;
 }
 
 export function isMemReport(v: unknown): v is MemReport {
   const numbers = (x: unknown) => Array.isArray(x) && x.every((n) => typeof n === 'number');
   return (
     isRecord(v) &&
-    ['boot', 'after', 'peak256', 'base', 'total', 'blocksize'].every((k) => typeof v[k] === 'number') &&
+    ['boot', 'after', 'peak256', 'base', 'total'].every((k) => typeof v[k] === 'number') &&
     numbers(v.commands) &&
     numbers(v.results) &&
     Array.isArray(v.errors) &&
-    (v.status === null || isRecord(v.status))
+    (v.status === undefined || v.status === null || isRecord(v.status))
   );
 }
 
