@@ -19,7 +19,7 @@ const FILES = [join(VECTORS, 'e4-sk-vectors.json'), join(VECTORS, 'rfc5297.json'
 const TOTAL = FILES.reduce((n, f) => n + loadCases(f).length, 0);
 const duk = findBinary('duk');
 
-function conformance(...args) {
+function conformance(...args: string[]) {
   const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], { encoding: 'utf8', timeout: 240000 });
   const lines = r.stdout.trim().split('\n');
   return { status: r.status, out: r.stdout + r.stderr, last: lines[lines.length - 1] };
@@ -27,7 +27,7 @@ function conformance(...args) {
 
 const SECTIONS = ['client_ids', 'topic_hashes', 'aes_siv', 'protect', 'unprotect', 'commands', 'scenarios', 'storage_file', 'rfc5297'];
 
-function expectAllPassed(r, engines = 1) {
+function expectAllPassed(r: ReturnType<typeof conformance>, engines = 1) {
   expect(r.last, r.out).toBe(`conformance: ${TOTAL * engines} passed, 0 failed`);
   expect(r.status).toBe(0);
   for (const s of SECTIONS) expect(r.out).toMatch(new RegExp(` ${s}: \\d+ passed, 0 failed`));
@@ -54,7 +54,7 @@ describe('npm run conformance', () => {
     expectAllPassed(conformance('--engine', 'duk', ...FILES));
     const small = conformance('--engine', 'duk', '--batch-bytes', '2500', ...FILES);
     expectAllPassed(small);
-    expect(Number(small.out.match(/in (\d+) batches/)[1])).toBeGreaterThan(20);
+    expect(Number(small.out.match(/in (\d+) batches/)?.[1])).toBeGreaterThan(20);
   });
 
   it('reports the failures of a broken image, of an engine that dies, and of an empty run', () => {
@@ -68,7 +68,7 @@ describe('npm run conformance', () => {
       const broken = conformance('--engine', 'node', '--image', wrongSbox, ...FILES);
       expect(broken.status).toBe(1);
       expect(broken.out).toMatch(/FAIL .* aes_siv .*seal: got/);
-      const failed = Number(broken.last.match(/(\d+) failed$/)[1]);
+      const failed = Number(broken.last.match(/(\d+) failed$/)?.[1]);
       expect(failed).toBeGreaterThan(50);
       // An image that throws at load: no case has a result.
       const dies = join(dir, 'dies.js');

@@ -42,8 +42,8 @@ describe.skipIf(skipped(e))(titled('docs/boards.md walkthrough: C2 -> device fil
       expect(out).toMatch(new RegExp(`flash: the runtime booted: e4/${id![1]}, 1 topic\\b`));
       // The key files the walkthrough wrote are this user's alone.
       expect(statSync(join(dir, 'keys/monitor-1.json')).mode & 0o777).toBe(0o600);
-      const cfg = JSON.parse(readFileSync(join(dir, 'keys/monitor-1.json'), 'utf8'));
-      expect(cfg.topics.map((t: any) => t.topic)).toEqual(['health/heart-rate']);
+      const cfg: { topics?: { topic?: string }[]; transport?: unknown } = JSON.parse(readFileSync(join(dir, 'keys/monitor-1.json'), 'utf8'));
+      expect(cfg.topics?.map((t) => t.topic)).toEqual(['health/heart-rate']);
       expect(cfg.transport).toEqual({ link: { kind: 'ble-uart' } });
     } finally {
       rmSync(dir, { recursive: true, force: true });

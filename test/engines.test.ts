@@ -15,7 +15,7 @@ import { TS_NODE } from '../host-sim/shared/cli.ts';
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 
 /** Runs `fn` with E4_ENGINES and PATH set to the given folders. */
-function withDirs(engines, path, fn) {
+function withDirs<T>(engines: string[], path: string[], fn: () => T): T {
   const saved = { E4_ENGINES: process.env.E4_ENGINES, PATH: process.env.PATH };
   process.env.E4_ENGINES = engines.join(delimiter);
   process.env.PATH = path.join(delimiter);
@@ -28,7 +28,7 @@ function withDirs(engines, path, fn) {
 }
 
 /** An executable script that prints `text` whatever it is given. */
-function fakeEngine(dir, name, text) {
+function fakeEngine(dir: string, name: string, text: string) {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, name);
   writeFileSync(file, `#!/bin/sh\necho '${text}'\n`);

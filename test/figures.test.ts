@@ -57,7 +57,7 @@ describe('footprint table', () => {
   });
 
   it('takes the median of the per-round ratios when the engine reports them (one disturbed round does not move it)', () => {
-    const ratios = [[1.9, 1.8], [1.95, 1.85], [3.5, 0.9], [2.0, 1.9], [1.92, 1.88]];
+    const ratios: [number, number][] = [[1.9, 1.8], [1.95, 1.85], [3.5, 0.9], [2.0, 1.9], [1.92, 1.88]];
     const f = speedFigures([{ engine: 'duk', rows: [{ size: 1024, protect: 100, rawSeal: 300, unprotect: 100, rawOpen: 300, ratios }] }]);
     expect(f['duk.protect1kRatio']).toBeCloseTo(1.95);
     expect(f['duk.unprotect1kRatio']).toBeCloseTo(1.85);

@@ -16,7 +16,7 @@ import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(__dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'e4-flash-test-'));
-const file = (name: string, data: any) => {
+const file = (name: string, data: unknown) => {
   const p = join(tmp, name);
   writeFileSync(p, typeof data === 'string' ? data : JSON.stringify(data));
   return p;
@@ -124,8 +124,8 @@ describe('flash: what is written', () => {
 
   it('verification fails on a missing or different file, an unconfirmed upload or a switch that did not happen', () => {
     const { files } = uploadScript({ image: 'abc', config: null });
-    const boot = files.find((f: any) => f.boot).variants[0];
-    const lines = [...files.filter((f: any) => !f.boot).map((f: any) => `E4FLASH ${f.name} ${f.bytes} ${f.crc}`), `E4FLASH .boot0 ${boot.bytes} ${boot.crc}`, `E4FLASH switched ${boot.slot}`, 'E4FLASH free 100', 'E4FLASH done'];
+    const boot = files.flatMap((f) => ('variants' in f ? f.variants : []))[0];
+    const lines = [...files.flatMap((f) => ('bytes' in f ? [`E4FLASH ${f.name} ${f.bytes} ${f.crc}`] : [])), `E4FLASH .boot0 ${boot.bytes} ${boot.crc}`, `E4FLASH switched ${boot.slot}`, 'E4FLASH free 100', 'E4FLASH done'];
     expect(verifyFlash(lines, files)).toEqual({ free: 100, slot: boot.slot, oneSlot: false });
     expect(() => verifyFlash(lines.slice(1), files)).toThrow(/e4\.js: not reported/);
     expect(() => verifyFlash([`E4FLASH e4.js 3 1`, ...lines.slice(1)], files)).toThrow(/e4\.js: the board holds 3 bytes with CRC 1/);

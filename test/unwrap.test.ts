@@ -29,7 +29,18 @@ const IMAGE = `var E4 = (function (exports) {
 })({});
 if (typeof module === "object" && module && typeof module.exports === "object") module.exports = E4;`;
 
-function run(code) {
+/** What IMAGE exports (its global E4). */
+interface TestImage {
+  add(a: number, b: number): number;
+  shadow(n: number): number;
+  bump(): number;
+  factory(n: number): { next(n: number): number; all(...a: number[]): number };
+  variadic(...a: number[]): number;
+  consts(): unknown[];
+}
+
+/** A fresh realm with `code` run in it: its globals. */
+function run(code: string): vm.Context {
   const ctx = vm.createContext({});
   vm.runInContext(code, ctx);
   return ctx;
@@ -39,8 +50,8 @@ describe('unwrapped images', () => {
   it('behave as the wrapped image and define only E4 and E4 + 1-2 characters', async () => {
     const code = await minifyUnwrapped(IMAGE, TERSER_OPTIONS);
     const ctx = run(code);
-    const wrapped = run(IMAGE).E4;
-    const E4 = ctx.E4;
+    const wrapped: TestImage = run(IMAGE).E4;
+    const E4: TestImage = ctx.E4;
     expect(E4.add(2, 3)).toBe(wrapped.add(2, 3));
     expect(E4.shadow(21)).toBe(42);
     expect([E4.bump(), E4.bump()]).toEqual([1, 2]);

@@ -33,9 +33,12 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rollup } from 'rollup';
+import type { OutputAsset, OutputChunk, Plugin } from 'rollup';
 import { lowerToES5, resolveSources } from '../../build/es5.mjs';
 import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.ts';
+import type { Engine } from './engines.ts';
 import { figureTable } from './figures.ts';
+import type { Measured } from './figures.ts';
 import { answerHelpOrVersion, isMain } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -132,13 +135,34 @@ export async function rawNobleBundle() {
   return output[0].code.replace(/(if \((?:pack \|\| )?arguments\.length === 2\) for \(var i = 0, l = from\.length), ar;/g, 'var ar; $1;');
 }
 
-function parse(stdout) {
-  const rows = [];
+/** One payload size of a run: best operations per second of each measure, and each round's
+ * [rawSeal/protect, rawOpen/unprotect] (absent: raw noble did not load in that engine). */
+export interface BenchRow {
+  size: number;
+  protect?: number;
+  unprotect?: number;
+  rawSeal?: number;
+  rawOpen?: number;
+  rawError?: string;
+  ratios?: [number, number][];
+}
+
+/** The rows of one engine, or why it gave none. */
+export type BenchResult = { engine: string; rows: BenchRow[]; error?: undefined } | { engine: string; error: string; rows?: undefined };
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const numberIn = (r: Record<string, unknown>, k: string) => (typeof r[k] === 'number' ? r[k] : undefined);
+const stringIn = (r: Record<string, unknown>, k: string) => (typeof r[k] === 'string' ? r[k] : undefined);
+
+/** The tagged JSON lines of an engine's output (objects only). */
+function parse(stdout: string): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
   for (const line of stdout.split(/\r?\n/)) {
     const at = line.indexOf(TAG);
     if (at >= 0) {
       try {
-        rows.push(JSON.parse(line.slice(at + TAG.length)));
+        const row: unknown = JSON.parse(line.slice(at + TAG.length));
+        if (isRecord(row)) rows.push(row);
       } catch {
         /* mangled line */
       }
@@ -147,8 +171,17 @@ function parse(stdout) {
   return rows;
 }
 
-async function benchHostNode(imageFile, budgetMs) {
-  const E4 = createRequire(import.meta.url)(imageFile);
+/** A row of HARNESS's output, with the fields it prints. */
+function benchRow(r: Record<string, unknown>): BenchRow {
+  const ratios = Array.isArray(r.ratios) ? r.ratios.filter((x): x is [number, number] => Array.isArray(x) && typeof x[0] === 'number' && typeof x[1] === 'number') : undefined;
+  return { size: Number(r.size), protect: numberIn(r, 'protect'), unprotect: numberIn(r, 'unprotect'), rawSeal: numberIn(r, 'rawSeal'), rawOpen: numberIn(r, 'rawOpen'), rawError: stringIn(r, 'rawError'), ratios };
+}
+
+/** What the Node-built image (dist/e4.js, CommonJS) exports: the firmware's API. */
+type E4Module = typeof import('../../firmware/index.ts');
+
+async function benchHostNode(imageFile: string, budgetMs: number): Promise<BenchRow[]> {
+  const E4: E4Module = createRequire(import.meta.url)(imageFile);
   const { aessiv } = await import('@noble/ciphers/aes.js');
   const topic = 'bench/topic';
   const keyHex = '22'.repeat(32);
@@ -163,7 +196,7 @@ async function benchHostNode(imageFile, budgetMs) {
   sk.set(key, 32);
   const ad = new Uint8Array(8);
   ad[0] = 1;
-  const rate = (fn) => {
+  const rate = (fn: () => unknown) => {
     fn();
     let n = 0;
     const t0 = performance.now();
@@ -175,13 +208,13 @@ async function benchHostNode(imageFile, budgetMs) {
     } while (t < budgetMs);
     return (n * 1000) / t;
   };
-  const rows = [];
+  const rows: BenchRow[] = [];
   for (const size of SIZES) {
     const pt = new Uint8Array(size).map((_, j) => j & 255);
     const msg = c.protect(topic, pt);
     const sealed = aessiv(sk, ad).encrypt(pt);
-    const r = { size };
-    const best = (k, v) => (r[k] = Math.max(r[k] || 0, v));
+    const r: BenchRow = { size };
+    const best = (k: 'protect' | 'unprotect' | 'rawSeal' | 'rawOpen', v: number) => (r[k] = Math.max(r[k] || 0, v));
     for (let round = 0; round < ROUNDS; round++) {
       best('protect', rate(() => c.protect(topic, pt)));
       best('unprotect', rate(() => c.unprotect(topic, msg)));
@@ -193,13 +226,13 @@ async function benchHostNode(imageFile, budgetMs) {
   return rows;
 }
 
-const fmt = (x) => (x === undefined ? 'n/a' : x >= 100 ? Math.round(x).toString() : x.toFixed(1));
-const ratio = (raw, rt) => (raw === undefined || !rt ? 'n/a' : (raw / rt).toFixed(2));
+const fmt = (x: number | undefined) => (x === undefined ? 'n/a' : x >= 100 ? Math.round(x).toString() : x.toFixed(1));
+const ratio = (raw: number | undefined, rt: number | undefined) => (raw === undefined || !rt ? 'n/a' : (raw / rt).toFixed(2));
 
-export function formatTable(results) {
+export function formatTable(results: BenchResult[]): string {
   const rows = [['engine', 'bytes', 'protect/s', 'raw seal/s', 'ratio', 'unprotect/s', 'raw open/s', 'ratio']];
   for (const r of results) {
-    if (r.error) {
+    if (r.error !== undefined) {
       rows.push([r.engine, '-', 'error: ' + r.error, '', '', '', '', '']);
       continue;
     }
@@ -228,13 +261,34 @@ export function formatTable(results) {
 export const NATIVE_ENGINES = ['espruino-o2', 'espruino32-2630'];
 export const NATIVE_SIZES = [16, 64, 256, 1024];
 /** Client protect/unprotect (when the image has the client) and the vault's own seal/open. */
-const NATIVE_OPS = ['protect', 'unprotect', 'seal', 'open'];
+const NATIVE_OPS = ['protect', 'unprotect', 'seal', 'open'] as const;
+type NativeOp = (typeof NATIVE_OPS)[number];
+/** Where a native row keeps the reference image's figure and the rounds' ratios of each op. */
+const REF_KEY = { protect: 'refProtect', unprotect: 'refUnprotect', seal: 'refSeal', open: 'refOpen' } as const;
+const RATIOS_KEY = { protect: 'protectRatios', unprotect: 'unprotectRatios', seal: 'sealRatios', open: 'openRatios' } as const;
+
+/** One payload size of an engine run of nativeHarness: operations per second, or what failed. */
+type NativeRun = { size: number; error?: string } & Partial<Record<NativeOp, number>>;
+
+/** One payload size in nativeRows: best operations per second of the current image (`protect`, …)
+ * and of the reference (`refProtect`, …), and each round's reference/current ratio. */
+export type NativeRow = { size: number; error?: string } & Partial<Record<NativeOp | (typeof REF_KEY)[NativeOp], number>> & Record<(typeof RATIOS_KEY)[NativeOp], number[]>;
+
+/** The rows of one engine and the image that ran (Puck.js, core or vault), or why none did. */
+export type NativeResult = { engine: string; image: string; rows: NativeRow[]; error?: undefined } | { engine: string; error: string; image?: string; rows?: undefined };
+
+/** The part of the image a run builds (nativeImage). */
+type NativePart = 'image' | 'core' | 'vault';
+
+function nativeRun(r: Record<string, unknown>): NativeRun {
+  return { size: Number(r.size), error: stringIn(r, 'error'), protect: numberIn(r, 'protect'), unprotect: numberIn(r, 'unprotect'), seal: numberIn(r, 'seal'), open: numberIn(r, 'open') };
+}
 /** Alternating runs per image (process start-up and load on a shared machine add noise). */
 const NATIVE_ROUNDS = 5;
 const NATIVE_BOARD = 'boards/espruino-puckjs/main.ts';
 const NATIVE_CORE = '\0e4-native-core';
 const REFERENCE_DIR = join(ROOT, 'host-sim/tools/reference/native-vault-b0e1690');
-const REFERENCE_FILES = {
+const REFERENCE_FILES: Record<string, string> = {
   [join(ROOT, 'firmware/crypto/siv.ts')]: join(REFERENCE_DIR, 'siv.ts'),
   [join(ROOT, 'boards/espruino/native-aes.ts')]: join(REFERENCE_DIR, 'native-aes.ts'),
 };
@@ -245,13 +299,13 @@ const REFERENCE_FILES = {
  * `reference`: with the reference vault sources loaded in place of the current files (imports
  * resolve as before).
  */
-export async function nativeImage({ reference = false, part = 'image' } = {}) {
+export async function nativeImage({ reference = false, part = 'image' }: { reference?: boolean; part?: NativePart } = {}): Promise<string> {
   const configs = (await import('../../rollup.config.mjs')).default;
   const config = configs.find((c) => typeof c.input === 'string' && resolve(c.input) === join(ROOT, NATIVE_BOARD));
   if (!config) throw new Error(`no build configuration for ${NATIVE_BOARD}`);
   const vaultExport = `export { nativeVault as vault } from ${JSON.stringify(join(ROOT, 'boards/espruino/native-aes.ts'))};\n`;
   const coreEntry = part === 'core' ? `export { create } from ${JSON.stringify(join(ROOT, 'firmware/client.ts'))};\n${vaultExport}` : vaultExport;
-  const swap = {
+  const swap: Plugin = {
     name: 'e4-reference-native-vault',
     resolveId: (id) => (id === NATIVE_CORE ? id : null),
     load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8') : null),
@@ -259,13 +313,13 @@ export async function nativeImage({ reference = false, part = 'image' } = {}) {
   const plugins = [swap, ...config.plugins.filter((p) => p.name !== 'e4-size-report')];
   const bundle = await rollup({ ...config, input: part === 'image' ? config.input : NATIVE_CORE, plugins });
   const { output } = await bundle.generate(config.output);
-  const min = output.find((o) => o.type === 'asset' && o.fileName.endsWith('.min.js'));
+  const min = output.find((o: OutputChunk | OutputAsset): o is OutputAsset => o.type === 'asset' && o.fileName.endsWith('.min.js'));
   if (!min) throw new Error(`${NATIVE_BOARD}: the build made no minified image`);
   return String(min.source);
 }
 
 /** The in-engine part (ES5), after the image: one tagged line per size. */
-function nativeHarness(sizes, budgetMs) {
+function nativeHarness(sizes: number[], budgetMs: number): string {
   return `
 (function (SIZES, BUDGET) {
   var topic = "bench/topic", vault = E4.vault(), c = null;
@@ -302,48 +356,55 @@ function nativeHarness(sizes, budgetMs) {
 /** Results per engine of NATIVE_ENGINES found (or `engines`): { engine, image: 'Puck.js' |
  * 'core' | 'vault', rows: [{ size, protect, unprotect, seal, open, refProtect, …, protectRatios,
  * … }] } in operations per second, best of NATIVE_ROUNDS alternating runs, or { engine, error }. */
-export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, sizes = NATIVE_SIZES, log = () => {} } = {}) {
-  const images = {};
-  const imageOf = async (which, part) => (images[which + part] = images[which + part] || (await nativeImage({ reference: which === 'reference', part })));
-  const results = [];
+export async function nativeRows({
+  engines = NATIVE_ENGINES,
+  budgetMs = 200,
+  sizes = NATIVE_SIZES,
+  log = () => {},
+}: { engines?: string[]; budgetMs?: number; sizes?: number[]; log?: (m: string) => void } = {}): Promise<NativeResult[]> {
+  const images: Record<string, string> = {};
+  const imageOf = async (which: 'reference' | 'current', part: NativePart) => (images[which + part] = images[which + part] || (await nativeImage({ reference: which === 'reference', part })));
+  const results: NativeResult[] = [];
   for (const spec of engines) {
-    let engine;
+    let engine: Engine;
     try {
       engine = openEngine(spec);
     } catch (e) {
-      results.push({ engine: spec, error: e.message });
+      results.push({ engine: spec, error: e instanceof Error ? e.message : String(e) });
       continue;
     }
-    const attempt = async (part) => {
+    const attempt = async (part: NativePart): Promise<{ rows: NativeRow[]; error?: undefined } | { error: string }> => {
       log(`running ${describeEngine(engine)}: ${part === 'image' ? 'Puck.js image' : part === 'core' ? 'client + native vault' : 'native vault (seal/open)'}, reference and current, ${NATIVE_ROUNDS} rounds…`);
-      const best = {};
+      const best: Record<number, NativeRow> = {};
       for (let round = 0; round < NATIVE_ROUNDS; round++) {
-        const got = {};
-        for (const which of ['reference', 'current']) {
+        const got: { reference: NativeRun[]; current: NativeRun[] } = { reference: [], current: [] };
+        for (const which of ['reference', 'current'] as const) {
           const script = `${await imageOf(which, part)}\n${nativeHarness(sizes, budgetMs)}`;
           const run = await engine.run(script, { endTag: END, timeoutMs: budgetMs * sizes.length * 4 + 60000 });
-          const rows = parse(run.stdout);
+          const rows = parse(run.stdout).map(nativeRun);
           if (!rows.length) return { error: `${which}: no result (exit ${run.exit}) ${(run.stdout + run.stderr).trim().slice(-200)}` };
           got[which] = rows;
         }
         for (const x of got.current) {
-          const ref = got.reference.find((y) => y.size === x.size) || {};
+          const ref: Partial<NativeRun> = got.reference.find((y) => y.size === x.size) || {};
           const b = (best[x.size] = best[x.size] || { size: x.size, protectRatios: [], unprotectRatios: [], sealRatios: [], openRatios: [] });
           for (const op of NATIVE_OPS) {
-            const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
-            if (x[op] !== undefined && !(b[op] >= x[op])) b[op] = x[op];
-            if (ref[op] !== undefined && !(b[refKey] >= ref[op])) b[refKey] = ref[op];
+            const refKey = REF_KEY[op];
+            const now = x[op];
+            const then = ref[op];
+            if (now !== undefined && !((b[op] ?? NaN) >= now)) b[op] = now;
+            if (then !== undefined && !((b[refKey] ?? NaN) >= then)) b[refKey] = then;
             // The two runs of a round are adjacent in time: their ratio shares the machine's load.
-            if (x[op] !== undefined && ref[op] !== undefined) b[op + 'Ratios'].push(ref[op] / x[op]);
+            if (now !== undefined && then !== undefined) b[RATIOS_KEY[op]].push(then / now);
           }
           for (const [which, e] of [['reference', ref.error], ['current', x.error]]) if (e && round === 0) b.error = (b.error ? b.error + '; ' : '') + which + ': ' + e;
         }
       }
       return { rows: Object.values(best) };
     };
-    let r;
-    let image;
-    for (image of ['image', 'core', 'vault']) {
+    let r: Awaited<ReturnType<typeof attempt>> = { error: 'not run' };
+    let image: NativePart = 'image';
+    for (image of ['image', 'core', 'vault'] as const) {
       r = await attempt(image);
       if (!r.error) break;
       log(`${engine.name}: the ${image} does not run from RAM (${r.error.replace(/\s+/g, ' ').slice(-80)})`);
@@ -354,33 +415,33 @@ export async function nativeRows({ engines = NATIVE_ENGINES, budgetMs = 200, siz
 }
 
 /** The median of a list of numbers (ratios of rounds). */
-function median(xs) {
+function median(xs: number[]): number {
   const v = [...xs].sort((a, b) => a - b);
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 }
 
 /** Time per operation of the current image over that of the reference (below 1: faster): the
  * median of the rounds' ratios (each from two adjacent runs). */
-const medianText = (xs) => (!xs || !xs.length ? 'n/a' : median(xs).toFixed(2));
-const us = (opsPerSecond) => (opsPerSecond === undefined ? 'n/a' : (1e6 / opsPerSecond).toFixed(0));
+const medianText = (xs: number[] | undefined) => (!xs || !xs.length ? 'n/a' : median(xs).toFixed(2));
+const us = (opsPerSecond: number | undefined) => (opsPerSecond === undefined ? 'n/a' : (1e6 / opsPerSecond).toFixed(0));
 
-export function formatNativeTable(results) {
+export function formatNativeTable(results: NativeResult[]): string {
   const rows = [['engine', 'bytes', 'operation', 'µs ref', 'µs now', 'ratio']];
   for (const r of results) {
-    if (r.error) {
+    if (r.error !== undefined) {
       rows.push([r.engine, '-', 'error: ' + r.error, '', '', '']);
       continue;
     }
     for (const x of r.rows) {
       for (const op of NATIVE_OPS) {
-        const refKey = 'ref' + op[0].toUpperCase() + op.slice(1);
+        const refKey = REF_KEY[op];
         if (x[op] === undefined && x[refKey] === undefined) continue;
-        rows.push([`${r.engine} (${r.image})`, String(x.size), op, us(x[refKey]), us(x[op]), medianText(x[op + 'Ratios'])]);
+        rows.push([`${r.engine} (${r.image})`, String(x.size), op, us(x[refKey]), us(x[op]), medianText(x[RATIOS_KEY[op]])]);
       }
     }
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const notes = [];
+  const notes: string[] = [];
   for (const r of results) for (const x of r.rows || []) if (x.error) notes.push(`${r.engine} ${x.size}: ${x.error.replace(/\s+/g, ' ').slice(0, 160)}`);
   return [...rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(w[c]) : v.padStart(w[c]))).join('  ')), ...notes].join('\n');
 }
@@ -402,22 +463,23 @@ then the speed figures of the footprint table beside the previous release's figu
   --version the package's version`;
 
 /** The speed figures of the footprint table from this run's results. */
-export function speedFigures(results, native = null) {
-  const out = {};
+export function speedFigures(results: BenchResult[], native: NativeResult[] | null = null): Measured {
+  const out: Measured = {};
   const duk = results.find((r) => r.engine === 'duk' && r.rows);
-  const kb = duk && duk.rows.find((x) => x.size === 1024);
+  const kb = duk && duk.rows && duk.rows.find((x) => x.size === 1024);
   // The median of the per-round ratios when the engine reported them, else best over best.
-  const ratioOf = (k, raw, rt) => (kb.ratios && kb.ratios.length ? median(kb.ratios.map((x) => x[k])) : kb[raw] / kb[rt]);
-  if (kb && kb.rawSeal && kb.protect) out['duk.protect1kRatio'] = ratioOf(0, 'rawSeal', 'protect');
+  const ratioOf = (row: BenchRow, k: 0 | 1, raw: number, rt: number) => (row.ratios && row.ratios.length ? median(row.ratios.map((x) => x[k])) : raw / rt);
+  if (kb && kb.rawSeal && kb.protect) out['duk.protect1kRatio'] = ratioOf(kb, 0, kb.rawSeal, kb.protect);
   else out['duk.protect1kRatio'] = { missing: duk ? 'no raw noble figure on duk' : 'duk not run (absent, or not among --engine)' };
-  if (kb && kb.rawOpen && kb.unprotect) out['duk.unprotect1kRatio'] = ratioOf(1, 'rawOpen', 'unprotect');
-  else out['duk.unprotect1kRatio'] = { missing: out['duk.protect1kRatio'].missing || 'no raw noble figure on duk' };
+  const protectMissing = out['duk.protect1kRatio'];
+  if (kb && kb.rawOpen && kb.unprotect) out['duk.unprotect1kRatio'] = ratioOf(kb, 1, kb.rawOpen, kb.unprotect);
+  else out['duk.unprotect1kRatio'] = { missing: (typeof protectMissing === 'object' && protectMissing.missing) || 'no raw noble figure on duk' };
   // The native vault against the reference image (issue 10, point 3): the Puck.js image on
   // espruino-o2, 64 bytes, median of the rounds' ratios.
   const o2 = (native || []).find((r) => r.engine === 'espruino-o2' && r.rows && r.image === 'Puck.js');
-  const row = o2 && o2.rows.find((x) => x.size === 64);
-  for (const op of ['protect', 'unprotect']) {
-    const ratios = row && row[op + 'Ratios'];
+  const row = o2 && o2.rows && o2.rows.find((x) => x.size === 64);
+  for (const op of ['protect', 'unprotect'] as const) {
+    const ratios = row && row[RATIOS_KEY[op]];
     out[`native.${op}Ratio`] = ratios && ratios.length ? median(ratios) : { missing: native ? 'espruino-o2 gave no Puck.js image rows' : 'espruino-o2 not run (absent, or not among --engine)' };
   }
   return out;
@@ -427,7 +489,7 @@ async function main() {
   const argv = process.argv.slice(2);
   const answered = answerHelpOrVersion(argv, USAGE);
   if (answered !== null) return answered;
-  const opts = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
+  const opts: { engines: string[]; image: string | null; budgetMs: number; json: string | null; check: boolean; build: boolean; native: boolean } = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--check') opts.check = true;
@@ -467,7 +529,7 @@ async function main() {
   const imageCode = readFileSync(imageFile, 'utf8');
   const raw = await rawNobleBundle();
   console.log(`image ${imageFile}; raw = @noble/ciphers aessiv (SIV key key|key, 8-byte AD); ${opts.budgetMs} ms per measurement`);
-  const results = [];
+  const results: BenchResult[] = [];
   for (const spec of specs) {
     try {
       if (spec === 'node') {
@@ -481,16 +543,16 @@ async function main() {
       const harness = `${HARNESS}(${JSON.stringify(SIZES)}, ${opts.budgetMs}, ${rounds});\n`;
       const timeoutMs = opts.budgetMs * SIZES.length * rounds * 8 + 120000;
       let run = await engine.run(`${POLYFILLS}\n${raw}\n${imageCode}\n${harness}`, { endTag: END, timeoutMs });
-      let rows = parse(run.stdout);
+      let rows = parse(run.stdout).map(benchRow);
       if (!rows.length) {
         // The engine could not load noble (memory): the runtime alone.
         run = await engine.run(`${imageCode}\n${harness}`, { endTag: END, timeoutMs });
-        rows = parse(run.stdout);
+        rows = parse(run.stdout).map(benchRow);
       }
       if (!rows.length) throw new Error(`no result (exit ${run.exit}) ${run.stderr.trim().slice(-300)}`);
       results.push({ engine: name, rows });
     } catch (e) {
-      results.push({ engine: spec, error: e.message });
+      results.push({ engine: spec, error: e instanceof Error ? e.message : String(e) });
     }
   }
   console.log(formatTable(results));
@@ -498,7 +560,7 @@ async function main() {
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ image: imageFile, budgetMs: opts.budgetMs, results }, null, 2) + '\n');
   // The native-vault figures: the Puck.js image beside its reference on espruino-o2, when found
   // (any run without --engine, one naming espruino-o2, and every --check).
-  let native = null;
+  let native: NativeResult[] | null = null;
   if ((!opts.engines.length || opts.engines.includes('espruino-o2') || opts.check) && engineIfPresent('espruino-o2')) {
     native = await nativeRows({ engines: ['espruino-o2'], budgetMs: opts.budgetMs, sizes: [64], log: (m) => console.log(m) });
     console.log(formatNativeTable(native));

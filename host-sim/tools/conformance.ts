@@ -20,7 +20,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { causeOf, describeEngine, ENGINES, EngineUsageError, KIND_DEFAULTS, KINDS, openEngine } from './engines.ts';
+import { causeOf, describeEngine, ENGINES, EngineUsageError, isKind, KIND_DEFAULTS, KINDS, openEngine } from './engines.ts';
+import type { Engine, EngineRun, ImageIn } from './engines.ts';
 import { isMain, packageVersion } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -103,35 +104,184 @@ export const HARNESS = `
 // ---------------------------------------------------------------------------------------------
 // Cases: { section, name, op, args, check(out) -> null | "why it failed" }
 
-const eq = (what, got, want) => (got === want ? null : `${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
-const first = (...r) => r.find((x) => x) || null;
-const topicsOf = (list) => list.map((t) => [t.topic_hash, t.key]);
+/** What the harness takes for each op (hex strings; see OPS in HARNESS). */
+interface ClientStep {
+  op: 'protect' | 'unprotect';
+  topic: string;
+  hex: string;
+  now: number;
+  flags?: number;
+  /** Report the client's state after the step. */
+  state?: boolean;
+}
+interface HarnessDevice {
+  id: string;
+  key: string;
+  topics: { topic?: string; hash?: string; key: string }[];
+}
+export interface CaseArgs {
+  text: { text: string; hex: string };
+  seal: { key: string; ad: string; pt: string };
+  siv: { k1: string; k2: string; ads: string[]; pt: string };
+  client: { now: number; device: HarnessDevice; options?: { keyTransition: number }; steps: ClientStep[] };
+  e41p: { id: string; key: string; topics: [string, string][] };
+}
+
+/** What the harness returns for each op. */
+interface ClientState {
+  key: string;
+  topics: [string, string][];
+}
+/** One client step: `out` (hex, or null for a message that was not accepted), or what it threw. */
+interface StepOutput {
+  out?: string | null;
+  code?: number;
+  error?: string;
+  state: ClientState;
+}
+export interface CaseOutputs {
+  text: { utf8: string; id: string; topic: string; hash: string; sha3: string };
+  seal: { sealed: string; opened: string | null; tampered: string | null };
+  siv: { out: string; back: string | null };
+  client: { control: string; steps: StepOutput[] };
+  e41p: { file: string; id: string; state: ClientState; exported: string };
+}
+export type CaseOp = keyof CaseArgs;
+
+/** One vector as a case: `check(out)` says why the harness's output is wrong, or null. */
+export interface Case {
+  section: string;
+  name: string;
+  op: CaseOp;
+  args: CaseArgs[CaseOp];
+  check(out: unknown): string | null;
+  /** The vector file's name and `file#index` (set by loadCases). */
+  file: string;
+  id: string;
+}
+
+/**
+ * A case whose check reads the output of `op`. The harness's output is the engine's JSON: taken
+ * as the op's output shape here, and a different shape makes the check throw, which runBatches
+ * reports as "unexpected output shape".
+ */
+function newCase<O extends CaseOp>(section: string, name: string, op: O, args: CaseArgs[O], check: (out: CaseOutputs[O]) => string | null): Case {
+  return { section, name, op, args, check: (out) => check(out as CaseOutputs[O]), file: '', id: '' };
+}
+
+// The two vector schemas (test/vectors/README.md): only the fields the cases (and hil.ts) read.
+export interface VectorTopic {
+  topic: string;
+  topic_hash: string;
+  key: string;
+}
+export interface VectorState {
+  client_key: string;
+  topics: VectorTopic[];
+}
+interface Expected {
+  expected_code: number;
+  expected_result: string;
+}
+interface ScenarioStep extends Expected {
+  op: 'protect' | 'unprotect';
+  description: string;
+  topic: string;
+  now: number;
+  plaintext: string;
+  protected: string;
+  expected_protected?: string;
+  expected_plaintext?: string | null;
+  if_key_transition?: ScenarioStep;
+  state_after: VectorState;
+}
+export interface AesSivVector {
+  key: string;
+  ad: string;
+  plaintext: string;
+  output: string;
+}
+export interface ProtectVector extends Expected {
+  topic: string;
+  topic_key: string;
+  timestamp: number;
+  plaintext: string;
+  protected: string;
+}
+export interface UnprotectVector extends Expected {
+  case: string;
+  receiver: VectorState & { client_id: string; control_topic: string };
+  topic: string;
+  now: number;
+  options: number;
+  protected: string;
+  expected_plaintext: string | null;
+}
+export interface CommandVector extends Expected {
+  case: string;
+  client_id: string;
+  control_topic: string;
+  protected: string;
+  delivered_on_topic: string;
+  now: number;
+  options: number;
+  state_before: VectorState;
+  state_after: VectorState;
+}
+export interface SkVectors {
+  meta: { format: 'e4-sk-test-vectors' };
+  client_ids?: { name: string; name_utf8_hex: string; id: string; control_topic: string }[];
+  topic_hashes?: { topic: string; topic_utf8_hex: string; topic_hash: string }[];
+  aes_siv?: AesSivVector[];
+  protect?: ProtectVector[];
+  unprotect?: UnprotectVector[];
+  commands?: CommandVector[];
+  scenarios?: { case: string; initial_state: VectorState & { client_id: string; control_topic: string }; steps: ScenarioStep[] }[];
+  storage_file?: { case: string; client_id: string; client_key: string; topics: VectorTopic[]; file: string }[];
+}
+interface RfcVectors {
+  vectors: { name: string; title: string; key: string; mac_key_k1?: string; ctr_key_k2?: string; ad_components: string[]; plaintext: string; output: string }[];
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+/** The schema is told by its marker (the files are pinned by SHA-256 in test/vectors/README.md). */
+export function isSkVectors(v: unknown): v is SkVectors {
+  return isObject(v) && isObject(v.meta) && v.meta.format === 'e4-sk-test-vectors';
+}
+function isRfcVectors(v: unknown): v is RfcVectors {
+  return isObject(v) && Array.isArray(v.vectors) && v.vectors.length > 0 && isObject(v.vectors[0]) && Boolean(v.vectors[0].ad_components);
+}
+
+const eq = (what: string, got: unknown, want: unknown) => (got === want ? null : `${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+const first = (...r: (string | null)[]) => r.find((x) => x) || null;
+const topicsOf = (list: VectorTopic[]): [string, string][] => list.map((t) => [t.topic_hash, t.key]);
 
 /** libe4 result code of one client step's output. */
-function codeOf(x) {
+function codeOf(x: StepOutput): number | string {
   if (x.code !== undefined) return x.code;
   if (x.error !== undefined) return 'non-E4 error: ' + x.error;
   return x.out === null ? -1 : 0;
 }
 
-function checkStep(label, x, want) {
+function checkStep(label: string, x: StepOutput, want: { code: number; name: string; out: string | null | undefined }) {
   const code = codeOf(x);
   if (code !== want.code) return `${label}: result ${code}, want ${want.code} (${want.name})`;
   if (want.code === 0 && want.out !== undefined && want.out !== null) return eq(label + ' output', x.out, want.out);
   return null;
 }
 
-function checkState(label, got, key, topics) {
+function checkState(label: string, got: ClientState, key: string, topics: [string, string][]) {
   return first(eq(label + ' client key', got.key, key), eq(label + ' topics', JSON.stringify(got.topics), JSON.stringify(topics)));
 }
 
-function device(id, key, topics) {
+function device(id: string, key: string, topics: VectorTopic[]): HarnessDevice {
   return { id, key, topics: topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key })) };
 }
 
-function skCases(v) {
-  const cases = [];
-  const add = (section, name, op, args, check) => cases.push({ section, name, op, args, check });
+function skCases(v: SkVectors): Case[] {
+  const cases: Case[] = [];
+  const add = <O extends CaseOp>(section: string, name: string, op: O, args: CaseArgs[O], check: (out: CaseOutputs[O]) => string | null) => cases.push(newCase(section, name, op, args, check));
   for (const c of v.client_ids || []) {
     add('client_ids', c.name.slice(0, 40), 'text', { text: c.name, hex: c.name_utf8_hex }, (o) =>
       first(eq('utf8', o.utf8, c.name_utf8_hex), eq('id', o.id, c.id), eq('control topic', o.topic, c.control_topic), eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.id)),
@@ -148,7 +298,7 @@ function skCases(v) {
     );
   });
   (v.protect || []).forEach((c, i) => {
-    const args = {
+    const args: CaseArgs['client'] = {
       now: c.timestamp,
       device: { id: '00'.repeat(16), key: '11'.repeat(32), topics: [{ topic: c.topic, key: c.topic_key }] },
       steps: [
@@ -165,7 +315,7 @@ function skCases(v) {
   });
   for (const c of v.unprotect || []) {
     const r = c.receiver;
-    const args = {
+    const args: CaseArgs['client'] = {
       now: c.now,
       device: device(r.client_id, r.client_key, r.topics),
       steps: [{ op: 'unprotect', topic: c.topic, hex: c.protected, flags: c.options, now: c.now, state: true }],
@@ -179,7 +329,7 @@ function skCases(v) {
     );
   }
   for (const c of v.commands || []) {
-    const args = {
+    const args: CaseArgs['client'] = {
       now: c.now,
       device: device(c.client_id, c.state_before.client_key, c.state_before.topics),
       steps: [{ op: 'unprotect', topic: c.delivered_on_topic, hex: c.protected, flags: c.options, now: c.now, state: true }],
@@ -195,7 +345,7 @@ function skCases(v) {
   for (const s of v.scenarios || []) {
     for (const transition of [false, true]) {
       const init = s.initial_state;
-      const steps = s.steps.map((st) =>
+      const steps = s.steps.map((st): ClientStep =>
         st.op === 'protect'
           ? { op: 'protect', topic: st.topic, hex: st.plaintext, now: st.now }
           : { op: 'unprotect', topic: st.topic, hex: st.protected, flags: 0, now: st.now, state: true },
@@ -228,22 +378,24 @@ function skCases(v) {
   return cases;
 }
 
-function rfcCases(v) {
-  return v.vectors.map((c) => ({
-    section: 'rfc5297',
-    name: `${c.name} ${c.title}`,
-    op: 'siv',
-    args: { k1: c.mac_key_k1 || c.key.slice(0, c.key.length / 2), k2: c.ctr_key_k2 || c.key.slice(c.key.length / 2), ads: c.ad_components, pt: c.plaintext },
-    check: (o) => first(eq('SIV-ENCRYPT', o.out, c.output), eq('SIV-DECRYPT', o.back, c.plaintext)),
-  }));
+function rfcCases(v: RfcVectors): Case[] {
+  return v.vectors.map((c) =>
+    newCase(
+      'rfc5297',
+      `${c.name} ${c.title}`,
+      'siv',
+      { k1: c.mac_key_k1 || c.key.slice(0, c.key.length / 2), k2: c.ctr_key_k2 || c.key.slice(c.key.length / 2), ads: c.ad_components, pt: c.plaintext },
+      (o) => first(eq('SIV-ENCRYPT', o.out, c.output), eq('SIV-DECRYPT', o.back, c.plaintext)),
+    ),
+  );
 }
 
 /** The cases of one vector file, by its schema. Throws on an unknown schema. */
-export function loadCases(file) {
-  const v = JSON.parse(readFileSync(file, 'utf8'));
+export function loadCases(file: string): Case[] {
+  const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
   let cases;
-  if (v.meta && v.meta.format === 'e4-sk-test-vectors') cases = skCases(v);
-  else if (Array.isArray(v.vectors) && v.vectors.length && v.vectors[0].ad_components) cases = rfcCases(v);
+  if (isSkVectors(v)) cases = skCases(v);
+  else if (isRfcVectors(v)) cases = rfcCases(v);
   else throw new Error(`${file}: unknown vector schema (expected e4-sk-test-vectors or the RFC 5297 file)`);
   const name = basename(file);
   cases.forEach((c, i) => {
@@ -257,14 +409,14 @@ export function loadCases(file) {
 // Scripts and runs
 
 /** JSON with every non-ASCII character escaped: engines read the script as bytes. */
-export function asciiJson(value) {
+export function asciiJson(value: unknown): string {
   return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (ch) => '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0'));
 }
 
 /** Splits cases into batches of at most `batchBytes` bytes of case JSON (at least one case). */
-export function batches(cases, batchBytes) {
-  const out = [];
-  let cur = [];
+export function batches(cases: Case[], batchBytes: number): Batch[] {
+  const out: Batch[] = [];
+  let cur: Batch = [];
   let size = 0;
   for (const c of cases) {
     const json = asciiJson({ id: c.id, op: c.op, args: c.args });
@@ -280,23 +432,26 @@ export function batches(cases, batchBytes) {
   return out;
 }
 
-export function scriptFor(imageCode, batch) {
+/** Cases of one script, each with its JSON for the harness. */
+export type Batch = { c: Case; json: string }[];
+
+export function scriptFor(imageCode: string, batch: Batch): string {
   return `${imageCode}\n${HARNESS}([\n${batch.map((b) => b.json).join(',\n')}\n]);\n`;
 }
 
 /** Reads the tagged lines of an engine's output: Map id -> result, and the in-engine time. */
-export function parseOutput(stdout) {
-  const results = new Map();
-  let engineMs = null;
-  let peakVars = null;
+export function parseOutput(stdout: string): ParsedOutput {
+  const results = new Map<string, CaseResult>();
+  let engineMs: number | null = null;
+  let peakVars: number | null = null;
   let begun = false;
   for (const line of stdout.split(/\r?\n/)) {
     const at = line.indexOf(TAG);
     if (line.includes(BEGIN)) begun = true;
     if (at >= 0) {
       try {
-        const r = JSON.parse(line.slice(at + TAG.length).trim());
-        results.set(r.id, r);
+        const r: unknown = JSON.parse(line.slice(at + TAG.length).trim());
+        if (isObject(r) && typeof r.id === 'string') results.set(r.id, { ...r, id: r.id });
       } catch {
         /* a mangled line: the case counts as having no result */
       }
@@ -311,7 +466,22 @@ export function parseOutput(stdout) {
   return { results, engineMs, begun, peakVars };
 }
 
-function tail(s, n = 400) {
+/** One tagged result line: the case's id and its output, or what it threw (`fail`). */
+export interface CaseResult {
+  id: string;
+  out?: unknown;
+  fail?: unknown;
+}
+
+/** The tagged lines of one run: results by case id, the in-engine time, Espruino's peak variables. */
+export interface ParsedOutput {
+  results: Map<string, CaseResult>;
+  engineMs: number | null;
+  begun: boolean;
+  peakVars: number | null;
+}
+
+function tail(s: string, n = 400) {
   s = String(s || '').trim();
   return s.length > n ? '…' + s.slice(-n) : s;
 }
@@ -322,7 +492,7 @@ function tail(s, n = 400) {
  * Returns the script prefix that runs it from flash: Espruino then keeps function bodies in
  * flash instead of RAM (the portable image: ≈ 1,000 variables instead of more than 2,630).
  */
-async function storeImageInFlash(engine, imageCode, workDir) {
+async function storeImageInFlash(engine: Engine, imageCode: string, workDir: string) {
   // The file holds the image's UTF-8 bytes, as the flash tool writes them; chunks travel base64
   // encoded (Espruino's string literals would turn a \u escape into several bytes).
   const bytes = Buffer.from(imageCode, 'utf8');
@@ -342,10 +512,10 @@ async function storeImageInFlash(engine, imageCode, workDir) {
  * stores the image in Espruino's Storage and runs it from there, as a board does (the default of
  * engines whose RAM cannot hold it as source, e.g. espruino32-2630); 'source' sends it in each script.
  */
-export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs, memoryLimit, imageIn, onBatch } = {}) {
+export async function runCases(engine: Engine, imageCode: string, cases: Case[], { batchBytes, timeoutMs, memoryLimit, imageIn, onBatch }: RunCasesOptions = {}): Promise<CasesRun> {
   const kindDefaults = KIND_DEFAULTS[engine.kind];
   const list = batches(cases, batchBytes || engine.batchBytes || kindDefaults.batchBytes);
-  let workDir = null;
+  let workDir: string | undefined;
   let code = imageCode;
   if ((imageIn || engine.imageIn) === 'flash') {
     if (engine.kind !== 'espruino') throw new Error(`${engine.name}: only Espruino runs an image from flash Storage`);
@@ -359,11 +529,37 @@ export async function runCases(engine, imageCode, cases, { batchBytes, timeoutMs
   }
 }
 
-async function runBatches(engine, imageCode, list, { timeoutMs, memoryLimit, workDir, onBatch }) {
-  const outcomes = [];
+/** Options of runCases; `onBatch(done, total, run)` is told after each script. */
+export interface RunCasesOptions {
+  batchBytes?: number;
+  timeoutMs?: number;
+  memoryLimit?: number | string;
+  imageIn?: ImageIn;
+  onBatch?: ((done: number, total: number, run: EngineRun) => void) | null;
+}
+
+/** One case's verdict: `why` it failed, or null/empty when it passed. */
+export interface Outcome {
+  c: Case;
+  ok: boolean;
+  why: string | null | undefined;
+}
+
+export interface CasesRun {
+  engine: string;
+  kind: Engine['kind'];
+  cases: Outcome[];
+  batches: number;
+  wallMs: number;
+  engineMs: number;
+  peakVars: number | null;
+}
+
+async function runBatches(engine: Engine, imageCode: string, list: Batch[], { timeoutMs, memoryLimit, workDir, onBatch }: RunCasesOptions & { workDir?: string }): Promise<CasesRun> {
+  const outcomes: Outcome[] = [];
   let wallMs = 0;
   let engineMs = 0;
-  let peakVars = null;
+  let peakVars: number | null = null;
   for (let b = 0; b < list.length; b++) {
     const batch = list[b];
     const run = await engine.run(scriptFor(imageCode, batch), { endTag: END, timeoutMs, memoryLimit, workDir });
@@ -373,7 +569,7 @@ async function runBatches(engine, imageCode, list, { timeoutMs, memoryLimit, wor
     if (parsed.peakVars !== null) peakVars = Math.max(peakVars || 0, parsed.peakVars);
     for (const { c } of batch) {
       const r = parsed.results.get(c.id);
-      let why;
+      let why: string | null;
       if (!r) {
         // The engine died before this case's result: say of what (out of memory, a crash, ...).
         why = `no result: the engine died (${causeOf(engine.kind, run)}${parsed.begun ? '' : '; the harness never started'})` + (tail(run.stderr) ? `\n      stderr: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
@@ -382,7 +578,7 @@ async function runBatches(engine, imageCode, list, { timeoutMs, memoryLimit, wor
         try {
           why = c.check(r.out);
         } catch (e) {
-          why = 'unexpected output shape: ' + e.message;
+          why = 'unexpected output shape: ' + (e instanceof Error ? e.message : String(e));
         }
       }
       outcomes.push({ c, ok: !why, why });
@@ -393,12 +589,13 @@ async function runBatches(engine, imageCode, list, { timeoutMs, memoryLimit, wor
 }
 
 /** Per file and section: { key: "file section", passed, failed }. */
-export function tally(outcomes) {
-  const m = new Map();
+export function tally(outcomes: Outcome[]): { key: string; passed: number; failed: number }[] {
+  const m = new Map<string, { key: string; passed: number; failed: number }>();
   for (const o of outcomes) {
     const k = `${o.c.file} ${o.c.section}`;
-    if (!m.has(k)) m.set(k, { key: k, passed: 0, failed: 0 });
-    m.get(k)[o.ok ? 'passed' : 'failed']++;
+    let t = m.get(k);
+    if (!t) m.set(k, (t = { key: k, passed: 0, failed: 0 }));
+    t[o.ok ? 'passed' : 'failed']++;
   }
   return [...m.values()];
 }
@@ -420,7 +617,7 @@ const USAGE = `usage: npm run conformance -- [--engine NAME|PATH]... [--kind KIN
   board does (the default on espruino32-2630, whose RAM cannot hold it as source); --memory-limit
   is MicroQuickJS's heap size (e.g. 64k).`;
 
-function usage(msg) {
+function usage(msg?: string): never {
   if (msg) {
     console.error(`conformance: ${msg} (npm run conformance -- --help)`);
     process.exit(2);
@@ -429,8 +626,24 @@ function usage(msg) {
   process.exit(0);
 }
 
-export function parseArgs(argv) {
-  const o = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, memoryLimit: null, verbose: false, files: [] };
+/** The command line of `npm run conformance`. */
+export interface ConformanceArgs {
+  engines: string[];
+  kind: string | null;
+  image: string | null;
+  batchBytes: number;
+  timeoutMs: number;
+  memoryLimit: string | null;
+  imageIn?: ImageIn;
+  sections?: string[];
+  maxCaseBytes?: number;
+  verbose: boolean;
+  files: string[];
+}
+
+export function parseArgs(argv: string[]): ConformanceArgs {
+  const o: ConformanceArgs = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, memoryLimit: null, verbose: false, files: [] };
+  let imageIn: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -443,7 +656,7 @@ export function parseArgs(argv) {
     else if (a === '--batch-bytes') o.batchBytes = Number(val());
     else if (a === '--timeout-ms') o.timeoutMs = Number(val());
     else if (a === '--memory-limit') o.memoryLimit = val();
-    else if (a === '--image-in') o.imageIn = val();
+    else if (a === '--image-in') imageIn = val();
     else if (a === '--sections') o.sections = val().split(',');
     else if (a === '--max-case-bytes') o.maxCaseBytes = Number(val());
     else if (a === '--verbose' || a === '-v') o.verbose = true;
@@ -457,8 +670,11 @@ export function parseArgs(argv) {
   }
   if (!o.engines.length) o.engines.push('node');
   for (const e of o.engines) if (e !== 'node' && !e.includes('/') && !ENGINES[e]) usage(`unknown engine ${e}: one of node, ${Object.keys(ENGINES).join(', ')}, or a path`);
-  if (o.imageIn && o.imageIn !== 'flash' && o.imageIn !== 'source') usage(`--image-in takes flash or source, not ${o.imageIn}`);
-  if (o.kind && !KINDS.includes(o.kind)) usage(`unknown kind ${o.kind}: one of ${KINDS.slice(1).join(', ')}`);
+  if (imageIn) {
+    if (imageIn !== 'flash' && imageIn !== 'source') usage(`--image-in takes flash or source, not ${imageIn}`);
+    o.imageIn = imageIn;
+  }
+  if (o.kind && !isKind(o.kind)) usage(`unknown kind ${o.kind}: one of ${KINDS.slice(1).join(', ')}`);
   return o;
 }
 
@@ -468,13 +684,15 @@ async function main() {
   const imageFile = o.image || defaultImage();
   if (!existsSync(imageFile)) usage(`image ${imageFile} not found: run \`npm run build\` first`);
   const imageCode = readFileSync(imageFile, 'utf8');
-  let cases = [];
+  let cases: Case[] = [];
   for (const f of o.files) cases = cases.concat(loadCases(f));
-  if (o.sections) cases = cases.filter((c) => o.sections.includes(c.section));
-  if (o.maxCaseBytes) {
-    const size = (c) => asciiJson({ id: c.id, op: c.op, args: c.args }).length;
-    for (const c of cases.filter((x) => size(x) > o.maxCaseBytes)) console.log(`left out (${size(c)} bytes of case data > --max-case-bytes ${o.maxCaseBytes}): ${c.file} ${c.section} ${c.name}`);
-    cases = cases.filter((c) => size(c) <= o.maxCaseBytes);
+  const sections = o.sections;
+  if (sections) cases = cases.filter((c) => sections.includes(c.section));
+  const maxCaseBytes = o.maxCaseBytes;
+  if (maxCaseBytes) {
+    const size = (c: Case) => asciiJson({ id: c.id, op: c.op, args: c.args }).length;
+    for (const c of cases.filter((x) => size(x) > maxCaseBytes)) console.log(`left out (${size(c)} bytes of case data > --max-case-bytes ${maxCaseBytes}): ${c.file} ${c.section} ${c.name}`);
+    cases = cases.filter((c) => size(c) <= maxCaseBytes);
   }
   console.log(`image ${imageFile} (${imageCode.length} bytes), ${cases.length} cases from ${o.files.length} file(s)`);
   let passed = 0;
@@ -482,10 +700,10 @@ async function main() {
   for (const spec of o.engines) {
     let engine;
     try {
-      engine = openEngine(spec, o.kind);
+      engine = openEngine(spec, o.kind ?? undefined);
     } catch (e) {
       if (e instanceof EngineUsageError) usage(e.message);
-      console.log(`engine ${spec}: ${e.message}`);
+      console.log(`engine ${spec}: ${e instanceof Error ? e.message : String(e)}`);
       failed += cases.length;
       continue;
     }
@@ -493,7 +711,7 @@ async function main() {
     const res = await runCases(engine, imageCode, cases, {
       batchBytes: o.batchBytes,
       timeoutMs: o.timeoutMs,
-      memoryLimit: o.memoryLimit,
+      memoryLimit: o.memoryLimit ?? undefined,
       imageIn: o.imageIn,
       onBatch: o.verbose ? (i, n, run) => console.log(`  batch ${i}/${n}: ${run.ms.toFixed(0)} ms, exit ${run.exit}`) : null,
     });

@@ -21,14 +21,71 @@ import { basename, delimiter, isAbsolute, join, resolve, sep } from 'node:path';
 import vm from 'node:vm';
 import { createSandbox } from '../shared/image.ts';
 
-export const KINDS = ['node', 'espruino', 'jerryscript', 'duktape', 'microquickjs', 'xs'];
+export const KINDS = ['node', 'espruino', 'jerryscript', 'duktape', 'microquickjs', 'xs'] as const;
+
+/** What an engine is, as its probe answers (`node`: the node:vm sandbox). */
+export type EngineKind = (typeof KINDS)[number];
+
+/** A JavaScript engine by name: its kind, what it is, and where it differs from its kind. */
+export interface KnownEngine {
+  kind: EngineKind;
+  about: string;
+  /** Variables of an Espruino build (its memory). */
+  vars?: number;
+  batchBytes?: number;
+  imageIn?: ImageIn;
+}
+
+/** Where a script finds the image: in its own source, or stored in the engine's flash. */
+export type ImageIn = 'source' | 'flash';
+
+/** Options of one engine run. */
+export interface RunOptions {
+  /** The run ends once a line with this tag has been printed. */
+  endTag?: string;
+  timeoutMs?: number;
+  /** MicroQuickJS's --memory-limit (bytes, or e.g. '64k'). */
+  memoryLimit?: number | string;
+  /** Run in this folder and keep it (Espruino's flash file then lasts from run to run). */
+  workDir?: string;
+}
+
+/** How one run ended. `signal`, `timedOut` and `limitMs` are set by engine binaries only. */
+export interface EngineRun {
+  stdout: string;
+  stderr: string;
+  exit: number | null;
+  ms: number;
+  signal?: NodeJS.Signals | null;
+  timedOut?: boolean;
+  limitMs?: number;
+}
+
+/** An engine ready to run scripts (openEngine). */
+export interface Engine {
+  name: string;
+  kind: EngineKind;
+  path: string | null;
+  batchBytes: number;
+  imageIn?: ImageIn;
+  run(script: string, opts?: RunOptions): Promise<EngineRun>;
+}
+
+/** One engine found on this machine (availableEngines). */
+export interface FoundEngine {
+  spec: string;
+  kind: EngineKind;
+  path: string | null;
+}
+
+export const isKind = (k: string): k is EngineKind => (KINDS as readonly string[]).includes(k);
 
 /**
  * Per-kind defaults: how much case data goes into one script (bytes of JSON) and the time limit
  * of one script. Espruino keeps source in RAM (a 12,000-variable build has ≈ 168 KB) and
  * JerryScript may have a 64 KB heap, so their batches are small.
  */
-export const KIND_DEFAULTS = {
+export const KIND_DEFAULTS: Record<EngineKind, { batchBytes: number; timeoutMs: number }> = {
   node: { batchBytes: 200000, timeoutMs: 120000 },
   duktape: { batchBytes: 60000, timeoutMs: 300000 },
   jerryscript: { batchBytes: 6000, timeoutMs: 300000 },
@@ -43,7 +100,7 @@ export const KIND_DEFAULTS = {
  * `imageIn: 'flash'`: the image is stored in Storage and run from flash, as on the board (the
  * 32-bit builds' RAM cannot hold the readable image as source; see conformance.ts).
  */
-export const ENGINES = {
+export const ENGINES: Record<string, KnownEngine> = {
   duk: { kind: 'duktape', about: 'Duktape 2.7 (Debian package duktape)' },
   'espruino32-2630': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 2,630 variables (Puck.js, nRF52832)', vars: 2630, batchBytes: 600, imageIn: 'flash' },
   'espruino32-12000': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 12,000 variables (Bangle.js 2; ESP32 stand-in)', vars: 12000, imageIn: 'flash' },
@@ -70,7 +127,7 @@ export function engineDirs() {
   return dirs.filter((d) => !resolve(d).split(sep).join('/').endsWith('node_modules/.bin'));
 }
 
-function executable(file) {
+function executable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return statSync(file).isFile();
@@ -80,7 +137,7 @@ function executable(file) {
 }
 
 /** How to run a script file with one engine. */
-export function argsFor(kind, file, { memoryLimit } = {}) {
+export function argsFor(kind: EngineKind, file: string, { memoryLimit }: Pick<RunOptions, 'memoryLimit'> = {}): string[] {
   if (kind === 'xs') return ['-s', file]; // without -s, xst may take the file for a test262 case
   if (kind === 'microquickjs' && memoryLimit) return ['--memory-limit', String(memoryLimit), file];
   return [file];
@@ -100,20 +157,21 @@ const PROBE = `(function () {
 })();
 `;
 
-const probed = new Map();
+const probed = new Map<string, EngineKind | null>();
 
 /** The kind a binary answers the probe with, or null (cached per path). */
-export function probeKind(path) {
-  if (probed.has(path)) return probed.get(path);
+export function probeKind(path: string): EngineKind | null {
+  const cached = probed.get(path);
+  if (cached !== undefined) return cached;
   const dir = mkdtempSync(join(tmpdir(), 'e4-probe-'));
-  let kind = null;
+  let kind: EngineKind | null = null;
   try {
     const file = join(dir, 'probe.js');
     writeFileSync(file, PROBE);
     for (const args of [[file], ['-s', file]]) {
       const r = spawnSync(path, args, { cwd: dir, encoding: 'utf8', timeout: 20000, input: '', killSignal: 'SIGKILL' });
       const m = /@@E4PROBE (\w+)/.exec(r.stdout || '');
-      if (m && m[1] !== 'unknown') {
+      if (m && m[1] !== 'unknown' && isKind(m[1])) {
         kind = m[1];
         break;
       }
@@ -130,7 +188,7 @@ export function probeKind(path) {
  * of ENGINES (else EngineUsageError), and the file found must answer the probe as that kind;
  * files that don't are passed over (the next folder may hold the real one).
  */
-export function findBinary(name) {
+export function findBinary(name: string): string | null {
   if (name.includes('/')) {
     const file = isAbsolute(name) ? name : resolve(name);
     return executable(file) ? file : null;
@@ -145,7 +203,7 @@ export function findBinary(name) {
 }
 
 /** Like findBinary, but never throws: null for unknown names too. */
-export function engineIfPresent(name) {
+export function engineIfPresent(name: string): string | null {
   try {
     return findBinary(name);
   } catch {
@@ -154,13 +212,13 @@ export function engineIfPresent(name) {
 }
 
 /** Why an engine is absent, for a skipped suite's message. */
-export function absentReason(name) {
+export function absentReason(name: string): string {
   return `${name} (${ENGINES[name] ? ENGINES[name].about : 'engine'}) not found in $E4_ENGINES or $PATH`;
 }
 
 /** The engines present on this machine, by name (node is always there). */
-export function availableEngines(names = ['duk', 'jerry', 'espruino-o2']) {
-  const found = [{ spec: 'node', kind: 'node', path: null }];
+export function availableEngines(names = ['duk', 'jerry', 'espruino-o2']): FoundEngine[] {
+  const found: FoundEngine[] = [{ spec: 'node', kind: 'node', path: null }];
   for (const name of names) {
     const path = engineIfPresent(name);
     if (path) found.push({ spec: name, kind: ENGINES[name].kind, path });
@@ -173,8 +231,8 @@ export function availableEngines(names = ['duk', 'jerry', 'espruino-o2']) {
  * unknown name or kind, and Error when it cannot be found or is not the engine it claims to be.
  * Returns { name, kind, path, batchBytes, run(script, opts) }.
  */
-export function openEngine(spec, kind) {
-  if (kind && !KINDS.includes(kind)) throw new EngineUsageError(`unknown kind ${kind} (${KINDS.join(', ')})`);
+export function openEngine(spec: string, kind?: string): Engine {
+  if (kind && !isKind(kind)) throw new EngineUsageError(`unknown kind ${kind} (${KINDS.join(', ')})`);
   if (spec === 'node') {
     if (kind && kind !== 'node') throw new EngineUsageError('--engine node is the node:vm sandbox; its kind is node');
     return { name: 'node', kind: 'node', path: null, batchBytes: KIND_DEFAULTS.node.batchBytes, run: runInSandbox };
@@ -187,41 +245,48 @@ export function openEngine(spec, kind) {
   const known = ENGINES[basename(path)];
   const batchBytes = (!spec.includes('/') && ENGINES[spec].batchBytes) || (known && known.kind === answered && known.batchBytes) || KIND_DEFAULTS[answered].batchBytes;
   const imageIn = (!spec.includes('/') && ENGINES[spec].imageIn) || 'source';
-  return { name: spec.includes('/') ? path : spec, kind: answered, path, batchBytes, imageIn, run: (script, opts) => runBinary(path, answered, script, opts) };
+  return { name: spec.includes('/') ? path : spec, kind: answered, path, batchBytes, imageIn, run: (script: string, opts?: RunOptions) => runBinary(path, answered, script, opts) };
 }
 
 /** Runs `script` in a fresh device-like node:vm realm. Resolves { stdout, stderr, exit, ms }. */
-export async function runInSandbox(script, { timeoutMs = KIND_DEFAULTS.node.timeoutMs } = {}) {
-  const lines = [];
+export async function runInSandbox(script: string, { timeoutMs = KIND_DEFAULTS.node.timeoutMs }: RunOptions = {}): Promise<EngineRun> {
+  const lines: string[] = [];
   const started = process.hrtime.bigint();
   let stderr = '';
   let exit = 0;
   try {
     const compiled = new vm.Script(script, { filename: 'conformance-batch.js' });
-    createSandbox({ script: { runInContext: (ctx) => compiled.runInContext(ctx, { timeout: timeoutMs }) }, path: 'conformance-batch.js' }, { print: (s) => lines.push(s) });
+    createSandbox({ script: { runInContext: (ctx: vm.Context) => compiled.runInContext(ctx, { timeout: timeoutMs }) }, path: 'conformance-batch.js' }, { print: (s: string) => lines.push(s) });
   } catch (e) {
-    stderr = e && e.message !== undefined ? `${e.name}: ${e.message}` : String(e);
+    stderr = errorText(e);
     exit = 1;
   }
   return { stdout: lines.join('\n') + '\n', stderr, exit, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+}
+
+/** `name: message` of an error from any realm (what a sandbox throws is not a host `Error`). */
+function errorText(e: unknown): string {
+  if (typeof e === 'object' && e !== null && 'message' in e && e.message !== undefined) return `${'name' in e ? e.name : undefined}: ${e.message}`;
+  return String(e);
 }
 
 /**
  * What a run that ended without its results died of, in words: the exit status each engine uses
  * for running out of memory, a signal, a time-out, or the engine's own last error line.
  */
-export function causeOf(kind, run) {
+export function causeOf(kind: EngineKind, run: Omit<EngineRun, 'ms'>): string {
   const text = `${run.stderr || ''}\n${run.stdout || ''}`;
   if (run.timedOut) return `timed out after ${run.limitMs} ms`;
   if (run.signal) return `killed by ${run.signal}` + (run.signal === 'SIGSEGV' ? ' (the engine crashed)' : '');
   if (kind === 'jerryscript' && run.exit === 10) return 'out of memory (JerryScript exit status 10: heap exhausted)';
-  if (/out of memory|Out of Memory|MEMORY|memory exhausted/i.test(text)) return 'out of memory: ' + lastLine(text.match(/.*(out of memory|MEMORY|memory exhausted).*/i)[0]);
+  const oom = /.*(out of memory|MEMORY|memory exhausted).*/i.exec(text);
+  if (oom) return 'out of memory: ' + lastLine(oom[0]);
   const err = text.split('\n').filter((l) => /Error|Uncaught|Exception/.test(l));
   if (err.length) return `exit ${run.exit}: ${lastLine(err[err.length - 1])}`;
   return `exit ${run.exit}`;
 }
 
-const lastLine = (s) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 300);
+const lastLine = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 300);
 
 /**
  * Runs `BIN script.js`. stdin stays open (Espruino's Linux build keeps interrupting the running
@@ -230,7 +295,7 @@ const lastLine = (s) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 300);
  * by default each run gets a temporary folder of its own, removed afterwards.
  * Resolves { stdout, stderr, exit, signal, timedOut, limitMs, ms }.
  */
-export function runBinary(path, kind, script, { endTag, timeoutMs, memoryLimit, workDir } = {}) {
+export function runBinary(path: string, kind: EngineKind, script: string, { endTag, timeoutMs, memoryLimit, workDir }: RunOptions = {}): Promise<EngineRun> {
   const limit = timeoutMs || KIND_DEFAULTS[kind].timeoutMs;
   const dir = workDir || mkdtempSync(join(tmpdir(), 'e4-engine-'));
   const file = join(dir, 'script.js');
@@ -244,7 +309,7 @@ export function runBinary(path, kind, script, { endTag, timeoutMs, memoryLimit, 
     let stderr = '';
     let done = false;
     let timedOut = false;
-    const finish = (exit, signal = null) => {
+    const finish = (exit: number | null, signal: NodeJS.Signals | null = null) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -276,6 +341,6 @@ export function runBinary(path, kind, script, { endTag, timeoutMs, memoryLimit, 
   });
 }
 
-export function describeEngine(e) {
+export function describeEngine(e: Pick<Engine, 'name' | 'kind' | 'path'>): string {
   return e.path ? `${e.name} (${e.kind}, ${e.path})` : `${e.name} (${e.kind} sandbox)`;
 }

@@ -22,7 +22,9 @@ export const CLI = join(ROOT, 'node_modules', '.bin', 'espruino');
 
 
 /** Kind of a --port value: 'tcp', 'ble' or 'serial'. Throws UsageError for anything else. */
-export function portKind(port) {
+export type PortKind = 'tcp' | 'ble' | 'serial';
+
+export function portKind(port: unknown): PortKind {
   if (typeof port !== 'string' || !port) throw new UsageError('--port is required');
   if (/^tcp:\/\/[^:/\s]+(:\d+)?\/?$/.test(port)) return 'tcp';
   if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(port)) return 'ble';
@@ -35,8 +37,8 @@ export function portKind(port) {
  * `short` maps one-letter options to names (`-p` -> port, as the espruino tool spells it).
  * Throws UsageError for unknown, repeated or valueless options.
  */
-export function parseArgs(argv, spec, short = {}) {
-  const out = {};
+export function parseArgs<const S extends ArgSpec>(argv: string[], spec: S, short: Record<string, string> = {}): ParsedArgs<S> {
+  const out: Record<string, string | number | true> = {};
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     if (/^-[a-z]$/.test(a) && short[a[1]]) a = `--${short[a[1]]}`;
@@ -58,11 +60,39 @@ export function parseArgs(argv, spec, short = {}) {
     }
     if (type === 'number') {
       if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
-      v = Number(v);
-    }
-    out[name] = v;
+      out[name] = Number(v);
+    } else out[name] = v;
   }
-  return out;
+  // Each value was stored under its name with the type its spec entry names.
+  return out as ParsedArgs<S>;
+}
+
+/** How parseArgs reads each option: its value's type ('boolean': a flag without value). */
+export type ArgSpec = Record<string, 'string' | 'number' | 'boolean'>;
+
+/** What parseArgs returns for `S`: the options given, each as its type (a flag is `true`). */
+export type ParsedArgs<S extends ArgSpec> = { [K in keyof S]?: S[K] extends 'number' ? number : S[K] extends 'boolean' ? true : string };
+
+/** What runEspruino does: upload `script`, or evaluate `expr`, on the board at `port`. */
+export interface EspruinoRun {
+  port: string;
+  script?: string;
+  expr?: string;
+  baud?: number;
+  /** Send reset() first (the tool's default). */
+  reset?: boolean;
+  timeoutMs?: number;
+  /** Called with each line of the board's output as it arrives. */
+  onLine?: ((line: string) => void) | null;
+  /** Echo the tool's output to stderr (without library stack frames). */
+  verbose?: boolean;
+}
+
+/** How the tool ended: its exit code, all it printed, and the board's output lines. */
+export interface EspruinoResult {
+  code: number | null;
+  output: string;
+  lines: string[];
 }
 
 /**
@@ -70,14 +100,16 @@ export function parseArgs(argv, spec, short = {}) {
  * evaluates `expr` without reset (short expressions can hang the tool: prefer a script). Resolves { code, output, lines } where `lines` are the board's output lines (prefix
  * removed). Rejects on timeout (the process is killed).
  */
-export async function runEspruino(o) {
+export async function runEspruino(o: EspruinoRun): Promise<EspruinoResult> {
   await reachable(o.port);
   return runCli(o);
 }
 
 /** A connection failure the tools report in one line (its cause, and what to do). */
 export class ConnectionError extends Error {
-  constructor(message, detail = '') {
+  /** What the tool or the socket said, for --verbose. */
+  detail: string;
+  constructor(message: string, detail = '') {
     super(message);
     this.name = 'ConnectionError';
     this.detail = detail;
@@ -89,16 +121,17 @@ const BLE_STACK_MISSING =
 
 /** Checks that the port can be reached at all before the tool is started: the tool itself hides
  * why a connection failed. Throws ConnectionError naming the cause. */
-export function reachable(port, timeoutMs = 10000) {
+export function reachable(port: string, timeoutMs = 10000): Promise<void> {
   const kind = portKind(port);
   if (kind === 'serial') {
     if (port.startsWith('/dev/') && !existsSync(port)) throw new ConnectionError(`${port}: no such serial device (is the board plugged in? see ls /dev/tty*)`);
     return Promise.resolve();
   }
   if (kind === 'ble') return Promise.resolve();
-  const [, host, p] = /^tcp:\/\/([^:/]+)(?::(\d+))?/.exec(port);
+  // portKind matched the same prefix.
+  const [, host, p] = /^tcp:\/\/([^:/]+)(?::(\d+))?/.exec(port) ?? [];
   const tcpPort = Number(p || 23);
-  return new Promise((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     const s = connect(tcpPort, host);
     const timer = setTimeout(() => {
       s.destroy();
@@ -109,23 +142,24 @@ export function reachable(port, timeoutMs = 10000) {
       s.destroy();
       resolve();
     });
-    s.once('error', (e) => {
+    s.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       s.destroy();
-      const why = {
+      const reasons: Record<string, string> = {
         ECONNREFUSED: `connection refused: nothing listens on port ${tcpPort} of ${host} (is the board's console served there?)`,
         EHOSTUNREACH: `${host} is unreachable (no route to it)`,
         ENETUNREACH: `no network route to ${host}`,
         ENOTFOUND: `unknown host ${host}`,
         EAI_AGAIN: `cannot resolve ${host} (name service unavailable)`,
-      }[e.code];
+      };
+      const why = e.code === undefined ? undefined : reasons[e.code];
       reject(new ConnectionError(`${port}: ${why || e.message}`, e.stack));
     });
   });
 }
 
 /** The cause of a failed connection in the tool's output, or null. */
-export function failureIn(output, port) {
+export function failureIn(output: string, port: string): string | null {
   if (/system_bus_socket|org\.bluez|Cannot find module '@abandonware\/noble'|No Bluetooth|EAFNOSUPPORT/.test(output)) return BLE_STACK_MISSING;
   if (/ECONNREFUSED/.test(output)) return `${port}: connection refused`;
   if (/ETIMEDOUT/.test(output)) return `${port}: timed out connecting`;
@@ -135,13 +169,13 @@ export function failureIn(output, port) {
 }
 
 /** Output lines worth showing with --verbose: a library's stack frames are not. */
-const isTraceLine = (l) => /^\s+at |^\s*\^+\s*$|^Node\.js v\d|^\S+\.js:\d+$|^\s*(} else )?throw \w+;?$|^Emitted 'error' event/.test(l);
+const isTraceLine = (l: string) => /^\s+at |^\s*\^+\s*$|^Node\.js v\d|^\S+\.js:\d+$|^\s*(} else )?throw \w+;?$|^Emitted 'error' event/.test(l);
 
-function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, onLine, verbose = false }) {
+function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, onLine, verbose = false }: EspruinoRun): Promise<EspruinoResult> {
   const kind = portKind(port);
   if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm ci`);
   const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
-  const args = [];
+  const args: string[] = [];
   if (kind !== 'ble') args.push('--no-ble');
   args.push('-p', port);
   if (baud) args.push('-b', String(baud));
@@ -162,9 +196,9 @@ function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, on
     // cwd = the scratch dir: the tool looks for ./modules there, never in the project.
     const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    const lines = [];
+    const lines: string[] = [];
     let partial = '';
-    const take = (chunk) => {
+    const take = (chunk: Buffer) => {
       const text = chunk.toString('latin1');
       output += text;
       partial += text;

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
 /** Every figure of the table: which tool measures it and what it is. */
-export const FIGURES = [
+export const FIGURES: Figure[] = [
   { id: 'puck.bootVars', tool: 'size', label: 'Puck.js image, espruino32-2630: runtime after boot, 4 topics', unit: 'vars' },
   { id: 'puck.peakVars', tool: 'size', label: 'same, peak during a 256-byte protect+unprotect and each C2 command', unit: 'vars' },
   { id: 'jerry.lifePeakBytes', tool: 'size', label: 'JerryScript board life cycle with 1 KB out and in, 64 KB heap, static snapshot: peak', unit: 'bytes' },
@@ -23,19 +23,68 @@ export const FIGURES = [
   { id: 'duk.unprotect1kRatio', tool: 'bench', label: 'portable vault on duk, unprotect 1 KB: time vs raw noble aessiv', unit: '×' },
 ];
 
-export function loadBudgets(root = ROOT) {
-  const baseline = JSON.parse(readFileSync(join(root, 'budgets', 'baseline.json'), 'utf8'));
-  const budget = JSON.parse(readFileSync(join(root, 'budgets', 'budget.json'), 'utf8'));
-  return { release: baseline.release, baseline: baseline.figures, notes: baseline.notes || {}, budget: budget.budget, goal: budget.goal };
+/** One figure of the table: the tool that measures it, what it is, and its unit. */
+export interface Figure {
+  id: string;
+  tool: 'size' | 'bench';
+  label: string;
+  unit: 'vars' | 'bytes' | '×';
 }
 
-const show = (v, unit) => (v === null || v === undefined ? '–' : typeof v === 'string' ? v : unit === '×' ? v.toFixed(2) : Math.round(v).toLocaleString('en-US'));
+/** A figure as measured by a tool: its value, or why it could not be measured. */
+export type Measured = Record<string, number | { missing: string }>;
+
+/** The previous release's figures (null: not measured then), the budgets and the goals. */
+export interface Budgets {
+  release: string;
+  baseline: Record<string, number | null>;
+  notes: Record<string, string>;
+  budget: Record<string, number>;
+  goal: Record<string, number>;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `v[key]` when it is an object whose values are numbers (or null where `nulls`); throws otherwise. */
+function figuresIn(file: string, v: Record<string, unknown>, key: string, nulls: true): Record<string, number | null>;
+function figuresIn(file: string, v: Record<string, unknown>, key: string, nulls?: false): Record<string, number>;
+function figuresIn(file: string, v: Record<string, unknown>, key: string, nulls = false): Record<string, number | null> {
+  const o = v[key];
+  if (!isRecord(o)) throw new Error(`${file}: "${key}" is not an object`);
+  const out: Record<string, number | null> = {};
+  for (const [id, x] of Object.entries(o)) {
+    if (typeof x === 'number' || (nulls && x === null)) out[id] = x;
+    else throw new Error(`${file}: ${key}.${id} is not a number`);
+  }
+  return out;
+}
+
+export function loadBudgets(root = ROOT): Budgets {
+  const read = (name: string) => {
+    const v: unknown = JSON.parse(readFileSync(join(root, 'budgets', name), 'utf8'));
+    if (!isRecord(v)) throw new Error(`budgets/${name}: not a JSON object`);
+    return v;
+  };
+  const baseline = read('baseline.json');
+  const budget = read('budget.json');
+  const notes: Record<string, string> = {};
+  if (isRecord(baseline.notes)) for (const [id, n] of Object.entries(baseline.notes)) notes[id] = String(n);
+  return {
+    release: String(baseline.release),
+    baseline: figuresIn('budgets/baseline.json', baseline, 'figures', true),
+    notes,
+    budget: figuresIn('budgets/budget.json', budget, 'budget'),
+    goal: figuresIn('budgets/budget.json', budget, 'goal'),
+  };
+}
+
+const show = (v: number | string | null | undefined, unit: Figure['unit']) => (v === null || v === undefined ? '–' : typeof v === 'string' ? v : unit === '×' ? v.toFixed(2) : Math.round(v).toLocaleString('en-US'));
 
 /**
  * `measured`: { id: number | { missing: reason } } for the figures of `tool`. Returns the table's
  * lines and the list of failures (a figure over budget; under CI also a figure not measured).
  */
-export function figureTable(tool, measured, { ci = !!process.env.CI, budgets = loadBudgets() } = {}) {
+export function figureTable(tool: Figure['tool'], measured: Measured, { ci = !!process.env.CI, budgets = loadBudgets() }: { ci?: boolean; budgets?: Budgets } = {}): { lines: string[]; failures: string[] } {
   const rows = [['figure', `${budgets.release}`, 'now', 'budget', 'goal', '']];
   const failures = [];
   for (const f of FIGURES.filter((x) => x.tool === tool)) {
@@ -45,7 +94,7 @@ export function figureTable(tool, measured, { ci = !!process.env.CI, budgets = l
     const goal = budgets.goal[f.id];
     let status = '';
     if (now === null) {
-      status = 'not measured: ' + ((m && m.missing) || 'no result');
+      status = 'not measured: ' + ((m && typeof m === 'object' && m.missing) || 'no result');
       if (ci && budget !== undefined) failures.push(`${f.id}: ${status}`);
     } else {
       const base = budgets.baseline[f.id];

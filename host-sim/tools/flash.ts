@@ -20,6 +20,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, portKind, ROOT, runEspruino } from './espruino-cli.ts';
+import type { ParsedArgs } from './espruino-cli.ts';
 import { packageVersion, runIfMain, useCallerFolder, UsageError } from '../shared/cli.ts';
 import { checkRunnable, deviceConfigFor, ESPRUINO_BOARDS, tagged, uploadScript, verifyFlash } from '../shared/flash-files.ts';
 
@@ -63,10 +64,39 @@ const ARGS = {
   'dry-run': 'boolean',
   help: 'boolean',
   version: 'boolean',
-};
+} as const;
+
+/**
+ * What flash() and prepare() take: the command line's options, and from code `strict` (refuse a
+ * configuration that cannot work on the board, as the command line does) and `start: false`
+ * (leave the board without restarting it and without checking the boot).
+ */
+export interface FlashOptions extends ParsedArgs<typeof ARGS> {
+  strict?: boolean;
+  start?: boolean;
+}
+
+/** What the upload sends, as uploadScript describes it. */
+export type FlashUpload = ReturnType<typeof uploadScript>;
+
+/** The runtime's state after boot, as BOOT_QUERY reports it (a part of E4.status()). */
+export interface BootStatus {
+  ok: boolean;
+  error?: string;
+  topics: number;
+  controlTopic: string;
+}
+
+/** The files flashed, Storage left free, and the runtime's state (null with `start: false`). */
+export interface FlashResult {
+  files: FlashUpload['files'];
+  free: number | null;
+  status: BootStatus | null;
+  lines: string[];
+}
 
 /** The MQTT module's source for the ESP32 image. */
-function mqttModule(dir) {
+function mqttModule(dir: string) {
   for (const f of ['MQTT.min.js', 'MQTT.js']) {
     const p = join(dir, f);
     if (existsSync(p)) return readFileSync(p, 'latin1');
@@ -77,7 +107,7 @@ function mqttModule(dir) {
 }
 
 /** Reads and checks everything, without touching the board. Throws UsageError. */
-export function prepare(opts) {
+export function prepare(opts: FlashOptions): FlashUpload {
   if (!opts.board) throw new UsageError('--board is required');
   if (opts.board === 'jerryscript') throw new UsageError('the jerryscript image is built into a C port, not flashed with the espruino tool: see boards/jerryscript/README.md');
   if (!ESPRUINO_BOARDS.includes(opts.board)) throw new UsageError(`--board ${JSON.stringify(opts.board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
@@ -90,7 +120,7 @@ export function prepare(opts) {
     try {
       raw = JSON.parse(readFileSync(file, 'utf8'));
     } catch (e) {
-      throw new UsageError(`--device ${opts.device}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+      throw new UsageError(`--device ${opts.device}: ${isErrno(e) && e.code === 'ENOENT' ? 'no such file' : errorMessage(e)}`);
     }
     config = deviceConfigFor(opts.board, raw, opts.device, { keys: !opts['keep-state'] });
     if (opts.strict) checkRunnable(opts.board, config, opts.device);
@@ -113,8 +143,8 @@ export const BOOT_QUERY =
   'print("E4BOOT",typeof E4=="undefined"?"none":JSON.stringify((function(s){return {ok:s.ok,error:s.error,topics:s.topics,controlTopic:s.controlTopic};})(E4.status())));\n';
 
 /** Reads the runtime's status from the running board (no reset). Throws when it did not start. */
-export async function checkBoot({ port, baud, timeoutMs = 60000, verbose = false }) {
-  let report = null;
+export async function checkBoot({ port, baud, timeoutMs = 60000, verbose = false }: { port: string; baud?: number; timeoutMs?: number; verbose?: boolean }): Promise<BootStatus> {
+  let report: string | null = null;
   // load() restarts the board after the upload: give it a moment, then ask (a few times: the
   // console may still be busy with the restart).
   for (let attempt = 0; attempt < 3 && report === null; attempt++) {
@@ -124,16 +154,26 @@ export async function checkBoot({ port, baud, timeoutMs = 60000, verbose = false
   }
   if (report === null) throw new Error('the board did not answer after the restart (E4.status() not read)');
   if (report === 'none') throw new Error('the runtime did not start after the restart: no E4 global on the board');
-  const s = JSON.parse(report);
-  if (!s.ok) throw new Error(`the runtime started but has no client: E4.status().error = ${JSON.stringify(s.error)}`);
+  const s: unknown = JSON.parse(report);
+  if (!isBootStatus(s)) throw new Error(`the runtime started but has no client: E4.status().error = ${JSON.stringify(typeof s === 'object' && s !== null && 'error' in s ? s.error : undefined)}`);
   return s;
 }
 
+/** A started runtime's report: ok, with its control topic and topic count. */
+function isBootStatus(s: unknown): s is BootStatus {
+  return typeof s === 'object' && s !== null && 'ok' in s && !!s.ok;
+}
+
+const isErrno = (e: unknown): e is NodeJS.ErrnoException => e instanceof Error && 'code' in e;
+const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
 /** Flashes a board, restarts it and checks that the runtime booted. Resolves { files, free,
  * status }; rejects with UsageError or Error. */
-export async function flash(opts, log = (m) => console.log(m)) {
+export async function flash(opts: FlashOptions, log = (m: string) => console.log(m)): Promise<FlashResult> {
   const { script, files } = prepare(opts);
-  const sizes = files.filter((f) => !f.boot);
+  const port = opts.port;
+  if (port === undefined) throw new UsageError('--port is required'); // prepare() checked it already
+  const sizes = files.filter((f) => !('boot' in f && f.boot));
   const total = sizes.reduce((a, f) => a + f.bytes, 0);
   log(`flash: ${opts.board} -> ${opts.port}: ${sizes.map((f) => `${f.name} (${f.bytes} B)`).join(', ')}`);
   const timeoutMs = (opts.timeout || 300) * 1000;
@@ -141,23 +181,23 @@ export async function flash(opts, log = (m) => console.log(m)) {
   const progress = setInterval(() => log(`flash: uploading to ${opts.port} (${Math.round((Date.now() - t0) / 1000)} s)`), 10000);
   let res;
   try {
-    res = await runEspruino({ port: opts.port, script, baud: opts.baud, timeoutMs, verbose: !!opts.verbose });
+    res = await runEspruino({ port, script, baud: opts.baud, timeoutMs, verbose: !!opts.verbose });
   } finally {
     clearInterval(progress);
   }
   const { free, slot, oneSlot } = verifyFlash(res.lines, files);
   if (oneSlot) log('flash: Storage has room for one image only: the old image was erased before the upload (its keys and configuration were kept until the new image was verified)');
   log(`flash: verified ${sizes.length} files (${total} bytes) by CRC-32 on the board, then switched to them (image in ${slot}); ${free} bytes of Storage free; restarting`);
-  let status = null;
+  let status: BootStatus | null = null;
   if (opts.start !== false) {
-    status = await checkBoot({ port: opts.port, baud: opts.baud, verbose: !!opts.verbose });
+    status = await checkBoot({ port, baud: opts.baud, verbose: !!opts.verbose });
     log(`flash: the runtime booted: ${status.controlTopic}, ${status.topics} topic${status.topics === 1 ? '' : 's'}`);
   }
   return { files, free, status, lines: res.lines };
 }
 
-async function main(argv) {
-  let opts;
+async function main(argv: string[]) {
+  let opts: FlashOptions;
   useCallerFolder('flash');
   try {
     // -p and -b as the espruino tool spells them.
@@ -184,7 +224,7 @@ async function main(argv) {
       console.error(`flash: ${e.message} (see npm run flash -- --help)`);
       return 2;
     }
-    console.error(`flash: ${e.message}`);
+    console.error(`flash: ${errorMessage(e)}`);
     return 1;
   }
 }

@@ -24,6 +24,10 @@ import { dirname, join, resolve } from 'node:path';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { flash } from './flash.ts';
 import { parseArgs, portKind, ROOT, runEspruino } from './espruino-cli.ts';
+import type { EspruinoResult, EspruinoRun, ParsedArgs } from './espruino-cli.ts';
+import { isSkVectors } from './conformance.ts';
+import type { AesSivVector, CommandVector, ProtectVector, SkVectors, UnprotectVector, VectorTopic } from './conformance.ts';
+import type { DeviceFile } from '../../boards/espruino/boot.ts';
 import { ESPRUINO_BOARDS, sha3_16, tagged } from '../shared/flash-files.ts';
 import { packageVersion, runIfMain, UsageError } from '../shared/cli.ts';
 
@@ -53,22 +57,55 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
 The board's Storage is rewritten (image, configuration, store): do not run this on a
 provisioned device.`;
 
-const ARGS = { board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' };
+const ARGS = { board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' } as const;
+
+/** The options of a run, as on the command line. */
+export type HilOptions = ParsedArgs<typeof ARGS>;
+
+/** The throwaway identity a run flashes: every topic has its name, hash and key. */
+export interface HilDevice extends DeviceFile {
+  name: string;
+  id: string;
+  key: string;
+  topics: { topic: string; hash: string; key: string }[];
+}
+
+/** Memory figures of the run (Espruino variables), or null when the board sent none. */
+export interface HilMemory {
+  boot: number;
+  after: number;
+  peak256: number;
+  peakCommands: Record<string, number>;
+  peak: number;
+  base: number;
+  total: number;
+  blocksize?: number;
+}
+
+/** What a run found: counts, the failed checks, and the figures measured. */
+export interface HilResult {
+  passed: number;
+  failed: number;
+  failures: string[];
+  memory: HilMemory | null;
+  /** Milliseconds per operation (64-byte payload, mean of 10). */
+  timing: { protect: number; unprotect: number } | null;
+}
 
 /** Case data per upload where the board's free RAM is smaller than the default needs (measured
  * on the 2,630-variable Linux Espruino: 1,200 bytes runs it out of memory, 500 passes). */
-const DEFAULT_BATCH = { 'espruino-nrf52': 500 };
+const DEFAULT_BATCH: Record<string, number> = { 'espruino-nrf52': 500 };
 
 /** Where a run keeps the identity it flashed (never inside the source tree). */
-export function stateFile(opts) {
+export function stateFile(opts: HilOptions): string {
   return join(opts.state ? resolve(opts.state) : join(tmpdir(), 'e4-hil'), `${opts.board}.device.json`);
 }
 
-const hexOf = (b) => Buffer.from(b).toString('hex');
-const unhex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
+const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const unhex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 
 /** The E4 protected message: timestamp (8, LE) | AES-SIV(key|key, AD = timestamp, payload). */
-export function protect(key, ts, payload) {
+export function protect(key: string, ts: number, payload: Uint8Array): Uint8Array {
   const t = Buffer.alloc(8);
   t.writeBigUInt64LE(BigInt(ts));
   const k = unhex(key);
@@ -76,7 +113,7 @@ export function protect(key, ts, payload) {
   return Uint8Array.from([...t, ...sealed]);
 }
 
-export function open(key, message) {
+export function open(key: string, message: Uint8Array): Uint8Array | null {
   const k = unhex(key);
   try {
     return aessiv(Uint8Array.from([...k, ...k]), message.subarray(0, 8)).decrypt(message.subarray(8));
@@ -86,11 +123,11 @@ export function open(key, message) {
 }
 
 /** A throwaway identity for the test: random keys, four topics with host-computed hashes. */
-export function hilDevice(board) {
+export function hilDevice(board: string): HilDevice {
   const key = () => randomBytes(32).toString('hex');
   const name = `hil-${board}-${randomBytes(4).toString('hex')}`;
   const topics = ['hil/t1', 'hil/t2', 'hil/t3', 'hil/t4'].map((topic) => ({ topic, hash: sha3_16(topic), key: key() }));
-  const dev = { format: 'e4-device', version: 1, name, id: sha3_16(name), key: key(), topics, clock: 'monotonic', log: 'warn' };
+  const dev: HilDevice = { format: 'e4-device', version: 1, name, id: sha3_16(name), key: key(), topics, clock: 'monotonic', log: 'warn' };
   // nRF52 images get their link transport (it waits for a gateway), so the memory figures
   // include the runtime a deployed board has. The ESP32 would need Wi-Fi: none there.
   if (board !== 'espruino-esp32') dev.transport = { link: { kind: 'ble-uart' } };
@@ -113,21 +150,28 @@ function S(c){var s=c.snapshot(),o=[];for(var i=0;i<s.topics.length;i++)o.push(X
 `;
 
 /** Bytes a case moves (plaintext or message). */
-const caseBytes = (c) => (c.plaintext || c.protected || '').length / 2;
+const caseBytes = (c: { plaintext?: string; protected?: string }) => (c.plaintext || c.protected || '').length / 2;
+
+/** A vector the board runs, by the section it comes from. */
+export type HilCase =
+  | { kind: 'aes_siv'; name: string; c: AesSivVector }
+  | { kind: 'protect'; name: string; c: ProtectVector }
+  | { kind: 'unprotect'; name: string; c: UnprotectVector }
+  | { kind: 'commands'; name: string; c: CommandVector };
 
 /** The case subset: a spread over each section (first, edges, last), of cases whose payload fits
  * the board (a 1000-byte message does not fit beside the runtime in a Puck.js's RAM). */
-export function pickCases(V, n, maxBytes = Infinity) {
-  const fits = (list) => list.filter((c) => caseBytes(c) <= maxBytes);
-  const take = (all, k) => {
-    const list = fits(all);
+export function pickCases(V: SkVectors, n: number, maxBytes = Infinity): HilCase[] {
+  const fits = <T extends { plaintext?: string; protected?: string }>(list: T[]) => list.filter((c) => caseBytes(c) <= maxBytes);
+  const take = <T extends { plaintext?: string; protected?: string }>(all: T[] | undefined, k: number): T[] => {
+    const list = fits(all ?? []);
     if (list.length <= k) return list;
-    const out = [];
+    const out: T[] = [];
     for (let i = 0; i < k; i++) out.push(list[Math.floor((i * list.length) / k)]);
     return out;
   };
   const per = Math.max(1, Math.floor(n / 4));
-  const cases = [];
+  const cases: HilCase[] = [];
   take(V.aes_siv, per).forEach((c, i) => cases.push({ kind: 'aes_siv', name: `aes_siv#${i}`, c }));
   take(V.protect, per).forEach((c, i) => cases.push({ kind: 'protect', name: `protect#${i}`, c }));
   take(V.unprotect, per).forEach((c) => cases.push({ kind: 'unprotect', name: c.case, c }));
@@ -136,50 +180,57 @@ export function pickCases(V, n, maxBytes = Infinity) {
 }
 
 /** One case as on-board code (the expected outcome travels with it; the board prints pass/fail). */
-export function caseCode({ kind, name, c }) {
-  const n = JSON.stringify(name);
-  if (kind === 'aes_siv') {
+export function caseCode(hc: HilCase): string {
+  const n = JSON.stringify(hc.name);
+  if (hc.kind === 'aes_siv') {
+    const c = hc.c;
     return `(function(){var v=E4.vault();T(${n}+" seal",X(v.seal(H("${c.key}"),H("${c.ad}"),H("${c.plaintext}"))),"${c.output}");var p=v.open(H("${c.key}"),H("${c.ad}"),H("${c.output}"));T(${n}+" open",p?X(p):"null","${c.plaintext}");})();`;
   }
-  if (kind === 'protect') {
+  if (hc.kind === 'protect') {
+    const c = hc.c;
     const hash = sha3_16(c.topic);
     return `(function(){var x=C({id:"${'00'.repeat(16)}",key:"${'11'.repeat(32)}"},${c.timestamp},[{topic:${JSON.stringify(c.topic)},hash:"${hash}",key:"${c.topic_key}"}]).c;T(${n},X(x.protect(${JSON.stringify(c.topic)},H("${c.plaintext}"))),"${c.protected}");})();`;
   }
-  if (kind === 'unprotect') {
+  if (hc.kind === 'unprotect') {
+    const c = hc.c;
     const r = c.receiver;
     const topics = r.topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key }));
     const exp = c.expected_result === 'E4_RESULT_OK' ? `E4_RESULT_OK:${c.expected_plaintext}` : c.expected_result;
     return `(function(){var x=C({id:"${r.client_id}",key:"${r.client_key}"},${c.now},${JSON.stringify(topics)}).c;T(${n},R(function(){return x.unprotect(${JSON.stringify(c.topic)},H("${c.protected}"),${c.options});}),"${exp}");})();`;
   }
+  const c = hc.c;
   const topics = c.state_before.topics.map((t) => ({ topic: t.topic, hash: t.topic_hash, key: t.key }));
   const after = c.state_after.client_key + '/' + c.state_after.topics.map((t) => `${t.topic_hash}:${t.key}`).join(',');
   return `(function(){var x=C({id:"${c.client_id}",key:"${c.state_before.client_key}"},${c.now},${JSON.stringify(topics)}).c;T(${n},R(function(){return x.unprotect(${JSON.stringify(c.delivered_on_topic)},H("${c.protected}"),${c.options});}),"${c.expected_result}");T(${n}+" state",S(x),"${after}");})();`;
 }
 
 /** Topic names of the cases with their hashes: boards without SHA-3 learn them as key-less topic entries. */
-function namesOf(cases) {
-  const names = new Set();
+function namesOf(cases: HilCase[]) {
+  const names = new Set<string>();
   for (const { c } of cases) {
-    if (c.topic) names.add(c.topic);
-    if (c.delivered_on_topic) names.add(c.delivered_on_topic);
-    for (const t of (c.receiver && c.receiver.topics) || (c.state_before && c.state_before.topics) || []) if (t.topic) names.add(t.topic);
+    if ('topic' in c && c.topic) names.add(c.topic);
+    if ('delivered_on_topic' in c && c.delivered_on_topic) names.add(c.delivered_on_topic);
+    const held: VectorTopic[] = ('receiver' in c && c.receiver && c.receiver.topics) || ('state_before' in c && c.state_before && c.state_before.topics) || [];
+    for (const t of held) if (t.topic) names.add(t.topic);
   }
   return [...names].map((topic) => ({ topic, hash: sha3_16(topic) }));
 }
 
 /** The memory run (step 1): on-board script, the C2 commands it applies and their new keys. */
-export function memoryScript(dev) {
+export function memoryScript(dev: HilDevice) {
   const now = Math.floor(Date.now() / 1000);
   const cmdKeys = { t1: randomBytes(32).toString('hex'), t5: randomBytes(32).toString('hex'), id: randomBytes(32).toString('hex') };
   const t5 = sha3_16('hil/t5');
-  const commands = [
+  // Each command: its name, the key it is protected with, its plaintext.
+  const steps: [string, string, number[]][] = [
     ['SetTopicKey (new topic)', dev.key, [3, ...unhex(cmdKeys.t5), ...unhex(t5)]],
     ['SetTopicKey (rotation)', dev.key, [3, ...unhex(cmdKeys.t1), ...unhex(dev.topics[0].hash)]],
     ['RemoveTopic', dev.key, [0, ...unhex(t5)]],
     ['SetIdKey', dev.key, [2, ...unhex(cmdKeys.id)]],
     ['ResetTopics', cmdKeys.id, [1]],
-    ...dev.topics.map((t, i) => ['SetTopicKey (new topic)', cmdKeys.id, [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)]]),
-  ].map(([name, key, cmd], i) => ({ name, msg: hexOf(protect(key, now - 60 + i, Uint8Array.from(cmd))) }));
+    ...dev.topics.map((t, i): [string, string, number[]] => ['SetTopicKey (new topic)', cmdKeys.id, [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)]]),
+  ];
+  const commands = steps.map(([name, key, cmd], i) => ({ name, msg: hexOf(protect(key, now - 60 + i, Uint8Array.from(cmd))) }));
   // One function run from a timer (the console tool may hang up before a long script's last
   // lines reach the board), written to Storage and evaluated from there, as an image is: its
   // code stays in flash (npm run size runs the same script the same way).
@@ -219,15 +270,53 @@ setTimeout(MZ,10);
   return { script: memScript, commands, cmdKeys };
 }
 
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The identity an earlier run kept in its state file. */
+function isHilDevice(v: unknown): v is HilDevice {
+  return isRecord(v) && typeof v.id === 'string' && typeof v.key === 'string' && Array.isArray(v.topics) && v.topics.every((t) => isRecord(t) && typeof t.hash === 'string' && typeof t.key === 'string');
+}
+
+/** The memory run's report (`E4HIL mem`, printed by memoryScript's on-board code). */
+export interface MemReport {
+  status?: { ok: boolean; error?: string; ctl: string; topics: number } | null;
+  boot: number;
+  after: number;
+  peak256: number;
+  commands: number[];
+  results: number[];
+  errors: string[];
+  base: number;
+  total: number;
+  /** Bytes per variable (absent on builds whose process.memory() does not say). */
+  blocksize?: number;
+}
+
+export function isMemReport(v: unknown): v is MemReport {
+  const numbers = (x: unknown) => Array.isArray(x) && x.every((n) => typeof n === 'number');
+  return (
+    isRecord(v) &&
+    ['boot', 'after', 'peak256', 'base', 'total'].every((k) => typeof v[k] === 'number') &&
+    numbers(v.commands) &&
+    numbers(v.results) &&
+    Array.isArray(v.errors) &&
+    (v.status === undefined || v.status === null || isRecord(v.status))
+  );
+}
+
 /** Results of one run: counts pass/fail lines and keeps failures for the report. */
 class Tally {
-  constructor(log) {
+  passed: number;
+  failed: number;
+  failures: string[];
+  log: (m: string) => void;
+  constructor(log: (m: string) => void) {
     this.passed = 0;
     this.failed = 0;
     this.failures = [];
     this.log = log;
   }
-  check(name, ok, detail = '') {
+  check(name: string, ok: boolean, detail = '') {
     if (ok) this.passed++;
     else {
       this.failed++;
@@ -237,29 +326,33 @@ class Tally {
   }
 }
 
-export async function hil(opts, log = (m) => console.log(m)) {
-  if (!opts.board) throw new UsageError('--board is required');
-  if (!ESPRUINO_BOARDS.includes(opts.board)) throw new UsageError(`--board ${JSON.stringify(opts.board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
-  portKind(opts.port);
+export async function hil(opts: HilOptions, log = (m: string) => console.log(m)): Promise<HilResult> {
+  const board = opts.board;
+  if (!board) throw new UsageError('--board is required');
+  if (!ESPRUINO_BOARDS.includes(board)) throw new UsageError(`--board ${JSON.stringify(board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
+  const port = opts.port;
+  portKind(port);
+  if (port === undefined) throw new UsageError('--port is required'); // portKind() checked it already
   const timeoutMs = (opts.timeout || 300) * 1000;
   // A failed run (timeout, lost connection) fails the checks that needed it, not the whole run.
-  const run = (o) =>
-    runEspruino({ port: opts.port, baud: opts.baud, timeoutMs, verbose: !!opts.verbose, ...o }).catch((e) => {
+  const run = (o: Omit<EspruinoRun, 'port'>): Promise<Pick<EspruinoResult, 'lines' | 'code'>> =>
+    runEspruino({ port, baud: opts.baud, timeoutMs, verbose: !!opts.verbose, ...o }).catch((e: Error) => {
       log(`hil: ${e.message}`);
       return { lines: [`E4HIL error ${e.message}`], code: -1 };
     });
   /** Polls a batch started from a timer until it ends. A query runs only when the board is idle,
    * so an answer from a started batch that has not ended means it died (e.g. out of memory). */
-  const collect = async (started) => {
-    const lines = [];
+  const collect = async (started: { lines: string[] }): Promise<{ done: boolean; lines: string[]; why?: string }> => {
+    const lines: string[] = [];
     const until = Date.now() + timeoutMs;
     let last = started;
     while (Date.now() < until) {
       const q = await run({ script: 'print("E4HIL q "+JSON.stringify({b:HB,l:HQ.splice(0,HQ.length)}));\n', reset: false });
       const a = tagged(q.lines, 'E4HIL q').find((t) => t.startsWith('{'));
       if (a) {
-        const { b, l } = JSON.parse(a);
-        lines.push(...l);
+        const answer: unknown = JSON.parse(a);
+        const b = isRecord(answer) ? answer.b : undefined;
+        if (isRecord(answer) && Array.isArray(answer.l)) lines.push(...answer.l.map(String));
         if (b === 2) return { done: true, lines };
         if (b === 1) return { done: false, lines, why: [...last.lines, ...q.lines].filter((x) => /error|Error|ERROR|MEMORY/.test(x)).slice(0, 3).join(' | ') || 'it stopped before its end' };
       } else if (q.code === -1) return { done: false, lines, why: q.lines.join(' | ') };
@@ -269,26 +362,28 @@ export async function hil(opts, log = (m) => console.log(m)) {
     return { done: false, lines, why: 'no answer before the time limit' };
   };
   const tally = new Tally(log);
-  const result = { memory: null, timing: null };
+  const result: Pick<HilResult, 'memory' | 'timing'> = { memory: null, timing: null };
 
   // --- flash --------------------------------------------------------------------------------
-  let dev;
+  let dev: HilDevice;
   if (!opts['no-flash']) {
-    dev = hilDevice(opts.board);
+    dev = hilDevice(board);
     const file = stateFile(opts);
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     // The test identity holds keys: readable by this user only.
     writeFileSync(file, JSON.stringify(dev), { mode: 0o600 });
     try {
-      const f = await flash({ board: opts.board, port: opts.port, device: file, timeout: opts.timeout, verbose: opts.verbose, baud: opts.baud }, log);
+      const f = await flash({ board, port, device: file, timeout: opts.timeout, verbose: opts.verbose, baud: opts.baud }, log);
       tally.check('flash (image, configuration, boot file verified by CRC-32)', true, `(${f.free} bytes of Storage free)`);
     } catch (e) {
-      tally.check('flash', false, e.message);
+      tally.check('flash', false, e instanceof Error ? e.message : String(e));
       return { ...tally, ...result };
     }
   } else {
     try {
-      dev = JSON.parse(readFileSync(stateFile(opts), 'utf8'));
+      const saved: unknown = JSON.parse(readFileSync(stateFile(opts), 'utf8'));
+      if (!isHilDevice(saved)) throw new Error('not a HIL identity');
+      dev = saved;
     } catch {
       throw new UsageError(`--no-flash needs ${stateFile(opts)} from an earlier run (see --state)`);
     }
@@ -316,11 +411,12 @@ export async function hil(opts, log = (m) => console.log(m)) {
     if (!memLine && q.code === -1) break;
     if (!memLine) await new Promise((r) => setTimeout(r, 2000));
   }
-  const mem = memLine ? JSON.parse(memLine) : null;
+  const report: unknown = memLine ? JSON.parse(memLine) : null;
+  const mem = isMemReport(report) ? report : null;
   const boot = mem && mem.status;
   tally.check('boot from flash, store opened, 4 topics', !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`, boot ? JSON.stringify(boot) : 'no boot report');
   if (mem) {
-    const peaks = {};
+    const peaks: Record<string, number> = {};
     commands.forEach((cmd, i) => (peaks[cmd.name] = Math.max(peaks[cmd.name] || 0, mem.commands[i])));
     result.memory = { boot: mem.boot, after: mem.after, peak256: mem.peak256, peakCommands: peaks, peak: Math.max(mem.peak256, ...mem.commands), base: mem.base, total: mem.total, blocksize: mem.blocksize };
     log(`hil: memory: runtime ${mem.boot} vars after boot with 4 topics, ${mem.after} after a 64-byte protect/unprotect (interpreter alone ${mem.base} of ${mem.total} vars, ${mem.blocksize} bytes each)`);
@@ -331,10 +427,11 @@ export async function hil(opts, log = (m) => console.log(m)) {
     // The memory run rotated the client key and hil/t1's key: the state file follows.
     writeFileSync(stateFile(opts), JSON.stringify(dev), { mode: 0o600 });
   }
-  tally.check('memory report', !!memLine);
+  tally.check('memory report', !!mem);
 
   // --- 2. conformance vectors ------------------------------------------------------------------
-  const V = JSON.parse(readFileSync(join(ROOT, 'test', 'vectors', 'e4-sk-vectors.json'), 'utf8'));
+  const V: unknown = JSON.parse(readFileSync(join(ROOT, 'test', 'vectors', 'e4-sk-vectors.json'), 'utf8'));
+  if (!isSkVectors(V)) throw new Error('test/vectors/e4-sk-vectors.json: not the e4-sk-test-vectors schema');
   const cases = pickCases(V, opts.cases || 24, opts['max-bytes'] || (opts.board === 'espruino-esp32' ? 1024 : 256));
   const batch = opts.batch || DEFAULT_BATCH[opts.board] || 1200;
   let expected = 0;
@@ -391,7 +488,7 @@ export async function hil(opts, log = (m) => console.log(m)) {
     // Distinct messages: the client rejects an exact duplicate (MESSAGE_REPLAYED).
     script: `var HT="";setTimeout(function(){var c=E4.client();var N=10,p="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",m=[];var t0=getTime();for(var i=0;i<N;i++)m.push(c.protect("hil/t3",p+i));var t1=getTime();for(i=0;i<N;i++)c.unprotect("hil/t3",m[i],1);var t2=getTime();HT=JSON.stringify({protect:(t1-t0)*1000/N,unprotect:(t2-t1)*1000/N});},100);\n`,
   });
-  let timing;
+  let timing: string | undefined;
   const until = Date.now() + timeoutMs;
   while (!timing && Date.now() < until) {
     const q = await run({ script: 'print("E4HIL timing "+HT);\n', reset: false });
@@ -399,16 +496,17 @@ export async function hil(opts, log = (m) => console.log(m)) {
     if (!timing && q.code === -1) break;
     if (!timing) await new Promise((r) => setTimeout(r, 2000));
   }
-  if (timing) {
-    result.timing = JSON.parse(timing);
-    log(`hil: timing: protect ${result.timing.protect.toFixed(2)} ms, unprotect ${result.timing.unprotect.toFixed(2)} ms (64-byte payload, mean of 10)`);
+  const times: unknown = timing ? JSON.parse(timing) : null;
+  if (isRecord(times) && typeof times.protect === 'number' && typeof times.unprotect === 'number') {
+    result.timing = { protect: times.protect, unprotect: times.unprotect };
+    log(`hil: timing: protect ${times.protect.toFixed(2)} ms, unprotect ${times.unprotect.toFixed(2)} ms (64-byte payload, mean of 10)`);
   }
-  tally.check('protect/unprotect timing', !!timing);
+  tally.check('protect/unprotect timing', !!result.timing);
   return { passed: tally.passed, failed: tally.failed, failures: tally.failures, ...result };
 }
 
-async function main(argv) {
-  let opts;
+async function main(argv: string[]) {
+  let opts: HilOptions;
   try {
     // -p and -b as the espruino tool spells them.
     opts = parseArgs(argv, ARGS, { p: 'port', b: 'baud' });
@@ -433,7 +531,7 @@ async function main(argv) {
       console.error(`hil: ${e.message} (see npm run hil -- --help)`);
       return 2;
     }
-    console.error(`hil: ${e.message}`);
+    console.error(`hil: ${e instanceof Error ? e.message : String(e)}`);
     console.log('hil: 0 passed, 1 failed');
     return 1;
   }

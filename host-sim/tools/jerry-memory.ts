@@ -31,14 +31,39 @@ import { BIG, bigChecksum, jerryBoardScript, jerryResults } from '../sim/jerry-b
 import { isMain } from '../shared/cli.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
-export const MODES = ['source', 'snapshot', 'static'];
+export const MODES = ['source', 'snapshot', 'static'] as const;
+export type Mode = (typeof MODES)[number];
+const isMode = (m: string): m is Mode => (MODES as readonly string[]).includes(m);
+
+/** The engines and the snapshot generator (paths; null when absent). */
+export interface JerryTools {
+  engine?: string | null;
+  snapEngine?: string | null;
+  generator?: string | null;
+}
+
+/** One measured run: the life cycle's verdict, the engine's exit status, heap and peak bytes. */
+export interface JerryRun {
+  mode: Mode;
+  ok: boolean;
+  status: number | null;
+  heap: number | null;
+  peak: number | null;
+  out: string;
+}
+
+/** The board's `E4.status()` line says it runs a client. */
+function statusOk(text: string | undefined): boolean {
+  const s: unknown = JSON.parse(text || '{}');
+  return typeof s === 'object' && s !== null && 'ok' in s && s.ok === true;
+}
 
 /** The life cycle's results are right (the same checks in every mode). */
-export function lifeCycleOk(R, status) {
+export function lifeCycleOk(R: Record<string, string | undefined>, status: number | null): boolean {
   return (
     status === 0 &&
     R.end === 'ok' &&
-    JSON.parse(R.status || '{}').ok === true &&
+    statusOk(R.status) &&
     /command/.test(R.got || '') &&
     R.bigout === `health/temp ${BIG + 24}` &&
     R.bigin === `health/temp ${BIG} ${bigChecksum()}`
@@ -49,14 +74,15 @@ export function lifeCycleOk(R, status) {
  * One measured run: { mode, ok, status, heap, peak, out }. `tools`: { engine, snapEngine,
  * generator } (paths); `dir`: a scratch directory.
  */
-export function measure(mode, { image, tools, dir, nativeAes = false }) {
+export function measure(mode: Mode, { image, tools, dir, nativeAes = false }: { image: string; tools: JerryTools; dir: string; nativeAes?: boolean }): JerryRun {
   const script = jerryBoardScript({ imageFile: image, inline: true, nativeAes });
   const imageCode = readFileSync(image, 'latin1');
-  let args;
+  let args: [string | null | undefined, string[]];
   if (mode === 'source') {
     writeFileSync(join(dir, 'board.js'), script);
     args = [tools.engine, ['--mem-stats', join(dir, 'board.js')]];
   } else {
+    if (!tools.generator) throw new Error('jerry-memory: no snapshot generator');
     // The driver alone: everything of the script but the image.
     const at = script.indexOf(imageCode);
     writeFileSync(join(dir, 'driver.js'), script.slice(0, at) + script.slice(at + imageCode.length));
@@ -66,6 +92,7 @@ export function measure(mode, { image, tools, dir, nativeAes = false }) {
         ? [tools.snapEngine, ['--mem-stats', '--exec-snapshot', snaps.snapshot, join(dir, 'driver.js')]]
         : [tools.snapEngine, ['--mem-stats', '--magic-strings', snaps.literals, '--exec-snapshot-static', snaps.staticSnapshot, join(dir, 'driver.js')]];
   }
+  if (!args[0]) throw new Error(`jerry-memory ${mode}: no engine`);
   const r = spawnSync(args[0], args[1], { encoding: 'utf8', timeout: 300000 });
   const R = jerryResults(r.stdout);
   const heap = /Heap size\s*=\s*(\d+)/.exec(r.stderr);
@@ -73,23 +100,22 @@ export function measure(mode, { image, tools, dir, nativeAes = false }) {
   return { mode, ok: lifeCycleOk(R, r.status), status: r.status, heap: heap ? Number(heap[1]) : null, peak: peak ? Number(peak[1]) : null, out: r.stdout.slice(-1500) + r.stderr.slice(-1500) };
 }
 
-function main(argv) {
-  const opt = (name, dflt) => {
+function main(argv: string[]): number {
+  const opt = (name: string, dflt: string) => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : dflt;
   };
   const mode = opt('--mode', 'all');
   const modes = mode === 'all' ? MODES : [mode];
-  if (!modes.every((m) => MODES.includes(m))) {
+  if (!modes.every(isMode)) {
     console.error(`jerry-memory: --mode ${MODES.join('|')}|all`);
     return 2;
   }
   const image = opt('--image', join(ROOT, 'dist/boards/jerryscript.min.js'));
   const names = { engine: opt('--engine', 'jerry-lean'), snapEngine: opt('--snap-engine', 'jerry-lean-snap'), generator: opt('--generator', 'jerry-snapshot-lean') };
-  const tools = {};
   // The engines must answer the probe as JerryScript (engines.ts); the generator is a tool.
-  for (const [k, name] of Object.entries(names)) tools[k] = k === 'generator' ? findTool(name) : engineIfPresent(name);
-  const need = { source: ['engine'], snapshot: ['snapEngine', 'generator'], static: ['snapEngine', 'generator'] };
+  const tools: Required<JerryTools> = { engine: engineIfPresent(names.engine), snapEngine: engineIfPresent(names.snapEngine), generator: findTool(names.generator) };
+  const need: Record<Mode, (keyof JerryTools)[]> = { source: ['engine'], snapshot: ['snapEngine', 'generator'], static: ['snapEngine', 'generator'] };
   const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-mem-'));
   let failed = 0;
   try {

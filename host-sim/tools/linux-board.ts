@@ -27,13 +27,20 @@ const USAGE = `usage: node host-sim/tools/linux-board.ts --engine NAME [--flash-
   NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}`;
 const INSIDE = 'E4_LINUX_BOARD_NETNS';
 
-function fail(code, message) {
+function fail(code: number, message: string): never {
   process.stderr.write(`linux-board: ${message}\n`);
   process.exit(code);
 }
 
-function parse(argv) {
-  const o = { engine: null, flashDir: null, command: [] };
+/** The command line: which Espruino build, where its flash lives, and the command to run. */
+interface LinuxBoardArgs {
+  engine: string;
+  flashDir: string | null;
+  command: string[];
+}
+
+function parse(argv: string[]): LinuxBoardArgs {
+  const o: { engine: string | null; flashDir: string | null; command: string[] } = { engine: null, flashDir: null, command: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -56,16 +63,17 @@ function parse(argv) {
     }
     fail(2, `unexpected argument ${a} (--help for usage)`);
   }
-  if (!o.engine) fail(2, '--engine is required (--help for usage)');
-  if (!ENGINES[o.engine] || ENGINES[o.engine].kind !== 'espruino') fail(2, `--engine ${o.engine} is not an Espruino build (--help for usage)`);
+  const engine = o.engine;
+  if (!engine) fail(2, '--engine is required (--help for usage)');
+  if (!ENGINES[engine] || ENGINES[engine].kind !== 'espruino') fail(2, `--engine ${engine} is not an Espruino build (--help for usage)`);
   if (!o.command.length) fail(2, 'no command given after -- (--help for usage)');
-  return o;
+  return { ...o, engine };
 }
 
 /** Resolves when something accepts TCP connections on the port, rejects after `ms`. */
-function waitForPort(port, ms) {
+function waitForPort(port: number, ms: number): Promise<void> {
   const until = Date.now() + ms;
-  return new Promise((resolvePromise, reject) => {
+  return new Promise<void>((resolvePromise, reject) => {
     const attempt = () => {
       const s = connect(port, '127.0.0.1');
       s.once('connect', () => {
@@ -82,7 +90,7 @@ function waitForPort(port, ms) {
   });
 }
 
-async function inside(o) {
+async function inside(o: LinuxBoardArgs) {
   const ip = spawnSync('ip', ['link', 'set', 'lo', 'up'], { encoding: 'utf8' });
   if (ip.status !== 0) fail(3, `cannot bring up loopback in the private namespace: ${(ip.stderr || ip.error || '').toString().trim()} (install iproute2)`);
   const binary = engineIfPresent(o.engine);
@@ -92,7 +100,7 @@ async function inside(o) {
   const board = spawn(binary, ['--telnet'], { cwd: dir, stdio: ['pipe', 'ignore', 'pipe'] });
   let boardErr = '';
   board.stderr.on('data', (d) => (boardErr += d));
-  let exited = null;
+  let exited: number | NodeJS.Signals | null = null;
   board.on('exit', (code, signal) => (exited = signal || code));
   const stop = () => {
     // Espruino ignores SIGTERM.
@@ -103,10 +111,10 @@ async function inside(o) {
     await waitForPort(TELNET_PORT, 15000);
   } catch (e) {
     stop();
-    fail(3, `${o.engine} did not serve its console: ${e.message}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`);
+    fail(3, `${o.engine} did not serve its console: ${e instanceof Error ? e.message : String(e)}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`);
   }
   const cmd = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env: { ...process.env, E4_BOARD_PORT: `tcp://127.0.0.1:${TELNET_PORT}` } });
-  const code = await new Promise((r) => cmd.on('exit', (c, s) => r(c === null ? 128 + (s === 'SIGKILL' ? 9 : 15) : c)));
+  const code = await new Promise<number>((r) => cmd.on('exit', (c, s) => r(c === null ? 128 + (s === 'SIGKILL' ? 9 : 15) : c)));
   stop();
   process.exit(code);
 }

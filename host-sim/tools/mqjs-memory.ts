@@ -25,7 +25,7 @@ const USAGE = `usage: npm run mqjs-memory -- [--image FILE] [--bytes N] [--json 
   --json   also write the figures to FILE`;
 
 /** The script: the image, then one client's provisioning and a protect/unprotect round trip. */
-export function roundTripScript(imageCode, bytes) {
+export function roundTripScript(imageCode: string, bytes: number): string {
   return `${imageCode}
 (function () {
   var v = E4.nobleVault(), k = new Uint8Array(32), pt = new Uint8Array(${bytes}), i;
@@ -40,13 +40,13 @@ export function roundTripScript(imageCode, bytes) {
 `;
 }
 
-function runs(mqjs, args) {
+function runs(mqjs: string, args: string[]): boolean {
   const r = spawnSync(mqjs, args, { encoding: 'utf8', timeout: 60000 });
   return (r.stdout || '').includes(OK);
 }
 
 /** Smallest limit in KB in [lo, hi] for which `works(kb)` holds (assumed monotonic), or null. */
-function smallest(works, lo = 4, hi = 4096) {
+function smallest(works: (kb: number) => boolean, lo = 4, hi = 4096): number | null {
   if (!works(hi)) return null;
   while (lo < hi) {
     const mid = Math.floor((lo + hi) / 2);
@@ -56,8 +56,25 @@ function smallest(works, lo = 4, hi = 4096) {
   return lo;
 }
 
+export interface MqjsMemoryOptions {
+  image?: string;
+  /** Payload of the protect + unprotect. */
+  bytes?: number;
+  /** The mqjs binary (default: found through $E4_ENGINES, $PATH). */
+  mqjs?: string | null;
+}
+
+/** Smallest memory limits in KB (null: not even 4 MB), and the size of the compiled file. */
+export interface MqjsMemory {
+  image: string;
+  bytes: number;
+  source: number | null;
+  bytecode: number | null;
+  bytecodeBytes: number;
+}
+
 /** { source, bytecode, bytecodeBytes } in KB (bytecodeBytes: size of the compiled file). */
-export function mqjsMemory({ image = join(ROOT, 'dist', 'e4.min.js'), bytes = 256, mqjs = engineIfPresent('mqjs') } = {}) {
+export function mqjsMemory({ image = join(ROOT, 'dist', 'e4.min.js'), bytes = 256, mqjs = engineIfPresent('mqjs') }: MqjsMemoryOptions = {}): MqjsMemory {
   if (!mqjs) throw new Error(absentReason('mqjs'));
   if (!existsSync(image)) throw new Error(`${image} not found: run npm run build`);
   const dir = mkdtempSync(join(tmpdir(), 'e4-mqjs-'));
@@ -80,8 +97,8 @@ export function mqjsMemory({ image = join(ROOT, 'dist', 'e4.min.js'), bytes = 25
   }
 }
 
-async function main(argv) {
-  const o = { image: undefined, bytes: 256, json: null };
+async function main(argv: string[]) {
+  const o: { image?: string; bytes: number; json: string | null } = { image: undefined, bytes: 256, json: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {

@@ -27,6 +27,7 @@ import { engineIfPresent } from './engines.ts';
 import { measure } from './jerry-memory.ts';
 import { findTool } from '../../build/jerry-snapshot.mjs';
 import { figureTable } from './figures.ts';
+import type { Measured } from './figures.ts';
 import { answerHelpOrVersion, isMain } from '../shared/cli.ts';
 import { puckMemory } from './puck-memory.ts';
 
@@ -36,7 +37,7 @@ export const DIST = join(ROOT, 'dist');
 /** The portable image target (docs/image.md); reported, not enforced. */
 export const TARGET_MIN_BYTES = 20 * 1024;
 
-function fileInfo(file) {
+function fileInfo(file: string) {
   const bytes = readFileSync(file);
   return {
     file: relative(DIST, file),
@@ -80,7 +81,21 @@ export async function writeSizeReport(dist = DIST) {
   return report;
 }
 
-export function formatReport(report) {
+/** dist/size.json: bytes of each image, readable (`raw`) and minified (`min`, file null when
+ * minified here only to be measured). */
+export interface SizeReport {
+  generated: string;
+  targetMinBytes: number;
+  images: { image: string; raw: FileSize; min: FileSize }[];
+}
+export interface FileSize {
+  file: string | null;
+  bytes: number;
+  gzip: number;
+  sha256: string | null;
+}
+
+export function formatReport(report: SizeReport): string {
   const rows = [['image', 'raw', 'raw gzip', 'min', 'min gzip', 'min file']];
   for (const i of report.images) {
     rows.push([i.image, i.raw.bytes, i.raw.gzip, i.min.bytes, i.min.gzip, i.min.file || '(not written)'].map(String));
@@ -109,10 +124,10 @@ jerry-lean) beside the previous release's figures (budgets/baseline.json) and th
 
 /** A protect and unprotect of 1,000 bytes through the JerryScript board image, on `engine`
  * (built with --mem-stats). Resolves its peak heap in bytes, or { missing } with the reason. */
-export function jerryProtect1k(engine, imageFile = join(DIST, 'boards', 'jerryscript.min.js')) {
+export function jerryProtect1k(engine: string, imageFile = join(DIST, 'boards', 'jerryscript.min.js')): number | { missing: string } {
   const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-1k-'));
   try {
-    const k = (b) => b.repeat(64);
+    const k = (b: string) => b.repeat(64);
     const code = `${readFileSync(imageFile, 'latin1')}
 var c=E4.create({vault:E4.vault(),clock:{kind:"trusted",now:function(){return 1700000000;}}},{id:"${'00'.repeat(16)}",key:"${k('1')}",topics:[{topic:"t",key:"${k('2')}"}]},{replayCache:0});
 var p=new Uint8Array(1000);for(var i=0;i<p.length;i++)p[i]=i&255;
@@ -134,7 +149,7 @@ var q=c.unprotect("t",c.protect("t",p));print("E4J1K "+(q.length===1000&&q[999]=
  * snapshot executed in place (jerry-lean-snap, made by jerry-snapshot-lean). Peak bytes, or
  * { missing } with the reason.
  */
-function jerryLife() {
+function jerryLife(): number | { missing: string } {
   const tools = { snapEngine: engineIfPresent('jerry-lean-snap'), generator: findTool('jerry-snapshot-lean') };
   if (!tools.snapEngine || !tools.generator) return { missing: 'jerry-lean-snap or jerry-snapshot-lean not found' };
   const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-life-'));
@@ -147,8 +162,8 @@ function jerryLife() {
 }
 
 /** The memory figures of the footprint table measured on the engines present. */
-export async function memoryFigures(log = () => {}) {
-  const out = {};
+export async function memoryFigures(log: (m: string) => void = () => {}): Promise<Measured> {
+  const out: Measured = {};
   const esp = engineIfPresent('espruino32-2630');
   const puck = join(DIST, 'boards', 'espruino-puckjs.min.js');
   if (!esp) out['puck.bootVars'] = out['puck.peakVars'] = { missing: 'espruino32-2630 not found' };
@@ -160,7 +175,7 @@ export async function memoryFigures(log = () => {}) {
       out['puck.peakVars'] = m.peak;
       log(`Puck.js (${esp}): ${m.boot} vars after boot, ${m.after} after a 64-byte protect/unprotect; peak ${m.peak256} during a 256-byte protect+unprotect; C2: ${Object.entries(m.peakCommands).map(([k, v]) => `${k} ${v}`).join(', ')} (interpreter alone ${m.base} of ${m.total})`);
     } catch (e) {
-      out['puck.bootVars'] = out['puck.peakVars'] = { missing: e.message };
+      out['puck.bootVars'] = out['puck.peakVars'] = { missing: e instanceof Error ? e.message : String(e) };
     }
   }
   const jerry = engineIfPresent('jerry-lean');

@@ -6,7 +6,7 @@
  * a cut after the switch line, with B's. A last upload through the relay runs to the end: B.
  * Prints one `CUT <n> <bytes> <outcome> <identity>` line per cut and `RESULT ok|fail`.
  */
-import { relay, RELAY_PORT } from './cut-relay.ts';
+import { boardPort, relay, RELAY_PORT } from './cut-relay.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,28 +14,29 @@ import { flash, checkBoot } from '../../host-sim/tools/flash.ts';
 import { hilDevice, protect as hostProtect, open } from '../../host-sim/tools/hil.ts';
 import { runEspruino } from '../../host-sim/tools/espruino-cli.ts';
 import { tagged } from '../../host-sim/shared/flash-files.ts';
+import type { BootStatus } from '../../host-sim/tools/flash.ts';
 
+type Identity = 'A' | 'B';
+const IDENTITIES: Identity[] = ['A', 'B'];
 const board = process.argv[2] || 'espruino-puckjs';
-const port = process.env.E4_BOARD_PORT;
+const port = boardPort();
 const dir = mkdtempSync(join(tmpdir(), 'e4-cut-'));
 const ids = { A: hilDevice(board), B: hilDevice(board) };
-const files = {};
-for (const k of Object.keys(ids)) {
-  files[k] = join(dir, `${k}.json`);
-  writeFileSync(files[k], JSON.stringify(ids[k]), { mode: 0o600 });
-}
+const files = { A: join(dir, 'A.json'), B: join(dir, 'B.json') };
+for (const k of IDENTITIES) writeFileSync(files[k], JSON.stringify(ids[k]), { mode: 0o600 });
 const quiet = () => {};
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** Restarts the board and says whose identity and keys it runs with: 'A', 'B' or why neither. */
-async function whoBoots() {
+async function whoBoots(): Promise<string> {
   await runEspruino({ port, script: 'load();\n', reset: false, timeoutMs: 60000 });
-  let s;
+  let s: BootStatus;
   try {
     s = await checkBoot({ port });
   } catch (e) {
-    return `broken (${e.message})`;
+    return `broken (${message(e)})`;
   }
-  const id = Object.keys(ids).find((k) => s.controlTopic === `e4/${ids[k].id}`);
+  const id = IDENTITIES.find((k) => s.controlTopic === `e4/${ids[k].id}`);
   if (!id) return `unknown identity ${s.controlTopic}`;
   // The keys: a message protected on the board opens with the identity's topic key on the host,
   // and the board opens one protected here with it.
@@ -76,17 +77,17 @@ console.log(`UPLOAD ${total} bytes, switch line at bytes ${lineStart}..${lineEnd
 // E4_CUTS=all: more points (twice as long).
 const fractions = process.env.E4_CUTS === 'all' ? [0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.97] : [0.5, 0.9];
 const cuts = [...new Set([1, 700, ...fractions.map((f) => Math.floor(f * lineStart)), lineStart - 1, lineStart + 40, lineEnd - 20, lineEnd, lineEnd + 20, total - 30])].filter((n) => n > 0 && n < total);
-let current = 'A';
+let current: Identity = 'A';
 for (const n of cuts) {
   const r = await relay(n);
   let outcome = 'completed';
   try {
     await flash({ board, port: `tcp://127.0.0.1:${RELAY_PORT}`, device: files[current === 'A' ? 'B' : 'A'], timeout: 60 }, quiet);
   } catch (e) {
-    outcome = `failed: ${e.message.replace(/\s+/g, ' ').slice(0, 120)}`;
+    outcome = `failed: ${message(e).replace(/\s+/g, ' ').slice(0, 120)}`;
   }
   await r.close();
-  const target = current === 'A' ? 'B' : 'A';
+  const target: Identity = current === 'A' ? 'B' : 'A';
   const got = await whoBoots();
   // Up to the switch line's end: the old identity. Once the upload's end came through: the new
   // one. Between, either, but whole: the probe's stream is not byte for byte this one (CRCs
@@ -99,7 +100,7 @@ for (const n of cuts) {
   current = got === 'A' || got === 'B' ? got : current;
 }
 const last = await relay(null);
-const target = current === 'A' ? 'B' : 'A';
+const target: Identity = current === 'A' ? 'B' : 'A';
 await flash({ board, port: `tcp://127.0.0.1:${RELAY_PORT}`, device: files[target] }, quiet);
 await last.close();
 const final = await whoBoots();
@@ -113,7 +114,7 @@ try {
   await flash({ board, port, 'keep-state': true }, quiet);
   keep = 'succeeded';
 } catch (e) {
-  keep = `failed: ${e.message}`;
+  keep = `failed: ${message(e)}`;
 }
 const keepOk = /runtime started but has no client/.test(keep);
 if (!keepOk) ok = false;

@@ -12,20 +12,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { flash } from '../../host-sim/tools/flash.ts';
 import { hilDevice } from '../../host-sim/tools/hil.ts';
+import type { HilDevice } from '../../host-sim/tools/hil.ts';
 import { runEspruino } from '../../host-sim/tools/espruino-cli.ts';
 import { tagged } from '../../host-sim/shared/flash-files.ts';
-import { relay, RELAY_PORT } from './cut-relay.ts';
+import { boardPort, relay, RELAY_PORT } from './cut-relay.ts';
 
-const port = process.env.E4_BOARD_PORT;
+const port = boardPort();
 const board = 'espruino-puckjs';
 const dir = mkdtempSync(join(tmpdir(), 'e4-one-slot-'));
-const deviceFile = (dev, name) => {
+const deviceFile = (dev: HilDevice, name: string) => {
   const f = join(dir, name);
   writeFileSync(f, JSON.stringify(dev), { mode: 0o600 });
   return f;
 };
-const logs = [];
-const log = (m) => logs.push(m);
+const logs: string[] = [];
+const log = (m: string) => logs.push(m);
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 const first = hilDevice(board);
 await flash({ board, port, device: deviceFile(first, 'first.json') }, log);
@@ -46,25 +48,26 @@ await probe.close();
 const cutter = await relay(Math.floor(size / 2));
 const cut = await flash({ board, port: `tcp://127.0.0.1:${RELAY_PORT}`, device: deviceFile(second, 'second.json') }, () => {}).then(
   () => 'completed',
-  (e) => e.message,
+  (e: unknown) => message(e),
 );
 await cutter.close();
 const files = await runEspruino({ port, script: 'print("E4L "+JSON.stringify(require("Storage").list()));\n' });
-const list = JSON.parse(tagged(files.lines, 'E4L')[0] || '[]');
+const listed: unknown = JSON.parse(tagged(files.lines, 'E4L')[0] || '[]');
+const list: string[] = Array.isArray(listed) ? listed.map(String) : [];
 console.log(`CUT at ${Math.floor(size / 2)} of ${size} bytes: ${cut}; Storage: ${list.join(' ')}`);
 ok = ok && /its old configuration and keys/.test(cut) && !list.includes('e4.js') && list.includes('e4.json') && list.some((f) => /^e4s[01]$/.test(f));
-const kept = await flash({ board, port, keepState: true, 'keep-state': true }, () => {}).then(
+const kept = await flash({ board, port, 'keep-state': true }, () => {}).then(
   (r) => r.status,
-  (e) => ({ error: e.message }),
+  (e: unknown) => ({ error: message(e) }),
 );
 console.log(`KEPT ${JSON.stringify(kept)} expected e4/${first.id}`);
-ok = ok && kept && kept.ok && kept.controlTopic === `e4/${first.id}`;
+ok = ok && !!kept && 'ok' in kept && kept.ok && kept.controlTopic === `e4/${first.id}`;
 try {
   const r = await flash({ board, port, device: deviceFile(second, 'second.json') }, log);
   const one = logs.some((l) => /room for one image only/.test(l));
   console.log(`SECOND ${one ? 'one-slot' : 'two-slot'} ${r && r.status ? JSON.stringify({ ok: r.status.ok, ctl: r.status.controlTopic }) : 'no status'} expected e4/${second.id}`);
   process.exitCode = ok && one && r.status && r.status.ok && r.status.controlTopic === `e4/${second.id}` ? 0 : 1;
 } catch (e) {
-  console.log('SECOND failed ' + e.message + '\n' + logs.join('\n'));
+  console.log('SECOND failed ' + message(e) + '\n' + logs.join('\n'));
   process.exitCode = 1;
 }
