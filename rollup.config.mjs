@@ -17,24 +17,6 @@ import { listImages, minFile } from './build/images.mjs';
 import { writeSizeReport } from './host-sim/tools/size.mjs';
 import { jerrySnapshots } from './build/jerry-snapshot.mjs';
 
-const ENTRY = '\0e4-entry';
-
-/** An entry that re-exports the image's input plus `extraExports` ({ name: file }). */
-function imageEntry(image) {
-  return {
-    name: 'e4-image-entry',
-    resolveId(source) {
-      return source === ENTRY ? ENTRY : null;
-    },
-    load(id) {
-      if (id !== ENTRY) return null;
-      let code = `export * from ${JSON.stringify(image.input)};\n`;
-      for (const [name, file] of Object.entries(image.extraExports)) code += `export { ${name} } from ${JSON.stringify(file)};\n`;
-      return code;
-    },
-  };
-}
-
 /** Checks the image, writes the minified copy (checked too), and for the portable image marks
  * dist/ as CommonJS so that Node can require() the images. */
 function finishImage(image) {
@@ -74,8 +56,8 @@ function config(image) {
   const outDir = outDirOf(image);
   const g = image.globalName;
   return {
-    input: Object.keys(image.extraExports).length ? ENTRY : image.input,
-    plugins: [imageEntry(image), resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image), ...(image.snapshot ? [jerrySnapshots()] : [])],
+    input: image.input,
+    plugins: [resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image), ...(image.snapshot ? [jerrySnapshots()] : [])],
     onwarn(warning, warn) {
       // TypeScript's ES5 helpers start with `this && this.__extends`: harmless at module level.
       if (warning.code === 'THIS_IS_UNDEFINED') return;

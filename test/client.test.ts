@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { create, commands, protectMessage, memoryStore, topicHash, isE4Error, toHex } from '../firmware/core';
-import { nobleVault } from '../firmware/crypto/noble-vault';
+import { nobleVault } from './support/noble-vault';
 import type { Clock, Hal, Vault } from '../firmware/hal';
 import type { Options } from '../firmware/client';
 

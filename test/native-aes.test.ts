@@ -10,7 +10,7 @@ import { nativeAesBlock, nativeVault } from '../boards/espruino/native-aes';
 import { nativeSivVault } from '../boards/espruino/native-siv';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { nodeAesCbc } from './support/node-aes';
-import { nobleVault } from '../firmware/crypto/noble-vault';
+import { nobleVault } from './support/noble-vault';
 import { create, memoryStore } from '../firmware/core';
 import { hex, toHexStr } from './support/vectors';
 import { V, vaultSuite } from './support/vault-suite';

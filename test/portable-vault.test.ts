@@ -1,11 +1,11 @@
 /**
- * The portable vault of boards without native AES (boards/shared/portable-vault.ts): every
+ * The portable vault (firmware/crypto/portable-vault.ts, the portable image's and that of boards without native AES): every
  * e4-sk vector case, with SHA-3 on the device (JerryScript image) and with topic hashes from the
  * configuration (espruino-nrf52 image); cross-checked against noble on random-length inputs.
  */
 import { describe, expect, it } from 'vitest';
-import { portableVault } from '../boards/shared/portable-vault';
-import { nobleVault } from '../firmware/crypto/noble-vault';
+import { portableVault } from '../firmware/crypto/portable-vault';
+import { nobleVault } from './support/noble-vault';
 import { toHexStr } from './support/vectors';
 import { vaultSuite } from './support/vault-suite';
 

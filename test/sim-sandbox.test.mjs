@@ -64,7 +64,7 @@ describe('device sandbox', () => {
   it('runs the image over host bytes converted into the realm (the core checks instanceof)', () => {
     const sb = createSandbox(img);
     const cfg = makeDeviceConfig({ name: 'x', topics: ['t/1'] });
-    const c = sb.E4.create({ vault: sb.E4.nobleVault() }, cfg);
+    const c = sb.E4.create({ vault: sb.E4.vault() }, cfg);
     const m = sb.bytesOut(c.protect('t/1', 'hi'));
     expect(Buffer.isBuffer(m)).toBe(true);
     expect(() => c.unprotect('t/1', new Uint8Array(m))).toThrow(/PARAMETER_INVALID/); // a host array is foreign there

@@ -81,7 +81,7 @@ const HARNESS = `
 (function (SIZES, BUDGET, ROUNDS) {
   var out = typeof print === "function" ? print : function (s) { console.log(s); };
   var topic = "bench/topic", now = 1700000000;
-  var c = E4.create({ vault: E4.nobleVault(), clock: { kind: "trusted", now: function () { return now; } } },
+  var c = E4.create({ vault: E4.vault(), clock: { kind: "trusted", now: function () { return now; } } },
     { id: "00000000000000000000000000000000", key: "11111111111111111111111111111111" + "11111111111111111111111111111111",
       topics: [{ topic: topic, key: "22222222222222222222222222222222" + "22222222222222222222222222222222" }] }, { replayCache: 0, distinctStamps: 0 });
   var key = E4.fromHex("22222222222222222222222222222222" + "22222222222222222222222222222222");
@@ -121,7 +121,7 @@ export async function rawNobleBundle() {
     input: entry,
     plugins: [
       { name: 'bench-raw-entry', resolveId: (s) => (s === entry ? entry : null), load: (id) => (id === entry ? 'export { aessiv } from "@noble/ciphers/aes.js";\n' : null) },
-      resolveSources({ substitutes: {} }),
+      resolveSources(),
       lowerToES5(),
     ],
     onwarn() {},
@@ -153,7 +153,7 @@ async function benchHostNode(imageFile, budgetMs) {
   const topic = 'bench/topic';
   const keyHex = '22'.repeat(32);
   const c = E4.create(
-    { vault: E4.nobleVault(), clock: { kind: 'trusted', now: () => 1700000000 } },
+    { vault: E4.vault(), clock: { kind: 'trusted', now: () => 1700000000 } },
     { id: '00'.repeat(16), key: '11'.repeat(32), topics: [{ topic, key: keyHex }] },
     { replayCache: 0, distinctStamps: 0 },
   );

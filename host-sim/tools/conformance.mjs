@@ -35,7 +35,7 @@ export const END = '@@E4END';
 export const HARNESS = `
 (function (CASES) {
   var out = typeof print === "function" ? print : function (s) { console.log(s); };
-  var H = E4.fromHex, X = E4.toHex, vault = E4.nobleVault();
+  var H = E4.fromHex, X = E4.toHex, vault = E4.vault();
   function fail(e) { return e && e.name === "E4Error" ? { code: e.code } : { error: String(e && e.message ? e.message : e) }; }
   function state(c) {
     var s = c.snapshot(), t = [];

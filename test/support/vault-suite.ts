@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { create, memoryStore, resultName, topicHash } from '../../firmware/core';
-import { nobleVault } from '../../firmware/crypto/noble-vault';
+import { nobleVault } from './noble-vault';
 import type { Clock, StoredState, Vault } from '../../firmware/hal';
 import type { Options } from '../../firmware/client';
 import { hex, loadVectors, toHexStr } from './vectors';

@@ -1,12 +1,13 @@
 /**
- * The vault of boards without native AES (MDBT42Q, Pixl.js, Bangle.js 2, JerryScript ports):
- * AES-SIV from firmware/crypto/siv.ts over the image's compact pure-JS AES (build/image/aes.ts:
- * S-box and one 256-entry round table, derived at load). The key schedule is expanded once per
- * seal/open (E4's SIV key is `key | key`: both halves share it) and wiped when the operation ends.
+ * The portable vault: AES-SIV (RFC 5297, siv.ts) over the compact pure-JS AES (aes.ts: S-box and
+ * one 256-entry round table, derived at load), with SHA3-256 (sha3.ts) when given. The vault of
+ * the portable image and of boards without native AES (MDBT42Q, Pixl.js, Bangle.js 2, JerryScript
+ * ports). The key schedule is expanded once per operation (E4's SIV key is `key | key`: both
+ * halves share it) and wiped when the operation ends.
  */
-import type { AesBlock, Vault } from '../../firmware/hal';
-import { sivDecrypt, sivEncrypt } from '../../firmware/crypto/siv';
-import { encryptBlocks, expandKey, wipeSchedule } from '../../build/image/aes';
+import type { AesBlock, Vault } from '../hal';
+import { sivDecrypt, sivEncrypt } from './siv';
+import { encryptBlocks, expandKey, wipeSchedule } from './aes';
 
 function withKey<R>(key: Uint8Array, fn: (block: AesBlock) => R): R {
   var w = expandKey(key);
