@@ -1,3 +1,4 @@
+// Pinned dependency rewrites (build/deps.mjs): only @noble/hashes sha3.js (BigInt round constants) and utils.js (two ES2015 calls).
 /**
  * ES5 images (docs/image.md): dist/e4.js (portable: firmware/index.ts) and dist/boards/<board>.js
  * (one per boards/<board>/main.ts), each with a minified dist/...min.js (build/minify.mjs).
@@ -14,7 +15,7 @@ import { assertImage } from './build/check.mjs';
 import { minifyImage, TERSER_OPTIONS } from './build/minify.mjs';
 import { minifyUnwrapped } from './build/unwrap.mjs';
 import { listImages, minFile } from './build/images.mjs';
-import { writeSizeReport } from './host-sim/tools/size.mjs';
+import { writeSizeReport } from './build/size-report.mjs';
 import { jerrySnapshots } from './build/jerry-snapshot.mjs';
 
 /** Checks the image, writes the minified copy (checked too), and for the portable image marks
@@ -80,7 +81,7 @@ function config(image) {
 }
 
 /** dist/size.json records the SHA-256 of every image (host-sim/image.mjs checks images against
- * it): removed when a build starts, written again once every image is out. */
+ * it; build/size-report.mjs): removed when a build starts, written again once every image is out. */
 function sizeReport(first, last) {
   return {
     name: 'e4-size-report',
