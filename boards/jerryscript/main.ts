@@ -14,7 +14,7 @@ import { wipeState } from '../../firmware/state';
 import type { AesBlock, Clock, Log, LogLevel, Vault } from '../../firmware/hal';
 import { sivVault } from '../../firmware/crypto/siv';
 import { E4Error, INTERNAL } from '../../firmware/errors';
-import { flashStore } from '../espruino/flash-store';
+import { flashStore } from '../shared/flash-store';
 import { portableVault } from '../../firmware/crypto/portable-vault';
 import type { Device, Transport, TransportSink } from '../shared/runtime';
 import { runDevice } from '../shared/runtime';
