@@ -45,6 +45,10 @@ import { timeKeeper } from './time';
 /** Bytes, or their lowercase/uppercase hex. */
 export type BytesLike = Uint8Array | string;
 
+/** A topic for the provisioning calls: a string is always a topic name; a topic hash is given
+ * as its 16 bytes or explicitly as `{ hash }` (bytes or hex), never guessed from a string. */
+export type TopicRef = string | Uint8Array | { hash: BytesLike };
+
 /** Provisioning data, used only when the store is empty (otherwise the stored state wins). */
 export interface DeviceConfig {
   /** 16-byte client id; or give `name` and the id is derived from it. */
@@ -103,9 +107,9 @@ export interface Client {
   /** True when a key is held for the topic (or it is the control topic). */
   hasTopic(topic: string): boolean;
   /** Factory provisioning without C2: add or replace a topic key (no key transition). */
-  setTopicKey(topic: BytesLike, key: BytesLike): void;
+  setTopicKey(topic: TopicRef, key: BytesLike): void;
   /** Factory provisioning: remove a topic key; TOPICKEY_MISSING when none is held. */
-  removeTopic(topic: BytesLike): void;
+  removeTopic(topic: TopicRef): void;
   resetTopics(): void;
   setClientKey(key: BytesLike): void;
   /** A copy of the whole state, keys included (provisioning and tests only). */
@@ -190,8 +194,8 @@ function openState(
  * empty. Throws E4Error (PARAMETER_INVALID, PERSISTENCE_ERROR, PERSISTENCE_INCOMPATIBLE).
  */
 export function create(hal: Hal, device?: DeviceConfig | null, options?: Options | null): Client {
-  if (!hal || !hal.vault || typeof hal.vault.seal !== 'function' || typeof hal.vault.open !== 'function') {
-    throw new E4Error(PARAMETER_INVALID, 'hal.vault with seal/open is required');
+  if (!hal || !hal.vault || typeof hal.vault.sivEncrypt !== 'function' || typeof hal.vault.sivDecrypt !== 'function') {
+    throw new E4Error(PARAMETER_INVALID, 'hal.vault with sivEncrypt/sivDecrypt is required');
   }
   var vault: Vault = hal.vault;
   var store: Store = hal.store || memoryStore();
@@ -365,15 +369,15 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     var isCommand = !rec;
     // Step 3: authenticate and decrypt; the previous key only after the current one failed.
     var ad = message.subarray(0, TIMESTAMP_LEN);
-    var sealed = message.subarray(TIMESTAMP_LEN);
+    var ciphertext = message.subarray(TIMESTAMP_LEN);
     // Null from the vault means "not authentic"; anything it throws is INTERNAL (orInternal).
     var plaintext = orInternal(function () {
-      var p = vault.open(rec ? rec.key : state.key, ad, sealed);
+      var p = vault.sivDecrypt(rec ? rec.key : state.key, ad, ciphertext);
       if (p || !rec || !rec.prevKey) return p;
       // The previous key, for keyTransition seconds after the rotation (until the next rotation
       // when the device had no notion of time then); an expired one is dropped.
       var now = time.now();
-      if (keyTransition && (rec.prevSince < 0 || now < 0 || now - rec.prevSince <= keyTransition)) return vault.open(rec.prevKey, ad, sealed);
+      if (keyTransition && (rec.prevSince < 0 || now < 0 || now - rec.prevSince <= keyTransition)) return vault.sivDecrypt(rec.prevKey, ad, ciphertext);
       try {
         provisionCommit([{ op: 'topic', topic: { hash: rec.hash, key: rec.key, prevKey: null, prevSince: -1 } }]);
       } catch (e) {
@@ -420,13 +424,10 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     return null;
   }
 
-  function resolveHash(topic: BytesLike): Uint8Array {
-    if (typeof topic !== 'string') return checkBytes(topic, HASH_LEN, 'topic hash');
-    // 32 characters: a hex hash if it parses, else a topic name.
-    try {
-      if (topic.length === 2 * HASH_LEN) return fromHex(topic);
-    } catch (e) {}
-    return hashOf(topic, true) as Uint8Array;
+  function resolveHash(topic: TopicRef): Uint8Array {
+    if (typeof topic === 'string') return hashOf(topic, true) as Uint8Array;
+    var h = topic && (topic as { hash: BytesLike }).hash;
+    return h !== undefined ? bytesOf(h, HASH_LEN, 'topic hash') : checkBytes(topic as Uint8Array, HASH_LEN, 'topic hash');
   }
 
   var client: Client = {
@@ -466,7 +467,7 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       var hash = resolveHash(topic);
       var k = bytesOf(key, KEY_LEN, 'topic key');
       if (findTopic(state, hash) < 0 && state.topics.length >= maxTopics) throw new E4Error(PARAMETER_INVALID, 'topic table full');
-      if (typeof topic === 'string' && topic.length !== 2 * HASH_LEN) provisionedNames['$' + topic] = hash;
+      if (typeof topic === 'string') provisionedNames['$' + topic] = hash;
       provisionCommit([{ op: 'topic', topic: { hash: hash, key: k, prevKey: null, prevSince: -1 } }]);
     },
     removeTopic: function (topic) {

@@ -95,11 +95,11 @@ describe('stub HAL', () => {
       await dev.start();
       const hash = cfg.topics[0].hash;
       expect(store.contains(Buffer.from(cfg.topics[0].key, 'hex'))).toBe(true);
-      dev.client.setTopicKey(hash, 'ab'.repeat(32));
+      dev.client.setTopicKey({ hash }, 'ab'.repeat(32));
       expect(store.contains(Buffer.from(cfg.topics[0].key, 'hex'))).toBe(false);
       // An injected write failure: PERSISTENCE_ERROR, and the key in force is unchanged.
       store.failNext();
-      expect(() => dev.client.setTopicKey(hash, 'cd'.repeat(32))).toThrow(/PERSISTENCE_ERROR/);
+      expect(() => dev.client.setTopicKey({ hash }, 'cd'.repeat(32))).toThrow(/PERSISTENCE_ERROR/);
       expect(dev.topicKey(hash)).toBe('ab'.repeat(32));
       await dev.powerCycle();
       expect(dev.topicKey(hash)).toBe('ab'.repeat(32));

@@ -103,8 +103,8 @@ describe('a vault failure is INTERNAL, never INVALID_TAG, and changes nothing', 
     const v = nobleVault();
     let failing = false;
     const vault: Vault = {
-      seal: v.seal,
-      open: v.open,
+      sivEncrypt: v.sivEncrypt,
+      sivDecrypt: v.sivDecrypt,
       sha3: (d) => {
         if (failing) throw new RangeError('out of memory');
         return v.sha3!(d);
@@ -122,8 +122,8 @@ describe('a vault failure is INTERNAL, never INVALID_TAG, and changes nothing', 
     let failing = false;
     const v = portableVault();
     const wrapped: Vault = {
-      seal: (k, ad, p) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.seal(k, ad, p)),
-      open: (k, ad, s) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.open(k, ad, s)),
+      sivEncrypt: (k, ad, p) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.sivEncrypt(k, ad, p)),
+      sivDecrypt: (k, ad, s) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.sivDecrypt(k, ad, s)),
     };
     expectHonest(wrapped, (on) => (failing = on));
   });

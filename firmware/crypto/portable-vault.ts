@@ -28,14 +28,14 @@ function withKey<R>(key: Uint8Array, fn: (block: AesBlock) => R): R {
 
 export function portableVault(sha3?: (data: Uint8Array) => Uint8Array): Vault {
   var vault: Vault = {
-    seal: function (key, ad, plaintext) {
+    sivEncrypt: function (key, ad, plaintext) {
       return withKey(key, function (block) {
         return sivEncrypt(block, key, key, [ad], plaintext);
       });
     },
-    open: function (key, ad, sealed) {
+    sivDecrypt: function (key, ad, ciphertext) {
       return withKey(key, function (block) {
-        return sivDecrypt(block, key, key, [ad], sealed);
+        return sivDecrypt(block, key, key, [ad], ciphertext);
       });
     },
   };

@@ -254,7 +254,8 @@ export async function nativeImage({ reference = false, part = 'image' } = {}) {
   const swap = {
     name: 'e4-reference-native-vault',
     resolveId: (id) => (id === NATIVE_CORE ? id : null),
-    load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8') : null),
+    // The reference vault's methods under their current names (seal/open then, sivEncrypt/sivDecrypt now).
+    load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8').replace(/\bseal: /g, 'sivEncrypt: ').replace(/\bopen: /g, 'sivDecrypt: ') : null),
   };
   const plugins = [swap, ...config.plugins.filter((p) => p.name !== 'e4-size-report')];
   const bundle = await rollup({ ...config, input: part === 'image' ? config.input : NATIVE_CORE, plugins });
@@ -281,9 +282,9 @@ function nativeHarness(sizes, budgetMs) {
     try {
       var pt = new Uint8Array(SIZES[i]);
       for (var j = 0; j < pt.length; j++) pt[j] = j & 255;
-      var sealed = vault.seal(key, ad, pt);
-      r.seal = rate(function () { vault.seal(key, ad, pt); });
-      r.open = rate(function () { vault.open(key, ad, sealed); });
+      var sealed = vault.sivEncrypt(key, ad, pt);
+      r.seal = rate(function () { vault.sivEncrypt(key, ad, pt); });
+      r.open = rate(function () { vault.sivDecrypt(key, ad, sealed); });
       sealed = undefined;
       if (c) {
         var msg = c.protect(topic, pt);

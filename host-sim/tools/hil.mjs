@@ -138,7 +138,7 @@ export function pickCases(V, n, maxBytes = Infinity) {
 export function caseCode({ kind, name, c }) {
   const n = JSON.stringify(name);
   if (kind === 'aes_siv') {
-    return `(function(){var v=E4.vault();T(${n}+" seal",X(v.seal(H("${c.key}"),H("${c.ad}"),H("${c.plaintext}"))),"${c.output}");var p=v.open(H("${c.key}"),H("${c.ad}"),H("${c.output}"));T(${n}+" open",p?X(p):"null","${c.plaintext}");})();`;
+    return `(function(){var v=E4.vault();T(${n}+" seal",X(v.sivEncrypt(H("${c.key}"),H("${c.ad}"),H("${c.plaintext}"))),"${c.output}");var p=v.sivDecrypt(H("${c.key}"),H("${c.ad}"),H("${c.output}"));T(${n}+" open",p?X(p):"null","${c.plaintext}");})();`;
   }
   if (kind === 'protect') {
     const hash = sha3_16(c.topic);

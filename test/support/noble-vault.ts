@@ -11,7 +11,7 @@ import { E4Error, INTERNAL } from '../../firmware/errors';
 
 export function nobleVault(): Vault {
   return {
-    seal: function (key, ad, plaintext) {
+    sivEncrypt: function (key, ad, plaintext) {
       // SIV key = key | key (docs/protocol.md, "Protected message").
       var sivKey = concatBytes(key, key);
       try {
@@ -20,7 +20,7 @@ export function nobleVault(): Vault {
         wipe(sivKey);
       }
     },
-    open: function (key, ad, sealed) {
+    sivDecrypt: function (key, ad, sealed) {
       if (sealed.length < 16) return null;
       var sivKey = concatBytes(key, key);
       try {
