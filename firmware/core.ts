@@ -1,7 +1,7 @@
 /**
  * The platform-neutral runtime, without any particular crypto backend: what every image
- * contains. Board images pick their vault (native AES, noble) on top of it; index.ts adds the
- * portable noble vault.
+ * contains. Board images pick their vault (native AES, the portable vault) on top of it; index.ts
+ * adds the portable vault.
  */
 export { create, IGNORE_TIMESTAMP } from './client';
 export type { Client, DeviceConfig, Options, BytesLike, TopicRef } from './client';
