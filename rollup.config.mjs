@@ -1,3 +1,4 @@
+// Pinned dependency rewrites (build/deps.mjs): only @noble/hashes sha3.js (BigInt round constants) and utils.js (two ES2015 calls).
 /**
  * ES5 images (docs/image.md): dist/e4.js (portable: firmware/index.ts) and dist/boards/<board>.js
  * (one per boards/<board>/main.ts), each with a minified dist/...min.js (build/minify.mjs).
@@ -14,26 +15,8 @@ import { assertImage } from './build/check.mjs';
 import { minifyImage, TERSER_OPTIONS } from './build/minify.mjs';
 import { minifyUnwrapped } from './build/unwrap.mjs';
 import { listImages, minFile } from './build/images.mjs';
-import { writeSizeReport } from './host-sim/tools/size.ts';
+import { writeSizeReport } from './build/size-report.mjs';
 import { jerrySnapshots } from './build/jerry-snapshot.mjs';
-
-const ENTRY = '\0e4-entry';
-
-/** An entry that re-exports the image's input plus `extraExports` ({ name: file }). */
-function imageEntry(image) {
-  return {
-    name: 'e4-image-entry',
-    resolveId(source) {
-      return source === ENTRY ? ENTRY : null;
-    },
-    load(id) {
-      if (id !== ENTRY) return null;
-      let code = `export * from ${JSON.stringify(image.input)};\n`;
-      for (const [name, file] of Object.entries(image.extraExports)) code += `export { ${name} } from ${JSON.stringify(file)};\n`;
-      return code;
-    },
-  };
-}
 
 /** Checks the image, writes the minified copy (checked too), and for the portable image marks
  * dist/ as CommonJS so that Node can require() the images. */
@@ -74,8 +57,8 @@ function config(image) {
   const outDir = outDirOf(image);
   const g = image.globalName;
   return {
-    input: Object.keys(image.extraExports).length ? ENTRY : image.input,
-    plugins: [imageEntry(image), resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image), ...(image.snapshot ? [jerrySnapshots()] : [])],
+    input: image.input,
+    plugins: [resolveSources(), pinnedRewrites(), lowerToES5(), finishImage(image), ...(image.snapshot ? [jerrySnapshots()] : [])],
     onwarn(warning, warn) {
       // TypeScript's ES5 helpers start with `this && this.__extends`: harmless at module level.
       if (warning.code === 'THIS_IS_UNDEFINED') return;
@@ -98,7 +81,7 @@ function config(image) {
 }
 
 /** dist/size.json records the SHA-256 of every image (host-sim/shared/image.ts checks images against
- * it): removed when a build starts, written again once every image is out. */
+ * it; build/size-report.mjs): removed when a build starts, written again once every image is out. */
 function sizeReport(first, last) {
   return {
     name: 'e4-size-report',

@@ -1,8 +1,7 @@
 /**
  * Rollup plugins that turn the TypeScript sources and their dependencies into ES5:
  * - `resolveSources`: resolves extensionless TypeScript imports and bare package imports
- *   (without a general node-resolve plugin), honours a package's `"sideEffects": false`, and
- *   substitutes image-only modules (build/image/) for the dependency modules they replace;
+ *   (without a general node-resolve plugin) and honours a package's `"sideEffects": false`;
  * - `lowerToES5`: runs `ts.transpileModule` with target ES5 on every module, our .ts files and
  *   node_modules .js alike. @rollup/plugin-typescript only lowers the files of the TS program, so
  *   dependencies would keep their ES2022 syntax; one transform for all keeps the output uniform.
@@ -15,12 +14,6 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** Dependency modules that an ES5 image gets from build/image/ instead (see docs/image.md). */
-export const IMAGE_SUBSTITUTES = {
-  '@noble/ciphers/aes.js': join(root, 'build/image/noble-aes.ts'),
-  '@noble/hashes/sha3.js': join(root, 'build/image/noble-sha3.ts'),
-};
 
 const TS_OPTIONS = {
   target: ts.ScriptTarget.ES5,
@@ -53,15 +46,12 @@ function packageSideEffects(file) {
   return true;
 }
 
-export function resolveSources({ substitutes = IMAGE_SUBSTITUTES } = {}) {
+export function resolveSources() {
   return {
     name: 'e4-resolve',
     resolveId(source, importer) {
       if (source.startsWith('\0')) return null;
       if (!importer) return resolve(root, source);
-      const sub = substitutes[source];
-      // A substitute importing the very module it replaces gets the real one.
-      if (sub && importer !== sub) return { id: sub, moduleSideEffects: true };
       if (source.startsWith('.') || source.startsWith('/')) {
         const found = tryFile(resolve(dirname(importer), source));
         return found ? { id: found, moduleSideEffects: packageSideEffects(found) } : null;

@@ -21,8 +21,6 @@ export function listImages() {
     {
       name: 'e4',
       input: join(root, 'firmware/index.ts'),
-      // The pure-JS AES block is exported too: RFC 5297 (AES-128) conformance and sivVault use it.
-      extraExports: { aesBlock: join(root, 'build/image/aes.ts') },
       file: join(root, 'dist/e4.js'),
       globalName: 'E4',
       minify: true,
@@ -33,7 +31,6 @@ export function listImages() {
       // simulated link devices load it beside the portable image, which stays core + vault.
       name: 'link',
       input: join(root, 'firmware/link/frame.ts'),
-      extraExports: {},
       file: join(root, 'dist/link.js'),
       globalName: 'E4Link',
       minify: true,
@@ -53,7 +50,6 @@ export function listImages() {
     images.push({
       name: 'boards/' + board,
       input,
-      extraExports: {},
       file: join(root, 'dist/boards', board + '.js'),
       globalName: cfg.globalName || 'E4',
       minify: cfg.minify !== false,

@@ -1,62 +1,29 @@
 /**
  * The E4 symmetric-key client: one device identity, its topic keys, and the receive rules of
- * docs/protocol.md ("Receiving", "Commands", "Time, without trusting the device's clock", "Key transition"), with durable state
- * through the HAL store.
+ * docs/protocol.md ("Receiving", "Commands", "Time, without trusting the device's clock", "Key
+ * transition"), with durable state through the HAL store. The client holds the state and runs the
+ * steps in order; each rule is its own module: the time window and freshness floor
+ * (freshness.ts), the replay window (replay.ts), the command order rule (command-order.ts), the
+ * command interpreter (commands.ts), key transition (key-transition.ts), the device's time
+ * (time.ts); provisioning is provisioning.ts.
  */
 import type { Change, Hal, Log, Store, StoredState, TopicRecord, Vault } from './hal';
-import { checkBytes, copyBytes, equalBytes, fromHex, readU64LE, toBytes, wipe } from './bytes';
-import {
-  CIPHERTEXT_TOO_SHORT,
-  E4Error,
-  INVALID_COMMAND,
-  INVALID_TAG,
-  isE4Error,
-  MESSAGE_REPLAYED,
-  orInternal,
-  PARAMETER_INVALID,
-  PERSISTENCE_ERROR,
-  TIMESTAMP_IN_FUTURE,
-  TIMESTAMP_TOO_OLD,
-  TOPICKEY_MISSING,
-} from './errors';
-import {
-  clientId,
-  CMD_REMOVE_TOPIC,
-  CMD_RESET_TOPICS,
-  CMD_SET_ID_KEY,
-  CMD_SET_TOPIC_KEY,
-  controlTopic,
-  HASH_LEN,
-  HEADER_LEN,
-  ID_LEN,
-  KEY_LEN,
-  protectMessage,
-  TAG_LEN,
-  TIMESTAMP_LEN,
-  topicHash,
-} from './protocol';
-import { checkFreshness } from './freshness';
+import { checkBytes, copyBytes, readU64LE, toBytes, wipe } from './bytes';
+import { CIPHERTEXT_TOO_SHORT, E4Error, INVALID_TAG, isE4Error, MESSAGE_REPLAYED, orInternal, PARAMETER_INVALID, PERSISTENCE_ERROR, TOPICKEY_MISSING } from './errors';
+import { controlTopic, HEADER_LEN, KEY_LEN, protectMessage, TIMESTAMP_LEN, topicHash } from './protocol';
+import { commandChanges } from './commands';
+import { commandOrder } from './command-order';
+import { checkTimestamp } from './freshness';
+import { expiredKeyChange } from './key-transition';
+import { bytesOf, openState, resolveHash } from './provisioning';
+import type { BytesLike, DeviceConfig, TopicRef } from './provisioning';
 import { replayCheck, replayFloor, replayWindow } from './replay';
-import { applyChanges, cloneState, findTopic, wipeState } from './state';
+import { applyChanges, cloneState, findTopic, wipeChanges, wipeState } from './state';
 import { encodeE41P } from './storage/e41p';
 import { memoryStore } from './storage/memory-store';
 import { timeKeeper } from './time';
 
-/** Bytes, or their lowercase/uppercase hex. */
-export type BytesLike = Uint8Array | string;
-
-/** Provisioning data, used only when the store is empty (otherwise the stored state wins). */
-export interface DeviceConfig {
-  /** 16-byte client id; or give `name` and the id is derived from it. */
-  id?: BytesLike;
-  name?: string;
-  /** 32-byte client key. */
-  key: BytesLike;
-  /** Topic keys. Give `hash` (precomputed) so the device never needs SHA-3 for these topics;
-   * `topic` alone is hashed at start-up. An entry without `key` only teaches the device the
-   * topic's name and hash, for a key C2 grants later (a device without SHA-3 needs this). */
-  topics?: { topic?: string; hash?: BytesLike; key?: BytesLike }[];
-}
+export type { BytesLike, DeviceConfig, TopicRef } from './provisioning';
 
 export interface Options {
   /** Accepted clock skew either way, in seconds (±600 inclusive by default). */
@@ -103,9 +70,9 @@ export interface Client {
   /** True when a key is held for the topic (or it is the control topic). */
   hasTopic(topic: string): boolean;
   /** Factory provisioning without C2: add or replace a topic key (no key transition). */
-  setTopicKey(topic: BytesLike, key: BytesLike): void;
+  setTopicKey(topic: TopicRef, key: BytesLike): void;
   /** Factory provisioning: remove a topic key; TOPICKEY_MISSING when none is held. */
-  removeTopic(topic: BytesLike): void;
+  removeTopic(topic: TopicRef): void;
   resetTopics(): void;
   setClientKey(key: BytesLike): void;
   /** A copy of the whole state, keys included (provisioning and tests only). */
@@ -119,70 +86,11 @@ export interface Client {
   close(): void;
 }
 
-function bytesOf(b: BytesLike, len: number, what: string): Uint8Array {
-  return checkBytes(typeof b === 'string' ? fromHex(b) : b, len, what);
-}
-
-function optionNumber(o: Options, name: keyof Options, dflt: number): number {
-  var v = o[name];
+function optionNumber(o: Options | null | undefined, name: keyof Options, dflt: number): number {
+  var v = o ? o[name] : undefined;
   if (v === undefined) return dflt;
   if (!((v as number) >= 0 && v === Math.floor(v as number))) throw new E4Error(PARAMETER_INVALID, 'option ' + name + ' must be a whole number >= 0');
   return v;
-}
-
-/**
- * Loads the stored state, or provisions the store from `device` when it is empty. Topic names in
- * `device` are handed to `learnName` (with their hash when given) whether or not the store was
- * empty: they are configuration, not state. The provisioning copies of keys are wiped here, so
- * that no key outlives its replacement in the client's memory.
- */
-function openState(
-  store: Store,
-  vault: Vault,
-  device: DeviceConfig | null | undefined,
-  maxTopics: number,
-  commit: (changes: Change[]) => void,
-  learnName: (topic: string, hash: Uint8Array | null) => Uint8Array,
-): StoredState {
-  var loaded: StoredState | null;
-  try {
-    loaded = store.load();
-  } catch (e) {
-    if (isE4Error(e)) throw e;
-    throw new E4Error(PERSISTENCE_ERROR, 'store could not be read');
-  }
-  var configTopics = (device && device.topics) || [];
-  var changes: Change[] = [];
-  try {
-    for (var i = 0; i < configTopics.length; i++) {
-      var t = configTopics[i];
-      var h: Uint8Array;
-      if (t.hash !== undefined) h = bytesOf(t.hash, HASH_LEN, 'topic hash');
-      else if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a topic or a hash');
-      if (typeof t.topic === 'string') h = learnName(t.topic, t.hash !== undefined ? h! : null);
-      if (t.key === undefined || t.key === null) {
-        if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a key or a topic name');
-        continue;
-      }
-      if (!loaded) changes.push({ op: 'topic', topic: { hash: h!, key: copyBytes(bytesOf(t.key, KEY_LEN, 'topic key')), prevKey: null, prevSince: -1 } });
-    }
-    if (loaded) return loaded;
-    if (!device) throw new E4Error(PARAMETER_INVALID, 'the store is empty: a device configuration is needed');
-    var id: Uint8Array;
-    if (device.id !== undefined) id = bytesOf(device.id, ID_LEN, 'client id');
-    else if (typeof device.name === 'string') id = clientId(vault, device.name);
-    else throw new E4Error(PARAMETER_INVALID, 'device needs an id or a name');
-    if (changes.length > maxTopics) throw new E4Error(PARAMETER_INVALID, 'more topics than maxTopics');
-    changes.unshift({ op: 'provision', id: id, key: copyBytes(bytesOf(device.key, KEY_LEN, 'client key')) });
-    commit(changes);
-    return applyChanges(null, changes);
-  } finally {
-    for (var j = 0; j < changes.length; j++) {
-      var c = changes[j];
-      if (c.op === 'topic') wipe(c.topic.key);
-      if (c.op === 'provision') wipe(c.key);
-    }
-  }
 }
 
 /**
@@ -190,22 +98,23 @@ function openState(
  * empty. Throws E4Error (PARAMETER_INVALID, PERSISTENCE_ERROR, PERSISTENCE_INCOMPATIBLE).
  */
 export function create(hal: Hal, device?: DeviceConfig | null, options?: Options | null): Client {
-  if (!hal || !hal.vault || typeof hal.vault.seal !== 'function' || typeof hal.vault.open !== 'function') {
-    throw new E4Error(PARAMETER_INVALID, 'hal.vault with seal/open is required');
+  if (!hal || !hal.vault || typeof hal.vault.sivEncrypt !== 'function' || typeof hal.vault.sivDecrypt !== 'function') {
+    throw new E4Error(PARAMETER_INVALID, 'hal.vault with sivEncrypt/sivDecrypt is required');
   }
   var vault: Vault = hal.vault;
   var store: Store = hal.store || memoryStore();
   var log: Log = hal.log || function () {};
-  var o: Options = options || {};
-  var maxDelay = optionNumber(o, 'maxDelay', 600);
-  var keyTransition = optionNumber(o, 'keyTransition', 3600);
-  var replaySize = optionNumber(o, 'replayCache', 16);
-  var distinctLead = optionNumber(o, 'distinctStamps', 60);
-  var maxTopics = optionNumber(o, 'maxTopics', 32);
-  var nameCacheSize = optionNumber(o, 'topicNameCache', 16);
-  var ignoreAll = !!o.ignoreTimestamp;
-  var rejectOld = o.rejectOldCommands !== false;
-  var calibrateOn = o.calibrate !== false;
+  // (No variable for `options || {}`: every variable of this scope costs RAM on Espruino for as
+  // long as the client lives.)
+  var maxDelay = optionNumber(options, 'maxDelay', 600);
+  var keyTransition = optionNumber(options, 'keyTransition', 3600);
+  var replaySize = optionNumber(options, 'replayCache', 16);
+  var distinctLead = optionNumber(options, 'distinctStamps', 60);
+  var maxTopics = optionNumber(options, 'maxTopics', 32);
+  var nameCacheSize = optionNumber(options, 'topicNameCache', 16);
+  var ignoreAll = !!(options && options.ignoreTimestamp);
+  var rejectOld = !options || options.rejectOldCommands !== false;
+  var calibrateOn = !options || options.calibrate !== false;
 
   // Topic name -> hash. Keys are prefixed so that no topic name can collide with Object.prototype.
   var provisionedNames: { [k: string]: Uint8Array } = {};
@@ -235,30 +144,30 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     return h;
   }
 
-  function storeCommit(changes: Change[]): void {
+  // Unset while openState runs (declared first: Espruino does not hoist var).
+  var state!: StoredState;
+
+  /** Stores `changes` (all-or-nothing), then applies them to the state once there is one. */
+  function commit(changes: Change[]): void {
     try {
       store.commit(changes);
     } catch (e) {
       log('error', 'store commit failed: ' + (isE4Error(e) ? e.result : 'I/O error'));
       throw new E4Error(PERSISTENCE_ERROR, 'state not stored; nothing changed');
     }
+    if (state) applyChanges(state, changes);
   }
 
   // --- load or provision ---------------------------------------------------------------
-  var state = openState(store, vault, device, maxTopics, storeCommit, function (topic, hash) {
-    provisionedNames['$' + topic] = hash || (hashOf(topic, true) as Uint8Array);
-    return provisionedNames['$' + topic];
-  });
+  state = openState(store, vault, device, maxTopics, commit, provisionedNames, hashOf);
   // Nothing of the provisioning data stays reachable from this closure (keys included).
   device = null;
-  // A name of a topic held points at the state's copy of its hash: one array per hash in RAM.
-  // (Hashes are never changed in place: a record that changes is replaced.)
-  for (var n in provisionedNames) {
-    var held = findTopic(state, provisionedNames[n]);
-    if (held >= 0) provisionedNames[n] = state.topics[held].hash;
-  }
   var ctrlTopic = controlTopic(state.id);
   var time = timeKeeper(hal.clock, state.lastCommand);
+  // A command calibrates a clock (see runCommand); without one, time.now() stays -1.
+  var calibrateClock = calibrateOn && !!hal.clock;
+  // Nor is the hal object kept: what it holds is in vault, store, log and time.
+  hal = null!;
 
   // The replay window of received messages and the sender's window of protected ones
   // (replay.ts), each allocated when first needed (a board that only publishes never holds the
@@ -267,78 +176,27 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
   var sent: Float64Array | null = null;
 
   // --- receive rules ---------------------------------------------------------------------
-  // (Rules used once are inline in runCommand and unprotect: on Espruino every closure of a
-  // client costs RAM for as long as it lives.)
+  // Each rule is its own module (see the top of this file); here they run in order. (Few
+  // closures: on Espruino every closure of a client costs RAM for as long as it lives.)
 
-  /** Parses and runs one command (docs/protocol.md, "Commands"); all-or-nothing. First the command
-   * order rule: no command older than the last accepted one, nor a replay of one of its second. */
+  /** Runs one authenticated command (docs/protocol.md, "Commands"); all-or-nothing: the command
+   * order rule, the interpreter's changes and the calibration (this command's time and tag),
+   * committed together. */
   function runCommand(cmd: Uint8Array, ts: number, tag: Uint8Array): void {
-    if (rejectOld && state.lastCommand >= 0) {
-      if (ts < state.lastCommand) throw new E4Error(MESSAGE_REPLAYED, 'older than the last command');
-      if (ts === state.lastCommand) {
-        for (var t = 0; t < state.lastTags.length; t += TAG_LEN) if (equalBytes(state.lastTags.subarray(t, t + TAG_LEN), tag)) throw new E4Error(MESSAGE_REPLAYED);
-      }
-    }
-    var changes: Change[] = [];
-    var code = cmd[0]; // undefined when empty: no command
-    var len = cmd.length;
-    var rotated: Uint8Array | null = null;
-    if (code === CMD_REMOVE_TOPIC && len === 1 + HASH_LEN) {
-      var rmHash = cmd.subarray(1);
-      if (findTopic(state, rmHash) < 0) throw new E4Error(TOPICKEY_MISSING, 'RemoveTopic: no such topic');
-      changes.push({ op: 'removeTopic', hash: copyBytes(rmHash) });
-    } else if (code === CMD_RESET_TOPICS && len === 1) {
-      changes.push({ op: 'resetTopics' });
-    } else if (code === CMD_SET_ID_KEY && len === 1 + KEY_LEN) {
-      changes.push({ op: 'clientKey', key: copyBytes(cmd.subarray(1)) });
-    } else if (code === CMD_SET_TOPIC_KEY && len === 1 + KEY_LEN + HASH_LEN) {
-      var key = cmd.subarray(1, 1 + KEY_LEN); // key first, then the hash
-      var hash = cmd.subarray(1 + KEY_LEN);
-      var at = findTopic(state, hash);
-      if (at < 0 && state.topics.length >= maxTopics) throw new E4Error(TOPICKEY_MISSING, 'topic table full');
-      // A new topic, or a new key (the same key again is no change: idempotent).
-      if (at < 0 || !equalBytes(state.topics[at].key, key)) {
-        var since = time.now();
-        if (since < 0 && calibrateOn && hal.clock) since = ts; // this command calibrates a clock
-        if (at >= 0 && keyTransition) rotated = copyBytes(state.topics[at].key);
-        changes.push({ op: 'topic', topic: { hash: copyBytes(hash), key: copyBytes(key), prevKey: rotated, prevSince: rotated ? since : -1 } });
-      }
-    } else {
-      throw new E4Error(INVALID_COMMAND);
-    }
-    // The calibration: this command's time and the tags of the commands of its second, stored.
-    var cal: Change | null = null;
-    if ((rejectOld || calibrateOn) && ts >= state.lastCommand) {
-      var tags: Uint8Array;
-      if (ts === state.lastCommand) {
-        // Up to 8 tags of commands sharing the last command's second are kept durably.
-        var keep = Math.min(state.lastTags.length / TAG_LEN, 7);
-        tags = new Uint8Array((keep + 1) * TAG_LEN);
-        tags.set(state.lastTags.subarray(state.lastTags.length - keep * TAG_LEN));
-        tags.set(tag, keep * TAG_LEN);
-      } else tags = copyBytes(tag);
-      changes.push((cal = { op: 'calibrate', time: ts, tags: tags }));
-    }
+    var cal = rejectOld || calibrateOn ? commandOrder(state, ts, tag, rejectOld) : null;
+    var since = time.now();
+    if (since < 0 && calibrateClock) since = ts; // this command calibrates a clock
+    var changes = commandChanges(state, cmd, since, maxTopics, keyTransition);
+    if (cal) changes.push(cal);
     if (changes.length) {
       try {
-        storeCommit(changes);
-        applyChanges(state, changes);
+        commit(changes);
       } finally {
-        for (var i = 0; i < changes.length; i++) {
-          var c = changes[i];
-          if (c.op === 'topic') wipe(c.topic.key);
-          if (c.op === 'clientKey') wipe(c.key);
-        }
-        wipe(rotated);
+        wipeChanges(changes);
       }
     }
     if (cal && calibrateOn) time.calibrate(ts);
-    log('info', 'command 0x0' + code + ' applied');
-  }
-
-  function provisionCommit(changes: Change[]): void {
-    storeCommit(changes);
-    applyChanges(state, changes);
+    log('info', 'command 0x0' + cmd[0] + ' applied');
   }
 
   // Set by close(); checked by protect and unprotect.
@@ -365,17 +223,16 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     var isCommand = !rec;
     // Step 3: authenticate and decrypt; the previous key only after the current one failed.
     var ad = message.subarray(0, TIMESTAMP_LEN);
-    var sealed = message.subarray(TIMESTAMP_LEN);
+    var ciphertext = message.subarray(TIMESTAMP_LEN);
     // Null from the vault means "not authentic"; anything it throws is INTERNAL (orInternal).
     var plaintext = orInternal(function () {
-      var p = vault.open(rec ? rec.key : state.key, ad, sealed);
+      var p = vault.sivDecrypt(rec ? rec.key : state.key, ad, ciphertext);
       if (p || !rec || !rec.prevKey) return p;
-      // The previous key, for keyTransition seconds after the rotation (until the next rotation
-      // when the device had no notion of time then); an expired one is dropped.
-      var now = time.now();
-      if (keyTransition && (rec.prevSince < 0 || now < 0 || now - rec.prevSince <= keyTransition)) return vault.open(rec.prevKey, ad, sealed);
+      // The previous key while its grace period lasts (key-transition.ts); an expired one is dropped.
+      var drop = expiredKeyChange(rec, time.now(), keyTransition);
+      if (!drop) return vault.sivDecrypt(rec.prevKey, ad, ciphertext);
       try {
-        provisionCommit([{ op: 'topic', topic: { hash: rec.hash, key: rec.key, prevKey: null, prevSince: -1 } }]);
+        commit([drop]);
       } catch (e) {
         // Not fatal: an expired key is never used; the drop is retried on the next message.
       }
@@ -389,20 +246,14 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     // the replay window, unless that rule is off.
     var windowed = replaySize && (!isCommand || !rejectOld);
     try {
-      // Step 4 (docs/protocol.md, "Receiving"): the time window, only after authentication; commands are held to it only with a
-      // trusted clock, the command order rule protecting them otherwise. Without one, data also
-      // gets the freshness floor (freshness.ts): what holds with no clock, or before the first
-      // calibration of a boot (once calibrated, the estimate is at least the last command's
-      // time, so the window implies it). Then our replay rules.
+      // Step 4 (docs/protocol.md, "Receiving"): the time window, only after authentication;
+      // commands are held to it only with a trusted clock, the command order rule protecting
+      // them otherwise. Without one, data also gets the freshness floor (freshness.ts): what
+      // holds with no clock, or before the first calibration of a boot (once calibrated, the
+      // estimate is at least the last command's time, so the window implies it). Then our replay
+      // rules.
       var trusted = time.trusted();
-      if (!skipTime && (trusted || !isCommand)) {
-        if (!trusted) checkFreshness(ts, state.lastCommand, maxDelay);
-        var now = time.now();
-        if (now >= 0) {
-          if (ts > now + maxDelay) throw new E4Error(TIMESTAMP_IN_FUTURE);
-          if (ts < now - maxDelay) throw new E4Error(TIMESTAMP_TOO_OLD);
-        }
-      }
+      if (!skipTime && (trusted || !isCommand)) checkTimestamp(ts, time.now(), trusted, state.lastCommand, maxDelay);
       if (windowed) {
         if (!received) received = replayWindow(replaySize);
         var seen = replayCheck(received, message);
@@ -418,15 +269,6 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
     }
     wipe(plaintext); // a command's plaintext holds keys
     return null;
-  }
-
-  function resolveHash(topic: BytesLike): Uint8Array {
-    if (typeof topic !== 'string') return checkBytes(topic, HASH_LEN, 'topic hash');
-    // 32 characters: a hex hash if it parses, else a topic name.
-    try {
-      if (topic.length === 2 * HASH_LEN) return fromHex(topic);
-    } catch (e) {}
-    return hashOf(topic, true) as Uint8Array;
   }
 
   var client: Client = {
@@ -463,22 +305,22 @@ export function create(hal: Hal, device?: DeviceConfig | null, options?: Options
       return !!h && findTopic(state, h) >= 0;
     },
     setTopicKey: function (topic, key) {
-      var hash = resolveHash(topic);
+      var hash = resolveHash(topic, hashOf);
       var k = bytesOf(key, KEY_LEN, 'topic key');
       if (findTopic(state, hash) < 0 && state.topics.length >= maxTopics) throw new E4Error(PARAMETER_INVALID, 'topic table full');
-      if (typeof topic === 'string' && topic.length !== 2 * HASH_LEN) provisionedNames['$' + topic] = hash;
-      provisionCommit([{ op: 'topic', topic: { hash: hash, key: k, prevKey: null, prevSince: -1 } }]);
+      if (typeof topic === 'string') provisionedNames['$' + topic] = hash;
+      commit([{ op: 'topic', topic: { hash: hash, key: k, prevKey: null, prevSince: -1 } }]);
     },
     removeTopic: function (topic) {
-      var hash = resolveHash(topic);
+      var hash = resolveHash(topic, hashOf);
       if (findTopic(state, hash) < 0) throw new E4Error(TOPICKEY_MISSING);
-      provisionCommit([{ op: 'removeTopic', hash: hash }]);
+      commit([{ op: 'removeTopic', hash: hash }]);
     },
     resetTopics: function () {
-      provisionCommit([{ op: 'resetTopics' }]);
+      commit([{ op: 'resetTopics' }]);
     },
     setClientKey: function (key) {
-      provisionCommit([{ op: 'clientKey', key: bytesOf(key, KEY_LEN, 'client key') }]);
+      commit([{ op: 'clientKey', key: bytesOf(key, KEY_LEN, 'client key') }]);
     },
     snapshot: function () {
       return cloneState(state);

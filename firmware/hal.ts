@@ -11,11 +11,12 @@
  * 64-byte SIV key `key | key` itself.
  */
 export interface Vault {
-  /** AES-SIV (RFC 5297), SIV key `key | key`, exactly one associated-data component, no nonce.
-   * Returns `tag (16) | ciphertext`. */
-  seal(key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array;
-  /** The inverse of seal. Returns null when authentication fails: never a partial plaintext. */
-  open(key: Uint8Array, ad: Uint8Array, sealed: Uint8Array): Uint8Array | null;
+  /** SIV-ENCRYPT (RFC 5297 §2.6), SIV key `key | key`, exactly one associated-data component, no
+   * nonce. Returns `V (16) | ciphertext`. */
+  sivEncrypt(key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /** SIV-DECRYPT (RFC 5297 §2.7), the inverse. Returns null when authentication fails: never a
+   * partial plaintext. */
+  sivDecrypt(key: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null;
   /** SHA3-256. Optional: a device provisioned with the hashes of every topic it uses needs none. */
   sha3?(data: Uint8Array): Uint8Array;
 }

@@ -41,15 +41,16 @@ export function protectMessage(vault: Vault, key: Uint8Array, timestamp: number,
   }
   var ts = new Uint8Array(TIMESTAMP_LEN);
   writeU64LE(ts, 0, timestamp);
-  return concatBytes(ts, vault.seal(key, ts, payload));
+  return concatBytes(ts, vault.sivEncrypt(key, ts, payload));
 }
 
-/** Authenticates and decrypts one message under one key, without any time or replay rule. */
-export function openMessage(vault: Vault, key: Uint8Array, message: Uint8Array): { timestamp: number; plaintext: Uint8Array } {
+/** Authenticates and decrypts one message under one key, without any time or replay rule: the
+ * stateless unprotect (the client's unprotect adds the receive rules). */
+export function unprotectMessage(vault: Vault, key: Uint8Array, message: Uint8Array): { timestamp: number; plaintext: Uint8Array } {
   checkBytes(key, KEY_LEN, 'key');
   checkBytes(message, -1, 'message');
   if (message.length < HEADER_LEN) throw new E4Error(CIPHERTEXT_TOO_SHORT);
-  var plaintext = vault.open(key, message.subarray(0, TIMESTAMP_LEN), message.subarray(TIMESTAMP_LEN));
+  var plaintext = vault.sivDecrypt(key, message.subarray(0, TIMESTAMP_LEN), message.subarray(TIMESTAMP_LEN));
   if (!plaintext) throw new E4Error(INVALID_TAG);
   return { timestamp: readU64LE(message, 0), plaintext: plaintext };
 }

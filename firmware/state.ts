@@ -35,6 +35,15 @@ export function wipeState(s: StoredState | null): void {
   for (var i = 0; i < s.topics.length; i++) wipeTopic(s.topics[i]);
 }
 
+/** Wipes the keys that `changes` carry (once committed and applied: the state holds copies). */
+export function wipeChanges(changes: Change[]): void {
+  for (var i = 0; i < changes.length; i++) {
+    var c = changes[i];
+    if (c.op === 'topic') wipeTopic(c.topic);
+    if (c.op === 'clientKey' || c.op === 'provision') wipe(c.key);
+  }
+}
+
 /**
  * Applies `changes` to `state` in place and returns it (a `provision` change may start from null).
  * Keys are copied in; keys removed or replaced are wiped. Throws PERSISTENCE_INCOMPATIBLE for a

@@ -95,7 +95,7 @@ function recorder({ fail = () => false, delay = () => 0 } = {}) {
 /** A C2-managed device running the real firmware core, provisioned from the C2's device.json. */
 function deviceFrom(cfg) {
   const store = E4.memoryStore();
-  const client = E4.create({ vault: E4.nobleVault(), store }, { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ hash: t.hash, key: t.key })) });
+  const client = E4.create({ vault: E4.vault(), store }, { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ hash: t.hash, key: t.key })) });
   return {
     client,
     deliver(sent) {

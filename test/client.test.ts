@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { create, commands, protectMessage, memoryStore, topicHash, isE4Error, toHex } from '../firmware/core';
-import { nobleVault } from '../firmware/crypto/noble-vault';
+import { nobleVault } from './support/noble-vault';
 import type { Clock, Hal, Vault } from '../firmware/hal';
 import type { Options } from '../firmware/client';
 
@@ -295,11 +295,11 @@ describe('wiping', () => {
     const keys: Uint8Array[] = [];
     const plaintexts: Uint8Array[] = [];
     const v: Vault = {
-      seal: vault.seal,
+      sivEncrypt: vault.sivEncrypt,
       sha3: vault.sha3,
-      open(key, ad, sealed) {
+      sivDecrypt(key, ad, sealed) {
         keys.push(key);
-        const p = vault.open(key, ad, sealed);
+        const p = vault.sivDecrypt(key, ad, sealed);
         if (p) plaintexts.push(p);
         return p;
       },
@@ -360,7 +360,7 @@ describe('provisioning and bad input', () => {
   it('factory calls set, replace and remove topic keys without C2', () => {
     const { client, store } = device({}, undefined, []);
     client.setTopicKey(TOPIC, K1);
-    client.setTopicKey(toHex(topicHash(vault, 'b')), K2);
+    client.setTopicKey({ hash: toHex(topicHash(vault, 'b')) }, K2);
     client.setTopicKey(TOPIC, toHex(K3));
     expect(store.load()!.topics.map((t) => toHex(t.key))).toEqual([toHex(K3), toHex(K2)]);
     client.removeTopic(TOPIC);
@@ -369,6 +369,23 @@ describe('provisioning and bad input', () => {
     expect(client.snapshot().topics).toEqual([]);
     client.setClientKey(K2);
     expect(client.unprotect(client.controlTopic, command(T0, commands.resetTopics(), K2))).toBeNull();
+  });
+
+  it('a topic hash is given as bytes or { hash }; a string is always a topic name, even one of 32 hex characters', () => {
+    const { client, store } = device({}, undefined, []);
+    const hexName = 'ab'.repeat(16); // looks like a hash: still a name
+    client.setTopicKey(hexName, K1);
+    client.setTopicKey(topicHash(vault, 'b'), K2);
+    client.setTopicKey({ hash: topicHash(vault, 'c') }, K3);
+    expect(store.load()!.topics.map((t) => toHex(t.hash))).toEqual([topicHash(vault, hexName), topicHash(vault, 'b'), topicHash(vault, 'c')].map(toHex));
+    expect(client.hasTopic(hexName)).toBe(true);
+    client.removeTopic({ hash: toHex(topicHash(vault, hexName)) });
+    client.removeTopic(topicHash(vault, 'b'));
+    client.removeTopic('c');
+    expect(client.snapshot().topics).toEqual([]);
+    expect(code(() => client.setTopicKey({ hash: 'ab'.repeat(15) }, K1))).toBe(-112);
+    expect(code(() => client.removeTopic(new Uint8Array(15)))).toBe(-112);
+    expect(code(() => client.removeTopic(null as any))).toBe(-112);
   });
 
   it('a device can be created from its name', () => {
@@ -392,7 +409,7 @@ describe('provisioning and bad input', () => {
   });
 
   it('a vault without SHA-3 works with provisioned hashes only', () => {
-    const noSha: Vault = { seal: vault.seal, open: vault.open };
+    const noSha: Vault = { sivEncrypt: vault.sivEncrypt, sivDecrypt: vault.sivDecrypt };
     const client = create({ vault: noSha }, { id: ID, key: CLIENT_KEY, topics: [{ topic: TOPIC, hash: HASH, key: K1 }] });
     expect(text(client.unprotect(TOPIC, data(T0, 'ok')))).toBe('ok');
     expect(code(() => client.unprotect('other', data(T0, 'x')))).toBe(-105);
@@ -400,7 +417,7 @@ describe('provisioning and bad input', () => {
   });
 
   it('topic names without keys let a device without SHA-3 use topics C2 grants later', () => {
-    const noSha: Vault = { seal: vault.seal, open: vault.open };
+    const noSha: Vault = { sivEncrypt: vault.sivEncrypt, sivDecrypt: vault.sivDecrypt };
     const client = create({ vault: noSha }, { id: ID, key: CLIENT_KEY, topics: [{ topic: TOPIC, hash: toHex(HASH) }] });
     expect(client.snapshot().topics).toEqual([]);
     expect(code(() => client.protect(TOPIC, 'x'))).toBe(-105);

@@ -253,7 +253,7 @@ async function storeBundle(): Promise<string> {
   const b = await rollup({
     input: ENTRY,
     plugins: [
-      { name: 'entry', resolveId: (s: string) => (s === ENTRY ? ENTRY : null), load: (id: string) => (id === ENTRY ? `export { flashStore, storageZero } from ${JSON.stringify(join(__dirname, '../boards/espruino/flash-store.ts'))};` : null) },
+      { name: 'entry', resolveId: (s: string) => (s === ENTRY ? ENTRY : null), load: (id: string) => (id === ENTRY ? `export { flashStore } from ${JSON.stringify(join(__dirname, '../boards/shared/flash-store.ts'))};\nexport { storageZero } from ${JSON.stringify(join(__dirname, '../boards/espruino/storage-zero.ts'))};` : null) },
       resolveSources(),
       lowerToES5(),
     ],

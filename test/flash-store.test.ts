@@ -1,15 +1,16 @@
 /**
- * The Espruino flash store (boards/espruino/flash-store.ts) on a simulated Espruino Storage
+ * The flash store (boards/shared/flash-store.ts, with Espruino's zero hook, boards/espruino/storage-zero.ts) on a simulated Espruino Storage
  * (host-sim/sim/flash-sim.ts, Espruino's own write/erase/compact rules): power cut at every event
  * (byte programmed, page erased) of every kind of commit, erasure of removed keys from the raw
  * medium, recovery from damage, foreign files, full storage, flash writes per command.
  */
 import { afterAll, describe, it, expect } from 'vitest';
 import { createHash } from 'node:crypto';
-import { flashStore, findFile, storageZero, crc32 } from '../boards/espruino/flash-store';
+import { flashStore, crc32 } from '../boards/shared/flash-store';
+import { findFile, storageZero } from '../boards/espruino/storage-zero';
 import { writeFileSync } from 'node:fs';
 import { storageArea } from '../boards/espruino/boot';
-import type { FlashStoreOptions, StorageApi } from '../boards/espruino/flash-store';
+import type { FlashStoreOptions, StorageApi } from '../boards/shared/flash-store';
 import { FlashSim, PowerCut } from '../host-sim/sim/flash-sim.ts';
 import type { Change, StoredState, TopicRecord } from '../firmware/hal';
 import { applyChanges, cloneState } from '../firmware/state';

@@ -151,7 +151,7 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     // A message still sealed with the previous key (a publisher that has not switched yet) is
     // accepted during the grace period; a consumer without key transition drops it.
     const E4 = hostE4();
-    const late = Buffer.from(E4.protectMessage(E4.nobleVault(), new Uint8Array(Buffer.from(before, 'hex')), Math.floor(Date.now() / 1000), new TextEncoder().encode('late')));
+    const late = Buffer.from(E4.protectMessage(E4.vault(), new Uint8Array(Buffer.from(before, 'hex')), Math.floor(Date.now() / 1000), new TextEncoder().encode('late')));
     expect(devices.scada.deliver('line/vibration', late)).toMatchObject({ kind: 'data' });
     const strict = new SimDevice({ image: img, config: c2.deviceConfig('scada'), options: { keyTransition: 0 } });
     await strict.start();

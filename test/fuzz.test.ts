@@ -142,7 +142,7 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
     key: hex(clientKey0),
     topics: NAMES.map((n) => ({ topic: n, hash: hex(hash16(n)), key: hex(rnd.bytes(32)) })),
   };
-  const open = () => E4.create({ vault: E4.nobleVault(), store, clock }, device, null);
+  const open = () => E4.create({ vault: E4.vault(), store, clock }, device, null);
   let client = open();
   const names = new Map(NAMES.map((n) => [hex(hash16(n)), n]));
 
@@ -240,7 +240,7 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
     if (rnd.chance(0.0005)) {
       // A reboot: the device comes back from its store (RAM, the replay windows included, is gone).
       client.close();
-      client = E4.create({ vault: E4.nobleVault(), store, clock }, null, null);
+      client = E4.create({ vault: E4.vault(), store, clock }, null, null);
       stats.reboots++;
       refresh();
     }

@@ -64,7 +64,7 @@ describe('device sandbox', () => {
   it('runs the image over host bytes converted into the realm (the core checks instanceof)', () => {
     const sb = createSandbox(img);
     const cfg = makeDeviceConfig({ name: 'x', topics: ['t/1'] });
-    const c = sb.E4.create({ vault: sb.E4.nobleVault() }, cfg);
+    const c = sb.E4.create({ vault: sb.E4.vault() }, cfg);
     const m = sb.bytesOut(c.protect('t/1', 'hi'));
     expect(Buffer.isBuffer(m)).toBe(true);
     expect(() => c.unprotect('t/1', new Uint8Array(m))).toThrow(/PARAMETER_INVALID/); // a host array is foreign there
@@ -97,11 +97,11 @@ describe('stub HAL', () => {
       await dev.start();
       const hash = cfg.topics[0].hash;
       expect(store.contains(Buffer.from(cfg.topics[0].key, 'hex'))).toBe(true);
-      dev.client!.setTopicKey(hash, 'ab'.repeat(32)); // on: start() made the client
+      dev.client!.setTopicKey({ hash }, 'ab'.repeat(32)); // on: start() made the client
       expect(store.contains(Buffer.from(cfg.topics[0].key, 'hex'))).toBe(false);
       // An injected write failure: PERSISTENCE_ERROR, and the key in force is unchanged.
       store.failNext();
-      expect(() => dev.client!.setTopicKey(hash, 'cd'.repeat(32))).toThrow(/PERSISTENCE_ERROR/);
+      expect(() => dev.client!.setTopicKey({ hash }, 'cd'.repeat(32))).toThrow(/PERSISTENCE_ERROR/);
       expect(dev.topicKey(hash)).toBe('ab'.repeat(32));
       await dev.powerCycle();
       expect(dev.topicKey(hash)).toBe('ab'.repeat(32));

@@ -2,18 +2,17 @@
  * Honest errors on every vault (issue 9, point 6): only an authentication failure is "not
  * authentic" (null from open -> E4_ERROR_INVALID_TAG); anything else a vault meets (out of memory,
  * a native call failing) surfaces as E4_ERROR_INTERNAL, and the client's state and store are
- * unchanged. Vaults: noble (firmware/crypto/noble-vault.ts), the generic SIV over an AES block
- * (firmware/crypto/siv.ts), Espruino's native AES (boards/espruino/native-aes.ts, over the
- * emulation of require("crypto").AES) and the portable vault (boards/shared/portable-vault.ts,
- * over the image's compact AES, build/image/aes.ts). The built image's vaults are checked in
- * their engines by test/edges.test.ts.
+ * unchanged. Vaults: the generic SIV over an AES block (firmware/crypto/siv.ts), Espruino's
+ * native AES (boards/espruino/native-aes.ts, over the emulation of require("crypto").AES) and the
+ * portable vault (firmware/crypto/portable-vault.ts, over the compact AES, firmware/crypto/aes.ts).
+ * The built image's vaults are checked in their engines by test/edges.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { commands, create, isE4Error, memoryStore, protectMessage, toHex } from '../firmware/core';
-import { nobleVault } from '../firmware/crypto/noble-vault';
+import { nobleVault } from './support/noble-vault';
 import { sivVault } from '../firmware/crypto/siv';
 import { nativeVault } from '../boards/espruino/native-aes';
-import { portableVault } from '../boards/shared/portable-vault';
+import { portableVault } from '../firmware/crypto/portable-vault';
 import { espruinoCrypto } from '../host-sim/sim/espruino-crypto.ts';
 import type { AesBlock, Vault } from '../firmware/hal';
 import { nodeAesCbc } from './support/node-aes';
@@ -63,36 +62,11 @@ function expectHonest(vault: Vault, setFailing: (on: boolean) => void) {
 }
 
 const RealUint32Array = globalThis.Uint32Array;
-const RealUint8Array = globalThis.Uint8Array;
 afterEach(() => {
   globalThis.Uint32Array = RealUint32Array;
 });
 
 describe('a vault failure is INTERNAL, never INVALID_TAG, and changes nothing', () => {
-  it('noble vault: an error inside noble (allocation failure simulated) is INTERNAL from the vault itself', () => {
-    const v = nobleVault();
-    let failing = false;
-    let made = 0;
-    // noble allocates its working arrays through Uint8Array: the vault's own copy of the key is
-    // made, the allocations inside noble fail.
-    const Failing = new Proxy(RealUint8Array, {
-      construct(target, args) {
-        if (failing && ++made > 1) throw new RangeError('Array buffer allocation failed');
-        return Reflect.construct(target, args);
-      },
-    });
-    const wrapped: Vault = {
-      seal: (k, ad, p) => ((made = 0), withGlobal('Uint8Array', failing ? Failing : RealUint8Array, () => v.seal(k, ad, p))),
-      open: (k, ad, s) => ((made = 0), withGlobal('Uint8Array', failing ? Failing : RealUint8Array, () => v.open(k, ad, s))),
-    };
-    // The vault's own answer: INTERNAL (an E4Error), not null.
-    failing = true;
-    expect(code(() => wrapped.open(K1, msg.subarray(0, 8), msg.subarray(8)))).toBe(-100);
-    failing = false;
-    expect(v.open(K1, forged.subarray(0, 8), forged.subarray(8))).toBeNull();
-    expectHonest(wrapped, (on) => (failing = on));
-  });
-
   it('generic SIV: an AES block whose ECB or CBC call throws', () => {
     for (const which of ['ecb', 'cbc'] as const) {
       let failing = false;
@@ -129,8 +103,8 @@ describe('a vault failure is INTERNAL, never INVALID_TAG, and changes nothing', 
     const v = nobleVault();
     let failing = false;
     const vault: Vault = {
-      seal: v.seal,
-      open: v.open,
+      sivEncrypt: v.sivEncrypt,
+      sivDecrypt: v.sivDecrypt,
       sha3: (d) => {
         if (failing) throw new RangeError('out of memory');
         return v.sha3!(d);
@@ -148,8 +122,8 @@ describe('a vault failure is INTERNAL, never INVALID_TAG, and changes nothing', 
     let failing = false;
     const v = portableVault();
     const wrapped: Vault = {
-      seal: (k, ad, p) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.seal(k, ad, p)),
-      open: (k, ad, s) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.open(k, ad, s)),
+      sivEncrypt: (k, ad, p) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.sivEncrypt(k, ad, p)),
+      sivDecrypt: (k, ad, s) => withGlobal('Uint32Array', failing ? failingArray : RealUint32Array, () => v.sivDecrypt(k, ad, s)),
     };
     expectHonest(wrapped, (on) => (failing = on));
   });

@@ -1,11 +1,13 @@
 /**
- * Every case of test/vectors/e4-sk-vectors.json, each its own test, for three vaults: the
- * portable noble vault, and the generic SIV (firmware/crypto/siv.ts) over an AES block primitive
- * with CBC and with ECB only (the shapes the native board vaults take).
+ * Every case of test/vectors/e4-sk-vectors.json, each its own test, for four vaults: noble's
+ * (the reference), the portable image's (firmware/index.ts: compact AES, firmware SHA-3), and the
+ * generic SIV (firmware/crypto/siv.ts) over an AES block primitive with CBC and with ECB only
+ * (the shapes the native board vaults take).
  */
 import { describe, expect, it } from 'vitest';
 import { create, sivVault, encodeE41P, decodeE41P, clientId, topicHash, controlTopic, utf8, memoryStore } from '../firmware/core';
-import { nobleVault } from '../firmware/crypto/noble-vault';
+import { nobleVault } from './support/noble-vault';
+import { vault as portableImageVault } from '../firmware/index';
 import type { StoredState, Vault } from '../firmware/hal';
 import { loadVectors, hex, toHexStr, VECTORS_DIR } from './support/vectors';
 import { createHash } from 'node:crypto';
@@ -19,6 +21,7 @@ const topicsOf = (s: StoredState) => s.topics.map((t) => ({ topic_hash: toHexStr
 const sha3 = nobleVault().sha3!;
 const vaults: [string, Vault][] = [
   ['noble vault', nobleVault()],
+  ['portable image vault', portableImageVault()],
   ['siv vault (ecb+cbc)', sivVault(nodeAesCbc, sha3)],
   ['siv vault (ecb only)', sivVault(nodeAesEcb, sha3)],
 ];

@@ -4,7 +4,7 @@
  * erasure by Storage compaction: ESP32 flash is not memory-mapped the nRF52 way).
  * See README.md beside this file.
  */
-import { sha3_256 } from '@noble/hashes/sha3.js';
+import { sha3_256 } from '../../firmware/crypto/sha3';
 import type { Client } from '../../firmware/client';
 import type { Log, Vault } from '../../firmware/hal';
 import { toHex } from '../../firmware/bytes';

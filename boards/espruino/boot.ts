@@ -2,7 +2,7 @@
  * Start-up of an E4 image on an Espruino board (boards/espruino/README.md):
  *
  * 1. read the device configuration `e4.json` from Storage (written by `npm run flash`);
- * 2. open the power-safe flash store (boards/espruino/flash-store.ts, files `e4s0`/`e4s1`);
+ * 2. open the power-safe flash store (boards/shared/flash-store.ts, files `e4s0`/`e4s1`);
  * 3. create the client: from the store when it holds a state, else provisioned from the
  *    configuration, whose keys are then erased from flash (the store keeps them from now on, and
  *    erases them when C2 removes or replaces them);
@@ -18,7 +18,8 @@ import type { Clock, Log, LogLevel, Store, Vault } from '../../firmware/hal';
 import { create } from '../../firmware/client';
 import type { Device, Transport } from '../shared/runtime';
 import { runDevice } from '../shared/runtime';
-import { flashStore, storageZero } from './flash-store';
+import { flashStore } from '../shared/flash-store';
+import { storageZero } from './storage-zero';
 
 declare var require: (name: string) => any;
 declare var E: any;

@@ -6,7 +6,7 @@
  *
  * Native calls: ECB for L, for the single-block CMACs (CMAC(0) and CMAC(AD) in one call) and for
  * the whole CTR key stream at once (Espruino's own CTR mode ignores the IV and cannot be used),
- * CBC with a zero IV for CMAC(T). A seal or an open of a non-empty message takes 4 native calls
+ * CBC with a zero IV for CMAC(T). An sivEncrypt or sivDecrypt of a non-empty message takes 4 native calls
  * whatever its length; an empty one 3. The JavaScript around them (native-siv.ts) is written
  * for Espruino's interpreter: `npm run bench -- --native` times it against the vault of
  * commit b0e1690 (host-sim/tools/reference/native-vault-b0e1690).

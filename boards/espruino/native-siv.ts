@@ -2,12 +2,12 @@
  * AES-SIV (RFC 5297) for boards with native AES (Espruino's `require("crypto").AES`): the Vault
  * contract's case only (SIV key `key | key`, one associated-data component), over an AES block
  * with CBC. Byte-identical to firmware/crypto/siv.ts, which stays the compact generic version
- * (with a JavaScript AES the glue is noise; here the five native calls took ≈ 5 % of a seal).
+ * (with a JavaScript AES the glue is noise; here the five native calls took ≈ 5 % of an sivEncrypt).
  *
  * Written for interpreters that walk the source text (Espruino runs every statement anew, so a
  * byte loop costs per byte and per token): block operations are unrolled over the 16 bytes, the
  * CTR xor runs on 32-bit words in place in the key-stream buffer, and CMAC(0) and the CMAC of
- * associated data up to 16 bytes share one ECB call. A seal or an open takes 4 native calls
+ * associated data up to 16 bytes share one ECB call. An sivEncrypt or sivDecrypt takes 4 native calls
  * whatever the length (L, those two CMACs, CMAC(T) by CBC, the key stream); 3 when empty.
  * `npm run bench -- --native` times it against the previous vault (host-sim/tools/reference).
  */
@@ -238,7 +238,7 @@ function ctr(block: AesBlock, key: Uint8Array, v: Uint8Array, data: Uint8Array):
 }
 
 /** SIV-ENCRYPT with the SIV key key | key: V (16) | ciphertext. */
-function seal(block: CbcBlock, key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+function encrypt(block: CbcBlock, key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
   var v = s2v(block, key, ad, plaintext);
   var c = ctr(block, key, v, plaintext);
   var out = new Uint8Array(16 + plaintext.length);
@@ -249,11 +249,11 @@ function seal(block: CbcBlock, key: Uint8Array, ad: Uint8Array, plaintext: Uint8
 
 /** SIV-DECRYPT: the plaintext, or null when V does not verify (the candidate plaintext is wiped,
  * never returned). The comparison is constant-time. Errors of the block primitive propagate. */
-function open(block: CbcBlock, key: Uint8Array, ad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
-  if (sealed.length < 16) return null;
-  var v = sealed.subarray(0, 16);
-  var len = sealed.length - 16;
-  var p = ctr(block, key, v, sealed.subarray(16));
+function decrypt(block: CbcBlock, key: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null {
+  if (ciphertext.length < 16) return null;
+  var v = ciphertext.subarray(0, 16);
+  var len = ciphertext.length - 16;
+  var p = ctr(block, key, v, ciphertext.subarray(16));
   if (p.length !== len) {
     var whole = p;
     p = new Uint8Array(len);
@@ -273,11 +273,11 @@ function open(block: CbcBlock, key: Uint8Array, ad: Uint8Array, sealed: Uint8Arr
 /** The Vault over a native AES block with CBC; `sha3` is optional (see Vault). */
 export function nativeSivVault(block: CbcBlock, sha3?: (data: Uint8Array) => Uint8Array): Vault {
   var vault: Vault = {
-    seal: function (key, ad, plaintext) {
-      return seal(block, key, ad, plaintext);
+    sivEncrypt: function (key, ad, plaintext) {
+      return encrypt(block, key, ad, plaintext);
     },
-    open: function (key, ad, sealed) {
-      return open(block, key, ad, sealed);
+    sivDecrypt: function (key, ad, ciphertext) {
+      return decrypt(block, key, ad, ciphertext);
     },
   };
   if (sha3) vault.sha3 = sha3;

@@ -7,15 +7,15 @@
  * The port calls: E4.boot() once at start; E4.up() / E4.down() when its network connects or
  * drops; E4.receive(topic, bytes) for every message on a subscribed topic.
  */
-import { sha3_256 } from '@noble/hashes/sha3.js';
+import { sha3_256 } from '../../firmware/crypto/sha3';
 import type { Client, Options } from '../../firmware/client';
 import { create } from '../../firmware/client';
 import { wipeState } from '../../firmware/state';
 import type { AesBlock, Clock, Log, LogLevel, Vault } from '../../firmware/hal';
 import { sivVault } from '../../firmware/crypto/siv';
 import { E4Error, INTERNAL } from '../../firmware/errors';
-import { flashStore } from '../espruino/flash-store';
-import { portableVault } from '../shared/portable-vault';
+import { flashStore } from '../shared/flash-store';
+import { portableVault } from '../../firmware/crypto/portable-vault';
 import type { Device, Transport, TransportSink } from '../shared/runtime';
 import { runDevice } from '../shared/runtime';
 

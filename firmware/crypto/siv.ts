@@ -1,7 +1,7 @@
 /**
  * AES-SIV (RFC 5297) over any AES block primitive, so that a board with only native AES-ECB/CBC
  * (Espruino's `require("crypto").AES`) gets a Vault byte-identical to the portable one.
- * Blocks are batched: with a CBC primitive, sealing a message costs five native calls whatever
+ * Blocks are batched: with a CBC primitive, encrypting a message costs five native calls whatever
  * its length; with ECB only, CMAC takes one call per block.
  */
 import type { AesBlock, Vault } from '../hal';
@@ -115,10 +115,10 @@ export function sivEncrypt(block: AesBlock, k1: Uint8Array, k2: Uint8Array, ads:
 
 /** SIV-DECRYPT: the plaintext, or null when V does not verify (the candidate plaintext is wiped,
  * never returned). The comparison is constant-time. */
-export function sivDecrypt(block: AesBlock, k1: Uint8Array, k2: Uint8Array, ads: Uint8Array[], sealed: Uint8Array): Uint8Array | null {
-  if (sealed.length < 16) return null;
-  var v = sealed.subarray(0, 16);
-  var p = ctr(block, k2, v, sealed.subarray(16));
+export function sivDecrypt(block: AesBlock, k1: Uint8Array, k2: Uint8Array, ads: Uint8Array[], ciphertext: Uint8Array): Uint8Array | null {
+  if (ciphertext.length < 16) return null;
+  var v = ciphertext.subarray(0, 16);
+  var p = ctr(block, k2, v, ciphertext.subarray(16));
   if (equalBytes(s2v(block, k1, ads, p), v)) return p;
   wipe(p);
   return null;
@@ -130,11 +130,11 @@ export function sivDecrypt(block: AesBlock, k1: Uint8Array, k2: Uint8Array, ads:
  */
 export function sivVault(block: AesBlock, sha3?: (data: Uint8Array) => Uint8Array): Vault {
   var vault: Vault = {
-    seal: function (key, ad, plaintext) {
+    sivEncrypt: function (key, ad, plaintext) {
       return sivEncrypt(block, key, key, [ad], plaintext);
     },
-    open: function (key, ad, sealed) {
-      return sivDecrypt(block, key, key, [ad], sealed);
+    sivDecrypt: function (key, ad, ciphertext) {
+      return sivDecrypt(block, key, key, [ad], ciphertext);
     },
   };
   if (sha3) vault.sha3 = sha3;

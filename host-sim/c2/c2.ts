@@ -506,7 +506,7 @@ export class C2 {
       const key = this.topicKey(t.hash, gen);
       let ok = false;
       try {
-        this.e4().open(key, message);
+        this.e4().unprotect(key, message);
         ok = true;
       } catch {
         ok = false;

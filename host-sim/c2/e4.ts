@@ -17,7 +17,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** Where `npm run build` puts the portable image. */
 export const DEFAULT_IMAGE = path.resolve(here, '..', '..', 'dist', 'e4.js');
 
-const NEEDED = ['protectMessage', 'openMessage', 'clientId', 'topicHash', 'controlTopic', 'commands', 'nobleVault', 'encodeE41P'];
+const NEEDED = ['protectMessage', 'unprotectMessage', 'clientId', 'topicHash', 'controlTopic', 'commands', 'vault', 'encodeE41P'];
 
 /** Wraps the image's public surface (module.exports / global E4) into the C2's interface. */
 export function adaptE4(E4) {
@@ -25,13 +25,13 @@ export function adaptE4(E4) {
   if (E4.__c2adapted) return E4;
   const missing = NEEDED.filter((n) => E4[n] === undefined);
   if (missing.length) throw new TypeError('the E4 image lacks ' + missing.join(', '));
-  const vault = E4.nobleVault();
+  const vault = E4.vault();
   const u8 = (b) => (b instanceof Uint8Array && b.constructor === Uint8Array ? b : new Uint8Array(b));
   return {
     __c2adapted: true,
     version: E4.version,
     protect: (key, timestamp, payload) => E4.protectMessage(vault, u8(key), timestamp, u8(payload)),
-    open: (key, message) => E4.openMessage(vault, u8(key), u8(message)),
+    unprotect: (key, message) => E4.unprotectMessage(vault, u8(key), u8(message)),
     clientId: (name) => E4.clientId(vault, name),
     topicHash: (topic) => E4.topicHash(vault, topic),
     controlTopic: (id) => E4.controlTopic(u8(id)),

@@ -216,7 +216,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     }
     this.store.attach(sandbox);
     const E4 = sandbox.E4;
-    const vault = this.vaultKind === 'native-aes' ? E4.sivVault(nativeAesBlock(sandbox)) : E4.nobleVault();
+    const vault = this.vaultKind === 'native-aes' ? E4.sivVault(nativeAesBlock(sandbox)) : E4.vault();
     const hal: Hal = {
       vault,
       store: this.store,

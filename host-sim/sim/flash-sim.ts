@@ -23,7 +23,8 @@
  * Observation: bytes() (the raw medium), contains(bytes), addressOf(name), stats, events.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { RawFlash, StorageApi } from '../../boards/espruino/flash-store.ts';
+import type { StorageApi } from '../../boards/shared/flash-store.ts';
+import type { RawFlash } from '../../boards/espruino/storage-zero.ts';
 
 const HEADER = 32;
 const NAME = 28;

@@ -112,7 +112,7 @@ function sandboxCost(image, sample) {
   const world = systemTime();
   const one = (sb, cfg) => {
     const store = flashStore().attach(sb);
-    const c = sb.E4.create({ vault: sb.E4.nobleVault(), store, clock: makeClock('trusted', world) }, cfg);
+    const c = sb.E4.create({ vault: sb.E4.vault(), store, clock: makeClock('trusted', world) }, cfg);
     c.protect(TOPIC, 'probe');
     return c;
   };

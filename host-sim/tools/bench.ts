@@ -84,7 +84,7 @@ const HARNESS = `
 (function (SIZES, BUDGET, ROUNDS) {
   var out = typeof print === "function" ? print : function (s) { console.log(s); };
   var topic = "bench/topic", now = 1700000000;
-  var c = E4.create({ vault: E4.nobleVault(), clock: { kind: "trusted", now: function () { return now; } } },
+  var c = E4.create({ vault: E4.vault(), clock: { kind: "trusted", now: function () { return now; } } },
     { id: "00000000000000000000000000000000", key: "11111111111111111111111111111111" + "11111111111111111111111111111111",
       topics: [{ topic: topic, key: "22222222222222222222222222222222" + "22222222222222222222222222222222" }] }, { replayCache: 0, distinctStamps: 0 });
   var key = E4.fromHex("22222222222222222222222222222222" + "22222222222222222222222222222222");
@@ -124,7 +124,7 @@ export async function rawNobleBundle() {
     input: entry,
     plugins: [
       { name: 'bench-raw-entry', resolveId: (s) => (s === entry ? entry : null), load: (id) => (id === entry ? 'export { aessiv } from "@noble/ciphers/aes.js";\n' : null) },
-      resolveSources({ substitutes: {} }),
+      resolveSources(),
       lowerToES5(),
     ],
     onwarn() {},
@@ -186,7 +186,7 @@ async function benchHostNode(imageFile: string, budgetMs: number): Promise<Bench
   const topic = 'bench/topic';
   const keyHex = '22'.repeat(32);
   const c = E4.create(
-    { vault: E4.nobleVault(), clock: { kind: 'trusted', now: () => 1700000000 } },
+    { vault: E4.vault(), clock: { kind: 'trusted', now: () => 1700000000 } },
     { id: '00'.repeat(16), key: '11'.repeat(32), topics: [{ topic, key: keyHex }] },
     { replayCache: 0, distinctStamps: 0 },
   );
@@ -308,7 +308,8 @@ export async function nativeImage({ reference = false, part = 'image' }: { refer
   const swap: Plugin = {
     name: 'e4-reference-native-vault',
     resolveId: (id) => (id === NATIVE_CORE ? id : null),
-    load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8') : null),
+    // The reference vault's methods under their current names (seal/open then, sivEncrypt/sivDecrypt now).
+    load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8').replace(/\bseal: /g, 'sivEncrypt: ').replace(/\bopen: /g, 'sivDecrypt: ') : null),
   };
   const plugins = [swap, ...config.plugins.filter((p) => p.name !== 'e4-size-report')];
   const bundle = await rollup({ ...config, input: part === 'image' ? config.input : NATIVE_CORE, plugins });
@@ -335,9 +336,9 @@ function nativeHarness(sizes: number[], budgetMs: number): string {
     try {
       var pt = new Uint8Array(SIZES[i]);
       for (var j = 0; j < pt.length; j++) pt[j] = j & 255;
-      var sealed = vault.seal(key, ad, pt);
-      r.seal = rate(function () { vault.seal(key, ad, pt); });
-      r.open = rate(function () { vault.open(key, ad, sealed); });
+      var sealed = vault.sivEncrypt(key, ad, pt);
+      r.seal = rate(function () { vault.sivEncrypt(key, ad, pt); });
+      r.open = rate(function () { vault.sivDecrypt(key, ad, sealed); });
       sealed = undefined;
       if (c) {
         var msg = c.protect(topic, pt);

@@ -36,7 +36,7 @@ export const END = '@@E4END';
 export const HARNESS = `
 (function (CASES) {
   var out = typeof print === "function" ? print : function (s) { console.log(s); };
-  var H = E4.fromHex, X = E4.toHex, vault = E4.nobleVault();
+  var H = E4.fromHex, X = E4.toHex, vault = E4.vault();
   function fail(e) { return e && e.name === "E4Error" ? { code: e.code } : { error: String(e && e.message ? e.message : e) }; }
   function state(c) {
     var s = c.snapshot(), t = [];
@@ -49,9 +49,9 @@ export const HARNESS = `
       return { utf8: X(E4.utf8(a.text)), id: X(id), topic: E4.controlTopic(id), hash: X(E4.topicHash(vault, a.text)), sha3: X(vault.sha3(H(a.hex))) };
     },
     seal: function (a) {
-      var k = H(a.key), ad = H(a.ad), s = vault.seal(k, ad, H(a.pt)), bad = H(X(s)), o = vault.open(k, ad, s);
+      var k = H(a.key), ad = H(a.ad), s = vault.sivEncrypt(k, ad, H(a.pt)), bad = H(X(s)), o = vault.sivDecrypt(k, ad, s);
       bad[bad.length - 1] ^= 1;
-      return { sealed: X(s), opened: o && X(o), tampered: vault.open(k, ad, bad) };
+      return { sealed: X(s), opened: o && X(o), tampered: vault.sivDecrypt(k, ad, bad) };
     },
     siv: function (a) {
       if (!E4.aesBlock) throw new Error("the image exports no aesBlock");

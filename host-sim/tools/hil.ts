@@ -184,7 +184,7 @@ export function caseCode(hc: HilCase): string {
   const n = JSON.stringify(hc.name);
   if (hc.kind === 'aes_siv') {
     const c = hc.c;
-    return `(function(){var v=E4.vault();T(${n}+" seal",X(v.seal(H("${c.key}"),H("${c.ad}"),H("${c.plaintext}"))),"${c.output}");var p=v.open(H("${c.key}"),H("${c.ad}"),H("${c.output}"));T(${n}+" open",p?X(p):"null","${c.plaintext}");})();`;
+    return `(function(){var v=E4.vault();T(${n}+" seal",X(v.sivEncrypt(H("${c.key}"),H("${c.ad}"),H("${c.plaintext}"))),"${c.output}");var p=v.sivDecrypt(H("${c.key}"),H("${c.ad}"),H("${c.output}"));T(${n}+" open",p?X(p):"null","${c.plaintext}");})();`;
   }
   if (hc.kind === 'protect') {
     const c = hc.c;

@@ -28,7 +28,7 @@ const USAGE = `usage: npm run mqjs-memory -- [--image FILE] [--bytes N] [--json 
 export function roundTripScript(imageCode: string, bytes: number): string {
   return `${imageCode}
 (function () {
-  var v = E4.nobleVault(), k = new Uint8Array(32), pt = new Uint8Array(${bytes}), i;
+  var v = E4.vault(), k = new Uint8Array(32), pt = new Uint8Array(${bytes}), i;
   for (i = 0; i < 32; i++) k[i] = i + 1;
   for (i = 0; i < pt.length; i++) pt[i] = i & 255;
   var c = E4.create({ vault: v, store: E4.memoryStore() }, { id: E4.clientId(v, "mqjs"), key: k, topics: [{ topic: "m/t", key: k }] }, {});

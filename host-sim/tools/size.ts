@@ -2,9 +2,8 @@
 /**
  * `npm run size`: raw, minified and gzip bytes of every image in dist/ (dist/*.js and
  * dist/boards/*.js; a `.min.js` belongs to the image beside it), written to dist/size.json with the
- * SHA-256 of each file (host-sim/shared/image.ts checks images against it). An image without a
- * `.min.js` is minified here with the build's own settings to report its minified size.
- * The build writes the same report after every `npm run build`.
+ * SHA-256 of each file (host-sim/shared/image.ts checks images against it): the build's report
+ * (build/size-report.mjs), which the build also writes after every `npm run build`.
  *
  * Then the memory figures of the footprint table (host-sim/tools/figures.ts), each beside the
  * previous release's figure (budgets/baseline.json), its budget and goal (budgets/budget.json):
@@ -14,15 +13,13 @@
  * leaves its figures "not measured". `--check`: exit 1 when a figure is above its budget (or,
  * with CI set, was not measured).
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { minifyImage } from '../../build/minify.mjs';
+import { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport } from '../../build/size-report.mjs';
 import { engineIfPresent } from './engines.ts';
 import { measure } from './jerry-memory.ts';
 import { findTool } from '../../build/jerry-snapshot.mjs';
@@ -32,54 +29,8 @@ import { answerHelpOrVersion, isMain } from '../shared/cli.ts';
 import { puckMemory } from './puck-memory.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
-export const DIST = join(ROOT, 'dist');
-
-/** The portable image target (docs/image.md); reported, not enforced. */
-export const TARGET_MIN_BYTES = 20 * 1024;
-
-function fileInfo(file: string) {
-  const bytes = readFileSync(file);
-  return {
-    file: relative(DIST, file),
-    bytes: bytes.length,
-    gzip: gzipSync(bytes, { level: 9 }).length,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
-  };
-}
-
-/** Image files (readable ones) under dist/ and dist/boards/. */
-export function imageFiles(dist = DIST) {
-  const out = [];
-  for (const dir of [dist, join(dist, 'boards')]) {
-    if (!existsSync(dir)) continue;
-    for (const name of readdirSync(dir).sort()) {
-      if (name.endsWith('.js') && !name.endsWith('.min.js')) out.push(join(dir, name));
-    }
-  }
-  return out;
-}
-
-export async function sizeReport(dist = DIST) {
-  const images = [];
-  for (const file of imageFiles(dist)) {
-    const raw = fileInfo(file);
-    const minFile = file.replace(/\.js$/, '.min.js');
-    let min;
-    if (existsSync(minFile)) min = fileInfo(minFile);
-    else {
-      const code = Buffer.from(await minifyImage(readFileSync(file, 'utf8')));
-      min = { file: null, bytes: code.length, gzip: gzipSync(code, { level: 9 }).length, sha256: null };
-    }
-    images.push({ image: raw.file.replace(/\.js$/, ''), raw, min });
-  }
-  return { generated: new Date().toISOString(), targetMinBytes: TARGET_MIN_BYTES, images };
-}
-
-export async function writeSizeReport(dist = DIST) {
-  const report = await sizeReport(dist);
-  writeFileSync(join(dist, 'size.json'), JSON.stringify(report, null, 2) + '\n');
-  return report;
-}
+// The report itself (sizes and SHA-256 of every image) is the build's: build/size-report.mjs.
+export { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport };
 
 /** dist/size.json: bytes of each image, readable (`raw`) and minified (`min`, file null when
  * minified here only to be measured). */

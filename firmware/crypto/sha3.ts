@@ -1,13 +1,13 @@
 /**
- * What `@noble/hashes/sha3.js` becomes inside an ES5 image (rollup.config.mjs substitutes it):
- * `sha3_256` as a FIPS-202 sponge around noble's own Keccak-f[1600] permutation `keccakP`
- * (imported from the real module, whose BigInt round constants the build computes ahead of time;
- * see build/deps.mjs). noble's hasher wrapper (`createHasher`) is left out: it needs
- * Object.assign on a function and Object.freeze, which Espruino lacks.
+ * SHA3-256 (FIPS 202) for topic names and client ids: a sponge around noble's Keccak-f[1600]
+ * permutation `keccakP` (@noble/hashes, audited). In an image that module's BigInt round
+ * constants are literals computed at build time, and two ES2015 calls of its utils are replaced
+ * (the pinned rewrites of build/deps.mjs). noble's hasher wrapper (`createHasher`) is left out:
+ * it needs Object.assign on a function and Object.freeze, which Espruino lacks.
  */
 import { keccakP } from '@noble/hashes/sha3.js';
 
-/** SHA3-256: rate 136 bytes, domain suffix 0x06, pad10*1. Little-endian hosts only, as noble's
+/** SHA3-256 (FIPS 202 §6.1: rate 136 bytes, domain suffix 0x06, pad10*1). Little-endian hosts only, as noble's
  * state layout assumes (every target engine is little-endian). */
 export function sha3_256(msg: Uint8Array): Uint8Array {
   if (!(msg instanceof Uint8Array)) throw new TypeError('"msg" expected Uint8Array');

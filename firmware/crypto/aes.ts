@@ -1,5 +1,6 @@
 /**
- * A compact AES encryption block (FIPS-197; 128-, 192- and 256-bit keys) for the ES5 images.
+ * A compact AES encryption block (FIPS-197; 128-, 192- and 256-bit keys): the AES of every image
+ * without native AES (the portable vault, portable-vault.ts) and of RFC 5297 conformance.
  *
  * noble's AES builds ~640 KB of lookup tables when it loads; this one builds the S-box and
  * one 256-entry round table (1.25 KB) and gets the other three by rotating its words inline.
@@ -10,7 +11,7 @@
  * ES5 only (no typed-array fill/slice/from), and every function is declared before the code
  * that runs at load uses it (Espruino has no var hoisting).
  */
-import type { AesBlock } from '../../firmware/hal';
+import type { AesBlock } from '../hal';
 
 var SBOX = new Uint8Array(256);
 /** T[x] = (2·S[x], S[x], S[x], 3·S[x]) as a big-endian word: SubBytes and MixColumns at once. */

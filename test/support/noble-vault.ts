@@ -1,16 +1,17 @@
 /**
- * The portable vault: AES-SIV and SHA3-256 from @noble/ciphers and @noble/hashes (audited,
- * dependency-free). The image build lowers them to ES5 (see rollup.config.mjs).
+ * The reference vault of the host tests: AES-SIV and SHA3-256 straight from @noble/ciphers and
+ * @noble/hashes (audited, dependency-free), so that the firmware's vaults (portable, native AES,
+ * generic SIV) are checked against an implementation that is not theirs.
  */
 import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
-import type { Vault } from '../hal';
-import { concatBytes, wipe } from '../bytes';
-import { E4Error, INTERNAL } from '../errors';
+import type { Vault } from '../../firmware/hal';
+import { concatBytes, wipe } from '../../firmware/bytes';
+import { E4Error, INTERNAL } from '../../firmware/errors';
 
 export function nobleVault(): Vault {
   return {
-    seal: function (key, ad, plaintext) {
+    sivEncrypt: function (key, ad, plaintext) {
       // SIV key = key | key (docs/protocol.md, "Protected message").
       var sivKey = concatBytes(key, key);
       try {
@@ -19,7 +20,7 @@ export function nobleVault(): Vault {
         wipe(sivKey);
       }
     },
-    open: function (key, ad, sealed) {
+    sivDecrypt: function (key, ad, sealed) {
       if (sealed.length < 16) return null;
       var sivKey = concatBytes(key, key);
       try {

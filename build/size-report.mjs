@@ -1,0 +1,63 @@
+/**
+ * dist/size.json: raw, minified and gzip bytes and the SHA-256 of every image in dist/ (dist/*.js
+ * and dist/boards/*.js; a `.min.js` belongs to the image beside it). The build writes it once
+ * every image is out (rollup.config.mjs); host-sim/image.mjs checks images against the hashes;
+ * `npm run size` (host-sim/tools/size.mjs) prints and rewrites it. An image without a `.min.js`
+ * is minified here with the build's own settings to report its minified size.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { root } from './es5.mjs';
+import { minifyImage } from './minify.mjs';
+
+export const DIST = join(root, 'dist');
+
+/** The portable image target (docs/image.md); reported, not enforced. */
+export const TARGET_MIN_BYTES = 20 * 1024;
+
+function fileInfo(file) {
+  const bytes = readFileSync(file);
+  return {
+    file: relative(DIST, file),
+    bytes: bytes.length,
+    gzip: gzipSync(bytes, { level: 9 }).length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
+}
+
+/** Image files (readable ones) under dist/ and dist/boards/. */
+export function imageFiles(dist = DIST) {
+  const out = [];
+  for (const dir of [dist, join(dist, 'boards')]) {
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir).sort()) {
+      if (name.endsWith('.js') && !name.endsWith('.min.js')) out.push(join(dir, name));
+    }
+  }
+  return out;
+}
+
+export async function sizeReport(dist = DIST) {
+  const images = [];
+  for (const file of imageFiles(dist)) {
+    const raw = fileInfo(file);
+    const minFile = file.replace(/\.js$/, '.min.js');
+    let min;
+    if (existsSync(minFile)) min = fileInfo(minFile);
+    else {
+      const code = Buffer.from(await minifyImage(readFileSync(file, 'utf8')));
+      min = { file: null, bytes: code.length, gzip: gzipSync(code, { level: 9 }).length, sha256: null };
+    }
+    images.push({ image: raw.file.replace(/\.js$/, ''), raw, min });
+  }
+  return { generated: new Date().toISOString(), targetMinBytes: TARGET_MIN_BYTES, images };
+}
+
+export async function writeSizeReport(dist = DIST) {
+  const report = await sizeReport(dist);
+  writeFileSync(join(dist, 'size.json'), JSON.stringify(report, null, 2) + '\n');
+  return report;
+}
+
