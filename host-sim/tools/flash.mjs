@@ -9,7 +9,9 @@
  *            transport); the image moves the keys into its flash store at first boot and
  *            rewrites this file without them
  *   .boot0   `eval(require("Storage").read("e4.js"))`: runs the image at every boot
- *   MQTT     Espruino's MQTT module (ESP32 with an MQTT transport), from --modules
+ *   MQTT     the MQTT module (ESP32 with an MQTT transport): the project's own
+ *            (boards/espruino/modules/MQTT.js), or Espruino's from --modules
+ *   .bootcde the application, from --app (optional)
  * The old flash store (e4s0/e4s1) is erased and Storage compacted, so the board is provisioned
  * afresh from the configuration; --keep-state keeps the stored state (and keys) and writes the
  * configuration without keys (an image or settings update). Every file is verified by CRC-32 on
@@ -29,6 +31,8 @@ export const IMAGE_FILE = 'e4.js';
 export const CONFIG_FILE = 'e4.json';
 export const STORE_FILES = ['e4s0', 'e4s1'];
 export const BOOT_CODE = 'eval(require("Storage").read("e4.js"));';
+/** Where --app puts the user's application: Espruino runs it after the .boot0..3 files. */
+export const APP_FILE = '.bootcde';
 
 export const USAGE = `usage: npm run flash -- --board <board> --port <port> --device <device.json> [options]
 
@@ -43,7 +47,10 @@ export const USAGE = `usage: npm run flash -- --board <board> --port <port> --de
   --erase-all  erase the whole Storage first (a board dedicated to E4: the image then sits
                at the start of Storage, where compaction never moves it)
   --boot-file  Storage file that starts the image at boot (default .boot0)
-  --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT; default ./modules)
+  --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT): Espruino's module
+               instead of the project's own (boards/espruino/modules/MQTT.js, the default)
+  --app        your application (a .js file), written as .bootcde: it runs after the image
+               and finds the runtime in E4.device() (examples/)
   --baud, -b   serial baud rate (default 9600, the tool's default)
   --full       upload the readable image instead of the minified one
   --timeout    seconds to wait for the board (default 300)
@@ -63,6 +70,7 @@ const ARGS = {
   'erase-all': 'boolean',
   'boot-file': 'string',
   modules: 'string',
+  app: 'string',
   baud: 'number',
   full: 'boolean',
   timeout: 'number',
@@ -165,14 +173,18 @@ export function checkRunnable(board, cfg, where) {
   // boards without SHA-3 (nRF52) get them all.
 }
 
-/** The MQTT module's source for the ESP32 image. */
+/** The project's own MQTT 3.1.1 client for Espruino (the default `MQTT` Storage file). */
+export const OWN_MQTT_MODULE = join(ROOT, 'boards', 'espruino', 'modules', 'MQTT.js');
+
+/** The MQTT module's source for the ESP32 image: Espruino's from --modules DIR, else the project's. */
 function mqttModule(dir) {
+  if (dir === null) return readFileSync(OWN_MQTT_MODULE, 'latin1');
   for (const f of ['MQTT.min.js', 'MQTT.js']) {
     const p = join(dir, f);
     if (existsSync(p)) return readFileSync(p, 'latin1');
   }
   throw new UsageError(
-    `the ESP32 MQTT transport needs Espruino's MQTT module: put MQTT.min.js (https://www.espruino.com/modules/MQTT.min.js) in ${dir} or name the directory with --modules`,
+    `--modules ${dir} holds no MQTT.min.js or MQTT.js (Espruino's MQTT module, https://www.espruino.com/modules/MQTT.min.js); without --modules the project's own is flashed`,
   );
 }
 
@@ -216,10 +228,11 @@ export const TEMP_SUFFIX = '~';
  * the new state is complete. Storage.compact() then erases the old store's and configuration's
  * bytes. --erase-all is the exception: it wipes everything first, on purpose.
  */
-export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, start = true }) {
+export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, app = null, start = true }) {
   const temp = [];
   if (config) temp.push({ name: CONFIG_FILE, data: JSON.stringify(config) });
   if (mqtt !== null) temp.push({ name: 'MQTT', data: mqtt });
+  if (app !== null) temp.push({ name: APP_FILE, data: app });
   const bootFor = (slot) => `eval(require("Storage").read(${JSON.stringify(slot)}));`;
   const q = JSON.stringify;
   const lines = [
@@ -341,9 +354,18 @@ export function prepare(opts) {
   if (!existsSync(imageFile)) throw new Error(`${imageFile} not found: run npm run build`);
   const image = readFileSync(imageFile, 'latin1');
   let mqtt = null;
-  if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt) mqtt = mqttModule(resolve(opts.modules || 'modules'));
+  if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt) mqtt = mqttModule(opts.modules ? resolve(opts.modules) : null);
+  let app = null;
+  if (opts.app) {
+    try {
+      app = readFileSync(resolve(opts.app), 'latin1');
+    } catch (e) {
+      throw new UsageError(`--app ${opts.app}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    }
+    if (bootFile === APP_FILE) throw new UsageError('--app is written as .bootcde: choose another --boot-file');
+  }
   if (opts['erase-all'] && opts['keep-state']) throw new UsageError('--erase-all and --keep-state exclude each other');
-  return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, start: opts.start !== false });
+  return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, app, start: opts.start !== false });
 }
 
 /** Board output that says the runtime's state after boot: `E4BOOT {...}` (E4.status() without

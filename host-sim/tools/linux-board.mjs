@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * `node host-sim/tools/linux-board.mjs --engine espruino32-2630 [--flash-dir DIR] -- COMMAND...`
+ * `node host-sim/tools/linux-board.mjs --engine espruino32-2630 [--flash-dir DIR] [--broker aedes|mosquitto] -- COMMAND...`
  *
  * Runs the Linux build of Espruino as a board, for the flash and hil tools: the interpreter
  * serves its console with `--telnet` on TCP port 2323 of every interface, so it is started in a
  * private network namespace of its own (`unshare -n`, only loopback up there), one at a time, and
  * COMMAND runs in the same namespace against `tcp://127.0.0.1:2323` (given to it in
  * $E4_BOARD_PORT). The board's flash (`espruino.flash`) lives in --flash-dir (default: a temporary
- * folder, removed afterwards). Exits with COMMAND's status; 2 on a usage error, 3 when the
+ * folder, removed afterwards). --broker starts an MQTT broker in the same namespace, on
+ * 127.0.0.1:1883 (the project's aedes, or Debian's mosquitto), for boards that speak MQTT and the
+ * host tools that talk to them ($E4_BROKER_URL). Exits with COMMAND's status; 2 on a usage error, 3 when the
  * interpreter or the namespace cannot be had (the message says why).
  *
  * Needs `unshare` and `ip` (util-linux, iproute2) and the right to make a network namespace (root,
@@ -21,10 +23,13 @@ import { resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINES, engineIfPresent, absentReason } from './engines.mjs';
 import { packageVersion, useCallerFolder } from '../cli.mjs';
+import { BROKER_KINDS, startBroker } from '../broker.mjs';
 
 export const TELNET_PORT = 2323;
-const USAGE = `usage: node host-sim/tools/linux-board.mjs --engine NAME [--flash-dir DIR] -- COMMAND...
-  NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}`;
+export const BROKER_PORT = 1883;
+const USAGE = `usage: node host-sim/tools/linux-board.mjs --engine NAME [--flash-dir DIR] [--broker KIND] -- COMMAND...
+  NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}
+  KIND  ${BROKER_KINDS.join(', ')}: an MQTT broker on 127.0.0.1:${BROKER_PORT} beside the board ($E4_BROKER_URL)`;
 const INSIDE = 'E4_LINUX_BOARD_NETNS';
 
 function fail(code, message) {
@@ -33,7 +38,7 @@ function fail(code, message) {
 }
 
 function parse(argv) {
-  const o = { engine: null, flashDir: null, command: [] };
+  const o = { engine: null, flashDir: null, broker: null, command: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -48,9 +53,10 @@ function parse(argv) {
       console.log(packageVersion());
       process.exit(0);
     }
-    if (a === '--engine' || a === '--flash-dir') {
+    if (a === '--engine' || a === '--flash-dir' || a === '--broker') {
       if (argv[i + 1] === undefined) fail(2, `${a} needs a value (${USAGE.split('\n')[0]})`);
       if (a === '--engine') o.engine = argv[++i];
+      else if (a === '--broker') o.broker = argv[++i];
       else o.flashDir = resolve(argv[++i]);
       continue;
     }
@@ -58,6 +64,7 @@ function parse(argv) {
   }
   if (!o.engine) fail(2, '--engine is required (--help for usage)');
   if (!ENGINES[o.engine] || ENGINES[o.engine].kind !== 'espruino') fail(2, `--engine ${o.engine} is not an Espruino build (--help for usage)`);
+  if (o.broker !== null && !BROKER_KINDS.includes(o.broker)) fail(2, `--broker ${o.broker}: expected ${BROKER_KINDS.join(' or ')} (--help for usage)`);
   if (!o.command.length) fail(2, 'no command given after -- (--help for usage)');
   return o;
 }
@@ -105,9 +112,27 @@ async function inside(o) {
     stop();
     fail(3, `${o.engine} did not serve its console: ${e.message}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`);
   }
-  const cmd = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env: { ...process.env, E4_BOARD_PORT: `tcp://127.0.0.1:${TELNET_PORT}` } });
+  let broker = null;
+  if (o.broker) {
+    try {
+      broker = await startBroker({ kind: o.broker, host: '127.0.0.1', port: BROKER_PORT });
+    } catch (e) {
+      stop();
+      fail(3, `no ${o.broker} broker: ${e.message}`);
+    }
+  }
+  const env = { ...process.env, E4_BOARD_PORT: `tcp://127.0.0.1:${TELNET_PORT}` };
+  if (broker) env.E4_BROKER_URL = broker.url;
+  // Its own process group: what it leaves running in the background ends with it.
+  const cmd = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env, detached: true });
   const code = await new Promise((r) => cmd.on('exit', (c, s) => r(c === null ? 128 + (s === 'SIGKILL' ? 9 : 15) : c)));
+  try {
+    process.kill(-cmd.pid, 'SIGKILL');
+  } catch {
+    // nothing left in the group
+  }
   stop();
+  if (broker) await broker.close();
   process.exit(code);
 }
 
