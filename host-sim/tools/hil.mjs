@@ -25,6 +25,7 @@ import { aessiv } from '@noble/ciphers/aes.js';
 import { ESPRUINO_BOARDS, flash, sha3_16 } from './flash.mjs';
 import { parseArgs, portKind, ROOT, runEspruino, tagged, UsageError } from './espruino-cli.mjs';
 import { packageVersion, runIfMain } from '../cli.mjs';
+import { runExample } from './hil-example.mjs';
 
 export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
 
@@ -46,13 +47,19 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
   --state      folder for the run's state (the test identity, kept for --no-flash reruns;
                default: e4-hil in the system's temporary folder)
   --timeout    seconds per espruino tool run (default 300)
+  --example    NAME of examples/: flash it as the board's application with a throwaway
+               identity and check, through a broker, that its readings arrive protected and
+               decrypt, and that it receives a message protected for it (instead of the tests
+               above; host-sim/tools/hil-example.mjs)
+  --broker     with --example: the MQTT broker URL (default: aedes started on loopback; an
+               ESP32 on Wi-Fi needs one it can reach, and E4_WIFI_SSID / E4_WIFI_PASSWORD)
   --verbose    show the espruino tool's output
   --version    the package's version
 
 The board's Storage is rewritten (image, configuration, store): do not run this on a
 provisioned device.`;
 
-const ARGS = { board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' };
+const ARGS = { example: 'string', broker: 'string', board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' };
 
 /** Case data per upload where the board's free RAM is smaller than the default needs (measured
  * on the 2,630-variable Linux Espruino: 1,200 bytes runs it out of memory, 500 passes). */
@@ -219,7 +226,7 @@ setTimeout(MZ,10);
 }
 
 /** Results of one run: counts pass/fail lines and keeps failures for the report. */
-class Tally {
+export class Tally {
   constructor(log) {
     this.passed = 0;
     this.failed = 0;
@@ -240,6 +247,12 @@ export async function hil(opts, log = (m) => console.log(m)) {
   if (!opts.board) throw new UsageError('--board is required');
   if (!ESPRUINO_BOARDS.includes(opts.board)) throw new UsageError(`--board ${JSON.stringify(opts.board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
   portKind(opts.port);
+  if (opts.example) {
+    const t = new Tally(log);
+    await runExample(opts, t, { protect, open }, log);
+    return { passed: t.passed, failed: t.failed, failures: t.failures };
+  }
+  if (opts.broker) throw new UsageError('--broker goes with --example');
   const timeoutMs = (opts.timeout || 300) * 1000;
   // A failed run (timeout, lost connection) fails the checks that needed it, not the whole run.
   const run = (o) =>
