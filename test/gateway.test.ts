@@ -206,7 +206,9 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
 
   it('rejects wrong arguments with exit code 2', () => {
     expect(() => parseGatewayArgs([])).toThrow(/--broker is required/);
-    expect(() => parseGatewayArgs(['--broker', 'mqtt://127.0.0.1:1'])).toThrow(/--serial PATH or --listen/);
+    expect(() => parseGatewayArgs(['--broker', 'mqtt://127.0.0.1:1'])).toThrow(/--serial PATH, --listen HOST:PORT or --connect tcp:\/\/HOST:PORT/);
+    expect(() => parseGatewayArgs(['--broker', 'x', '--connect', '127.0.0.1:2323'])).toThrow(/--connect takes tcp:\/\/HOST:PORT/);
+    expect(parseGatewayArgs(['--broker', 'x', '--connect', 'tcp://127.0.0.1:2323']).connect).toEqual([{ host: '127.0.0.1', port: 2323 }]);
     expect(() => parseGatewayArgs(['--broker', 'x', '--listen', 'nope'])).toThrow(/HOST:PORT/);
     expect(() => parseGatewayArgs(['--broker', 'x', '--baud', '-3', '--serial', 'p'])).toThrow(/--baud/);
     const r = spawnSync(process.execPath, [...TS_NODE, GATEWAY, '--frobnicate'], { encoding: 'utf8' });

@@ -21,6 +21,7 @@ import { ACK, encodeFrame, frameDecoder, HELLO, PUBLISH, SUBSCRIBE } from '../..
 import type { Transport, TransportSink } from '../shared/runtime';
 
 declare var Bluetooth: any;
+declare var Telnet: any;
 declare var Serial1: any;
 declare var LoopbackA: any;
 declare var NRF: any;
@@ -118,11 +119,16 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
   var link: LinkTransport = {
     start: function (s) {
       sink = s;
-      if (typeof NRF === 'undefined') {
+      var nrf = typeof NRF !== 'undefined';
+      // The Linux build has no Bluetooth: its telnet console (--telnet) stands in for the BLE
+      // UART console, and the gateway dials it (gateway --connect).
+      if (ble && !nrf && typeof Telnet !== 'undefined') port = Telnet;
+      else if (!nrf) {
         log('error', 'link: no Bluetooth/Serial1 on this board');
         return;
       }
       if (ble) {
+        if (!nrf) return;
         port = Bluetooth;
         NRF.on('disconnect', function () {
           decoder.reset();
@@ -146,8 +152,8 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
       if (!ble || !port) return;
       LoopbackA.setConsole();
       decoder.reset();
-      Bluetooth.removeAllListeners('data');
-      Bluetooth.on('data', decoder.push);
+      port.removeAllListeners('data');
+      port.on('data', decoder.push);
       hello();
     },
     subscribe: function (topic) {

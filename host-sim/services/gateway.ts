@@ -15,6 +15,7 @@
  * As a command:
  *   node host-sim/services/gateway.ts --broker URL --serial /dev/ttyACM0 [--baud 115200] [--console-line] [--image FILE]
  *   node host-sim/services/gateway.ts --broker URL --listen 127.0.0.1:7000    (byte-stream links over TCP)
+ *   node host-sim/services/gateway.ts --broker URL --connect tcp://127.0.0.1:2323  (an Espruino console over TCP)
  */
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
@@ -24,7 +25,7 @@ import type { Frame, FrameDecoder } from '../../firmware/link/frame.ts';
 import { LINK_IMAGE } from '../shared/image.ts';
 import { linkCodec, type ByteStream, type LinkCodec } from './link.ts';
 import { MqttTransport, mqttClientId, topicMatches } from '../shared/mqtt-transport.ts';
-import { packageVersion, runIfMain, stopOnSignal } from '../shared/cli.ts';
+import { packageVersion, runIfMain, stopOnSignal, useCallerFolder } from '../shared/cli.ts';
 import { bleUartLinks, loadNoble } from './ble-uart.ts';
 
 type QoS = NonNullable<IClientPublishOptions['qos']>;
@@ -361,13 +362,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
 // --- command line ----------------------------------------------------------------------------
 
-const USAGE = `usage: node host-sim/services/gateway.ts --broker URL (--ble ADDRESS | --serial PATH [--baud N] | --listen HOST:PORT) [--console-line] [--image FILE]
+const USAGE = `usage: node host-sim/services/gateway.ts --broker URL (--ble ADDRESS | --serial PATH [--baud N] | --listen HOST:PORT | --connect tcp://HOST:PORT) [--console-line] [--image FILE]
   --broker URL        the MQTT broker, mqtt://host:port
   --ble ADDRESS       a Puck.js-class device over Bluetooth LE UART (repeatable): connected when
                       seen, again after every disconnect (back-off 1 s to 30 s); docs/gateway-ble.md
   --serial PATH       a device's serial port (repeatable; needs the "serialport" package)
   --baud N            serial speed (default 115200)
   --listen HOST:PORT  accept byte-stream links over TCP (one device per connection)
+  --connect tcp://HOST:PORT
+                      dial an Espruino console over TCP (repeatable; e.g. the Linux build's
+                      --telnet console), send "E4.gateway()" on it, dial again when it ends
   --console-line      first send "E4.gateway()" on each link (an Espruino console, e.g. a BLE UART bridge)
   --image FILE        the image whose frame codec to use (default dist/link.js)
   --version           print the version`;
@@ -379,6 +383,7 @@ export interface GatewayArgs {
   ble: string[];
   baud: number;
   listen?: { host: string; port: number };
+  connect: { host: string; port: number }[];
   consoleLine?: string;
   image?: string;
   help?: boolean;
@@ -403,7 +408,7 @@ function isSerialPortModule(m: unknown): m is SerialPortModule {
 }
 
 export function parseGatewayArgs(argv: string[]): GatewayArgs {
-  const o: GatewayArgs = { serial: [], ble: [], baud: 115200 };
+  const o: GatewayArgs = { serial: [], ble: [], connect: [], baud: 115200 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -425,17 +430,46 @@ export function parseGatewayArgs(argv: string[]): GatewayArgs {
       const m = /^(.*):(\d+)$/.exec(val());
       if (!m || Number(m[2]) > 65535) throw new Error('--listen takes HOST:PORT');
       o.listen = { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+    } else if (a === '--connect') {
+      const m = /^tcp:\/\/([^:/\s]+):(\d+)\/?$/.exec(val());
+      if (!m || Number(m[2]) > 65535) throw new Error('--connect takes tcp://HOST:PORT');
+      o.connect.push({ host: m[1], port: Number(m[2]) });
     } else if (a === '--image') o.image = val();
     else if (a === '-h' || a === '--help') o.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (o.help || o.version) return o;
   if (!o.broker) throw new Error('--broker is required');
-  if (!o.serial.length && !o.listen && !o.ble.length) throw new Error('give --ble ADDRESS, --serial PATH or --listen HOST:PORT');
+  if (!o.serial.length && !o.listen && !o.ble.length && !o.connect.length) throw new Error('give --ble ADDRESS, --serial PATH, --listen HOST:PORT or --connect tcp://HOST:PORT');
   return o;
 }
 
+/** Keeps a link to an Espruino console over TCP: dials it, switches it to frames with
+ * E4.gateway() (it is a console, as BLE UART is), and dials again after it ends (1 s, doubling up
+ * to 30 s while it fails). */
+function dialConsole(gw: Gateway, { host, port }: { host: string; port: number }, say: (line: string) => void): void {
+  const name = `tcp://${host}:${port}`;
+  let wait = 1000;
+  const dial = () => {
+    const sock = net.connect(port, host);
+    sock.once('connect', () => {
+      wait = 1000;
+      say(`${name}: connected`);
+      gw.attach(sock, { name, consoleLine: 'E4.gateway()' });
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => say(`${name}: ${e.code === 'ECONNREFUSED' ? 'connection refused' : e.message}`));
+    sock.once('close', () => {
+      say(`${name}: closed, dialling again in ${wait / 1000} s`);
+      setTimeout(dial, wait).unref();
+      wait = Math.min(wait * 2, 30000);
+    });
+  };
+  dial();
+}
+
 async function main(argv: string[]): Promise<void> {
+  // Under `npm run gateway` relative paths on the command line are the caller's (INIT_CWD).
+  useCallerFolder('gateway');
   let o: GatewayArgs;
   try {
     o = parseGatewayArgs(argv);
@@ -485,6 +519,7 @@ async function main(argv: string[]): Promise<void> {
     const addr = server.address() as AddressInfo; // a TCP listener: never a pipe name
     process.stdout.write(`listening tcp://${addr.address}:${addr.port}\n`);
   }
+  for (const c of o.connect) dialConsole(gw, c, say);
   say(`bridging to ${o.broker}`);
   stopOnSignal(() => gw.stop());
 }

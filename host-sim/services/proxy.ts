@@ -32,7 +32,7 @@ import { readDeviceConfig } from '../shared/device-config.ts';
 import { flashStore, systemTime } from '../shared/hal.ts';
 import { loadImage } from '../shared/image.ts';
 import { MqttTransport, mqttClientId, topicMatches } from '../shared/mqtt-transport.ts';
-import { packageVersion, runIfMain, stopOnSignal } from '../shared/cli.ts';
+import { packageVersion, runIfMain, stopOnSignal, useCallerFolder } from '../shared/cli.ts';
 
 const ECHO_MEMORY = 1024;
 
@@ -317,6 +317,8 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // Under `npm run proxy` relative paths on the command line are the caller's (INIT_CWD).
+  useCallerFolder('proxy');
   let o: ProxyArgs;
   try {
     o = parseProxyArgs(argv);

@@ -17,6 +17,8 @@ export const IMAGE_FILE = 'e4.js';
 export const CONFIG_FILE = 'e4.json';
 export const STORE_FILES = ['e4s0', 'e4s1'];
 export const BOOT_CODE = 'eval(require("Storage").read("e4.js"));';
+/** Where --app puts the user's application: Espruino runs it after the .boot0..3 files. */
+export const APP_FILE = '.bootcde';
 
 
 const HEX = (n: number) => new RegExp(`^[0-9a-fA-F]{${2 * n}}$`);
@@ -180,6 +182,8 @@ export interface UploadOptions {
   bootFile?: string;
   /** The MQTT module's source to install as `MQTT` (ESP32), or null. */
   mqtt?: string | null;
+  /** The application's source to install as `.bootcde` (flash --app), or null. */
+  app?: string | null;
   /** Restart the board (load()) when done (default true). */
   start?: boolean;
 }
@@ -233,10 +237,11 @@ export interface FlashVerification {
  * the new state is complete. Storage.compact() then erases the old store's and configuration's
  * bytes. --erase-all is the exception: it wipes everything first, on purpose.
  */
-export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, start = true }: UploadOptions): UploadScript {
+export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, app = null, start = true }: UploadOptions): UploadScript {
   const temp: { name: string; data: string }[] = [];
   if (config) temp.push({ name: CONFIG_FILE, data: JSON.stringify(config) });
   if (mqtt !== null) temp.push({ name: 'MQTT', data: mqtt });
+  if (app !== null) temp.push({ name: APP_FILE, data: app });
   const bootFor = (slot: string) => `eval(require("Storage").read(${JSON.stringify(slot)}));`;
   const q = JSON.stringify;
   const lines = [

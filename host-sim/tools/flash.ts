@@ -9,7 +9,9 @@
  *            transport); the image moves the keys into its flash store at first boot and
  *            rewrites this file without them
  *   .boot0   `eval(require("Storage").read("e4.js"))`: runs the image at every boot
- *   MQTT     Espruino's MQTT module (ESP32 with an MQTT transport), from --modules
+ *   MQTT     the MQTT module (ESP32 with an MQTT transport): the project's own
+ *            (boards/espruino/modules/MQTT.js), or Espruino's from --modules
+ *   .bootcde the application, from --app (optional)
  * The old flash store (e4s0/e4s1) is erased and Storage compacted, so the board is provisioned
  * afresh from the configuration; --keep-state keeps the stored state (and keys) and writes the
  * configuration without keys (an image or settings update). Every file is verified by CRC-32 on
@@ -22,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, portKind, ROOT, runEspruino } from './espruino-cli.ts';
 import type { ParsedArgs } from './espruino-cli.ts';
 import { packageVersion, runIfMain, useCallerFolder, UsageError } from '../shared/cli.ts';
-import { checkRunnable, deviceConfigFor, ESPRUINO_BOARDS, tagged, uploadScript, verifyFlash } from '../shared/flash-files.ts';
+import { APP_FILE, checkRunnable, deviceConfigFor, ESPRUINO_BOARDS, tagged, uploadScript, verifyFlash } from '../shared/flash-files.ts';
 
 export const USAGE = `usage: npm run flash -- --board <board> --port <port> --device <device.json> [options]
 
@@ -37,7 +39,10 @@ export const USAGE = `usage: npm run flash -- --board <board> --port <port> --de
   --erase-all  erase the whole Storage first (a board dedicated to E4: the image then sits
                at the start of Storage, where compaction never moves it)
   --boot-file  Storage file that starts the image at boot (default .boot0)
-  --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT; default ./modules)
+  --modules    directory holding MQTT.min.js or MQTT.js (ESP32 with MQTT): Espruino's module
+               instead of the project's own (boards/espruino/modules/MQTT.js, the default)
+  --app        your application (a .js file), written as .bootcde: it runs after the image
+               and finds the runtime in E4.device() (examples/)
   --baud, -b   serial baud rate (default 9600, the tool's default)
   --full       upload the readable image instead of the minified one
   --timeout    seconds to wait for the board (default 300)
@@ -57,6 +62,7 @@ const ARGS = {
   'erase-all': 'boolean',
   'boot-file': 'string',
   modules: 'string',
+  app: 'string',
   baud: 'number',
   full: 'boolean',
   timeout: 'number',
@@ -95,14 +101,18 @@ export interface FlashResult {
   lines: string[];
 }
 
-/** The MQTT module's source for the ESP32 image. */
-function mqttModule(dir: string) {
+/** The project's own MQTT 3.1.1 client for Espruino (the default `MQTT` Storage file). */
+export const OWN_MQTT_MODULE = join(ROOT, 'boards', 'espruino', 'modules', 'MQTT.js');
+
+/** The MQTT module's source for the ESP32 image: Espruino's from --modules DIR, else the project's. */
+function mqttModule(dir: string | null): string {
+  if (dir === null) return readFileSync(OWN_MQTT_MODULE, 'latin1');
   for (const f of ['MQTT.min.js', 'MQTT.js']) {
     const p = join(dir, f);
     if (existsSync(p)) return readFileSync(p, 'latin1');
   }
   throw new UsageError(
-    `the ESP32 MQTT transport needs Espruino's MQTT module: put MQTT.min.js (https://www.espruino.com/modules/MQTT.min.js) in ${dir} or name the directory with --modules`,
+    `--modules ${dir} holds no MQTT.min.js or MQTT.js (Espruino's MQTT module, https://www.espruino.com/modules/MQTT.min.js); without --modules the project's own is flashed`,
   );
 }
 
@@ -132,9 +142,19 @@ export function prepare(opts: FlashOptions): FlashUpload {
   if (!existsSync(imageFile)) throw new Error(`${imageFile} not found: run npm run build`);
   const image = readFileSync(imageFile, 'latin1');
   let mqtt = null;
-  if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt) mqtt = mqttModule(resolve(opts.modules || 'modules'));
+  if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt) mqtt = mqttModule(opts.modules ? resolve(opts.modules) : null);
+  let app: string | null = null;
+  if (opts.app) {
+    try {
+      app = readFileSync(resolve(opts.app), 'latin1');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new UsageError(`--app ${opts.app}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    }
+    if (bootFile === APP_FILE) throw new UsageError('--app is written as .bootcde: choose another --boot-file');
+  }
   if (opts['erase-all'] && opts['keep-state']) throw new UsageError('--erase-all and --keep-state exclude each other');
-  return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, start: opts.start !== false });
+  return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, app, start: opts.start !== false });
 }
 
 /** Board output that says the runtime's state after boot: `E4BOOT {...}` (E4.status() without

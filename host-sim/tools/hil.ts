@@ -30,6 +30,7 @@ import type { AesSivVector, CommandVector, ProtectVector, SkVectors, UnprotectVe
 import type { DeviceFile } from '../../boards/espruino/boot.ts';
 import { ESPRUINO_BOARDS, sha3_16, tagged } from '../shared/flash-files.ts';
 import { packageVersion, runIfMain, UsageError } from '../shared/cli.ts';
+import { runExample } from './hil-example.ts';
 
 export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
 
@@ -51,13 +52,19 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
   --state      folder for the run's state (the test identity, kept for --no-flash reruns;
                default: e4-hil in the system's temporary folder)
   --timeout    seconds per espruino tool run (default 300)
+  --example    NAME of examples/: flash it as the board's application with a throwaway
+               identity and check, through a broker, that its readings arrive protected and
+               decrypt, and that it receives a message protected for it (instead of the tests
+               above; host-sim/tools/hil-example.ts)
+  --broker     with --example: the MQTT broker URL (default: aedes started on loopback; an
+               ESP32 on Wi-Fi needs one it can reach, and E4_WIFI_SSID / E4_WIFI_PASSWORD)
   --verbose    show the espruino tool's output
   --version    the package's version
 
 The board's Storage is rewritten (image, configuration, store): do not run this on a
 provisioned device.`;
 
-const ARGS = { board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' } as const;
+const ARGS = { example: 'string', broker: 'string', board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' } as const;
 
 /** The options of a run, as on the command line. */
 export type HilOptions = ParsedArgs<typeof ARGS>;
@@ -305,7 +312,7 @@ export function isMemReport(v: unknown): v is MemReport {
 }
 
 /** Results of one run: counts pass/fail lines and keeps failures for the report. */
-class Tally {
+export class Tally {
   passed: number;
   failed: number;
   failures: string[];
@@ -333,6 +340,12 @@ export async function hil(opts: HilOptions, log = (m: string) => console.log(m))
   const port = opts.port;
   portKind(port);
   if (port === undefined) throw new UsageError('--port is required'); // portKind() checked it already
+  if (opts.example) {
+    const t = new Tally(log);
+    await runExample(opts, t, { protect, open }, log);
+    return { passed: t.passed, failed: t.failed, failures: t.failures, memory: null, timing: null };
+  }
+  if (opts.broker) throw new UsageError('--broker goes with --example');
   const timeoutMs = (opts.timeout || 300) * 1000;
   // A failed run (timeout, lost connection) fails the checks that needed it, not the whole run.
   const run = (o: Omit<EspruinoRun, 'port'>): Promise<Pick<EspruinoResult, 'lines' | 'code'>> =>

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * `node host-sim/tools/linux-board.ts --engine espruino32-2630 [--flash-dir DIR] -- COMMAND...`
+ * `node host-sim/tools/linux-board.ts --engine espruino32-2630 [--flash-dir DIR] [--broker aedes|mosquitto] -- COMMAND...`
  *
  * Runs the Linux build of Espruino as a board, for the flash and hil tools: the interpreter
  * serves its console with `--telnet` on TCP port 2323 of every interface, so it is started in a
  * private network namespace of its own (`unshare -n`, only loopback up there), one at a time, and
  * COMMAND runs in the same namespace against `tcp://127.0.0.1:2323` (given to it in
  * $E4_BOARD_PORT). The board's flash (`espruino.flash`) lives in --flash-dir (default: a temporary
- * folder, removed afterwards). Exits with COMMAND's status; 2 on a usage error, 3 when the
+ * folder, removed afterwards). --broker starts an MQTT broker in the same namespace, on
+ * 127.0.0.1:1883 (the project's aedes, or Debian's mosquitto), for boards that speak MQTT and the
+ * host tools that talk to them ($E4_BROKER_URL). Exits with COMMAND's status; 2 on a usage error, 3 when the
  * interpreter or the namespace cannot be had (the message says why).
  *
  * Needs `unshare` and `ip` (util-linux, iproute2) and the right to make a network namespace (root,
@@ -21,10 +23,14 @@ import { resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINES, engineIfPresent, absentReason } from './engines.ts';
 import { TS_NODE, packageVersion, useCallerFolder } from '../shared/cli.ts';
+import { BROKER_KINDS, startBroker } from '../services/broker.ts';
+import type { RunningBroker } from '../services/broker.ts';
 
 export const TELNET_PORT = 2323;
-const USAGE = `usage: node host-sim/tools/linux-board.ts --engine NAME [--flash-dir DIR] -- COMMAND...
-  NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}`;
+export const BROKER_PORT = 1883;
+const USAGE = `usage: node host-sim/tools/linux-board.ts --engine NAME [--flash-dir DIR] [--broker KIND] -- COMMAND...
+  NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}
+  KIND  ${BROKER_KINDS.join(', ')}: an MQTT broker on 127.0.0.1:${BROKER_PORT} beside the board ($E4_BROKER_URL)`;
 const INSIDE = 'E4_LINUX_BOARD_NETNS';
 
 function fail(code: number, message: string): never {
@@ -36,11 +42,12 @@ function fail(code: number, message: string): never {
 interface LinuxBoardArgs {
   engine: string;
   flashDir: string | null;
+  broker: string | null;
   command: string[];
 }
 
 function parse(argv: string[]): LinuxBoardArgs {
-  const o: { engine: string | null; flashDir: string | null; command: string[] } = { engine: null, flashDir: null, command: [] };
+  const o: { engine: string | null; flashDir: string | null; broker: string | null; command: string[] } = { engine: null, flashDir: null, broker: null, command: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -55,9 +62,10 @@ function parse(argv: string[]): LinuxBoardArgs {
       console.log(packageVersion());
       process.exit(0);
     }
-    if (a === '--engine' || a === '--flash-dir') {
+    if (a === '--engine' || a === '--flash-dir' || a === '--broker') {
       if (argv[i + 1] === undefined) fail(2, `${a} needs a value (${USAGE.split('\n')[0]})`);
       if (a === '--engine') o.engine = argv[++i];
+      else if (a === '--broker') o.broker = argv[++i];
       else o.flashDir = resolve(argv[++i]);
       continue;
     }
@@ -66,6 +74,7 @@ function parse(argv: string[]): LinuxBoardArgs {
   const engine = o.engine;
   if (!engine) fail(2, '--engine is required (--help for usage)');
   if (!ENGINES[engine] || ENGINES[engine].kind !== 'espruino') fail(2, `--engine ${engine} is not an Espruino build (--help for usage)`);
+  if (o.broker !== null && !BROKER_KINDS.includes(o.broker)) fail(2, `--broker ${o.broker}: expected ${BROKER_KINDS.join(' or ')} (--help for usage)`);
   if (!o.command.length) fail(2, 'no command given after -- (--help for usage)');
   return { ...o, engine };
 }
@@ -113,9 +122,27 @@ async function inside(o: LinuxBoardArgs) {
     stop();
     fail(3, `${o.engine} did not serve its console: ${e instanceof Error ? e.message : String(e)}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`);
   }
-  const cmd = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env: { ...process.env, E4_BOARD_PORT: `tcp://127.0.0.1:${TELNET_PORT}` } });
+  let broker: RunningBroker | null = null;
+  if (o.broker) {
+    try {
+      broker = await startBroker({ kind: o.broker, host: '127.0.0.1', port: BROKER_PORT });
+    } catch (e) {
+      stop();
+      fail(3, `no ${o.broker} broker: ${(e as Error).message}`);
+    }
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, E4_BOARD_PORT: `tcp://127.0.0.1:${TELNET_PORT}` };
+  if (broker) env.E4_BROKER_URL = broker.url;
+  // Its own process group: what it leaves running in the background ends with it.
+  const cmd = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env, detached: true });
   const code = await new Promise<number>((r) => cmd.on('exit', (c, s) => r(c === null ? 128 + (s === 'SIGKILL' ? 9 : 15) : c)));
+  try {
+    if (cmd.pid !== undefined) process.kill(-cmd.pid, 'SIGKILL');
+  } catch {
+    // nothing left in the group
+  }
   stop();
+  if (broker) await broker.close();
   process.exit(code);
 }
 

@@ -52,9 +52,10 @@ export async function puckMemory({ engine, imageFile, board = 'espruino-puckjs',
     // The script measures from a timer and clears every timer when done (then the engine exits).
     const r = await runFile(engine, dir, `eval(${S}.read("e4.js"));E4.start();eval(${S}.read("hs.js"));`, timeoutMs);
     out += r.stdout;
-    const line = out.split(/\r?\n/).find((l) => l.startsWith('E4HIL mem '));
+    // The report may follow the console's prompt (">" and an erase-line sequence) on its line.
+    const line = out.split(/\r?\n/).find((l) => l.includes('E4HIL mem {'));
     if (!line) throw new Error('no memory report: ' + out.split(/\r?\n/).filter((l) => /rror|MEMORY|E4HIL/.test(l)).slice(-4).join(' | '));
-    const mem: unknown = JSON.parse(line.slice('E4HIL mem '.length));
+    const mem: unknown = JSON.parse(line.slice(line.indexOf('E4HIL mem ') + 'E4HIL mem '.length));
     if (!isMemReport(mem)) throw new Error('a memory report without its figures: ' + line.slice(0, 300));
     if (!mem.status || !mem.status.ok || mem.status.topics !== 4) throw new Error('the image did not boot with 4 topics: ' + JSON.stringify(mem.status));
     if (!mem.results.every((x) => x === 1)) throw new Error('a C2 command failed in the memory run: ' + mem.errors.join(' | '));
