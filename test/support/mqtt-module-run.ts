@@ -11,12 +11,12 @@ import { startBroker } from '../../host-sim/services/broker.ts';
 
 const PORT = 1884;
 const src = readFileSync(new URL('../../boards/espruino/modules/MQTT.js', import.meta.url), 'latin1');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const events = [];
+const events: string[] = [];
 let buf = '';
 const consoleSock = net.connect(2323, '127.0.0.1');
-await new Promise((r) => consoleSock.once('connect', r));
+await new Promise<void>((r) => consoleSock.once('connect', () => r()));
 consoleSock.on('data', (d) => {
   buf += d.toString('latin1');
   let i;
@@ -27,8 +27,8 @@ consoleSock.on('data', (d) => {
     if (at >= 0) events.push(line.slice(at + 3));
   }
 });
-const send = (code) => consoleSock.write('\x10' + code + '\n');
-const until = async (pred, ms = 10000) => {
+const send = (code: string) => consoleSock.write('\x10' + code + '\n');
+const until = async (pred: (e: string) => boolean, ms = 10000): Promise<boolean> => {
   const end = Date.now() + ms;
   while (!events.some(pred) && Date.now() < end) await sleep(100);
   return events.some(pred);
@@ -36,9 +36,9 @@ const until = async (pred, ms = 10000) => {
 
 let broker = await startBroker({ kind: 'aedes', host: '127.0.0.1', port: PORT });
 const host = mqtt.connect(`mqtt://127.0.0.1:${PORT}`, { reconnectPeriod: 200 });
-const seen = [];
+const seen: { topic: string; hex: string; qos: number }[] = [];
 host.on('message', (topic, message, packet) => seen.push({ topic, hex: message.toString('hex'), qos: packet.qos }));
-await new Promise((r) => host.once('connect', r));
+await new Promise<void>((r) => host.once('connect', () => r()));
 await host.subscribeAsync('up/#', { qos: 1 });
 
 send('var MS="";');
@@ -52,7 +52,18 @@ send(
     'm.on("disconnected",function(){print("EV disconnected");setTimeout(function(){m.connect();},500);});' +
     'm.on("error",function(e){print("EV error "+e);});m.connect();',
 );
-const result = { subscribed: await until((e) => e === 'subscribed 1') };
+/** What the board and the host saw, printed as the RESULT line. */
+interface ModuleRun {
+  subscribed: boolean;
+  received?: boolean;
+  published?: string[];
+  keptAlive?: boolean;
+  disconnected?: boolean;
+  reconnected?: boolean;
+  receivedAfter?: boolean;
+  events?: string[];
+}
+const result: ModuleRun = { subscribed: await until((e) => e === 'subscribed 1') };
 // QoS 1 to the board: binary payload, acknowledged.
 await host.publishAsync('down/x', Buffer.from([0, 1, 0xff, 0x80, 0x41]), { qos: 1 });
 result.received = await until((e) => e === `publish down/x ${Buffer.from([0, 1, 0xff, 0x80, 0x41]).toString('base64')} 1`);
