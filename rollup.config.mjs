@@ -1,22 +1,22 @@
-// Pinned dependency rewrites (build/deps.mjs): only @noble/hashes sha3.js (BigInt round constants) and utils.js (two ES2015 calls).
+// Pinned dependency rewrites (build/deps.ts): only @noble/hashes sha3.js (BigInt round constants) and utils.js (two ES2015 calls).
 /**
  * ES5 images (docs/image.md): dist/e4.js (portable: firmware/index.ts) and dist/boards/<board>.js
- * (one per boards/<board>/main.ts), each with a minified dist/...min.js (build/minify.mjs).
+ * (one per boards/<board>/main.ts), each with a minified dist/...min.js (build/minify.ts).
  *
  * Every module, dependencies included, is lowered to ES5 by TypeScript; pinned rewrites
- * (build/deps.mjs) remove what cannot run on the targets; each image is checked statically
- * (build/check.mjs) and the build fails on any finding.
+ * (build/deps.ts) remove what cannot run on the targets; each image is checked statically
+ * (build/check.ts) and the build fails on any finding.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { resolveSources, lowerToES5 } from './build/es5.mjs';
-import { pinnedRewrites } from './build/deps.mjs';
-import { assertImage } from './build/check.mjs';
-import { minifyImage, TERSER_OPTIONS } from './build/minify.mjs';
-import { minifyUnwrapped } from './build/unwrap.mjs';
-import { listImages, minFile } from './build/images.mjs';
-import { writeSizeReport } from './build/size-report.mjs';
-import { jerrySnapshots } from './build/jerry-snapshot.mjs';
+import { resolveSources, lowerToES5 } from './build/es5.ts';
+import { pinnedRewrites } from './build/deps.ts';
+import { assertImage } from './build/check.ts';
+import { minifyImage, TERSER_OPTIONS } from './build/minify.ts';
+import { minifyUnwrapped } from './build/unwrap.ts';
+import { listImages, minFile } from './build/images.ts';
+import { writeSizeReport } from './build/size-report.ts';
+import { jerrySnapshots } from './build/jerry-snapshot.ts';
 
 /** Checks the image, writes the minified copy (checked too), and for the portable image marks
  * dist/ as CommonJS so that Node can require() the images. */
@@ -81,7 +81,7 @@ function config(image) {
 }
 
 /** dist/size.json records the SHA-256 of every image (host-sim/shared/image.ts checks images against
- * it; build/size-report.mjs): removed when a build starts, written again once every image is out. */
+ * it; build/size-report.ts): removed when a build starts, written again once every image is out. */
 function sizeReport(first, last) {
   return {
     name: 'e4-size-report',

@@ -19,7 +19,7 @@ export const TERSER_OPTIONS = {
   compress: { defaults: false, join_vars: true, booleans: true },
   mangle: { toplevel: false },
   // Keeps every catch parameter's name distinct from its function's names: MicroQuickJS (strict)
-  // refuses a catch parameter that repeats one (build/check.mjs checks the result).
+  // refuses a catch parameter that repeats one (build/check.ts checks the result).
   ie8: true,
   format: { ecma: 5, comments: false, ascii_only: true },
   module: false,

@@ -22,7 +22,7 @@ export function sha256(text) {
 function fail(file, why) {
   throw new Error(
     `\n\n*** DEPENDENCY CHANGED: ${file}\n*** ${why}\n` +
-      `*** The image build rewrites this file (build/deps.mjs) and will not guess. Re-check the\n` +
+      `*** The image build rewrites this file (build/deps.ts) and will not guess. Re-check the\n` +
       `*** rewrite against the new text, then update the pinned hash and snippets.\n`,
   );
 }
@@ -73,7 +73,7 @@ async function sha3Constants(snippet) {
     throw new Error('sha3 constants: unexpected shape');
   }
   return (
-    '// Keccak round constants computed at build time from the code this replaces (build/deps.mjs).\n' +
+    '// Keccak round constants computed at build time from the code this replaces (build/deps.ts).\n' +
     `const SHA3_PI = [${list(c.SHA3_PI)}];\n` +
     `const SHA3_ROTL = [${list(c.SHA3_ROTL)}];\n` +
     `const SHA3_IOTA_H = new Uint32Array([${list(c.SHA3_IOTA_H)}]);\n` +
@@ -84,7 +84,7 @@ async function sha3Constants(snippet) {
 /**
  * package-relative path -> { pkg, version, sha256, edits: [{ find, replace: string | async fn }] }.
  * Only the files that need a change are listed; every other dependency file is only lowered to
- * ES5 (build/es5.mjs), and its modern runtime APIs are caught by the image checks.
+ * ES5 (build/es5.ts), and its modern runtime APIs are caught by the image checks.
  */
 export const PATCHES = {
   '@noble/hashes/sha3.js': {

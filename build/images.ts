@@ -5,14 +5,14 @@
  * A board may hold boards/<board>/board.json with per-image settings:
  *   { "globalName": "E4",      // global the image defines (default "E4")
  *     "minify": true,          // also write <name>.min.js (default true)
- *     "allow": ["require"],    // forbidden globals this image may reference (see build/check.mjs)
- *     "globalScope": false,    // the .min.js runs at global scope, unwrapped (build/unwrap.mjs)
+ *     "allow": ["require"],    // forbidden globals this image may reference (see build/check.ts)
+ *     "globalScope": false,    // the .min.js runs at global scope, unwrapped (build/unwrap.ts)
  *     "snapshot": true }       // JerryScript: a minified image a static snapshot can hold, and
- *                              // the snapshots when the generator is found (build/jerry-snapshot.mjs)
+ *                              // the snapshots when the generator is found (build/jerry-snapshot.ts)
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { root } from './es5.mjs';
+import { root } from './es5.ts';
 
 const BOARD_KEYS = ['globalName', 'minify', 'allow', 'description', 'snapshot', 'globalScope'];
 

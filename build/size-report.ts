@@ -1,16 +1,16 @@
 /**
  * dist/size.json: raw, minified and gzip bytes and the SHA-256 of every image in dist/ (dist/*.js
  * and dist/boards/*.js; a `.min.js` belongs to the image beside it). The build writes it once
- * every image is out (rollup.config.mjs); host-sim/image.mjs checks images against the hashes;
- * `npm run size` (host-sim/tools/size.mjs) prints and rewrites it. An image without a `.min.js`
+ * every image is out (rollup.config.mjs); host-sim/shared/image.ts checks images against the hashes;
+ * `npm run size` (host-sim/tools/size.ts) prints and rewrites it. An image without a `.min.js`
  * is minified here with the build's own settings to report its minified size.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { root } from './es5.mjs';
-import { minifyImage } from './minify.mjs';
+import { root } from './es5.ts';
+import { minifyImage } from './minify.ts';
 
 export const DIST = join(root, 'dist');
 
