@@ -20,6 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport } from '../../build/size-report.ts';
+import type { FileSize, SizeReport } from '../../build/size-report.ts';
 import { engineIfPresent } from './engines.ts';
 import { measure } from './jerry-memory.ts';
 import { findTool } from '../../build/jerry-snapshot.ts';
@@ -31,20 +32,7 @@ import { puckMemory } from './puck-memory.ts';
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 // The report itself (sizes and SHA-256 of every image) is the build's: build/size-report.ts.
 export { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport };
-
-/** dist/size.json: bytes of each image, readable (`raw`) and minified (`min`, file null when
- * minified here only to be measured). */
-export interface SizeReport {
-  generated: string;
-  targetMinBytes: number;
-  images: { image: string; raw: FileSize; min: FileSize }[];
-}
-export interface FileSize {
-  file: string | null;
-  bytes: number;
-  gzip: number;
-  sha256: string | null;
-}
+export type { FileSize, SizeReport };
 
 export function formatReport(report: SizeReport): string {
   const rows = [['image', 'raw', 'raw gzip', 'min', 'min gzip', 'min file']];
