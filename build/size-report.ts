@@ -1,7 +1,7 @@
 /**
  * dist/size.json: raw, minified and gzip bytes and the SHA-256 of every image in dist/ (dist/*.js
  * and dist/boards/*.js; a `.min.js` belongs to the image beside it). The build writes it once
- * every image is out (rollup.config.mjs); host-sim/shared/image.ts checks images against the hashes;
+ * every image is out (rollup.config.ts); host-sim/shared/image.ts checks images against the hashes;
  * `npm run size` (host-sim/tools/size.ts) prints and rewrites it. An image without a `.min.js`
  * is minified here with the build's own settings to report its minified size.
  */

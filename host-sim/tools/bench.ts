@@ -300,7 +300,7 @@ const REFERENCE_FILES: Record<string, string> = {
  * resolve as before).
  */
 export async function nativeImage({ reference = false, part = 'image' }: { reference?: boolean; part?: NativePart } = {}): Promise<string> {
-  const configs = (await import('../../rollup.config.mjs')).default;
+  const configs = (await import('../../rollup.config.ts')).default;
   const config = configs.find((c) => typeof c.input === 'string' && resolve(c.input) === join(ROOT, NATIVE_BOARD));
   if (!config) throw new Error(`no build configuration for ${NATIVE_BOARD}`);
   const vaultExport = `export { nativeVault as vault } from ${JSON.stringify(join(ROOT, 'boards/espruino/native-aes.ts'))};\n`;
