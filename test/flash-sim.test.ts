@@ -248,7 +248,7 @@ function scriptOut(v: unknown): ScriptOut {
 
 async function storeBundle(): Promise<string> {
   const { rollup } = await import('rollup');
-  const { resolveSources, lowerToES5 } = await import('../build/es5.mjs');
+  const { resolveSources, lowerToES5 } = await import('../build/es5.ts');
   const ENTRY = '\0flash-store-entry';
   const b = await rollup({
     input: ENTRY,
@@ -262,7 +262,7 @@ async function storeBundle(): Promise<string> {
   const { output } = await b.generate({ format: 'iife', name: 'FS', exports: 'named', freeze: false, generatedCode: { preset: 'es5', constBindings: false, arrowFunctions: false, objectShorthand: false, symbols: false } });
   // Minified as the images are (mangled names expose a `var` Espruino has not declared yet:
   // an assignment to it reaches the enclosing scope).
-  const { minifyImage } = await import('../build/minify.mjs');
+  const { minifyImage } = await import('../build/minify.ts');
   return minifyImage(output[0].code);
 }
 

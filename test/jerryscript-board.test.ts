@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { engineIfPresent } from '../host-sim/tools/engines.ts';
-import { findTool } from '../build/jerry-snapshot.mjs';
+import { findTool } from '../build/jerry-snapshot.ts';
 import { sha3_16 } from '../host-sim/shared/device-config.ts';
 import { jerryBoardScript, jerryResults, open, key, TOPICS, CTL, BIG, bigChecksum, bigPayload } from '../host-sim/sim/jerry-board.ts';
 import { MODES, measure } from '../host-sim/tools/jerry-memory.ts';

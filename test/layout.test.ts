@@ -54,7 +54,7 @@ describe('the layout', () => {
     for (const f of [...filesUnder('firmware'), ...filesUnder('boards'), ...filesUnder('build')].filter((f) => /\.(ts|mjs|js)$/.test(f))) {
       for (const target of localImports(f)) if (/^(host-sim|test)\//.test(target)) wrong.push(`${f} -> ${target}`);
     }
-    for (const target of localImports('rollup.config.mjs')) if (/^(host-sim|test)\//.test(target)) wrong.push(`rollup.config.mjs -> ${target}`);
+    for (const target of localImports('rollup.config.ts')) if (/^(host-sim|test)\//.test(target)) wrong.push(`rollup.config.ts -> ${target}`);
     expect(wrong).toEqual([]);
   });
 

@@ -1,13 +1,13 @@
 /**
- * build/unwrap.mjs: the unwrapped form of an image behaves like the wrapped one, defines only
+ * build/unwrap.ts: the unwrapped form of an image behaves like the wrapped one, defines only
  * `E4` and names of the form `E4` + 1–2 characters, leaves a local that shadows a module-level
  * name alone, writes constants where they are used, and takes parameters from `arguments` only
  * where Espruino resolves `arguments` to the function's own.
  */
 import { describe, expect, it } from 'vitest';
 import vm from 'node:vm';
-import { minifyUnwrapped, paramsFromArguments } from '../build/unwrap.mjs';
-import { TERSER_OPTIONS } from '../build/minify.mjs';
+import { minifyUnwrapped, paramsFromArguments } from '../build/unwrap.ts';
+import { TERSER_OPTIONS } from '../build/minify.ts';
 
 const IMAGE = `var E4 = (function (exports) {
   "use strict";

@@ -2,7 +2,7 @@
  * SHA3-256 (FIPS 202) for topic names and client ids: a sponge around noble's Keccak-f[1600]
  * permutation `keccakP` (@noble/hashes, audited). In an image that module's BigInt round
  * constants are literals computed at build time, and two ES2015 calls of its utils are replaced
- * (the pinned rewrites of build/deps.mjs). noble's hasher wrapper (`createHasher`) is left out:
+ * (the pinned rewrites of build/deps.ts). noble's hasher wrapper (`createHasher`) is left out:
  * it needs Object.assign on a function and Object.freeze, which Espruino lacks.
  */
 import { keccakP } from '@noble/hashes/sha3.js';

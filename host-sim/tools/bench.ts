@@ -34,7 +34,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rollup } from 'rollup';
 import type { OutputAsset, OutputChunk, Plugin } from 'rollup';
-import { lowerToES5, resolveSources } from '../../build/es5.mjs';
+import { lowerToES5, resolveSources } from '../../build/es5.ts';
 import { availableEngines, describeEngine, engineIfPresent, openEngine } from './engines.ts';
 import type { Engine } from './engines.ts';
 import { figureTable } from './figures.ts';
@@ -131,7 +131,7 @@ export async function rawNobleBundle() {
   });
   const { output } = await bundle.generate({ format: 'iife', name: 'RAW', freeze: false, esModule: false, generatedCode: 'es5' });
   // TypeScript's __spreadArray declares `ar` in a for-init that may never run; Espruino has no var
-  // hoisting, so declare it first (bench-only: the image contains no such helper, build/check.mjs).
+  // hoisting, so declare it first (bench-only: the image contains no such helper, build/check.ts).
   return output[0].code.replace(/(if \((?:pack \|\| )?arguments\.length === 2\) for \(var i = 0, l = from\.length), ar;/g, 'var ar; $1;');
 }
 
@@ -300,7 +300,7 @@ const REFERENCE_FILES: Record<string, string> = {
  * resolve as before).
  */
 export async function nativeImage({ reference = false, part = 'image' }: { reference?: boolean; part?: NativePart } = {}): Promise<string> {
-  const configs = (await import('../../rollup.config.mjs')).default;
+  const configs = (await import('../../rollup.config.ts')).default;
   const config = configs.find((c) => typeof c.input === 'string' && resolve(c.input) === join(ROOT, NATIVE_BOARD));
   if (!config) throw new Error(`no build configuration for ${NATIVE_BOARD}`);
   const vaultExport = `export { nativeVault as vault } from ${JSON.stringify(join(ROOT, 'boards/espruino/native-aes.ts'))};\n`;

@@ -12,7 +12,7 @@
  *   --exec-snapshot`);
  * - `static`: a static snapshot executed in place, its strings registered as the port's magic
  *   strings (`jerry-lean-snap --magic-strings … --exec-snapshot-static`).
- * Snapshots are made here with the generator (`jerry-snapshot-lean`, build/jerry-snapshot.mjs)
+ * Snapshots are made here with the generator (`jerry-snapshot-lean`, build/jerry-snapshot.ts)
  * from the image given (default dist/boards/jerryscript.min.js). `--native-aes` registers the
  * optional native AES function of the port contract (emulated in JavaScript by the shim, so its
  * tables are in the heap as a port's C code would not have them: an upper bound).
@@ -25,7 +25,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findTool, makeSnapshots } from '../../build/jerry-snapshot.mjs';
+import { findTool, makeSnapshots } from '../../build/jerry-snapshot.ts';
 import { engineIfPresent } from './engines.ts';
 import { BIG, bigChecksum, jerryBoardScript, jerryResults } from '../sim/jerry-board.ts';
 import { isMain } from '../shared/cli.ts';

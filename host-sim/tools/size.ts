@@ -3,7 +3,7 @@
  * `npm run size`: raw, minified and gzip bytes of every image in dist/ (dist/*.js and
  * dist/boards/*.js; a `.min.js` belongs to the image beside it), written to dist/size.json with the
  * SHA-256 of each file (host-sim/shared/image.ts checks images against it): the build's report
- * (build/size-report.mjs), which the build also writes after every `npm run build`.
+ * (build/size-report.ts), which the build also writes after every `npm run build`.
  *
  * Then the memory figures of the footprint table (host-sim/tools/figures.ts), each beside the
  * previous release's figure (budgets/baseline.json), its budget and goal (budgets/budget.json):
@@ -19,32 +19,20 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport } from '../../build/size-report.mjs';
+import { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport } from '../../build/size-report.ts';
+import type { FileSize, SizeReport } from '../../build/size-report.ts';
 import { engineIfPresent } from './engines.ts';
 import { measure } from './jerry-memory.ts';
-import { findTool } from '../../build/jerry-snapshot.mjs';
+import { findTool } from '../../build/jerry-snapshot.ts';
 import { figureTable } from './figures.ts';
 import type { Measured } from './figures.ts';
 import { answerHelpOrVersion, isMain } from '../shared/cli.ts';
 import { puckMemory } from './puck-memory.ts';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
-// The report itself (sizes and SHA-256 of every image) is the build's: build/size-report.mjs.
+// The report itself (sizes and SHA-256 of every image) is the build's: build/size-report.ts.
 export { DIST, TARGET_MIN_BYTES, imageFiles, sizeReport, writeSizeReport };
-
-/** dist/size.json: bytes of each image, readable (`raw`) and minified (`min`, file null when
- * minified here only to be measured). */
-export interface SizeReport {
-  generated: string;
-  targetMinBytes: number;
-  images: { image: string; raw: FileSize; min: FileSize }[];
-}
-export interface FileSize {
-  file: string | null;
-  bytes: number;
-  gzip: number;
-  sha256: string | null;
-}
+export type { FileSize, SizeReport };
 
 export function formatReport(report: SizeReport): string {
   const rows = [['image', 'raw', 'raw gzip', 'min', 'min gzip', 'min file']];

@@ -7,15 +7,17 @@
  *   dependencies would keep their ES2022 syntax; one transform for all keeps the output uniform.
  *   Type checking is `npm run typecheck`'s job.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Plugin } from 'rollup';
 import ts from 'typescript';
+import { isRecord, readJson } from './json.ts';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const TS_OPTIONS = {
+const TS_OPTIONS: ts.CompilerOptions = {
   target: ts.ScriptTarget.ES5,
   module: ts.ModuleKind.ESNext,
   importHelpers: false,
@@ -28,25 +30,30 @@ const TS_OPTIONS = {
   useDefineForClassFields: false,
 };
 
-function tryFile(base) {
+function tryFile(base: string): string | null {
   for (const cand of [base, base + '.ts', join(base, 'index.ts')]) {
     if (existsSync(cand) && statSync(cand).isFile()) return cand;
   }
   return null;
 }
 
-const sideEffectsCache = new Map();
-function packageSideEffects(file) {
+const sideEffectsCache = new Map<string, boolean>();
+function packageSideEffects(file: string): boolean {
   for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
     const pj = join(dir, 'package.json');
     if (!existsSync(pj)) continue;
-    if (!sideEffectsCache.has(pj)) sideEffectsCache.set(pj, JSON.parse(readFileSync(pj, 'utf8')).sideEffects !== false);
-    return sideEffectsCache.get(pj);
+    let sideEffects = sideEffectsCache.get(pj);
+    if (sideEffects === undefined) {
+      const manifest = readJson(pj);
+      sideEffects = !(isRecord(manifest) && manifest.sideEffects === false);
+      sideEffectsCache.set(pj, sideEffects);
+    }
+    return sideEffects;
   }
   return true;
 }
 
-export function resolveSources() {
+export function resolveSources(): Plugin {
   return {
     name: 'e4-resolve',
     resolveId(source, importer) {
@@ -64,7 +71,7 @@ export function resolveSources() {
   };
 }
 
-export function lowerToES5() {
+export function lowerToES5(): Plugin {
   return {
     name: 'e4-lower-es5',
     transform(code, id) {

@@ -13,20 +13,27 @@
  * image.
  */
 import { minify } from 'terser';
+import type { FormatOptions, MinifyOptions } from 'terser';
 
-export const TERSER_OPTIONS = {
+/** terser options with the output format spelt out (build/unwrap.ts prints with the same format). */
+export interface TerserOptions extends MinifyOptions {
+  format: FormatOptions;
+}
+
+export const TERSER_OPTIONS: TerserOptions = {
   ecma: 5,
   compress: { defaults: false, join_vars: true, booleans: true },
   mangle: { toplevel: false },
   // Keeps every catch parameter's name distinct from its function's names: MicroQuickJS (strict)
-  // refuses a catch parameter that repeats one (build/check.mjs checks the result).
+  // refuses a catch parameter that repeats one (build/check.ts checks the result).
   ie8: true,
   format: { ecma: 5, comments: false, ascii_only: true },
   module: false,
   toplevel: false,
 };
 
-export async function minifyImage(code) {
+export async function minifyImage(code: string): Promise<string> {
   const out = await minify(code, TERSER_OPTIONS);
+  if (out.code === undefined) throw new Error('terser returned no code');
   return out.code;
 }

@@ -25,22 +25,29 @@
  * -> 1,385 (constants) -> 1,155 variables (parameters).
  */
 import { parse, tokenizer } from 'acorn';
+import type { AnyNode } from 'acorn';
 import { minify } from 'terser';
+import type { FormatOptions } from 'terser';
+import { childNodes, isFunction } from './estree.ts';
+import type { FunctionNode } from './estree.ts';
+import type { TerserOptions } from './minify.ts';
+import { isAst, isSymbol, isToplevel } from './terser-ast.ts';
+import type { AstFunction, AstNode, AstToplevel, SymbolDef } from './terser-ast.ts';
 
 const CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$';
 
 /** Every symbol name the image uses (declared, referenced, global), as printed. */
-function namesIn(ast) {
-  const names = new Set();
+function namesIn(ast: AstNode): Set<string> {
+  const names = new Set<string>();
   ast.walk({
     _visit(node, descend) {
-      if (node.TYPE && node.TYPE.startsWith('Symbol')) {
+      if (isSymbol(node)) {
         const def = node.thedef;
         names.add(node.name);
         if (def) names.add(def.mangled_name || def.name);
       }
-      if (node.TYPE === 'Dot' && typeof node.property === 'string') names.add(node.property);
-      if (node.TYPE === 'ObjectKeyVal' && typeof node.key === 'string') names.add(node.key);
+      if (isAst(node, 'Dot') && typeof node.property === 'string') names.add(node.property);
+      if (isAst(node, 'ObjectKeyVal') && typeof node.key === 'string') names.add(node.key);
       if (descend) descend.call(node);
     },
   });
@@ -48,7 +55,7 @@ function namesIn(ast) {
 }
 
 /** `E4` + one or two characters, skipping every name in `taken`. */
-function* globalNames(taken) {
+function* globalNames(taken: Set<string>): Generator<string> {
   for (const a of CHARS) {
     const n = 'E4' + a;
     if (!taken.has(n)) yield n;
@@ -65,21 +72,26 @@ function* globalNames(taken) {
  * `code`: the readable image (`var G = function (exports) { … return exports; }({});` plus the
  * CommonJS footer). Returns the minified, unwrapped image.
  */
-export async function minifyUnwrapped(code, options) {
-  const out = await minify(code, { ...options, format: { ...options.format, ast: true, code: false } });
+export async function minifyUnwrapped(code: string, options: TerserOptions): Promise<string> {
+  // `ast: true, code: false`: terser's format options for the tree instead of the text (kept by
+  // terser, absent from its .d.ts, as is the `ast` of the result).
+  const format: FormatOptions & { ast: boolean; code: boolean } = { ...options.format, ast: true, code: false };
+  const out = await minify(code, { ...options, format });
+  if (!('ast' in out) || !isToplevel(out.ast)) throw new Error('unwrap: terser returned no syntax tree');
   const ast = out.ast;
   const [decl, ...footer] = ast.body;
-  const def = decl && decl.TYPE === 'Var' && decl.definitions.length === 1 ? decl.definitions[0] : null;
-  const call = def && def.value && def.value.TYPE === 'Call' ? def.value : null;
-  const fn = call && call.expression.TYPE === 'Function' ? call.expression : null;
-  if (!fn || fn.argnames.length !== 1 || call.args.length !== 1 || call.args[0].TYPE !== 'Object' || call.args[0].properties.length) {
+  const def = isAst(decl, 'Var') && decl.definitions.length === 1 ? decl.definitions[0] : null;
+  const call = def && isAst(def.value, 'Call') ? def.value : null;
+  const fn = call && isAst(call.expression, 'Function') ? call.expression : null;
+  const arg = call && call.args.length === 1 ? call.args[0] : null;
+  if (!def || !fn || fn.argnames.length !== 1 || !isAst(arg, 'Object') || arg.properties.length) {
     throw new Error('unwrap: the image is not `var G = function (exports) { … }({})`');
   }
   const globalName = def.name.name;
   const exportsDef = fn.argnames[0].thedef;
   const body = fn.body.slice();
   const last = body.pop();
-  if (!last || last.TYPE !== 'Return' || !last.value || last.value.TYPE !== 'SymbolRef' || last.value.thedef !== exportsDef) {
+  if (!exportsDef || !isAst(last, 'Return') || !isAst(last.value, 'SymbolRef') || last.value.thedef !== exportsDef) {
     throw new Error('unwrap: the wrapping function does not end with `return exports`');
   }
   const taken = namesIn(ast);
@@ -94,28 +106,21 @@ export async function minifyUnwrapped(code, options) {
   }
   const constants = inlineConstants(ast, fn, body);
   // The declaration itself becomes `var G = {}`, followed by the function's statements.
-  def.value = call.args[0];
-  ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive' && !(stmt.TYPE === 'Var' && !stmt.definitions.length)), footer);
+  def.value = arg;
+  ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive' && !(isAst(stmt, 'Var') && !stmt.definitions.length)), footer);
   return paramsFromArguments(replaceNames(ast.print_to_string(options.format), constants));
 }
 
-const isFunction = (n) => n && (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression');
-
 /** What a function's own body (not the functions inside it) holds: a use of `arguments`, a function. */
-function bodyHolds(fn) {
+function bodyHolds(fn: FunctionNode): { args: boolean; fn: boolean } {
   const found = { args: false, fn: false };
-  (function walk(n, top) {
-    if (!n || typeof n.type !== 'string') return;
+  (function walk(n: AnyNode, top: boolean): void {
     if (!top && isFunction(n)) {
       found.fn = true;
       return;
     }
     if (n.type === 'Identifier' && n.name === 'arguments') found.args = true;
-    for (const k in n) {
-      const v = n[k];
-      if (Array.isArray(v)) v.forEach((c) => walk(c, false));
-      else if (v && typeof v.type === 'string') walk(v, false);
-    }
+    for (const c of childNodes(n)) walk(c, false);
   })(fn.body, true);
   return found;
 }
@@ -132,26 +137,26 @@ function bodyHolds(fn) {
  * Puck.js on espruino32-2630: 1,385 -> 1,155 variables after boot, for 3.8 KB more flash; protect /
  * unprotect of 64 bytes as fast as before within the noise of the shared host.
  */
-export function paramsFromArguments(code) {
+export function paramsFromArguments(code: string): string {
   const ast = parse(code, { ecmaVersion: 5 });
-  const fns = [];
-  (function walk(n, outerArgs) {
-    if (!n || typeof n.type !== 'string') return;
+  const fns: FunctionNode[] = [];
+  (function walk(n: AnyNode, outerArgs: boolean): void {
     if (isFunction(n)) {
       const holds = bodyHolds(n);
       if (!holds.fn && !holds.args && !outerArgs && n.params.length) fns.push(n);
       outerArgs = outerArgs || holds.args;
     }
-    for (const k in n) {
-      const v = n[k];
-      if (Array.isArray(v)) v.forEach((c) => walk(c, outerArgs));
-      else if (v && typeof v.type === 'string') walk(v, outerArgs);
-    }
+    for (const c of childNodes(n)) walk(c, outerArgs);
   })(ast, false);
-  const edits = [];
+  const edits: { start: number; end: number; text: string }[] = [];
   for (const fn of fns) {
+    const names = fn.params.map((p) => {
+      // ES5 parameters are plain names (no patterns, defaults or rest).
+      if (p.type !== 'Identifier') throw new Error('unwrap: a function parameter that is not a name');
+      return p.name;
+    });
     edits.push({ start: fn.params[0].start, end: fn.params[fn.params.length - 1].end, text: '' });
-    edits.push({ start: fn.body.start + 1, end: fn.body.start + 1, text: 'var ' + fn.params.map((p, i) => `${p.name}=arguments[${i}]`).join(',') + ';' });
+    edits.push({ start: fn.body.start + 1, end: fn.body.start + 1, text: 'var ' + names.map((name, i) => `${name}=arguments[${i}]`).join(',') + ';' });
   }
   edits.sort((a, b) => b.start - a.start);
   let out = code;
@@ -160,10 +165,10 @@ export function paramsFromArguments(code) {
 }
 
 /** A literal that can stand for the name: number (also negative), string, boolean. */
-function literalOf(node) {
+function literalOf(node: AstNode | null): string | null {
   if (!node) return null;
   if (node.TYPE === 'Number' || node.TYPE === 'String' || node.TYPE === 'True' || node.TYPE === 'False') return node.print_to_string();
-  if (node.TYPE === 'UnaryPrefix' && node.operator === '-' && node.expression.TYPE === 'Number') return '(' + node.print_to_string() + ')';
+  if (isAst(node, 'UnaryPrefix') && node.operator === '-' && node.expression.TYPE === 'Number') return '(' + node.print_to_string() + ')';
   return null;
 }
 
@@ -172,22 +177,23 @@ function literalOf(node) {
  * used and their declarations dropped: on Espruino each such global is a variable for good
  * (1–3 each), the literal in the code stays in flash. Returns { newName: literal }.
  */
-function inlineConstants(ast, fn, body) {
-  const assigned = new Set();
+function inlineConstants(ast: AstToplevel, fn: AstFunction, body: AstNode[]): Record<string, string> {
+  const assigned = new Set<SymbolDef | undefined>();
   ast.walk({
     _visit(node, descend) {
-      if (node.TYPE === 'Assign' && node.left.TYPE === 'SymbolRef') assigned.add(node.left.thedef);
-      if ((node.TYPE === 'UnaryPrefix' || node.TYPE === 'UnaryPostfix') && (node.operator === '++' || node.operator === '--') && node.expression.TYPE === 'SymbolRef') assigned.add(node.expression.thedef);
+      if (isAst(node, 'Assign') && isAst(node.left, 'SymbolRef')) assigned.add(node.left.thedef);
+      if ((isAst(node, 'UnaryPrefix') || isAst(node, 'UnaryPostfix')) && (node.operator === '++' || node.operator === '--') && isAst(node.expression, 'SymbolRef')) assigned.add(node.expression.thedef);
       if (descend) descend.call(node);
     },
   });
-  const constants = {};
+  const constants: Record<string, string> = {};
   for (const stmt of body) {
-    if (stmt.TYPE !== 'Var') continue;
+    if (!isAst(stmt, 'Var')) continue;
     stmt.definitions = stmt.definitions.filter((vd) => {
       const d = vd.name.thedef;
       const lit = literalOf(vd.value);
-      if (!lit || !d || d.scope !== fn || d.orig.length !== 1 || assigned.has(d)) return true;
+      // Every name of the wrapping function has its new global name (mangled_name) by now.
+      if (!lit || !d || d.mangled_name === null || d.scope !== fn || d.orig.length !== 1 || assigned.has(d)) return true;
       constants[d.mangled_name] = lit;
       return false;
     });
@@ -197,14 +203,16 @@ function inlineConstants(ast, fn, body) {
 
 /** Every identifier token named in `map` (never a property: no property has such a name) is
  * replaced by its literal; a number before a `.` gets parentheses. */
-function replaceNames(code, map) {
+function replaceNames(code: string, map: Record<string, string>): string {
   const tokens = [...tokenizer(code, { ecmaVersion: 5 })];
   let out = '';
   let at = 0;
   tokens.forEach((t, i) => {
-    if (t.type.label !== 'name' || !Object.prototype.hasOwnProperty.call(map, t.value)) return;
-    if (i > 0 && tokens[i - 1].type.label === '.') throw new Error(`unwrap: ${t.value} used as a property`);
-    let lit = map[t.value];
+    // A token is `{ start, end, type, value }` (acorn's README; its .d.ts leaves `value` out).
+    const name = 'value' in t ? t.value : undefined;
+    if (t.type.label !== 'name' || typeof name !== 'string' || !Object.prototype.hasOwnProperty.call(map, name)) return;
+    if (i > 0 && tokens[i - 1].type.label === '.') throw new Error(`unwrap: ${name} used as a property`);
+    let lit = map[name];
     const next = tokens[i + 1];
     if (/^[0-9]/.test(lit) && next && next.type.label === '.') lit = '(' + lit + ')';
     out += code.slice(at, t.start) + lit;

@@ -11,18 +11,33 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
+import type { Plugin } from 'rollup';
+import { isRecord, readJson } from './json.ts';
+
+/** One pinned rewrite of a dependency file: `find` occurs exactly once and is replaced. */
+export interface PatchEdit {
+  find: string;
+  replace: string | ((found: string) => Promise<string>);
+}
+
+/** The rewrites of one dependency file, written for this exact version and text (SHA-256). */
+export interface Patch {
+  version: string;
+  sha256: string;
+  edits: PatchEdit[];
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const nodeModules = join(root, 'node_modules');
 
-export function sha256(text) {
+export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-function fail(file, why) {
+function fail(file: string, why: string): never {
   throw new Error(
     `\n\n*** DEPENDENCY CHANGED: ${file}\n*** ${why}\n` +
-      `*** The image build rewrites this file (build/deps.mjs) and will not guess. Re-check the\n` +
+      `*** The image build rewrites this file (build/deps.ts) and will not guess. Re-check the\n` +
       `*** rewrite against the new text, then update the pinned hash and snippets.\n`,
   );
 }
@@ -64,16 +79,23 @@ const SHA3_CONSTANTS = [
   'const SHA3_IOTA_L = IOTAS[1];',
 ].join('\n');
 
-async function sha3Constants(snippet) {
-  const { split } = await import(pathToFileURL(join(nodeModules, '@noble/hashes/_u64.js')).href);
-  const c = vm.runInNewContext(snippet + '\n;({ SHA3_PI, SHA3_ROTL, SHA3_IOTA_H, SHA3_IOTA_L })', { split, BigInt });
-  const list = (a) => Array.prototype.join.call(a, ', ');
-  const u32 = (a) => Object.prototype.toString.call(a) === '[object Uint32Array]' && a.length === 24;
-  if (c.SHA3_PI.length !== 24 || c.SHA3_ROTL.length !== 24 || !u32(c.SHA3_IOTA_H) || !u32(c.SHA3_IOTA_L)) {
+/** 24 numbers in an `Array` or a `Uint32Array` made in the vm context (another realm, where
+ * `instanceof` fails: the built-in tag tells the kind). */
+function lanes(a: unknown, kind: 'Array' | 'Uint32Array'): a is ArrayLike<number> {
+  if (Object.prototype.toString.call(a) !== `[object ${kind}]` || typeof a !== 'object' || a === null || !('length' in a) || a.length !== 24) return false;
+  return Array.prototype.every.call(a, (n: unknown) => typeof n === 'number');
+}
+
+async function sha3Constants(snippet: string): Promise<string> {
+  const u64: unknown = await import(pathToFileURL(join(nodeModules, '@noble/hashes/_u64.js')).href);
+  if (!isRecord(u64) || typeof u64.split !== 'function') throw new Error('sha3 constants: @noble/hashes/_u64.js exports no split()');
+  const c: unknown = vm.runInNewContext(snippet + '\n;({ SHA3_PI, SHA3_ROTL, SHA3_IOTA_H, SHA3_IOTA_L })', { split: u64.split, BigInt });
+  const list = (a: ArrayLike<number>) => Array.prototype.join.call(a, ', ');
+  if (!isRecord(c) || !lanes(c.SHA3_PI, 'Array') || !lanes(c.SHA3_ROTL, 'Array') || !lanes(c.SHA3_IOTA_H, 'Uint32Array') || !lanes(c.SHA3_IOTA_L, 'Uint32Array')) {
     throw new Error('sha3 constants: unexpected shape');
   }
   return (
-    '// Keccak round constants computed at build time from the code this replaces (build/deps.mjs).\n' +
+    '// Keccak round constants computed at build time from the code this replaces (build/deps.ts).\n' +
     `const SHA3_PI = [${list(c.SHA3_PI)}];\n` +
     `const SHA3_ROTL = [${list(c.SHA3_ROTL)}];\n` +
     `const SHA3_IOTA_H = new Uint32Array([${list(c.SHA3_IOTA_H)}]);\n` +
@@ -84,9 +106,9 @@ async function sha3Constants(snippet) {
 /**
  * package-relative path -> { pkg, version, sha256, edits: [{ find, replace: string | async fn }] }.
  * Only the files that need a change are listed; every other dependency file is only lowered to
- * ES5 (build/es5.mjs), and its modern runtime APIs are caught by the image checks.
+ * ES5 (build/es5.ts), and its modern runtime APIs are caught by the image checks.
  */
-export const PATCHES = {
+export const PATCHES: Record<string, Patch> = {
   '@noble/hashes/sha3.js': {
     version: '2.4.0',
     sha256: '9a81e1edb24eae27b335533220167609cfb58008c5690e140ce478acdc669f32',
@@ -114,33 +136,43 @@ export const PATCHES = {
   },
 };
 
-function countOf(text, find) {
+function countOf(text: string, find: string): number {
   let n = 0;
   for (let at = text.indexOf(find); at >= 0; at = text.indexOf(find, at + find.length)) n++;
   return n;
 }
 
 /** The package-relative name of a node_modules file ("@noble/hashes/sha3.js"), or null. */
-export function depName(id) {
+export function depName(id: string): string | null {
   const rel = relative(nodeModules, id);
   if (rel.startsWith('..')) return null;
   return rel.split(sep).join('/');
 }
 
-function installedVersion(name) {
+function installedVersion(name: string): { pkg: string; version: unknown } {
   const parts = name.split('/');
   const pkg = name.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
-  return { pkg, version: JSON.parse(readFileSync(join(nodeModules, pkg, 'package.json'), 'utf8')).version };
+  const manifest = readJson(join(nodeModules, pkg, 'package.json'));
+  return { pkg, version: isRecord(manifest) ? manifest.version : undefined };
+}
+
+/** The version package.json gives `pkg` (dependencies first, then devDependencies). */
+function pinnedVersion(pkg: string): unknown {
+  const pinned = readJson(join(root, 'package.json'));
+  const listed = (field: string): unknown => {
+    const deps = isRecord(pinned) ? pinned[field] : undefined;
+    return isRecord(deps) ? deps[pkg] : undefined;
+  };
+  return listed('dependencies') || listed('devDependencies');
 }
 
 /** Applies the pinned rewrite of `name` to `text` (throws loudly on any mismatch). */
-export async function applyPatch(name, text) {
+export async function applyPatch(name: string, text: string): Promise<string> {
   const patch = PATCHES[name];
   if (!patch) return text;
   const { pkg, version } = installedVersion(name);
   if (version !== patch.version) fail(name, `${pkg} is ${version}; the rewrite was written for ${patch.version}.`);
-  const pinned = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-  const wanted = (pinned.dependencies || {})[pkg] || (pinned.devDependencies || {})[pkg];
+  const wanted = pinnedVersion(pkg);
   if (wanted !== patch.version) fail(name, `package.json must pin ${pkg} exactly to ${patch.version} (has ${wanted}).`);
   const hash = sha256(text);
   if (hash !== patch.sha256) fail(name, `sha256 is ${hash}, expected ${patch.sha256}.`);
@@ -155,7 +187,7 @@ export async function applyPatch(name, text) {
 }
 
 /** Rollup plugin: loads the pinned dependency files through their rewrite. */
-export function pinnedRewrites() {
+export function pinnedRewrites(): Plugin {
   return {
     name: 'e4-pinned-rewrites',
     async load(id) {

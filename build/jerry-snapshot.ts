@@ -22,15 +22,26 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, rmSync, statSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, resolve } from 'node:path';
 import * as acorn from 'acorn';
+import type { AnyNode } from 'acorn';
+import type { OutputAsset, Plugin } from 'rollup';
+import { childNodes } from './estree.ts';
+
+/** The snapshot files of an image (snapshotFiles, makeSnapshots). */
+export interface SnapshotFiles {
+  snapshot: string;
+  literals: string;
+  literalsC: string;
+  staticSnapshot: string;
+}
 
 /** JerryScript's direct integers (ECMA_INTEGER_NUMBER_MAX with its default 32-bit values). */
 const MAX_DIRECT = 134217727;
 const SPLIT = 67108864; // 2^26: both halves of a number below 2^53 are direct integers
 
-export function staticSnapshotLiterals(code) {
+export function staticSnapshotLiterals(code: string): string {
   const ast = acorn.parse(code, { ecmaVersion: 5, sourceType: 'script', allowReserved: true });
-  const edits = [];
-  const visit = (node, parent) => {
+  const edits: [start: number, end: number, text: string][] = [];
+  const visit = (node: AnyNode, parent: AnyNode | null): void => {
     if (node.type === 'Literal' && typeof node.value === 'number' && node.value > MAX_DIRECT) {
       if (parent && parent.type === 'Property' && parent.key === node) throw new Error(`static snapshot: the property name ${node.raw} cannot be rewritten`);
       if (!Number.isInteger(node.value) || node.value >= 2 ** 53) throw new Error(`static snapshot: the number literal ${node.raw} cannot be expressed with direct integers`);
@@ -39,11 +50,7 @@ export function staticSnapshotLiterals(code) {
     } else if (node.type === 'Literal' && typeof node.value === 'number' && !Number.isInteger(node.value)) {
       throw new Error(`static snapshot: the number literal ${node.raw} is not an integer (JerryScript static snapshots hold none)`);
     }
-    for (const key of Object.keys(node)) {
-      const v = node[key];
-      if (Array.isArray(v)) for (const c of v) c && typeof c.type === 'string' && visit(c, node);
-      else if (v && typeof v.type === 'string') visit(v, node);
-    }
+    for (const child of childNodes(node)) visit(child, node);
   };
   visit(ast, null);
   let out = code;
@@ -51,7 +58,7 @@ export function staticSnapshotLiterals(code) {
   return out;
 }
 
-function executable(file) {
+function executable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return statSync(file).isFile();
@@ -61,7 +68,7 @@ function executable(file) {
 }
 
 /** A tool by name or path, looked up in $E4_ENGINES then $PATH; null when absent. */
-export function findTool(name) {
+export function findTool(name: string): string | null {
   if (name.includes('/')) {
     const file = isAbsolute(name) ? name : resolve(name);
     return executable(file) ? file : null;
@@ -71,17 +78,17 @@ export function findTool(name) {
   return null;
 }
 
-export function snapshotGenerator() {
+export function snapshotGenerator(): string | null {
   return findTool(process.env.E4_JERRY_SNAPSHOT || 'jerry-snapshot-lean');
 }
 
-function run(generator, args) {
+function run(generator: string, args: string[]): void {
   const r = spawnSync(generator, args, { encoding: 'utf8', timeout: 120000 });
   if (r.status !== 0) throw new Error(`${basename(generator)} ${args.join(' ')} failed (exit ${r.status}): ${(r.stdout + r.stderr).trim().slice(-500)}`);
 }
 
 /** The snapshot files of `image` (a .js file) in `outDir`, named after it without `.min.js`/`.js`. */
-export function snapshotFiles(image, outDir) {
+export function snapshotFiles(image: string, outDir: string): SnapshotFiles {
   const name = basename(image).replace(/(\.min)?\.js$/, '');
   return {
     snapshot: join(outDir, name + '.snapshot'),
@@ -92,7 +99,7 @@ export function snapshotFiles(image, outDir) {
 }
 
 /** Makes the snapshot files of `image` in `outDir` (snapshotFiles) and returns their paths. */
-export function makeSnapshots(image, outDir, generator) {
+export function makeSnapshots(image: string, outDir: string, generator: string): SnapshotFiles {
   const files = snapshotFiles(image, outDir);
   run(generator, ['generate', '-o', files.snapshot, image]);
   run(generator, ['litdump', '--format', 'list', '-o', files.literals, files.snapshot]);
@@ -102,17 +109,18 @@ export function makeSnapshots(image, outDir, generator) {
 }
 
 /** The rollup plugin of a board image with `"snapshot": true` (see the top of this file). */
-export function jerrySnapshots() {
-  let minName = null;
+export function jerrySnapshots(): Plugin {
+  let minName: string | null = null;
   return {
     name: 'e4-jerry-snapshots',
     generateBundle(_options, bundle) {
-      const min = Object.values(bundle).find((o) => o.type === 'asset' && o.fileName.endsWith('.min.js'));
+      const min = Object.values(bundle).find((o): o is OutputAsset => o.type === 'asset' && o.fileName.endsWith('.min.js'));
       if (!min) this.error('snapshot: the image has no minified copy to snapshot');
       min.source = staticSnapshotLiterals(String(min.source));
       minName = min.fileName;
     },
     writeBundle(options) {
+      if (!options.dir || !minName) this.error('snapshot: the image was not written to an output directory');
       const generator = snapshotGenerator();
       const image = join(options.dir, minName);
       if (!generator) {

@@ -4,6 +4,20 @@
  * always strict). Used by the build (which fails on any finding) and by test/image.test.ts.
  */
 import * as acorn from 'acorn';
+import type { AnyNode, Identifier, MemberExpression, Pattern, Program } from 'acorn';
+import { childNodes } from './estree.ts';
+import type { FunctionNode } from './estree.ts';
+
+/** A problem found in an image: what, and the line it is on. */
+export interface Finding {
+  message: string;
+  line: number;
+}
+
+export interface CheckOptions {
+  /** Forbidden globals (`require`), statics (`Object.keys`) or methods (`.fill`) this image may use. */
+  allow?: string[];
+}
 
 /** Globals that Espruino, Duktape or JerryScript lack, plus sources of randomness and console
  * (firmware logs through the HAL). */
@@ -15,7 +29,7 @@ export const FORBIDDEN_GLOBALS = [
 ];
 
 /** Static methods and constants the targets lack (ES2015+), and Math.random (no RNG in firmware). */
-export const FORBIDDEN_STATICS = {
+export const FORBIDDEN_STATICS: Record<string, string[]> = {
   Array: ['from', 'of'],
   Object: ['assign', 'freeze', 'seal', 'hasOwn', 'entries', 'values', 'fromEntries', 'is', 'setPrototypeOf', 'getOwnPropertySymbols'],
   Number: ['isSafeInteger', 'isInteger', 'isFinite', 'isNaN', 'EPSILON', 'MAX_SAFE_INTEGER', 'MIN_SAFE_INTEGER', 'parseFloat', 'parseInt'],
@@ -34,25 +48,19 @@ export const FORBIDDEN_METHODS = ['fill', 'padStart', 'padEnd', 'includes', 'sta
  * (`Array.prototype.slice` is undefined there), as TypeScript's spread/rest helpers do. */
 const PROTOTYPE_READS = ['Array', 'Function', ...TYPED];
 
-function walk(node, visit, parent) {
-  if (!node || typeof node.type !== 'string') return;
+function walk(node: AnyNode, visit: (node: AnyNode, parent: AnyNode | undefined) => void, parent?: AnyNode): void {
   visit(node, parent);
-  for (const key of Object.keys(node)) {
-    if (key === 'type' || key === 'start' || key === 'end' || key === 'loc') continue;
-    const v = node[key];
-    if (Array.isArray(v)) for (const c of v) walk(c, visit, node);
-    else if (v && typeof v.type === 'string') walk(v, visit, node);
-  }
+  for (const child of childNodes(node)) walk(child, visit, node);
 }
 
-function propName(m) {
+function propName(m: MemberExpression): string | null {
   if (!m.computed && m.property.type === 'Identifier') return m.property.name;
   if (m.computed && m.property.type === 'Literal' && typeof m.property.value === 'string') return m.property.value;
   return null;
 }
 
 /** True when an Identifier node is a variable reference (not a property name or a label). */
-function isReference(node, parent) {
+function isReference(node: Identifier, parent: AnyNode | undefined): boolean {
   if (!parent) return true;
   if (parent.type === 'MemberExpression' && parent.property === node && !parent.computed) return false;
   if (parent.type === 'Property' && parent.key === node && !parent.computed) return false;
@@ -62,9 +70,11 @@ function isReference(node, parent) {
 
 /** Names declared anywhere in the script (var, function, parameter, catch): a local `Map` is no
  * reference to the global. */
-function declaredNames(ast) {
-  const names = new Set();
-  const addPattern = (p) => p && p.type === 'Identifier' && names.add(p.name);
+function declaredNames(ast: Program): Set<string> {
+  const names = new Set<string>();
+  const addPattern = (p: Pattern | null | undefined): void => {
+    if (p && p.type === 'Identifier') names.add(p.name);
+  };
   walk(ast, (n) => {
     if (n.type === 'VariableDeclarator') addPattern(n.id);
     else if (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') {
@@ -77,7 +87,7 @@ function declaredNames(ast) {
 
 /** The names a function's own scope declares: its parameters, and its `var` and function
  * declarations (not those of nested functions). */
-function ownScopeNames(fn) {
+function ownScopeNames(fn: FunctionNode): Set<string> {
   const names = new Set(fn.params.filter((p) => p.type === 'Identifier').map((p) => p.name));
   walkOwnScope(fn.body, (node) => {
     if (node.type === 'VariableDeclarator' && node.id.type === 'Identifier') names.add(node.id.name);
@@ -88,16 +98,10 @@ function ownScopeNames(fn) {
 
 /** Visits the nodes of one function's own scope: nested functions are visited (a declaration
  * names something in this scope) but not entered. */
-function walkOwnScope(node, visit) {
-  if (!node || typeof node.type !== 'string') return;
+function walkOwnScope(node: AnyNode, visit: (node: AnyNode) => void): void {
   visit(node);
   if (node.type === 'FunctionDeclaration' || node.type === 'FunctionExpression') return;
-  for (const key of Object.keys(node)) {
-    if (key === 'loc') continue;
-    const v = node[key];
-    if (Array.isArray(v)) v.forEach((c) => walkOwnScope(c, visit));
-    else if (v && typeof v.type === 'string') walkOwnScope(v, visit);
-  }
+  for (const child of childNodes(node)) walkOwnScope(child, visit);
 }
 
 /** Properties that Error.prototype defines as accessors without a setter on strict engines
@@ -109,22 +113,25 @@ export const ERROR_ACCESSORS = ['message', 'stack'];
  * Checks `code`. Returns a list of findings ({ message, line }) — empty when the image is clean.
  * `allow` lists forbidden globals a particular image may reference (e.g. `require` on Espruino).
  */
-export function checkImage(code, { allow = [] } = {}) {
-  let ast;
+export function checkImage(code: string, { allow = [] }: CheckOptions = {}): Finding[] {
+  let ast: Program;
   try {
     ast = acorn.parse(code, { ecmaVersion: 5, sourceType: 'script', locations: true, allowReserved: true });
   } catch (e) {
-    return [{ message: 'not ECMAScript 5: ' + e.message, line: e.loc ? e.loc.line : 0 }];
+    return [{ message: 'not ECMAScript 5: ' + (e instanceof Error ? e.message : String(e)), line: syntaxErrorLine(e) }];
   }
-  const findings = [];
+  const findings: Finding[] = [];
   const declared = declaredNames(ast);
   const forbidden = new Set(FORBIDDEN_GLOBALS.filter((g) => !allow.includes(g)));
   const methods = new Set(FORBIDDEN_METHODS);
-  const add = (message, node) => findings.push({ message, line: node.loc.start.line });
+  // Parsed with `locations: true`: every node has its `loc`.
+  const add = (message: string, node: AnyNode) => findings.push({ message, line: node.loc ? node.loc.start.line : 0 });
   // A catch parameter named like a parameter or local of the enclosing function: MicroQuickJS
   // refuses the whole script ("catch variable already exists"); minifiers that reuse names make it.
-  const functions = [];
-  walk(ast, (n) => (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') && functions.push(n));
+  const functions: FunctionNode[] = [];
+  walk(ast, (n) => {
+    if (n.type === 'FunctionDeclaration' || n.type === 'FunctionExpression') functions.push(n);
+  });
   for (const fn of functions) {
     const names = ownScopeNames(fn);
     walkOwnScope(fn.body, (n) => {
@@ -134,8 +141,9 @@ export function checkImage(code, { allow = [] } = {}) {
     });
   }
   walk(ast, (node, parent) => {
-    if (node.type === 'AssignmentExpression' && node.left.type === 'MemberExpression' && ERROR_ACCESSORS.includes(propName(node.left))) {
-      add(`assigns .${propName(node.left)} (an accessor of Error.prototype: a TypeError on strict engines; use Object.defineProperty)`, node);
+    const assigned = node.type === 'AssignmentExpression' && node.left.type === 'MemberExpression' ? propName(node.left) : null;
+    if (assigned !== null && ERROR_ACCESSORS.includes(assigned)) {
+      add(`assigns .${assigned} (an accessor of Error.prototype: a TypeError on strict engines; use Object.defineProperty)`, node);
     }
     if (node.type === 'Identifier' && forbidden.has(node.name) && !declared.has(node.name) && isReference(node, parent)) {
       add('references ' + node.name, node);
@@ -156,9 +164,16 @@ export function checkImage(code, { allow = [] } = {}) {
 }
 
 /** Throws one error listing every finding (for the build). */
-export function assertImage(code, file, opts) {
+export function assertImage(code: string, file: string, opts?: CheckOptions): void {
   const findings = checkImage(code, opts);
   if (findings.length) {
     throw new Error(`${file} is not a valid ES5 image:\n` + findings.map((f) => `  line ${f.line}: ${f.message}`).join('\n'));
   }
+}
+
+/** The line acorn reports a syntax error at (its SyntaxError carries `loc`), 0 when unknown. */
+function syntaxErrorLine(e: unknown): number {
+  if (typeof e !== 'object' || e === null || !('loc' in e)) return 0;
+  const loc = e.loc;
+  return typeof loc === 'object' && loc !== null && 'line' in loc && typeof loc.line === 'number' ? loc.line : 0;
 }
