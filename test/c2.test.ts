@@ -9,15 +9,19 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import * as E4 from '../firmware/index.ts';
 import { adaptE4, DEFAULT_IMAGE } from '../host-sim/c2/e4.ts';
 import { C2Error, initC2, openC2 } from '../host-sim/c2/c2.ts';
+import { migrateV1 } from '../host-sim/c2/migrate.ts';
+import { postgresAbsentReason, startPostgres } from '../host-sim/c2/pg-server.ts';
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import { TS_NODE } from '../host-sim/shared/cli.ts';
 
+const ON_CI = !!process.env.CI;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'host-sim/c2/cli.ts');
 const VECTORS = JSON.parse(
@@ -65,14 +69,70 @@ function parseCommand(p) {
 }
 
 let tmp;
-beforeAll(() => {
+let pgServer = null;
+/** Why the PostgreSQL backend cannot be tested here (null: it can). Under CI it never skips. */
+const PG_SKIP = ON_CI ? null : postgresAbsentReason();
+beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'e4-c2-test-'));
-});
-afterAll(() => {
+  if (!PG_SKIP) pgServer = await startPostgres(); // under CI a missing PostgreSQL fails here
+}, 120000);
+afterAll(async () => {
+  await pgServer?.stop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 let n = 0;
-const dbFile = () => path.join(tmp, `c2-${++n}`, 'c2.db');
+
+/** ? -> $n, for edits made with a bare pg client. */
+const numbered = (sql) => {
+  let i = 0;
+  return sql.replace(/\?/g, () => '$' + ++i);
+};
+
+/** The two stores the C2 runs on: a new empty database, and a raw SQL session on it that
+ * bypasses the C2 (an attacker with database access, but without the passphrase). */
+const BACKENDS = [
+  {
+    name: 'sqlite',
+    skip: null,
+    newDb: async () => path.join(tmp, `c2-${++n}`, 'c2.db'),
+    async raw(db) {
+      const conn = new Database(db);
+      return {
+        q: async (sql, params = []) => {
+          const st = conn.prepare(sql);
+          return st.reader ? st.all(...params) : (st.run(...params), []);
+        },
+        close: async () => conn.close(),
+      };
+    },
+  },
+  {
+    name: 'postgres',
+    skip: PG_SKIP,
+    newDb: () => pgServer.createDatabase(`c2_${++n}`),
+    async raw(db) {
+      const client = new pg.Client({ connectionString: db });
+      await client.connect();
+      return { q: async (sql, params = []) => (await client.query(numbered(sql), params)).rows, close: () => client.end() };
+    },
+  },
+];
+const title = (what, B) => `${what} (${B.name})${B.skip ? ` [skipped: ${B.skip}]` : ''}`;
+
+/** Every row of every C2 table, as comparable text (what "unchanged" means for a database). */
+async function dump(B, db) {
+  const r = await B.raw(db);
+  try {
+    const out = {};
+    for (const t of ['meta', 'devices', 'device_keys', 'topics', 'topic_keys', 'grants', 'commands']) {
+      const rows = await r.q(`SELECT * FROM ${t}`);
+      out[t] = rows.map((row) => JSON.stringify(Object.entries(row).map(([k, v]) => [k, v instanceof Uint8Array ? hex(v) : v === null ? null : String(v)]))).sort();
+    }
+    return out;
+  } finally {
+    await r.close();
+  }
+}
 
 /** A publisher that records what it is handed; `fail(topic)` decides which publishes are refused. */
 function recorder({ fail = () => false, delay = () => 0 } = {}) {
@@ -109,9 +169,12 @@ function deviceFrom(cfg) {
 }
 const expectedState = (cfg) => ({ key: cfg.key, topics: Object.fromEntries(cfg.topics.map((t) => [t.hash, t.key])) });
 
-describe('C2 library', () => {
+for (const B of BACKENDS) {
+describe.skipIf(!!B.skip)(title('C2 library', B), () => {
+  const newDb = () => B.newDb();
+
   it('derives ids and hashes like the vectors and refuses bad names', async () => {
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4 });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4 });
     for (const v of VECTORS.client_ids.slice(0, 4)) {
       const d = await c2.addDevice({ name: v.name });
       expect(d.id).toBe(v.id);
@@ -125,16 +188,16 @@ describe('C2 library', () => {
     await expect(c2.addTopic('sensors/temperature')).rejects.toMatchObject({ code: 'EXISTS' });
     const byId = await c2.addDevice({ id: 'AABBCCDDEEFF00112233445566778899' });
     expect(byId).toEqual({ id: 'aabbccddeeff00112233445566778899', name: null, controlTopic: 'e4/aabbccddeeff00112233445566778899' });
-    c2.close();
+    await c2.close();
   });
 
   it('grant sends SetTopicKey under the client key with QoS 2, and the device core applies it', async () => {
     const rec = recorder();
     let clock = 1_700_000_000;
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => clock + 0.75 });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => clock + 0.75 });
     const d = await c2.addDevice({ name: 'monitor-1' });
     await c2.addTopic('health/heart-rate');
-    const dev = deviceFrom(c2.deviceConfig('monitor-1'));
+    const dev = deviceFrom((await c2.deviceConfig('monitor-1')));
     const r = await c2.grant('monitor-1', 'health/heart-rate', { role: 'pub' });
     expect(r.delivery).toMatchObject({ failed: [], queued: [] });
     expect(r.delivery.acked).toHaveLength(1);
@@ -142,7 +205,7 @@ describe('C2 library', () => {
     const m = rec.sent[0];
     expect(m.topic).toBe('e4/' + d.id);
     expect(m.opts).toEqual({ qos: 2 });
-    const cfg = c2.deviceConfig('monitor-1');
+    const cfg = (await c2.deviceConfig('monitor-1'));
     expect(cfg).toMatchObject({ format: 'e4-device', version: 1, name: 'monitor-1', id: hex(h16('monitor-1')) });
     const { ts, plain } = openWire(unhex(cfg.key), m.bytes);
     expect(ts).toBe(clock); // whole seconds
@@ -157,24 +220,24 @@ describe('C2 library', () => {
     await expect(c2.grant('monitor-1', 'health/heart-rate', { role: 'owner' })).rejects.toMatchObject({ code: 'USAGE' });
     await expect(c2.grant('nobody', 'health/heart-rate')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(c2.grant('monitor-1', 'no/such/topic')).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    c2.close();
+    await c2.close();
   });
 
   it('rotate-topic sends one new key to every holder, subscribers acknowledged before publishers start', async () => {
     // Subscribers' publishes are slow: publishers must still wait for them.
     const rec = recorder({ delay: (t) => (subs.has(t) ? 30 : 0) });
     const subs = new Set();
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
     await c2.addTopic('health/heart-rate');
     const roles = { 'phone-1': 'sub', 'monitor-1': 'pub', 'proxy-1': 'both', 'phone-2': 'sub' };
     const devs = {};
     for (const [name, role] of Object.entries(roles)) {
       const d = await c2.addDevice({ name });
       if (role === 'sub') subs.add(d.controlTopic);
-      devs[name] = deviceFrom(c2.deviceConfig(name));
+      devs[name] = deviceFrom((await c2.deviceConfig(name)));
       await c2.grant(name, 'health/heart-rate', { role });
     }
-    const oldKey = c2.deviceConfig('phone-1').topics[0].key;
+    const oldKey = (await c2.deviceConfig('phone-1')).topics[0].key;
     for (const dv of Object.values(devs)) dv.deliver(rec.sent);
     rec.sent.length = 0;
     rec.events.length = 0;
@@ -185,10 +248,10 @@ describe('C2 library', () => {
     const lastSubAck = Math.max(...rec.events.map((e, i) => (e[0] === 'ack' && subs.has(e[1]) ? i : -1)));
     const firstPubStart = Math.min(...rec.events.map((e, i) => (e[0] === 'start' && !subs.has(e[1]) ? i : Infinity)));
     expect(lastSubAck).toBeLessThan(firstPubStart);
-    const newKey = c2.deviceConfig('phone-1').topics[0].key;
+    const newKey = (await c2.deviceConfig('phone-1')).topics[0].key;
     expect(newKey).not.toBe(oldKey);
     for (const [name, dv] of Object.entries(devs)) {
-      const cfg = c2.deviceConfig(name);
+      const cfg = (await c2.deviceConfig(name));
       expect(cfg.topics[0].key).toBe(newKey);
       dv.deliver(rec.sent);
       expect(dv.state()).toEqual(expectedState(cfg));
@@ -196,20 +259,20 @@ describe('C2 library', () => {
     // Data under the new key now reaches every subscriber.
     const msg = devs['monitor-1'].client.protect('health/heart-rate', 'bpm=72');
     expect(new TextDecoder().decode(devs['phone-1'].client.unprotect('health/heart-rate', msg))).toBe('bpm=72');
-    c2.close();
+    await c2.close();
   });
 
   it('rotate-device-key: SetIdKey under the old key; later commands under the new one; the device follows', async () => {
     const rec = recorder();
     // A frozen host clock: grant, revoke, grant within one second must still be distinct messages.
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => 1_700_000_000 });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => 1_700_000_000 });
     await c2.addDevice({ name: 'alice' });
     await c2.addTopic('a/b');
-    const cfg0 = c2.deviceConfig('alice');
+    const cfg0 = (await c2.deviceConfig('alice'));
     const dev = deviceFrom(cfg0);
     const r = await c2.rotateDeviceKey('alice');
     expect(r.gen).toBe(1);
-    const cfg1 = c2.deviceConfig('alice');
+    const cfg1 = (await c2.deviceConfig('alice'));
     expect(cfg1.key).not.toBe(cfg0.key);
     expect(parseCommand(openWire(unhex(cfg0.key), rec.sent[0].bytes).plain)).toEqual({ cmd: 'SetIdKey', key: cfg1.key });
     await c2.grant('alice', 'a/b');
@@ -223,19 +286,19 @@ describe('C2 library', () => {
     expect(rec.sent.slice(1).map((m) => openWire(unhex(cfg1.key), m.bytes).ts)).toEqual([1_700_000_001, 1_700_000_002, 1_700_000_003, 1_700_000_004]);
     dev.deliver(rec.sent);
     expect(dev.state()).toEqual({ key: cfg1.key, topics: {} });
-    expect(c2.list().devices[0].topics).toEqual([]);
-    c2.close();
+    expect((await c2.list()).devices[0].topics).toEqual([]);
+    await c2.close();
   });
 
   it('unacknowledged commands stay queued in order, keys are kept, and a later flush delivers them', async () => {
     let broken = true;
     const rec = recorder({ fail: () => broken });
     let clock = 1_700_000_100;
-    const dbPath = dbFile();
+    const dbPath = await newDb();
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => clock });
     await c2.addDevice({ name: 'alice' });
     await c2.addTopic('t/1');
-    const cfg0 = c2.deviceConfig('alice');
+    const cfg0 = (await c2.deviceConfig('alice'));
     const dev = deviceFrom(cfg0);
     const r1 = await c2.rotateDeviceKey('alice');
     expect(r1.delivery.failed).toMatchObject([{ name: 'alice', kind: 'set-id-key', error: 'broker unavailable' }]);
@@ -243,15 +306,15 @@ describe('C2 library', () => {
     const r2 = await c2.grant('alice', 't/1');
     expect(r2.delivery.failed).toHaveLength(1); // the first one again; the grant waits behind it
     expect(r2.delivery.queued).toMatchObject([{ kind: 'set-topic-key', topic: 't/1' }]);
-    let l = c2.list().devices[0];
+    let l = (await c2.list()).devices[0];
     expect(l.keyGen).toBe(1);
     expect(l.ackedKeyGen).toBe(0);
     expect(l.pending.map((p) => [p.kind, p.state])).toEqual([
       ['set-id-key', 'queued'],
       ['set-topic-key', 'queued'],
     ]);
-    expect(c2.store.get('SELECT COUNT(*) AS n FROM device_keys').n).toBe(2); // old and new client key
-    c2.close();
+    expect(Number((await c2.store.get('SELECT COUNT(*) AS n FROM device_keys'))?.n)).toBe(2); // old and new client key
+    await c2.close();
 
     // Another process later, with a working broker.
     broken = false;
@@ -260,24 +323,24 @@ describe('C2 library', () => {
     expect(f.acked.map((a) => a.kind)).toEqual(['set-id-key', 'set-topic-key']);
     expect(rec.sent).toHaveLength(2);
     const t0 = openWire(unhex(cfg0.key), rec.sent[0].bytes).ts;
-    const cfg1 = again.deviceConfig('alice');
+    const cfg1 = (await again.deviceConfig('alice'));
     const t1 = openWire(unhex(cfg1.key), rec.sent[1].bytes).ts;
     expect(t0).toBe(1_700_000_100);
     expect(t1).toBe(t0 + 1); // never backwards, never equal
     dev.deliver(rec.sent);
     expect(dev.state()).toEqual(expectedState(cfg1));
-    l = again.list().devices[0];
+    l = (await again.list()).devices[0];
     expect(l.ackedKeyGen).toBe(1);
     expect(l.pending.map((p) => [p.kind, p.state, p.seenSince])).toEqual([
       ['set-id-key', 'at-broker', 'never'],
       ['set-topic-key', 'at-broker', 'never'],
     ]);
     expect((await again.flush()).acked).toEqual([]);
-    again.close();
+    await again.close();
   });
 
   it('without a publisher commands are queued; observing a sole publisher under the new key confirms it', async () => {
-    const dbPath = dbFile();
+    const dbPath = await newDb();
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
     await c2.addDevice({ name: 'monitor-1' });
     await c2.addDevice({ name: 'phone-1' });
@@ -294,32 +357,32 @@ describe('C2 library', () => {
     const rec = recorder();
     c2.setSend(rec.send);
     expect((await c2.flush()).acked).toHaveLength(2);
-    const monitorCfg = c2.deviceConfig('monitor-1');
+    const monitorCfg = (await c2.deviceConfig('monitor-1'));
     const sentToMonitor = rec.sent.find((m) => m.topic === 'e4/' + monitorCfg.id);
     expect(parseCommand(openWire(unhex(monitorCfg.key), sentToMonitor.bytes).plain).key).toBe(monitorCfg.topics[0].key);
     await c2.rotateTopic('health/heart-rate');
-    const newKey = unhex(c2.deviceConfig('monitor-1').topics[0].key);
-    const monitor = () => c2.list().devices.find((d) => d.name === 'monitor-1');
-    expect(monitor().pending).toMatchObject([{ kind: 'set-topic-key', gen: 3, state: 'at-broker', seenSince: 'never' }]);
-    expect(c2.observe('health/heart-rate', protectWire(newKey, 1_700_000_000, new Uint8Array([72])))).toEqual({
+    const newKey = unhex((await c2.deviceConfig('monitor-1')).topics[0].key);
+    const monitor = async () => (await c2.list()).devices.find((d) => d.name === 'monitor-1');
+    expect((await monitor()).pending).toMatchObject([{ kind: 'set-topic-key', gen: 3, state: 'at-broker', seenSince: 'never' }]);
+    expect(await c2.observe('health/heart-rate', protectWire(newKey, 1_700_000_000, new Uint8Array([72])))).toEqual({
       topic: 'health/heart-rate',
       gen: 3,
       current: true,
       device: hex(h16('monitor-1')),
     });
-    expect(monitor().pending).toEqual([]); // confirmed
-    expect(monitor().topics[0].seenGen).toBe(3);
-    expect(c2.list().devices.find((d) => d.name === 'phone-1').pending).toMatchObject([{ state: 'at-broker', seenSince: 'never' }]);
-    expect(c2.observe('health/heart-rate', protectWire(new Uint8Array(32), 1, new Uint8Array([1])))).toBe(null);
+    expect((await monitor()).pending).toEqual([]); // confirmed
+    expect((await monitor()).topics[0].seenGen).toBe(3);
+    expect((await c2.list()).devices.find((d) => d.name === 'phone-1').pending).toMatchObject([{ state: 'at-broker', seenSince: 'never' }]);
+    expect(await c2.observe('health/heart-rate', protectWire(new Uint8Array(32), 1, new Uint8Array([1])))).toBe(null);
     await c2.save();
-    c2.close();
+    await c2.close();
     const ro = await openC2({ dbPath, passphrase: PASS, readOnly: true });
-    expect(ro.list().devices.find((d) => d.name === 'monitor-1').lastSeen).not.toBe(null);
-    ro.close();
+    expect((await ro.list()).devices.find((d) => d.name === 'monitor-1').lastSeen).not.toBe(null);
+    await ro.close();
   });
 
   it('keeps only the keys a device may still hold once rotations are acknowledged', async () => {
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: recorder().send });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: recorder().send });
     await c2.addDevice({ name: 'd' });
     await c2.addTopic('t');
     await c2.grant('d', 't');
@@ -327,41 +390,40 @@ describe('C2 library', () => {
       await c2.rotateTopic('t');
       await c2.rotateDeviceKey('d');
     }
-    const gens = (sql) => c2.store.all(sql).map((r) => r.gen);
-    expect(gens('SELECT gen FROM topic_keys ORDER BY gen')).toEqual([3, 4]);
-    expect(gens('SELECT gen FROM device_keys ORDER BY gen')).toEqual([3, 4]);
+    const gens = async (sql) => (await c2.store.all(sql)).map((r) => r.gen);
+    expect(await gens('SELECT gen FROM topic_keys ORDER BY gen')).toEqual([3, 4]);
+    expect(await gens('SELECT gen FROM device_keys ORDER BY gen')).toEqual([3, 4]);
     // Sealed rows removed from the file leave no copy (secure_delete): the file holds exactly the live rows.
-    c2.close();
+    await c2.close();
   });
 
   it('revoke --rotate: the revoked device gets RemoveTopic, the others a key it never saw', async () => {
     const rec = recorder();
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
     await c2.addTopic('t');
     const devs = {};
     for (const name of ['a', 'b', 'c']) {
       await c2.addDevice({ name });
-      devs[name] = deviceFrom(c2.deviceConfig(name));
+      devs[name] = deviceFrom((await c2.deviceConfig(name)));
       await c2.grant(name, 't', { role: name === 'a' ? 'pub' : 'sub' });
     }
-    const old = c2.deviceConfig('a').topics[0].key;
+    const old = (await c2.deviceConfig('a')).topics[0].key;
     const r = await c2.revoke('c', 't', { rotate: true });
     expect(r.rotated.holders.map((h) => h.name)).toEqual(['b', 'a']); // subscriber first
     for (const dv of Object.values(devs)) dv.deliver(rec.sent);
-    const fresh = c2.deviceConfig('a').topics[0].key;
+    const fresh = (await c2.deviceConfig('a')).topics[0].key;
     expect(fresh).not.toBe(old);
     expect(devs.a.state().topics).toEqual({ [hex(h16('t'))]: fresh });
     expect(devs.b.state().topics).toEqual({ [hex(h16('t'))]: fresh });
     expect(devs.c.state().topics).toEqual({});
-    expect(c2.deviceConfig('c').topics).toEqual([]);
-    c2.close();
+    expect((await c2.deviceConfig('c')).topics).toEqual([]);
+    await c2.close();
   });
 
   it('batch: one write for many operations, all or nothing', async () => {
-    const dbPath = dbFile();
+    const dbPath = await newDb();
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
     await c2.addTopic('t');
-    const rev = c2.list().revision;
     const { result, delivery } = await c2.batch(async (c) => {
       for (const name of ['a', 'b', 'c']) {
         await c.addDevice({ name });
@@ -371,8 +433,7 @@ describe('C2 library', () => {
     });
     expect(result).toBe('done');
     expect(delivery.queued).toHaveLength(3);
-    expect(c2.list().revision).toBe(rev + 1);
-    const before = fs.readFileSync(dbPath);
+    const before = await dump(B, dbPath);
     await expect(
       c2.batch(async (c) => {
         await c.addDevice({ name: 'd' });
@@ -380,24 +441,24 @@ describe('C2 library', () => {
         await c.grant('d', 'missing');
       }),
     ).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    expect(fs.readFileSync(dbPath).equals(before)).toBe(true);
-    expect(c2.list().devices.map((d) => d.name)).toEqual(['a', 'b', 'c']);
+    expect(await dump(B, dbPath)).toEqual(before);
+    expect((await c2.list()).devices.map((d) => d.name)).toEqual(['a', 'b', 'c']);
     await c2.addDevice({ name: 'd' }); // usable afterwards
-    c2.close();
+    await c2.close();
   });
 
   it('exports the libe4 E41P layout', async () => {
     const v = VECTORS.storage_file[0];
     // The encoder the C2 uses reproduces the reference image byte for byte.
     expect(hex(e4.encodeE41P({ id: unhex(v.client_id), key: unhex(v.client_key), topics: v.topics.map((t) => ({ hash: unhex(t.topic_hash), key: unhex(t.key) })) }))).toBe(v.file);
-    const c2 = await initC2({ dbPath: dbFile(), passphrase: PASS, kdf: FAST, e4 });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4 });
     await c2.addDevice({ name: 'alice' });
     for (const t of ['x/1', 'x/2', 'x/3']) {
       await c2.addTopic(t);
       await c2.grant('alice', t);
     }
-    const img = c2.exportE41P('alice');
-    const cfg = c2.deviceConfig('alice');
+    const img = (await c2.exportE41P('alice'));
+    const cfg = (await c2.deviceConfig('alice'));
     const b = Buffer.from(img);
     expect(b.subarray(0, 4).toString('latin1')).toBe('E41P');
     expect(hex(b.subarray(4, 20))).toBe(cfg.id);
@@ -409,144 +470,298 @@ describe('C2 library', () => {
       expect(hex(b.subarray(70 + i * 48, 102 + i * 48))).toBe(cfg.topics[i].key);
     }
     expect(hex(E4.decodeE41P(img).key)).toBe(cfg.key);
-    c2.close();
+    await c2.close();
   });
 });
 
-describe('C2 database at rest', () => {
-  const SQL = createRequire(import.meta.url)('sql.js')();
+}
 
+const FIXTURE = path.join(ROOT, 'test/fixtures/c2-e4-c2-1.db');
+const FIXTURE_FACTS = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/c2-e4-c2-1.json'), 'utf8'));
+// Written by the e4-c2/1 C2 with SQLite's hex(): upper case, '' for no message.
+for (const c of FIXTURE_FACTS.commands) c.message = c.message.toLowerCase();
+const WORKER = path.join(ROOT, 'test/support/c2-worker.ts');
+
+/** A C2 process (test/support/c2-worker.ts) running `job`; resolves with its exit and output. */
+function worker(job, { killAfterSent = 0 } = {}) {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [...TS_NODE, WORKER, JSON.stringify(job)], { cwd: ROOT });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (killAfterSent && new RegExp(`^sent ${killAfterSent}$`, 'm').test(out)) p.kill('SIGKILL');
+    });
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', (code, signal) => resolve({ code, signal, out, err }));
+  });
+}
+const logged = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+/** The timestamp of a protected message: its first 8 bytes, little-endian (docs/protocol.md). */
+const tsOf = (hexMsg) => Number(Buffer.from(hexMsg.slice(0, 16), 'hex').readBigUInt64LE());
+
+for (const B of BACKENDS) {
+describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
   async function populated() {
-    const dbPath = dbFile();
+    const dbPath = await B.newDb();
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
     await c2.addDevice({ name: 'alice' });
     await c2.addDevice({ name: 'bob' });
+    await c2.addDevice({ name: 'carol' });
     await c2.addTopic('t/1');
     await c2.grant('alice', 't/1', { role: 'pub' });
     await c2.grant('bob', 't/1', { role: 'sub' });
-    const keys = { alice: c2.deviceConfig('alice').key, bob: c2.deviceConfig('bob').key };
-    c2.close();
+    const keys = { alice: (await c2.deviceConfig('alice')).key, bob: (await c2.deviceConfig('bob')).key, topic: (await c2.deviceConfig('bob')).topics[0].key };
+    await c2.close();
     return { dbPath, keys };
   }
 
-  /** Edits the file like an attacker with SQLite (but without the passphrase) would, keeping
-   * the MAC trailer (the last 40 bytes) so that the MAC itself has to catch the change. */
+  /** Edits the database like an attacker with database access (but without the passphrase) would. */
   async function edit(dbPath, fn) {
-    const S = await SQL;
-    const raw = fs.readFileSync(dbPath);
-    const db = new S.Database(raw.subarray(0, raw.length - 40));
-    fn(db);
-    fs.writeFileSync(dbPath, Buffer.concat([db.export(), raw.subarray(raw.length - 40)]));
-    db.close();
+    const r = await B.raw(dbPath);
+    try {
+      await fn(r.q);
+    } finally {
+      await r.close();
+    }
   }
 
-  async function expectRefused(dbPath, code, passphrase = PASS) {
-    const before = fs.readFileSync(dbPath);
+  /** Everything the C2 reads, then a write: the first row that fails its check stops it. */
+  const readEverything = async (c2) => {
+    await c2.list();
+    for (const d of ['alice', 'bob', 'carol']) await c2.deviceConfig(d);
+    await c2.rotateTopic('t/1');
+  };
+
+  async function expectRefused(dbPath, op, code, passphrase = PASS) {
+    const before = await dump(B, dbPath);
     const err = await openC2({ dbPath, passphrase, e4 }).then(
-      () => null,
+      async (c2) => {
+        try {
+          await op(c2);
+          return null;
+        } catch (e) {
+          return e;
+        } finally {
+          await c2.close();
+        }
+      },
       (e) => e,
     );
     expect(err).toBeInstanceOf(C2Error);
     expect(err.code).toBe(code);
     expect(err.message).not.toMatch(new RegExp(PASS));
-    expect(fs.readFileSync(dbPath).equals(before)).toBe(true);
-    expect(fs.existsSync(dbPath + '.lock')).toBe(false);
+    expect(await dump(B, dbPath)).toEqual(before);
     return err;
   }
 
   it('stores no key in the clear, and opens with the right passphrase', async () => {
     const { dbPath, keys } = await populated();
-    const raw = fs.readFileSync(dbPath);
-    for (const k of Object.values(keys)) expect(raw.includes(Buffer.from(k, 'hex'))).toBe(false);
+    const text = JSON.stringify(await dump(B, dbPath));
+    for (const k of Object.values(keys)) expect(text).not.toContain(k);
+    if (B.name === 'sqlite') {
+      const raw = Buffer.concat([dbPath, dbPath + '-wal'].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f)));
+      for (const k of Object.values(keys)) expect(raw.includes(Buffer.from(k, 'hex'))).toBe(false);
+      expect(fs.statSync(dbPath).mode & 0o077).toBe(0);
+    }
     const c2 = await openC2({ dbPath, passphrase: PASS, e4 });
-    expect(c2.deviceConfig('alice').key).toBe(keys.alice);
-    c2.close();
+    expect((await c2.deviceConfig('alice')).key).toBe(keys.alice);
+    await c2.close();
   });
 
-  it('a wrong passphrase is a clear error and changes nothing', async () => {
+  it('a wrong passphrase or lowered key-derivation parameters are refused and change nothing', async () => {
     const { dbPath } = await populated();
-    const err = await expectRefused(dbPath, 'WRONG_PASSPHRASE', 'correct horse battery stapler');
+    const err = await expectRefused(dbPath, async () => {}, 'WRONG_PASSPHRASE', 'correct horse battery stapler');
     expect(err.message).toMatch(/wrong passphrase/);
+    await edit(dbPath, (q) => q(`UPDATE meta SET v = ? WHERE k = 'kdf'`, ['{"alg":"argon2id","v":19,"t":1,"m":8,"p":1}']));
+    await expectRefused(dbPath, async () => {}, 'WRONG_PASSPHRASE');
   });
 
-  it('detects a flipped byte in a sealed key, swapped rows, an edited grant, a deleted command, a raw byte flip', async () => {
+  it('detects a row edited, forged or moved outside the C2 when it reads it, and changes nothing', async () => {
     const cases = {
-      'flip a key byte': (db) => {
-        const [[sealed]] = db.exec(`SELECT sealed FROM device_keys ORDER BY device LIMIT 1`)[0].values;
-        sealed[20] ^= 1;
-        db.run(`UPDATE device_keys SET sealed = ? WHERE device = (SELECT MIN(device) FROM device_keys)`, [sealed]);
+      'flip a sealed key byte': async (q) => {
+        const [r] = await q(`SELECT device, gen, sealed FROM device_keys ORDER BY device LIMIT 1`);
+        const b = Buffer.from(r.sealed);
+        b[20] ^= 1;
+        await q(`UPDATE device_keys SET sealed = ? WHERE device = ? AND gen = ?`, [b, r.device, r.gen]);
       },
-      'swap two key rows': (db) => {
-        const rows = db.exec(`SELECT device, sealed FROM device_keys ORDER BY device`)[0].values;
-        db.run(`UPDATE device_keys SET sealed = ? WHERE device = ?`, [rows[1][1], rows[0][0]]);
-        db.run(`UPDATE device_keys SET sealed = ? WHERE device = ?`, [rows[0][1], rows[1][0]]);
+      'swap two sealed keys': async (q) => {
+        const rows = await q(`SELECT device, sealed FROM device_keys ORDER BY device`);
+        await q(`UPDATE device_keys SET sealed = ? WHERE device = ?`, [rows[1].sealed, rows[0].device]);
+        await q(`UPDATE device_keys SET sealed = ? WHERE device = ?`, [rows[0].sealed, rows[1].device]);
       },
-      'edit a grant': (db) => db.run(`UPDATE grants SET role = 'both' WHERE role = 'sub'`),
-      'add a grant': (db) => db.run(`DELETE FROM grants WHERE role = 'sub'`),
-      'delete a command': (db) => db.run(`DELETE FROM commands WHERE seq = 1 AND device = (SELECT MIN(device) FROM commands)`),
-      'add a trigger': (db) => db.run(`CREATE TRIGGER x AFTER INSERT ON devices BEGIN DELETE FROM grants; END`),
-      'lower the KDF cost': (db) => db.run(`UPDATE meta SET v = ? WHERE k = 'kdf'`, [new TextEncoder().encode('{"alg":"argon2id","v":19,"t":1,"m":8,"p":1}')]),
+      'edit a grant': (q) => q(`UPDATE grants SET role = 'both' WHERE role = 'sub'`),
+      'move a grant to another device': (q) => q(`UPDATE grants SET device = ? WHERE role = 'sub'`, [hex(h16('carol'))]),
+      'raise a topic generation': (q) => q(`UPDATE topics SET key_gen = key_gen + 1`),
+      'edit a queued command': (q) => q(`UPDATE commands SET gen = 7 WHERE seq = 1 AND device = ?`, [hex(h16('alice'))]),
+      'rename a device': (q) => q(`UPDATE devices SET name = 'mallory' WHERE name = 'carol'`),
     };
     for (const [what, fn] of Object.entries(cases)) {
       const { dbPath } = await populated();
       await edit(dbPath, fn);
-      const err = await expectRefused(dbPath, what === 'lower the KDF cost' ? 'WRONG_PASSPHRASE' : 'INTEGRITY');
-      if (what !== 'lower the KDF cost') expect(err.message, what).toMatch(/integrity check|not a valid C2 database/);
+      const err = await expectRefused(dbPath, readEverything, 'INTEGRITY');
+      expect(err.message, what).toMatch(/integrity check|failed authentication/);
     }
-    // Any single bit, anywhere in the file (used pages, free space, header, trailer).
-    const { dbPath } = await populated();
-    const orig = fs.readFileSync(dbPath);
-    for (const at of [0, 30, 100, Math.floor(orig.length / 2), orig.length - 300, orig.length - 41, orig.length - 35, orig.length - 1]) {
-      const raw = Buffer.from(orig);
-      raw[at] ^= 0x01;
-      fs.writeFileSync(dbPath, raw);
-      await expectRefused(dbPath, 'INTEGRITY');
-    }
-    fs.writeFileSync(dbPath, orig.subarray(0, orig.length - 40)); // trailer cut off
-    await expectRefused(dbPath, 'INTEGRITY');
-    fs.writeFileSync(dbPath, orig.subarray(0, 100));
-    await expectRefused(dbPath, 'INTEGRITY');
-    fs.writeFileSync(dbPath, orig);
-    (await openC2({ dbPath, passphrase: PASS, e4 })).close();
   });
 
-  it('binds each sealed key to its row: swapped rows fail even with a valid MAC', async () => {
+  it('binds each sealed key to its row: a key moved with a valid row MAC still fails', async () => {
     const { dbPath } = await populated();
     const c2 = await openC2({ dbPath, passphrase: PASS, e4 });
-    const rows = c2.store.all('SELECT device, sealed FROM device_keys ORDER BY device');
-    c2.store.run('UPDATE device_keys SET sealed = ? WHERE device = ?', [rows[1].sealed, rows[0].device]);
-    c2.store.persist(); // as if the MAC key had leaked: only the row binding is left
-    expect(() => c2.deviceConfig({ id: rows[0].device })).toThrow(/failed authentication/);
-    c2.close();
+    const rows = await c2.store.read('device_keys', '1 = 1 ORDER BY device');
+    await c2.store.write('device_keys', [{ ...rows[0], sealed: rows[1].sealed }]); // as if the MAC key had leaked
+    await expect(c2.deviceConfig({ id: rows[0].device })).rejects.toThrow(/failed authentication/);
+    await c2.close();
   });
 
-  it('one writer at a time; readers are not locked out', async () => {
+  it('notices a database changed under a running C2, and changes nothing itself', async () => {
     const { dbPath } = await populated();
-    const a = await openC2({ dbPath, passphrase: PASS, e4 });
-    await expect(openC2({ dbPath, passphrase: PASS, e4 })).rejects.toMatchObject({ code: 'LOCKED' });
-    const ro = await openC2({ dbPath, passphrase: PASS, e4, readOnly: true });
-    expect(ro.list().devices).toHaveLength(2);
-    await expect(ro.addTopic('x')).rejects.toMatchObject({ code: 'USAGE' });
-    ro.close();
-    a.close();
-    (await openC2({ dbPath, passphrase: PASS, e4 })).close();
+    const c2 = await openC2({ dbPath, passphrase: PASS, e4 });
+    await c2.rotateTopic('t/1');
+    await edit(dbPath, (q) => q(`UPDATE grants SET role = 'pub' WHERE role = 'sub'`));
+    const before = await dump(B, dbPath);
+    await expect(c2.rotateTopic('t/1')).rejects.toMatchObject({ code: 'INTEGRITY' });
+    await expect(c2.grant('carol', 't/1')).resolves.toMatchObject({ sent: true }); // rows it does not read are usable
+    await c2.close();
+    const after = await dump(B, dbPath);
+    expect(after.grants.length).toBe(before.grants.length + 1);
+    expect(after.topics).toEqual(before.topics);
+    expect(after.topic_keys).toEqual(before.topic_keys);
   });
 
-  it('a failed operation leaves the file as it was', async () => {
+  it('a failed operation changes nothing', async () => {
     const { dbPath } = await populated();
-    const before = fs.readFileSync(dbPath);
+    const before = await dump(B, dbPath);
     const c2 = await openC2({ dbPath, passphrase: PASS, e4 });
     await expect(c2.revoke('alice', 'no/topic')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(c2.grant('alice', 'missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(c2.addDevices([{ name: 'dave' }, { name: 'alice' }])).rejects.toMatchObject({ code: 'EXISTS' });
+    expect(await dump(B, dbPath)).toEqual(before);
     await expect(c2.revoke('bob', 't/1', { rotate: true }).then(() => c2.revoke('bob', 't/1'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    c2.close();
-    const mid = fs.readFileSync(dbPath);
-    expect(mid.equals(before)).toBe(false); // the first revoke went through
-    const c3 = await openC2({ dbPath, passphrase: PASS, e4 });
-    await expect(c3.grant('alice', 'missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    c3.close();
-    expect(fs.readFileSync(dbPath).equals(mid)).toBe(true);
+    await c2.close();
+    expect(await dump(B, dbPath)).not.toEqual(before); // the first revoke went through
   });
+
+  it('migrate converts an e4-c2/1 file: every device, key, grant and queued command, nothing lost', async () => {
+    const from = path.join(tmp, `old-${++n}.db`);
+    fs.copyFileSync(FIXTURE, from);
+    const to = await B.newDb();
+    const pass = FIXTURE_FACTS.passphrase;
+    await expect(migrateV1({ from, to, passphrase: 'not the passphrase' })).rejects.toMatchObject({ code: 'WRONG_PASSPHRASE' });
+    const r = await migrateV1({ from, to, passphrase: pass });
+    const keysKept = FIXTURE_FACTS.list.topics.reduce((a, t) => a + t.keysKept, 0);
+    expect(r.rows).toEqual({ devices: 5, device_keys: 7, topics: 3, topic_keys: keysKept, grants: 5, commands: FIXTURE_FACTS.commands.length });
+    expect(fs.readFileSync(from).equals(fs.readFileSync(FIXTURE))).toBe(true); // the old file is only read
+    const c2 = await openC2({ dbPath: to, passphrase: pass, e4 });
+    for (const [ref, cfg] of Object.entries(FIXTURE_FACTS.configs)) expect(await c2.deviceConfig(ref), ref).toEqual(cfg);
+    const l = await c2.list();
+    expect(l.devices).toEqual(FIXTURE_FACTS.list.devices);
+    expect(l.topics).toEqual(FIXTURE_FACTS.list.topics);
+    const cmds = await c2.store.read('commands', '1 = 1 ORDER BY device, seq');
+    expect(cmds.map((c) => ({ ...c, message: c.message ? hex(c.message) : '' }))).toEqual(FIXTURE_FACTS.commands);
+    // The queued command goes out with its original bytes.
+    const rec = recorder();
+    c2.setSend(rec.send);
+    const f = await c2.flush();
+    expect(f.acked.map((a) => a.kind)).toEqual(['set-topic-key']);
+    expect(hex(rec.sent[0].bytes)).toBe(FIXTURE_FACTS.commands.find((c) => c.status === 'queued').message);
+    await c2.close();
+    // The old file itself is refused with a pointer to `migrate`.
+    await expect(openC2({ dbPath: from, passphrase: pass, e4 })).rejects.toThrow(/e4-c2\/1 database.*migrate/);
+  });
+
+  it('two C2 processes on one database: each rotation applied once, timestamps strictly increasing per device', async () => {
+    const dbPath = await B.newDb();
+    const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
+    const names = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5'];
+    await c2.addTopic('shared/t');
+    const devs = {};
+    for (const [i, name] of names.entries()) {
+      await c2.addDevice({ name });
+      devs[name] = deviceFrom(await c2.deviceConfig(name));
+      await c2.grant(name, 'shared/t', { role: ['sub', 'pub', 'both'][i % 3] });
+    }
+    const rec = recorder();
+    c2.setSend(rec.send);
+    await c2.flush();
+    for (const d of Object.values(devs)) d.deliver(rec.sent);
+    await c2.close();
+    const logs = [path.join(tmp, `w-${++n}.log`), path.join(tmp, `w-${++n}.log`)];
+    const job = (log) => ({ db: dbPath, passphrase: PASS, log, ops: [...Array(4).fill(['rotate-topic', 'shared/t']), ['rotate-device-key', 'd0'], ['rotate-device-key', 'd3'], ['flush']] });
+    const runs = await Promise.all(logs.map((log) => worker(job(log))));
+    for (const r of runs) expect(r.code, r.err).toBe(0);
+    const again = await openC2({ dbPath, passphrase: PASS, e4 });
+    const last = recorder();
+    again.setSend(last.send);
+    await again.flush(); // what one process left queued while the other was sending to that device
+    const sent = [...logs.flatMap(logged), ...last.sent.map((m) => ({ topic: m.topic, hex: hex(m.bytes) }))];
+    expect(new Set(sent.map((m) => m.hex)).size).toBe(sent.length); // nothing sent twice
+    const l = await again.list();
+    expect(l.topics[0].gen).toBe(8); // 2 processes x 4 rotations, each applied once
+    for (const name of names) {
+      const id = hex(h16(name));
+      const mine = sent.filter((m) => m.topic === 'e4/' + id);
+      const ts = mine.map((m) => tsOf(m.hex));
+      expect(new Set(ts).size, name).toBe(ts.length); // strictly increasing once ordered: no two equal
+      const dev = devs[name];
+      for (const m of mine.sort((a, b) => tsOf(a.hex) - tsOf(b.hex))) expect(dev.client.unprotect(m.topic, unhex(m.hex))).toBe(null);
+      expect(dev.state(), name).toEqual(expectedState(await again.deviceConfig(name)));
+    }
+    expect((await again.list()).devices.find((d) => d.name === 'd0').keyGen).toBe(2); // one rotate-device-key from each process
+    await again.close();
+  }, 120000);
+
+  it('a rotation interrupted by a crash resumes on restart: every holder gets the new key, applied once', async () => {
+    const dbPath = await B.newDb();
+    const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
+    const names = Array.from({ length: 12 }, (_, i) => `c${i}`);
+    await c2.addTopic('crash/t');
+    const devs = {};
+    for (const name of names) {
+      await c2.addDevice({ name });
+      devs[name] = deviceFrom(await c2.deviceConfig(name));
+      await c2.grant(name, 'crash/t', { role: 'sub' });
+    }
+    const rec = recorder();
+    c2.setSend(rec.send);
+    await c2.flush();
+    for (const d of Object.values(devs)) d.deliver(rec.sent);
+    await c2.close();
+    const log = path.join(tmp, `crash-${++n}.log`);
+    const r = await worker({ db: dbPath, passphrase: PASS, log, delayMs: 30, concurrency: 1, ackBatch: 1, ops: [['rotate-topic', 'crash/t']] }, { killAfterSent: 5 });
+    expect(r.signal).toBe('SIGKILL');
+    const before = logged(log);
+    expect(before.length).toBeGreaterThanOrEqual(5);
+    expect(before.length).toBeLessThan(names.length);
+    // Restart: the dead process's claim is taken over and the rest of the rotation goes out.
+    const again = await openC2({ dbPath, passphrase: PASS, e4 });
+    expect((await again.list()).topics[0].gen).toBe(1);
+    const after = recorder();
+    again.setSend(after.send);
+    const f = await again.flush();
+    expect(f.failed).toEqual([]);
+    const all = [...before, ...after.sent.map((m) => ({ topic: m.topic, hex: hex(m.bytes) }))];
+    expect(all.length - new Set(all.map((m) => m.hex)).size).toBeLessThanOrEqual(1); // at most the one in flight, byte-identical
+    for (const name of names) {
+      const dev = devs[name];
+      const mine = all.filter((m) => m.topic === dev.client.controlTopic);
+      expect(new Set(mine.map((m) => m.hex)).size, name).toBe(1);
+      const results = mine.map((m) => {
+        try {
+          return dev.client.unprotect(m.topic, unhex(m.hex));
+        } catch (e) {
+          return e.name + ':' + e.message;
+        }
+      });
+      expect(results[0]).toBe(null); // applied
+      for (const x of results.slice(1)) expect(x).toMatch(/replay/i); // a resend is refused as a replay
+      expect(dev.state(), name).toEqual(expectedState(await again.deviceConfig(name)));
+    }
+    expect((await again.list()).devices.every((d) => d.pending.every((p) => p.state === 'at-broker'))).toBe(true);
+    await again.close();
+  }, 120000);
 });
+}
+
 
 // ------------------------------------------------------------------ the CLI
 

@@ -391,18 +391,25 @@ export class C2 {
     const keys = await this.currentDeviceKeys(items.map((i) => i.dev));
     const now = this.seconds();
     // A queued (never acknowledged) topic command that a new one overrides is not worth sending.
+    // Not one that another C2 process is sending right now (it has the bytes and will send
+    // them); the new command then follows it.
+    const unclaimed = `(claim IS NULL OR claim = ? OR claimed_at < ?)`;
+    const claimArgs = [this.claimant, now - this.claimLeaseS];
     const topicPairs = items.filter((i) => i.kind === 'set-topic-key' || i.kind === 'remove-topic').map((i) => [i.dev.id, i.topic ?? null]);
     for (let i = 0; i < topicPairs.length; i += 10000) {
       const chunk = topicPairs.slice(i, i + 10000);
       await s.run(
-        `DELETE FROM commands WHERE status = 'queued' AND kind IN ('set-topic-key', 'remove-topic')
+        `DELETE FROM commands WHERE status = 'queued' AND kind IN ('set-topic-key', 'remove-topic') AND ${unclaimed}
          AND (device, topic) IN (VALUES ${chunk.map(() => '(CAST(? AS TEXT), CAST(? AS TEXT))').join(', ')})`,
-        chunk.flat(),
+        [...claimArgs, ...chunk.flat()],
       );
     }
     for (const it of items) {
       if (it.kind === 'reset-topics') {
-        await s.run(`DELETE FROM commands WHERE device = ? AND status = 'queued' AND kind IN ('set-topic-key', 'remove-topic', 'reset-topics')`, [it.dev.id]);
+        await s.run(`DELETE FROM commands WHERE device = ? AND status = 'queued' AND kind IN ('set-topic-key', 'remove-topic', 'reset-topics') AND ${unclaimed}`, [
+          it.dev.id,
+          ...claimArgs,
+        ]);
       }
     }
     const commands: CommandRow[] = [];
