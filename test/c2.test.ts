@@ -741,7 +741,9 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
     const f = await again.flush();
     expect(f.failed).toEqual([]);
     const all = [...before, ...after.sent.map((m) => ({ topic: m.topic, hex: hex(m.bytes) }))];
-    expect(all.length - new Set(all.map((m) => m.hex)).size).toBeLessThanOrEqual(1); // at most the one in flight, byte-identical
+    // Acknowledgements are recorded a little after the publishes they follow: what was sent
+    // before the crash but not yet recorded goes again, byte for byte (and is refused below).
+    expect(all.length - new Set(all.map((m) => m.hex)).size).toBeLessThanOrEqual(before.length);
     for (const name of names) {
       const dev = devs[name];
       const mine = all.filter((m) => m.topic === dev.client.controlTopic);

@@ -333,6 +333,36 @@ export class C2 {
     return row;
   }
 
+  /** Many devices by name or id (strings), in the order given; one query per few thousand. */
+  async devices(refs: readonly DeviceRef[], { lock = false }: { lock?: boolean } = {}): Promise<DeviceRow[]> {
+    const names = refs.map((r) => (typeof r === 'string' ? r : r && typeof r === 'object' && typeof r.name === 'string' ? r.name : null));
+    if (names.some((x) => x === null)) {
+      const out: DeviceRow[] = [];
+      for (const r of refs) out.push(await this.device(r, { lock }));
+      return out;
+    }
+    const wanted = names.filter((x): x is string => x !== null);
+    const byId = new Map<string, DeviceRow>();
+    const byName = new Map<string, DeviceRow>();
+    // Rows in id order: two transactions locking overlapping sets never wait on each other in a cycle.
+    const tail = ` ORDER BY id${lock ? this.store.forUpdate : ''}`;
+    for (let i = 0; i < wanted.length; i += 5000) {
+      const chunk = wanted.slice(i, i + 5000);
+      const marks = chunk.map(() => '?').join(', ');
+      const ids = chunk.filter((x) => HEX_ID.test(x)).map((x) => x.toLowerCase());
+      const rows = await this.store.read('devices', `name IN (${marks})${ids.length ? ` OR id IN (${ids.map(() => '?').join(', ')})` : ''}${tail}`, [...chunk, ...ids]);
+      for (const d of rows) {
+        byId.set(d.id, d);
+        if (d.name !== null) byName.set(d.name, d);
+      }
+    }
+    return wanted.map((ref) => {
+      const d = (HEX_ID.test(ref) ? byId.get(ref.toLowerCase()) : undefined) ?? byName.get(ref);
+      if (!d) throw new C2Error('NOT_FOUND', `no device ${JSON.stringify(ref)} in the C2 database`);
+      return d;
+    });
+  }
+
   async topic(name: unknown, { lock = false }: { lock?: boolean } = {}): Promise<TopicRow> {
     if (typeof name !== 'string') throw new C2Error('USAGE', 'a topic is named by a string');
     const row = await this.store.readOne('topics', 'topic = ?' + (lock ? this.store.forUpdate : ''), [name]);
@@ -363,15 +393,14 @@ export class C2 {
   /** The current client keys of many devices (one query per few thousand). */
   private async currentDeviceKeys(devs: readonly DeviceRow[]): Promise<Map<string, Uint8Array>> {
     const out = new Map<string, Uint8Array>();
-    const per = 10000;
-    for (let i = 0; i < devs.length; i += per) {
-      const chunk = devs.slice(i, i + per);
-      const rows = await this.store.read(
-        'device_keys',
-        `(device, gen) IN (VALUES ${chunk.map(() => '(CAST(? AS TEXT), CAST(? AS BIGINT))').join(', ')})`,
-        chunk.flatMap((d) => [d.id, d.key_gen]),
-      );
-      for (const r of rows) out.set(r.device, this.store.unseal(`e4-c2/v1|device-key|${r.device}|${r.gen}`, r.sealed));
+    const gen = new Map(devs.map((d) => [d.id, d.key_gen]));
+    const ids = [...gen.keys()];
+    for (let i = 0; i < ids.length; i += 5000) {
+      const chunk = ids.slice(i, i + 5000);
+      // A device keeps at most a few generations: read them all, keep the current one.
+      for (const r of await this.store.read('device_keys', `device IN (${chunk.map(() => '?').join(', ')})`, chunk)) {
+        if (gen.get(r.device) === r.gen) out.set(r.device, this.store.unseal(`e4-c2/v1|device-key|${r.device}|${r.gen}`, r.sealed));
+      }
     }
     for (const d of devs) if (!out.has(d.id)) throw new C2Error('INTEGRITY', `the key of device ${d.id} (generation ${d.key_gen}) is missing`);
     return out;
@@ -395,14 +424,22 @@ export class C2 {
     // them); the new command then follows it.
     const unclaimed = `(claim IS NULL OR claim = ? OR claimed_at < ?)`;
     const claimArgs = [this.claimant, now - this.claimLeaseS];
-    const topicPairs = items.filter((i) => i.kind === 'set-topic-key' || i.kind === 'remove-topic').map((i) => [i.dev.id, i.topic ?? null]);
-    for (let i = 0; i < topicPairs.length; i += 10000) {
-      const chunk = topicPairs.slice(i, i + 10000);
-      await s.run(
-        `DELETE FROM commands WHERE status = 'queued' AND kind IN ('set-topic-key', 'remove-topic') AND ${unclaimed}
-         AND (device, topic) IN (VALUES ${chunk.map(() => '(CAST(? AS TEXT), CAST(? AS TEXT))').join(', ')})`,
-        [...claimArgs, ...chunk.flat()],
-      );
+    const byTopic = new Map<string, string[]>();
+    for (const it of items) {
+      if ((it.kind !== 'set-topic-key' && it.kind !== 'remove-topic') || !it.topic) continue;
+      let l = byTopic.get(it.topic);
+      if (!l) byTopic.set(it.topic, (l = []));
+      l.push(it.dev.id);
+    }
+    for (const [topic, ids] of byTopic) {
+      for (let i = 0; i < ids.length; i += 5000) {
+        const chunk = ids.slice(i, i + 5000);
+        await s.run(
+          `DELETE FROM commands WHERE topic = ? AND device IN (${chunk.map(() => '?').join(', ')})
+           AND status = 'queued' AND kind IN ('set-topic-key', 'remove-topic') AND ${unclaimed}`,
+          [topic, ...chunk, ...claimArgs],
+        );
+      }
     }
     for (const it of items) {
       if (it.kind === 'reset-topics') {
@@ -539,8 +576,8 @@ export class C2 {
       checkRole(role);
       const grants = await this.store.transaction(async () => {
         const t = await this.topic(topicName, { lock: true });
-        const devs: DeviceRow[] = [];
-        for (const ref of deviceRefs) devs.push(await this.device(ref, { lock: true }));
+        const found = deviceRefs.length > 1 ? await this.devices(deviceRefs, { lock: true }) : [await this.device(deviceRefs[0], { lock: true })];
+        const devs = [...new Map(found.map((d) => [d.id, d])).values()]; // each device once
         const existing = new Map<string, GrantRow>();
         for (let i = 0; i < devs.length; i += 10000) {
           const chunk = devs.slice(i, i + 10000);
@@ -728,12 +765,14 @@ export class C2 {
       }
       if (claim && out.length) {
         const now = this.seconds();
-        for (let i = 0; i < out.length; i += 10000) {
-          const chunk = out.slice(i, i + 10000);
-          await s.run(
-            `UPDATE commands SET claim = ?, claimed_at = ? WHERE (device, seq) IN (VALUES ${chunk.map(() => '(CAST(? AS TEXT), CAST(? AS BIGINT))').join(', ')})`,
-            [this.claimant, now, ...chunk.flatMap((c) => [c.device, c.seq])],
-          );
+        const ids = [...new Set(out.map((c) => c.device))];
+        for (let i = 0; i < ids.length; i += 5000) {
+          const chunk = ids.slice(i, i + 5000);
+          await s.run(`UPDATE commands SET claim = ?, claimed_at = ? WHERE device IN (${chunk.map(() => '?').join(', ')}) AND status = 'queued'`, [
+            this.claimant,
+            now,
+            ...chunk,
+          ]);
         }
       }
       return out;
@@ -813,16 +852,21 @@ export class C2 {
       const all = new Map<string, CommandRow[]>();
       const grants = new Map<string, GrantRow>();
       const devices = new Map<string, DeviceRow>();
-      for (let i = 0; i < ids.length; i += 10000) {
-        const chunk = ids.slice(i, i + 10000);
+      ids.sort();
+      for (let i = 0; i < ids.length; i += 5000) {
+        const chunk = ids.slice(i, i + 5000);
         const marks = chunk.map(() => '?').join(', ');
+        // The device rows guard everything of theirs (every operation that queues a command or
+        // changes a grant locks them first): lock them before reading what is rewritten below,
+        // or a rotation committed meanwhile would be overwritten with what was read here.
+        if (s.dialect === 'postgres') await s.all(`SELECT id FROM devices WHERE id IN (${marks}) ORDER BY id FOR UPDATE`, chunk);
         for (const c of await s.read('commands', `device IN (${marks}) ORDER BY device, seq`, chunk)) {
           let l = all.get(c.device);
           if (!l) all.set(c.device, (l = []));
           l.push(c);
         }
         for (const g of await s.read('grants', `device IN (${marks})`, chunk)) grants.set(`${g.device}|${g.topic}`, g);
-        if (batch.some((c) => c.kind === 'set-id-key')) for (const d of await s.read('devices', `id IN (${marks})`, chunk)) devices.set(d.id, d);
+        for (const d of await s.read('devices', `id IN (${marks})`, chunk)) devices.set(d.id, d);
       }
       const updated: CommandRow[] = [];
       const gone: SqlValue[][] = [];

@@ -593,12 +593,12 @@ export class Store {
   async remove<T extends Table>(table: T, keys: readonly SqlValue[][]): Promise<number> {
     const spec = TABLES[table];
     let n = 0;
-    const per = Math.floor(MAX_PARAMS / spec.key.length);
-    for (let i = 0; i < keys.length; i += per) {
-      const chunk = keys.slice(i, i + per);
-      // Typed placeholders: PostgreSQL would read an untyped VALUES column as text.
-      const tuple = `(${spec.key.map((k) => `CAST(? AS ${spec.columns.find((c) => c.name === k)?.kind === 'int' ? 'BIGINT' : 'TEXT'})`).join(', ')})`;
-      n += await this.run(`DELETE FROM ${table} WHERE (${spec.key.join(', ')}) IN (VALUES ${chunk.map(() => tuple).join(', ')})`, chunk.flat());
+    // An OR of key equalities: both engines look each one up in the primary key's index (a
+    // row-value IN (VALUES ...) is a scan per value in SQLite).
+    const one = `(${spec.key.map((k) => `${k} = ?`).join(' AND ')})`;
+    for (let i = 0; i < keys.length; i += 500) {
+      const chunk = keys.slice(i, i + 500);
+      n += await this.run(`DELETE FROM ${table} WHERE ${chunk.map(() => one).join(' OR ')}`, chunk.flat());
     }
     return n;
   }

@@ -4,7 +4,9 @@
  *
  *   node host-sim/tools/bench-fleet.ts [--devices N] [--per-context K] [--broker aedes|mosquitto|URL]
  *                                       [--messages M] [--out FILE]
+ *   node host-sim/tools/bench-fleet.ts --scale N [--db sqlite|postgres] [--in-flight K] [--out FILE]
  *
+ * `--scale` measures the C2 alone at fleet size (see runScale below). Otherwise:
  * Measures
  * - the cost of a device sandbox: a vm context with the image loaded and one client, against one
  *   more client in a shared context (many clients in one sandbox);
@@ -17,12 +19,17 @@
  * - memory per device (RSS and JS heap deltas over the whole fleet).
  * Prints a table and writes JSON (default dist/bench-fleet.json).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import mqtt from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { startBroker, startBrokerProcess } from '../services/broker.ts';
@@ -31,6 +38,10 @@ import { flashStore, makeClock, systemTime } from '../shared/hal.ts';
 import { createSandbox, loadImage, ROOT } from '../shared/image.ts';
 import { makeDeviceConfig } from '../shared/device-config.ts';
 import { initC2 } from '../c2/c2.ts';
+import type { C2 } from '../c2/c2.ts';
+import { loadE4Image } from '../c2/e4.ts';
+import { startPostgres } from '../c2/pg-server.ts';
+import type { PgServer } from '../c2/pg-server.ts';
 import { MqttTransport } from '../shared/mqtt-transport.ts';
 import { TS_NODE } from '../shared/cli.ts';
 
@@ -41,11 +52,29 @@ const USAGE = `usage: npm run bench:fleet -- [--devices N] [--per-context K] [--
   --broker B        aedes (default) or mosquitto, started in a child process; or mqtt://host:port
   --messages M      end-to-end messages, spread over the devices (default 20000)
   --sample S        sandboxes created to measure the cost of one (default 200)
-  --out FILE        JSON results (default dist/bench-fleet.json)`;
+  --out FILE        JSON results (default dist/bench-fleet.json, or dist/bench-fleet-scale-DB.json)
+  --scale N         the C2 at fleet size instead: N devices (1-1000000) registered, granted a topic,
+                    the topic rotated until every device applied it (a device stand-in, mosquitto)
+  --db D            with --scale: sqlite (default) or postgres (a throwaway server)
+  --in-flight K     with --scale: QoS 2 publishes in flight (default 16; mosquitto here allows 100)`;
 
-export function parseBenchArgs(argv) {
-  const o = { devices: 10000, perContext: 0, broker: 'aedes', messages: 20000, sample: 200, out: join(ROOT, 'dist', 'bench-fleet.json') };
-  const int = (flag, v, lo, hi) => {
+export interface BenchOptions {
+  devices: number;
+  perContext: number;
+  broker: string;
+  messages: number;
+  sample: number;
+  out: string;
+  help?: boolean;
+  scale?: ScaleOptions;
+}
+
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  const o: BenchOptions = { devices: 10000, perContext: 0, broker: 'aedes', messages: 20000, sample: 200, out: '' };
+  let scale = 0;
+  let db: 'sqlite' | 'postgres' = 'sqlite';
+  let inFlight = 16;
+  const int = (flag: string, v: string | undefined, lo: number, hi: number) => {
     if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi) throw new Error(`${flag} takes a whole number from ${lo} to ${hi}`);
     return Number(v);
   };
@@ -55,16 +84,24 @@ export function parseBenchArgs(argv) {
     else if (a === '--per-context') o.perContext = int(a, argv[++i], 1, 20000);
     else if (a === '--messages') o.messages = int(a, argv[++i], 1, 10000000);
     else if (a === '--sample') o.sample = int(a, argv[++i], 1, 5000);
-    else if (a === '--broker') {
-      o.broker = argv[++i];
+    else if (a === '--scale') scale = int(a, argv[++i], 1, 1000000);
+    else if (a === '--in-flight') inFlight = int(a, argv[++i], 1, 1000);
+    else if (a === '--db') {
+      const v = argv[++i];
+      if (v !== 'sqlite' && v !== 'postgres') throw new Error('--db takes sqlite or postgres');
+      db = v;
+    } else if (a === '--broker') {
+      o.broker = argv[++i] ?? '';
       if (!['aedes', 'mosquitto'].includes(o.broker) && !/^mqtt:\/\/[^/\s]+:\d+\/?$/.test(o.broker || '')) throw new Error('--broker takes aedes, mosquitto or mqtt://host:port');
     } else if (a === '--out') {
-      o.out = argv[++i];
+      o.out = argv[++i] ?? '';
       if (!o.out) throw new Error('--out needs a file');
     } else if (a === '-h' || a === '--help') o.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!o.perContext || o.perContext > o.devices) o.perContext = o.devices;
+  if (scale) o.scale = { devices: scale, db, inFlight, connections: 16, out: o.out || join(ROOT, 'dist', `bench-fleet-scale-${db}.json`) };
+  if (!o.out) o.out = join(ROOT, 'dist', 'bench-fleet.json');
   return o;
 }
 
@@ -272,6 +309,240 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
   return result;
 }
 
+// ------------------------------------------------------------------ --scale: the C2 at fleet size
+
+/**
+ * `--scale N`: the C2 itself at fleet size (issue 13): register N devices and grant them a topic,
+ * then rotate that topic to all of them until every device has applied it, on SQLite or
+ * PostgreSQL (`--db`), over mosquitto.
+ *
+ * What is real: the C2 library and its database; the image's protect (every command); QoS 2
+ * publishes to mosquitto in its own process, one control topic per device. What stands in for the
+ * devices: one child process holding every device's client key, which receives the commands
+ * through 16 MQTT connections sharing one subscription ($share/…/e4/+, QoS 1) and for each one
+ * does what the device core does with a command: the image's unprotect (AES-SIV under that
+ * device's key), the timestamp check (strictly newer than its last command), and SetTopicKey
+ * parsed and applied to that device's key table. Not simulated: 100,000 sandboxes, flash writes,
+ * 100,000 MQTT sessions. The set-up's grants count as delivered at provisioning (the devices
+ * start with the keys of their device files); only the rotation goes over the broker.
+ */
+export interface ScaleOptions {
+  devices: number;
+  db: 'sqlite' | 'postgres';
+  inFlight: number;
+  connections: number;
+  out: string;
+}
+
+interface StandInReport {
+  applied: number;
+  rejected: number;
+  stale: number;
+  unknownDevice: number;
+  distinctKeys?: string[];
+}
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 16);
+
+/** The device stand-in (a child process): see above. Talks to the bench over IPC. */
+async function standIn(): Promise<void> {
+  const send = (m: object) => process.send?.(m);
+  const e4 = loadE4Image();
+  const devices = new Map<string, { key: Uint8Array; lastTs: number; topicKey: string | null }>();
+  const counts: StandInReport = { applied: 0, rejected: 0, stale: 0, unknownDevice: 0 };
+  let topicHash = '';
+  const clients: MqttClient[] = [];
+  const onMessage = (topic: string, payload: Buffer) => {
+    const d = devices.get(topic.slice(3));
+    if (!d) {
+      counts.unknownDevice++;
+      return;
+    }
+    try {
+      const { timestamp, plaintext } = e4.open(d.key, new Uint8Array(payload));
+      if (timestamp <= d.lastTs) {
+        counts.stale++;
+        return;
+      }
+      d.lastTs = timestamp;
+      // docs/protocol.md, "Commands": 3 | key (32) | topic hash (16)
+      if (plaintext[0] === 3 && plaintext.length === 49 && Buffer.from(plaintext.subarray(33)).toString('hex') === topicHash) {
+        d.topicKey = sha(plaintext.subarray(1, 33));
+        counts.applied++;
+      } else counts.rejected++;
+    } catch {
+      counts.rejected++;
+    }
+  };
+  process.on('message', async (m: unknown) => {
+    if (!m || typeof m !== 'object') return;
+    if ('keys' in m && Array.isArray(m.keys) && 'broker' in m && typeof m.broker === 'string' && 'topicHash' in m && typeof m.topicHash === 'string') {
+      topicHash = m.topicHash;
+      for (const entry of m.keys) if (Array.isArray(entry)) devices.set(String(entry[0]), { key: new Uint8Array(Buffer.from(String(entry[1]), 'hex')), lastTs: 0, topicKey: null });
+      const n = 'connections' in m && typeof m.connections === 'number' ? m.connections : 16;
+      for (let i = 0; i < n; i++) {
+        const c = await mqtt.connectAsync(m.broker, { clientId: `e4-stand-in-${process.pid}-${i}`, clean: true, reconnectPeriod: 0 });
+        c.on('message', onMessage);
+        await c.subscribeAsync('$share/e4-stand-in/e4/+', { qos: 1 });
+        clients.push(c);
+      }
+      send({ ready: devices.size });
+      setInterval(() => send({ progress: counts }), 100).unref();
+    } else if ('report' in m) {
+      send({ final: { ...counts, distinctKeys: [...new Set([...devices.values()].map((d) => d.topicKey ?? 'none'))] } });
+    } else if ('stop' in m) {
+      for (const c of clients) await c.endAsync();
+      process.exit(0);
+    }
+  });
+}
+
+function startStandIn(): { child: ChildProcess; next: (pred: (m: { [k: string]: unknown }) => boolean, ms: number, what: string) => Promise<{ [k: string]: unknown }>; latest: () => StandInReport } {
+  const child = spawn(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--stand-in'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let last: StandInReport = { applied: 0, rejected: 0, stale: 0, unknownDevice: 0 };
+  const waiters: { pred: (m: { [k: string]: unknown }) => boolean; resolve: (m: { [k: string]: unknown }) => void }[] = [];
+  child.on('message', (raw: unknown) => {
+    if (!raw || typeof raw !== 'object') return;
+    const m = raw as { [k: string]: unknown }; // our own child's messages (above)
+    if (m.progress && typeof m.progress === 'object') last = m.progress as StandInReport;
+    for (const w of [...waiters]) if (w.pred(m)) waiters.splice(waiters.indexOf(w), 1), w.resolve(m);
+  });
+  const next = (pred: (m: { [k: string]: unknown }) => boolean, ms: number, what: string) =>
+    new Promise<{ [k: string]: unknown }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`device stand-in: timed out waiting for ${what}`)), ms);
+      waiters.push({ pred, resolve: (m) => (clearTimeout(timer), resolve(m)) });
+    });
+  return { child, next, latest: () => last };
+}
+
+export async function runScale(o: ScaleOptions, say = (s: string) => process.stderr.write(s + '\n')) {
+  const started = Date.now();
+  const e4 = loadE4Image();
+  const broker = await startBrokerProcess({ kind: 'mosquitto' });
+  const dir = mkdtempSync(join(tmpdir(), 'e4-bench-scale-'));
+  let pgServer: PgServer | null = null;
+  let c2: C2 | null = null;
+  let link: MqttClient | null = null;
+  const stand = startStandIn();
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+  const result: { [k: string]: unknown } = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, devices: o.devices, db: o.db, broker: 'mosquitto', inFlight: o.inFlight };
+  try {
+    let dbPath = join(dir, 'c2.db');
+    if (o.db === 'postgres') {
+      pgServer = await startPostgres();
+      dbPath = await pgServer.createDatabase('e4_bench');
+    }
+    let t = Date.now();
+    c2 = await initC2({ dbPath, passphrase: 'bench passphrase', e4, concurrency: o.inFlight });
+    await c2.addTopic(TOPIC);
+    const names = Array.from({ length: o.devices }, (_, i) => `dev-${String(i).padStart(6, '0')}`);
+    const CHUNK = 10000;
+    for (let i = 0; i < names.length; i += CHUNK) await c2.addDevices(names.slice(i, i + CHUNK).map((name) => ({ name })));
+    result.registerMs = Date.now() - t;
+    say(`c2 (${o.db}): ${o.devices} devices registered in ${result.registerMs} ms`);
+    t = Date.now();
+    c2.setSend(() => undefined); // provisioning: the devices start with the keys of their device files
+    for (let i = 0; i < names.length; i += CHUNK) {
+      const chunk = names.slice(i, i + CHUNK);
+      // One device in ten only subscribes (rotations reach consumers first).
+      await c2.grantAll(chunk.filter((_, k) => k % 10 === 0), TOPIC, { role: 'sub' });
+      await c2.grantAll(chunk.filter((_, k) => k % 10 !== 0), TOPIC, { role: 'pub' });
+    }
+    result.grantMs = Date.now() - t;
+    say(`c2: topic granted to all in ${result.grantMs} ms`);
+    const keys = await c2.clientKeys();
+    const topicHash = Buffer.from(e4.topicHash(TOPIC)).toString('hex');
+    stand.child.send({ broker: broker.url, topicHash, connections: o.connections, keys: [...keys].map(([id, k]) => [id, Buffer.from(k).toString('hex')]) });
+    for (const k of keys.values()) k.fill(0);
+    keys.clear();
+    await stand.next((m) => typeof m.ready === 'number', 120000, 'the stand-in to subscribe');
+    link = await mqtt.connectAsync(broker.url, { clientId: `e4-c2-bench-${process.pid}`, clean: true, reconnectPeriod: 0 });
+    const pub = link;
+    const rssBefore = process.memoryUsage().rss;
+    peakRss = rssBefore;
+
+    // The rotation: one transaction (new key; a command per holder, protected and stored), then
+    // delivery (QoS 2, consumers first), until the stand-in has applied every command.
+    c2.setSend(null);
+    t = Date.now();
+    const rot = await c2.rotateTopic(TOPIC);
+    const queuedMs = Date.now() - t;
+    c2.setSend((topic, bytes) => pub.publishAsync(topic, Buffer.from(bytes), { qos: 2 }));
+    const delivery = await c2.flush();
+    const ackedMs = Date.now() - t;
+    say(`rotation: ${rot.holders.length} commands queued in ${queuedMs} ms; broker acked ${delivery.acked.length} (failed ${delivery.failed.length}) at ${ackedMs} ms`);
+    let appliedMs: number | null = null;
+    const deadline = Date.now() + 300000;
+    while (Date.now() < deadline) {
+      if (stand.latest().applied >= o.devices) {
+        appliedMs = Date.now() - t;
+        break;
+      }
+      await sleep(20);
+    }
+    await sleep(500); // anything late or twice
+    stand.child.send({ report: true });
+    const fin = (await stand.next((m) => !!m.final, 30000, 'the final report')).final as StandInReport;
+    const newKey = await c2.topicKey(topicHash, rot.gen);
+    const expectedKey = sha(newKey);
+    newKey.fill(0);
+    const left = (await c2.store.get(`SELECT COUNT(*) AS n FROM commands WHERE status = 'queued'`))?.n;
+    result.rotation = {
+      holders: rot.holders.length,
+      queuedMs,
+      brokerAcked: delivery.acked.length,
+      failed: delivery.failed.length,
+      c2AllAckedMs: ackedMs,
+      allAppliedMs: appliedMs,
+      applied: fin.applied,
+      lost: o.devices - fin.applied,
+      rejected: fin.rejected,
+      stale: fin.stale,
+      stillQueued: Number(left),
+      everyDeviceHasTheNewKey: fin.distinctKeys?.length === 1 && fin.distinctKeys[0] === expectedKey,
+      commandsPerSecond: appliedMs ? Math.round(o.devices / (appliedMs / 1000)) : null,
+    };
+    result.memory = { c2RssBeforeMB: Math.round(rssBefore / 1048576), c2RssPeakMB: Math.round(peakRss / 1048576) };
+    if (o.db === 'sqlite') result.dbBytes = [dbPath, dbPath + '-wal'].filter((f) => existsSync(f)).reduce((a, f) => a + statSync(f).size, 0);
+    result.goals = {
+      rotationUnder30s: appliedMs !== null && appliedMs < 30000,
+      c2MemoryUnder1GB: peakRss < 1 << 30,
+      noCommandLost: fin.applied === o.devices && delivery.failed.length === 0,
+    };
+    say(`rotation: every device applied it at ${appliedMs} ms; lost ${o.devices - fin.applied}; C2 peak RSS ${Math.round(peakRss / 1048576)} MB`);
+  } finally {
+    clearInterval(sampler);
+    stand.child.send({ stop: true });
+    if (link) await link.endAsync().catch(() => undefined);
+    if (c2) await c2.close();
+    await broker.close();
+    if (pgServer) await pgServer.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  result.totalMs = Date.now() - started;
+  return result;
+}
+
+function scaleTable(r: { [k: string]: unknown }): string {
+  const rot = r.rotation as { [k: string]: unknown };
+  const mem = r.memory as { [k: string]: unknown };
+  const goals = r.goals as { [k: string]: boolean };
+  const rows: [string, string][] = [
+    ['devices', `${r.devices} (device stand-in: the image's unprotect per command, ${'16'} shared MQTT subscriptions)`],
+    ['database', `${r.db}${r.dbBytes ? ` (${Math.round(Number(r.dbBytes) / 1048576)} MB)` : ''}`],
+    ['register', `${r.registerMs} ms`],
+    ['grant the topic', `${r.grantMs} ms`],
+    ['rotate: queued', `${rot.queuedMs} ms (one transaction: new key, ${rot.holders} commands protected and stored)`],
+    ['rotate: broker acked', `${rot.c2AllAckedMs} ms (${rot.brokerAcked} QoS 2, ${r.inFlight} in flight; failed ${rot.failed})`],
+    ['rotate: all applied', `${rot.allAppliedMs} ms (${rot.commandsPerSecond}/s) ${goals.rotationUnder30s ? '< 30 s: goal met' : '>= 30 s: goal NOT met'}`],
+    ['commands lost', `${rot.lost} (rejected ${rot.rejected}, stale ${rot.stale}, still queued ${rot.stillQueued}; every device has the new key: ${rot.everyDeviceHasTheNewKey}) ${goals.noCommandLost ? 'goal met' : 'goal NOT met'}`],
+    ['C2 memory (RSS)', `${mem.c2RssBeforeMB} MB before, ${mem.c2RssPeakMB} MB peak ${goals.c2MemoryUnder1GB ? '< 1 GB: goal met' : '>= 1 GB: goal NOT met'}`],
+  ];
+  const w = Math.max(...rows.map((x) => x[0].length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
+}
+
 function table(r) {
   const rows = [
     ['devices', `${r.devices} (${r.perContext === 1 ? 'a vm context each' : `${r.perContext} per shared vm context`}, own MQTT connection each)`],
@@ -288,19 +559,27 @@ function table(r) {
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
 }
 
-async function main(argv) {
+async function main(argv: readonly string[]): Promise<void> {
   if (argv[0] === '--probe') {
     process.stdout.write(JSON.stringify(sandboxCost(loadImage(), Number(argv[1]) || 200)));
     return;
   }
-  let o;
+  if (argv[0] === '--stand-in') return standIn();
+  let o: BenchOptions;
   try {
     o = parseBenchArgs(argv);
   } catch (e) {
-    process.stderr.write(`bench-fleet: ${e.message}\n${USAGE}\n`);
+    process.stderr.write(`bench-fleet: ${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
     process.exit(2);
   }
   if (o.help) return void process.stdout.write(USAGE + '\n');
+  if (o.scale) {
+    const r = await runScale(o.scale);
+    mkdirSync(dirname(o.scale.out), { recursive: true });
+    writeFileSync(o.scale.out, JSON.stringify(r, null, 2) + '\n');
+    process.stdout.write('\n' + scaleTable(r) + `\n\nwritten to ${o.scale.out}\n`);
+    process.exit(0);
+  }
   const r = await runBench(o);
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(r, null, 2) + '\n');
