@@ -15,41 +15,50 @@ import { sha3_256 } from '@noble/hashes/sha3.js';
 import * as E4 from '../firmware/index.ts';
 import { adaptE4, DEFAULT_IMAGE } from '../host-sim/c2/e4.ts';
 import { C2Error, initC2, openC2 } from '../host-sim/c2/c2.ts';
+import type { C2, DeviceConfigFile, Listing, Role, Row } from '../host-sim/c2/c2.ts';
+import type { PgServer } from '../host-sim/c2/pg-server.ts';
 import { migrateV1 } from '../host-sim/c2/migrate.ts';
 import { postgresAbsentReason, startPostgres } from '../host-sim/c2/pg-server.ts';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import type { MqttClient } from 'mqtt';
 import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ON_CI = !!process.env.CI;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'host-sim/c2/cli.ts');
-const VECTORS = JSON.parse(
+/** test/vectors (the reference vectors: names, ids, hashes, E41P files). */
+interface Vectors {
+  client_ids: { name: string; id: string; control_topic: string }[];
+  topic_hashes: { topic: string; topic_hash: string }[];
+  storage_file: { client_id: string; client_key: string; topics: { topic_hash: string; key: string }[]; file: string }[];
+}
+const VECTORS: Vectors = JSON.parse(
   fs.readFileSync(path.join(ROOT, 'test/vectors/e4-sk-vectors.json'), 'utf8'),
 );
 const FAST = { t: 1, m: 64, p: 1 };
 const PASS = 'correct horse battery staple';
 const e4 = adaptE4(E4);
-const hex = (b) => Buffer.from(b).toString('hex');
-const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 
 // ---- an independent reading of the wire format (docs/protocol.md, "Protected message", "Commands"), straight from noble ----
-function h16(text) {
+function h16(text: string): Uint8Array {
   return sha3_256(new TextEncoder().encode(text)).subarray(0, 16);
 }
 /** timestamp (8 LE) | AES-SIV(key|key, AD = timestamp) -> { ts, plain } or throws. */
-function openWire(key, msg) {
+function openWire(key: Uint8Array, msg: Uint8Array): { ts: number; plain: Uint8Array } {
   const ad = msg.subarray(0, 8);
   const plain = aessiv(new Uint8Array([...key, ...key]), ad).decrypt(msg.subarray(8));
   return { ts: Number(Buffer.from(ad).readBigUInt64LE()), plain };
 }
-function protectWire(key, ts, plain) {
+function protectWire(key: Uint8Array, ts: number, plain: Uint8Array): Uint8Array {
   const ad = Buffer.alloc(8);
   ad.writeBigUInt64LE(BigInt(ts));
   return new Uint8Array([...ad, ...aessiv(new Uint8Array([...key, ...key]), new Uint8Array(ad)).encrypt(plain)]);
 }
 /** Parses a command plaintext per the table in docs/protocol.md, "Commands". */
-function parseCommand(p) {
+function parseCommand(p: Uint8Array): { cmd: string; hash?: string; key?: string } {
   switch (p[0]) {
     case 0:
       expect(p.length).toBe(17);
@@ -68,8 +77,8 @@ function parseCommand(p) {
   }
 }
 
-let tmp;
-let pgServer = null;
+let tmp = '';
+let pgServer: PgServer | null = null;
 /** Why the PostgreSQL backend cannot be tested here (null: it can). Under CI it never skips. */
 const PG_SKIP = ON_CI ? null : postgresAbsentReason();
 beforeAll(async () => {
@@ -83,14 +92,22 @@ afterAll(async () => {
 let n = 0;
 
 /** ? -> $n, for edits made with a bare pg client. */
-const numbered = (sql) => {
+const numbered = (sql: string) => {
   let i = 0;
   return sql.replace(/\?/g, () => '$' + ++i);
 };
 
 /** The two stores the C2 runs on: a new empty database, and a raw SQL session on it that
  * bypasses the C2 (an attacker with database access, but without the passphrase). */
-const BACKENDS = [
+type Query = (sql: string, params?: unknown[]) => Promise<Row[]>;
+interface Backend {
+  name: 'sqlite' | 'postgres';
+  /** Why it cannot be tested here (null: it can). */
+  skip: string | null;
+  newDb(): Promise<string>;
+  raw(db: string): Promise<{ q: Query; close(): Promise<void> }>;
+}
+const BACKENDS: Backend[] = [
   {
     name: 'sqlite',
     skip: null,
@@ -99,31 +116,34 @@ const BACKENDS = [
       const conn = new Database(db);
       return {
         q: async (sql, params = []) => {
-          const st = conn.prepare(sql);
+          const st = conn.prepare<unknown[], Row>(sql);
           return st.reader ? st.all(...params) : (st.run(...params), []);
         },
-        close: async () => conn.close(),
+        close: async () => void conn.close(),
       };
     },
   },
   {
     name: 'postgres',
     skip: PG_SKIP,
-    newDb: () => pgServer.createDatabase(`c2_${++n}`),
+    newDb: () => {
+      if (!pgServer) throw new Error('the PostgreSQL server did not start');
+      return pgServer.createDatabase(`c2_${++n}`);
+    },
     async raw(db) {
       const client = new pg.Client({ connectionString: db });
       await client.connect();
-      return { q: async (sql, params = []) => (await client.query(numbered(sql), params)).rows, close: () => client.end() };
+      return { q: async (sql, params = []) => (await client.query<Row>(numbered(sql), params)).rows, close: () => client.end() };
     },
   },
 ];
-const title = (what, B) => `${what} (${B.name})${B.skip ? ` [skipped: ${B.skip}]` : ''}`;
+const title = (what: string, B: Backend) => `${what} (${B.name})${B.skip ? ` [skipped: ${B.skip}]` : ''}`;
 
 /** Every row of every C2 table, as comparable text (what "unchanged" means for a database). */
-async function dump(B, db) {
+async function dump(B: Backend, db: string): Promise<{ [table: string]: string[] }> {
   const r = await B.raw(db);
   try {
-    const out = {};
+    const out: { [table: string]: string[] } = {};
     for (const t of ['meta', 'devices', 'device_keys', 'topics', 'topic_keys', 'grants', 'commands']) {
       const rows = await r.q(`SELECT * FROM ${t}`);
       out[t] = rows.map((row) => JSON.stringify(Object.entries(row).map(([k, v]) => [k, v instanceof Uint8Array ? hex(v) : v === null ? null : String(v)]))).sort();
@@ -135,10 +155,19 @@ async function dump(B, db) {
 }
 
 /** A publisher that records what it is handed; `fail(topic)` decides which publishes are refused. */
-function recorder({ fail = () => false, delay = () => 0 } = {}) {
-  const sent = [];
-  const events = [];
-  const send = async (topic, bytes, opts) => {
+interface Sent {
+  topic: string;
+  bytes: Uint8Array;
+  opts: { qos: 2 };
+}
+interface RecorderOptions {
+  fail?: (topic: string) => boolean;
+  delay?: (topic: string) => number;
+}
+function recorder({ fail = () => false, delay = () => 0 }: RecorderOptions = {}) {
+  const sent: Sent[] = [];
+  const events: [string, string][] = [];
+  const send = async (topic: string, bytes: Uint8Array, opts: { qos: 2 }) => {
     events.push(['start', topic]);
     const d = delay(topic);
     if (d) await new Promise((r) => setTimeout(r, d));
@@ -153,12 +182,12 @@ function recorder({ fail = () => false, delay = () => 0 } = {}) {
 }
 
 /** A C2-managed device running the real firmware core, provisioned from the C2's device.json. */
-function deviceFrom(cfg) {
+function deviceFrom(cfg: DeviceConfigFile) {
   const store = E4.memoryStore();
   const client = E4.create({ vault: E4.nobleVault(), store }, { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ hash: t.hash, key: t.key })) });
   return {
     client,
-    deliver(sent) {
+    deliver(sent: readonly { topic: string; bytes: Uint8Array }[]) {
       for (const m of sent) if (m.topic === client.controlTopic) expect(client.unprotect(m.topic, m.bytes)).toBe(null);
     },
     state() {
@@ -167,7 +196,7 @@ function deviceFrom(cfg) {
     },
   };
 }
-const expectedState = (cfg) => ({ key: cfg.key, topics: Object.fromEntries(cfg.topics.map((t) => [t.hash, t.key])) });
+const expectedState = (cfg: DeviceConfigFile) => ({ key: cfg.key, topics: Object.fromEntries(cfg.topics.map((t) => [t.hash, t.key])) });
 
 for (const B of BACKENDS) {
 describe.skipIf(!!B.skip)(title('C2 library', B), () => {
@@ -181,6 +210,7 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
       expect(d.controlTopic).toBe(v.control_topic);
     }
     const t = VECTORS.topic_hashes.find((x) => x.topic === 'sensors/temperature');
+    if (!t) throw new Error('the vectors lack sensors/temperature');
     expect((await c2.addTopic(t.topic)).hash).toBe(t.topic_hash);
     await expect(c2.addDevice({ name: 'alice' })).rejects.toMatchObject({ code: 'EXISTS' });
     await expect(c2.addDevice({ id: 'xyz' })).rejects.toMatchObject({ code: 'USAGE' });
@@ -217,7 +247,7 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     expect((await c2.grant('monitor-1', 'health/heart-rate', { role: 'pub' })).changed).toBe(false);
     expect((await c2.grant('monitor-1', 'health/heart-rate', { role: 'both' })).changed).toBe(true);
     expect(rec.sent).toHaveLength(1);
-    await expect(c2.grant('monitor-1', 'health/heart-rate', { role: 'owner' })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(c2.grant('monitor-1', 'health/heart-rate', { role: 'owner' as Role })).rejects.toMatchObject({ code: 'USAGE' });
     await expect(c2.grant('nobody', 'health/heart-rate')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(c2.grant('monitor-1', 'no/such/topic')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await c2.close();
@@ -229,8 +259,8 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     const subs = new Set();
     const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
     await c2.addTopic('health/heart-rate');
-    const roles = { 'phone-1': 'sub', 'monitor-1': 'pub', 'proxy-1': 'both', 'phone-2': 'sub' };
-    const devs = {};
+    const roles: { [name: string]: Role } = { 'phone-1': 'sub', 'monitor-1': 'pub', 'proxy-1': 'both', 'phone-2': 'sub' };
+    const devs: { [name: string]: ReturnType<typeof deviceFrom> } = {};
     for (const [name, role] of Object.entries(roles)) {
       const d = await c2.addDevice({ name });
       if (role === 'sub') subs.add(d.controlTopic);
@@ -359,10 +389,14 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     expect((await c2.flush()).acked).toHaveLength(2);
     const monitorCfg = (await c2.deviceConfig('monitor-1'));
     const sentToMonitor = rec.sent.find((m) => m.topic === 'e4/' + monitorCfg.id);
-    expect(parseCommand(openWire(unhex(monitorCfg.key), sentToMonitor.bytes).plain).key).toBe(monitorCfg.topics[0].key);
+    expect(parseCommand(openWire(unhex(monitorCfg.key), sentToMonitor!.bytes).plain).key).toBe(monitorCfg.topics[0].key);
     await c2.rotateTopic('health/heart-rate');
     const newKey = unhex((await c2.deviceConfig('monitor-1')).topics[0].key);
-    const monitor = async () => (await c2.list()).devices.find((d) => d.name === 'monitor-1');
+    const monitor = async () => {
+      const d = (await c2.list()).devices.find((x) => x.name === 'monitor-1');
+      if (!d) throw new Error('monitor-1 is not listed');
+      return d;
+    };
     expect((await monitor()).pending).toMatchObject([{ kind: 'set-topic-key', gen: 3, state: 'at-broker', seenSince: 'never' }]);
     expect(await c2.observe('health/heart-rate', protectWire(newKey, 1_700_000_000, new Uint8Array([72])))).toEqual({
       topic: 'health/heart-rate',
@@ -372,12 +406,12 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     });
     expect((await monitor()).pending).toEqual([]); // confirmed
     expect((await monitor()).topics[0].seenGen).toBe(3);
-    expect((await c2.list()).devices.find((d) => d.name === 'phone-1').pending).toMatchObject([{ state: 'at-broker', seenSince: 'never' }]);
+    expect((await c2.list()).devices.find((d) => d.name === 'phone-1')?.pending).toMatchObject([{ state: 'at-broker', seenSince: 'never' }]);
     expect(await c2.observe('health/heart-rate', protectWire(new Uint8Array(32), 1, new Uint8Array([1])))).toBe(null);
     await c2.save();
     await c2.close();
     const ro = await openC2({ dbPath, passphrase: PASS, readOnly: true });
-    expect((await ro.list()).devices.find((d) => d.name === 'monitor-1').lastSeen).not.toBe(null);
+    expect((await ro.list()).devices.find((d) => d.name === 'monitor-1')?.lastSeen).toBeGreaterThan(0);
     await ro.close();
   });
 
@@ -390,7 +424,7 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
       await c2.rotateTopic('t');
       await c2.rotateDeviceKey('d');
     }
-    const gens = async (sql) => (await c2.store.all(sql)).map((r) => r.gen);
+    const gens = async (sql: string) => (await c2.store.all(sql)).map((r) => r.gen);
     expect(await gens('SELECT gen FROM topic_keys ORDER BY gen')).toEqual([3, 4]);
     expect(await gens('SELECT gen FROM device_keys ORDER BY gen')).toEqual([3, 4]);
     // Sealed rows removed from the file leave no copy (secure_delete): the file holds exactly the live rows.
@@ -401,7 +435,7 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     const rec = recorder();
     const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send });
     await c2.addTopic('t');
-    const devs = {};
+    const devs: { [name: string]: ReturnType<typeof deviceFrom> } = {};
     for (const name of ['a', 'b', 'c']) {
       await c2.addDevice({ name });
       devs[name] = deviceFrom((await c2.deviceConfig(name)));
@@ -409,7 +443,7 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     }
     const old = (await c2.deviceConfig('a')).topics[0].key;
     const r = await c2.revoke('c', 't', { rotate: true });
-    expect(r.rotated.holders.map((h) => h.name)).toEqual(['b', 'a']); // subscriber first
+    expect(r.rotated?.holders.map((h) => h.name)).toEqual(['b', 'a']); // subscriber first
     for (const dv of Object.values(devs)) dv.deliver(rec.sent);
     const fresh = (await c2.deviceConfig('a')).topics[0].key;
     expect(fresh).not.toBe(old);
@@ -477,13 +511,26 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
 }
 
 const FIXTURE = path.join(ROOT, 'test/fixtures/c2-e4-c2-1.db');
-const FIXTURE_FACTS = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/c2-e4-c2-1.json'), 'utf8'));
+/** What the first C2 reported about the fixture (test/fixtures/c2-e4-c2-1.json). */
+interface FixtureFacts {
+  passphrase: string;
+  configs: { [ref: string]: DeviceConfigFile };
+  list: Listing;
+  commands: { device: string; seq: number; status: string; message: string; [column: string]: unknown }[];
+}
+const FIXTURE_FACTS: FixtureFacts = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/c2-e4-c2-1.json'), 'utf8'));
 // Written by the e4-c2/1 C2 with SQLite's hex(): upper case, '' for no message.
 for (const c of FIXTURE_FACTS.commands) c.message = c.message.toLowerCase();
 const WORKER = path.join(ROOT, 'test/support/c2-worker.ts');
 
 /** A C2 process (test/support/c2-worker.ts) running `job`; resolves with its exit and output. */
-function worker(job, { killAfterSent = 0 } = {}) {
+interface WorkerRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+}
+function worker(job: object, { killAfterSent = 0 } = {}): Promise<WorkerRun> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [...TS_NODE, WORKER, JSON.stringify(job)], { cwd: ROOT });
     let out = '';
@@ -496,9 +543,13 @@ function worker(job, { killAfterSent = 0 } = {}) {
     p.on('close', (code, signal) => resolve({ code, signal, out, err }));
   });
 }
-const logged = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+interface Logged {
+  topic: string;
+  hex: string;
+}
+const logged = (file: string): Logged[] => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 /** The timestamp of a protected message: its first 8 bytes, little-endian (docs/protocol.md). */
-const tsOf = (hexMsg) => Number(Buffer.from(hexMsg.slice(0, 16), 'hex').readBigUInt64LE());
+const tsOf = (hexMsg: string) => Number(Buffer.from(hexMsg.slice(0, 16), 'hex').readBigUInt64LE());
 
 for (const B of BACKENDS) {
 describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
@@ -517,7 +568,7 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
   }
 
   /** Edits the database like an attacker with database access (but without the passphrase) would. */
-  async function edit(dbPath, fn) {
+  async function edit(dbPath: string, fn: (q: Query) => Promise<unknown>) {
     const r = await B.raw(dbPath);
     try {
       await fn(r.q);
@@ -527,15 +578,15 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
   }
 
   /** Everything the C2 reads, then a write: the first row that fails its check stops it. */
-  const readEverything = async (c2) => {
+  const readEverything = async (c2: C2) => {
     await c2.list();
     for (const d of ['alice', 'bob', 'carol']) await c2.deviceConfig(d);
     await c2.rotateTopic('t/1');
   };
 
-  async function expectRefused(dbPath, op, code, passphrase = PASS) {
+  async function expectRefused(dbPath: string, op: (c2: C2) => Promise<unknown>, code: string, passphrase = PASS): Promise<C2Error> {
     const before = await dump(B, dbPath);
-    const err = await openC2({ dbPath, passphrase, e4 }).then(
+    const err: unknown = await openC2({ dbPath, passphrase, e4 }).then(
       async (c2) => {
         try {
           await op(c2);
@@ -546,9 +597,9 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
           await c2.close();
         }
       },
-      (e) => e,
+      (e: unknown) => e,
     );
-    expect(err).toBeInstanceOf(C2Error);
+    if (!(err instanceof C2Error)) throw new Error(`expected a C2Error ${code}, got ${String(err)}`);
     expect(err.code).toBe(code);
     expect(err.message).not.toMatch(new RegExp(PASS));
     expect(await dump(B, dbPath)).toEqual(before);
@@ -578,9 +629,10 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
   });
 
   it('detects a row edited, forged or moved outside the C2 when it reads it, and changes nothing', async () => {
-    const cases = {
+    const cases: { [what: string]: (q: Query) => Promise<unknown> } = {
       'flip a sealed key byte': async (q) => {
         const [r] = await q(`SELECT device, gen, sealed FROM device_keys ORDER BY device LIMIT 1`);
+        if (!(r.sealed instanceof Uint8Array)) throw new Error('no sealed key to flip');
         const b = Buffer.from(r.sealed);
         b[20] ^= 1;
         await q(`UPDATE device_keys SET sealed = ? WHERE device = ? AND gen = ?`, [b, r.device, r.gen]);
@@ -675,11 +727,11 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
     const names = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5'];
     await c2.addTopic('shared/t');
-    const devs = {};
+    const devs: { [name: string]: ReturnType<typeof deviceFrom> } = {};
     for (const [i, name] of names.entries()) {
       await c2.addDevice({ name });
       devs[name] = deviceFrom(await c2.deviceConfig(name));
-      await c2.grant(name, 'shared/t', { role: ['sub', 'pub', 'both'][i % 3] });
+      await c2.grant(name, 'shared/t', { role: (['sub', 'pub', 'both'] as const)[i % 3] });
     }
     const rec = recorder();
     c2.setSend(rec.send);
@@ -687,7 +739,7 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
     for (const d of Object.values(devs)) d.deliver(rec.sent);
     await c2.close();
     const logs = [path.join(tmp, `w-${++n}.log`), path.join(tmp, `w-${++n}.log`)];
-    const job = (log) => ({ db: dbPath, passphrase: PASS, log, ops: [...Array(4).fill(['rotate-topic', 'shared/t']), ['rotate-device-key', 'd0'], ['rotate-device-key', 'd3'], ['flush']] });
+    const job = (log: string) => ({ db: dbPath, passphrase: PASS, log, ops: [...Array(4).fill(['rotate-topic', 'shared/t']), ['rotate-device-key', 'd0'], ['rotate-device-key', 'd3'], ['flush']] });
     const runs = await Promise.all(logs.map((log) => worker(job(log))));
     for (const r of runs) expect(r.code, r.err).toBe(0);
     const again = await openC2({ dbPath, passphrase: PASS, e4 });
@@ -707,7 +759,7 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
       for (const m of mine.sort((a, b) => tsOf(a.hex) - tsOf(b.hex))) expect(dev.client.unprotect(m.topic, unhex(m.hex))).toBe(null);
       expect(dev.state(), name).toEqual(expectedState(await again.deviceConfig(name)));
     }
-    expect((await again.list()).devices.find((d) => d.name === 'd0').keyGen).toBe(2); // one rotate-device-key from each process
+    expect((await again.list()).devices.find((d) => d.name === 'd0')?.keyGen).toBe(2); // one rotate-device-key from each process
     await again.close();
   }, 120000);
 
@@ -716,7 +768,7 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });
     const names = Array.from({ length: 12 }, (_, i) => `c${i}`);
     await c2.addTopic('crash/t');
-    const devs = {};
+    const devs: { [name: string]: ReturnType<typeof deviceFrom> } = {};
     for (const name of names) {
       await c2.addDevice({ name });
       devs[name] = deviceFrom(await c2.deviceConfig(name));
@@ -752,7 +804,7 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
         try {
           return dev.client.unprotect(m.topic, unhex(m.hex));
         } catch (e) {
-          return e.name + ':' + e.message;
+          return e instanceof Error ? e.name + ':' + e.message : String(e);
         }
       });
       expect(results[0]).toBe(null); // applied
@@ -770,7 +822,12 @@ describe.skipIf(!!B.skip)(title('C2 database at rest and shared', B), () => {
 
 const haveImage = fs.existsSync(DEFAULT_IMAGE);
 
-function cli(args, { env = {}, cwd = tmp } = {}) {
+interface CliRun {
+  code: number | null;
+  out: string;
+  err: string;
+}
+function cli(args: string[], { env = {}, cwd = tmp }: { env?: { [k: string]: string }; cwd?: string } = {}): CliRun {
   const r = spawnSync(process.execPath, [...TS_NODE, CLI, ...args], {
     cwd,
     env: { ...process.env, E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', E4_C2_DB: '', ...env },
@@ -780,7 +837,7 @@ function cli(args, { env = {}, cwd = tmp } = {}) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-function cliAsync(args, env = {}) {
+function cliAsync(args: string[], env: { [k: string]: string } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [...TS_NODE, CLI, ...args], { cwd: tmp, env: { ...process.env, E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', ...env } });
     let out = '';
@@ -793,9 +850,9 @@ function cliAsync(args, env = {}) {
 
 describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
   // CI builds the image first (`npm test` runs `npm run build`); a targeted run needs it too.
-  let dir;
-  let db;
-  let passFile;
+  let dir = '';
+  let db = '';
+  let passFile = '';
   const base = () => ['--db', db, '--passphrase-file', passFile];
   beforeAll(() => {
     if (!haveImage) throw new Error(`${DEFAULT_IMAGE} is missing: run npm run build`);
@@ -962,17 +1019,18 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
   // CI installs Debian's mosquitto; on a machine without it this one is reported as skipped.
   it.skipIf(!MOSQUITTO && !process.env.CI)('over a real broker (mosquitto): QoS 2 delivery, a device core applying it, watch confirming it', async () => {
     if (!MOSQUITTO) throw new Error('mosquitto is not installed (CI installs the Debian package mosquitto)');
-    const port = await new Promise((resolve) => {
+    const port = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const p = s.address().port;
+        const a = s.address();
+        const p = a && typeof a === 'object' ? a.port : 0;
         s.close(() => resolve(p));
       });
     });
     const conf = path.join(dir, 'mosquitto.conf');
     fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
     const broker = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
-    const clients = [];
-    let timer;
+    const clients: MqttClient[] = [];
+    let timer: NodeJS.Timeout | undefined;
     try {
       const url = `mqtt://127.0.0.1:${port}`;
       const mqtt = (await import('mqtt')).default;
@@ -987,12 +1045,12 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
       // An observer of every control topic, and the device itself (the real core, provisioned from
       // the device.json the CLI wrote before the rotation, so it holds the gen 0 topic key).
       const spy = await connect();
-      const got = [];
+      const got: { topic: string; payload: Uint8Array }[] = [];
       spy.on('message', (topic, payload) => got.push({ topic, payload: new Uint8Array(payload) }));
       await spy.subscribeAsync('e4/#', { qos: 2 });
       const dev = deviceFrom(JSON.parse(fs.readFileSync(path.join(dir, 'monitor-1.2.json'), 'utf8')));
       const devConn = await connect();
-      const applied = [];
+      const applied: (Uint8Array | null)[] = [];
       devConn.on('message', (topic, payload) => applied.push(dev.client.unprotect(topic, new Uint8Array(payload))));
       await devConn.subscribeAsync(dev.client.controlTopic, { qos: 2 });
 

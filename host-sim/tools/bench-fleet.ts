@@ -56,7 +56,7 @@ const USAGE = `usage: npm run bench:fleet -- [--devices N] [--per-context K] [--
   --scale N         the C2 at fleet size instead: N devices (1-1000000) registered, granted a topic,
                     the topic rotated until every device applied it (a device stand-in, mosquitto)
   --db D            with --scale: sqlite (default) or postgres (a throwaway server)
-  --in-flight K     with --scale: QoS 2 publishes in flight (default 16; mosquitto here allows 100)`;
+  --in-flight K     with --scale: QoS 2 publishes in flight (default 64: 16 per MQTT connection)`;
 
 export interface BenchOptions {
   devices: number;
@@ -73,7 +73,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const o: BenchOptions = { devices: 10000, perContext: 0, broker: 'aedes', messages: 20000, sample: 200, out: '' };
   let scale = 0;
   let db: 'sqlite' | 'postgres' = 'sqlite';
-  let inFlight = 16;
+  let inFlight = 64;
   const int = (flag: string, v: string | undefined, lo: number, hi: number) => {
     if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi) throw new Error(`${flag} takes a whole number from ${lo} to ${hi}`);
     return Number(v);
@@ -106,20 +106,22 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
 }
 
 // A full collection before each memory reading (without requiring node --expose-gc).
-let gc = null;
-const mem = () => {
+let gc: (() => void) | null = null;
+const mem = (): { rss: number; heap: number; external: number } => {
   if (!gc) {
     v8.setFlagsFromString('--expose-gc');
-    gc = vm.runInNewContext('gc');
+    const fn: unknown = vm.runInNewContext('gc');
+    if (typeof fn !== 'function') throw new Error('--expose-gc did not expose gc');
+    gc = () => fn();
   }
   gc();
   const m = process.memoryUsage();
   return { rss: m.rss, heap: m.heapUsed, external: m.external + m.arrayBuffers };
 };
-const kb = (b) => Math.round(b / 1024);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const kb = (b: number) => Math.round(b / 1024);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function pool(items, limit, fn) {
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {
@@ -131,9 +133,9 @@ async function pool(items, limit, fn) {
   );
 }
 
-function until(pred, ms, what) {
+function until(pred: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
-  return new Promise((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     const tick = () => {
       if (pred()) return resolve();
       if (Date.now() > end) return reject(new Error(`timed out waiting for ${what}`));
@@ -143,17 +145,23 @@ function until(pred, ms, what) {
   });
 }
 
+interface SandboxCost {
+  msEach: number;
+  rssKB: number;
+  heapKB: number;
+}
+
 /** Cost of one device sandbox vs. one more client in a shared sandbox. */
-function sandboxCost(image, sample) {
+function sandboxCost(image: ReturnType<typeof loadImage>, sample: number): { context: SandboxCost; shared: SandboxCost } {
   const cfgs = Array.from({ length: sample }, (_, i) => makeDeviceConfig({ name: `probe-${i}`, topics: [TOPIC] }));
   const world = systemTime();
-  const one = (sb, cfg) => {
+  const one = (sb: ReturnType<typeof createSandbox>, cfg: ReturnType<typeof makeDeviceConfig>) => {
     const store = flashStore().attach(sb);
     const c = sb.E4.create({ vault: sb.E4.nobleVault(), store, clock: makeClock('trusted', world) }, cfg);
     c.protect(TOPIC, 'probe');
     return c;
   };
-  const keep = [];
+  const keep: unknown[] = [];
   // Shared first (the smaller), then a context each: each phase grows the process afresh.
   let m0 = mem();
   let t = performance.now();
@@ -176,20 +184,40 @@ function sandboxCost(image, sample) {
 }
 
 /** The sandbox probe in a fresh process, so that neither its memory nor the fleet's disturb the other. */
-function probeInChild(sample) {
+function probeInChild(sample: number): { context: SandboxCost; shared: SandboxCost } {
   const r = spawnSync(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--probe', String(sample)], { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) throw new Error(`sandbox probe failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
 
-export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
+/** What `npm run bench:fleet` (without --scale) measures; written as JSON. */
+export interface FleetResult {
+  date: string;
+  node: string;
+  cpus: number;
+  image: { path: string; bytes: number; sha256: string; check: string };
+  devices: number;
+  perContext: number;
+  sandboxes: number;
+  broker?: { kind: string; url: string; ownProcess: boolean };
+  c2SetupMs?: number;
+  bootMs?: number;
+  memory?: { rssPerDeviceKB: number | null; heapPerDeviceKB: number; rssTotalMB: number };
+  rotation?: { holders: number; brokerAcked: number; failed: number; c2AllAckedMs: number; allAppliedMs: number; commandsPerSecond: number };
+  endToEnd?: { messages: number; publishedMs: number; allReceivedMs: number; messagesPerSecond: number; received: number };
+  rejected?: { [result: string]: number };
+  sandbox?: { context: SandboxCost; shared: SandboxCost };
+  totalMs?: number;
+}
+
+export async function runBench(o: BenchOptions, say = (s: string) => process.stderr.write(s + '\n')): Promise<FleetResult> {
   const started = Date.now();
   const image = loadImage();
   const E4 = createRequire(import.meta.url)(image.path);
-  const result = {
+  const result: FleetResult = {
     date: new Date().toISOString(),
     node: process.version,
-    cpus: (await import('node:os')).cpus().length,
+    cpus: os.cpus().length,
     image: { path: image.path, bytes: image.size, sha256: image.sha256, check: image.check },
     devices: o.devices,
     perContext: o.perContext,
@@ -201,28 +229,27 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
   const broker = o.broker.includes('://') ? await startBroker({ url: o.broker }) : await startBrokerProcess({ kind: o.broker });
   result.broker = { kind: broker.kind, url: broker.url, ownProcess: broker.kind !== 'external' };
   const dir = mkdtempSync(join(tmpdir(), 'e4-bench-fleet-'));
-  const devices = [];
-  let sink = null;
-  let c2 = null;
-  let c2link = null;
+  const devices: SimDevice[] = [];
+  let sink: SimDevice | null = null;
+  let c2: C2 | null = null;
+  let c2link: MqttTransport | null = null;
   try {
     // 3. C2: one batch registers the fleet and grants the topic (devices 'pub', the collector 'sub').
-    c2link = new MqttTransport(broker.url);
-    await c2link.open();
+    const link = new MqttTransport(broker.url);
+    c2link = link;
+    await link.open();
     let t = Date.now();
-    c2 = await initC2({ dbPath: join(dir, 'c2.db'), passphrase: 'bench passphrase', e4: E4 });
+    const c = await initC2({ dbPath: join(dir, 'c2.db'), passphrase: 'bench passphrase', e4: E4 });
+    c2 = c;
     const names = Array.from({ length: o.devices }, (_, i) => `dev-${String(i).padStart(5, '0')}`);
-    await c2.batch(async (c) => {
-      await c.addTopic(TOPIC);
-      await c.addDevice({ name: 'collector' });
-      await c.grant('collector', TOPIC, { role: 'sub' });
-      for (const n of names) {
-        await c.addDevice({ name: n });
-        await c.grant(n, TOPIC, { role: 'pub' });
-      }
+    await c.batch(async (b) => {
+      await b.addTopic(TOPIC);
+      await b.addDevices([{ name: 'collector' }, ...names.map((name) => ({ name }))]);
+      await b.grant('collector', TOPIC, { role: 'sub' });
+      await b.grantAll(names, TOPIC, { role: 'pub' });
     });
-    c2.setSend((topic, bytes, { qos }) => c2link.publish(topic, Buffer.from(bytes), qos));
-    await c2.flush(); // nobody listens yet: the grants are what the devices are provisioned with
+    c.setSend((topic, bytes, { qos }) => link.publish(topic, Buffer.from(bytes), qos));
+    await c.flush(); // nobody listens yet: the grants are what the devices are provisioned with
     result.c2SetupMs = Date.now() - t;
     say(`c2: ${o.devices} devices added and granted in one batch in ${result.c2SetupMs} ms`);
 
@@ -231,7 +258,8 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
     const before = mem();
     t = Date.now();
     let realm = null;
-    const configs = names.map((n) => c2.deviceConfig(n));
+    const configs = [];
+    for (const n of names) configs.push(await c.deviceConfig(n));
     for (let i = 0; i < o.devices; i++) {
       if (o.perContext > 1 && i % o.perContext === 0) realm = createSandbox(image, { name: `shared-${i / o.perContext}` });
       devices.push(
@@ -254,16 +282,16 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
     };
     say(`devices: ${o.devices} booted and connected in ${result.bootMs} ms; ${result.memory.rssPerDeviceKB} KB RSS per device (sandbox + client + MQTT connection)`);
 
-    sink = new SimDevice({ image, config: c2.deviceConfig('collector'), clock: 'trusted', world, network: broker.url, subscribe: [TOPIC], qos: 1 });
+    sink = new SimDevice({ image, config: await c.deviceConfig('collector'), clock: 'trusted', world, network: broker.url, subscribe: [TOPIC], qos: 1 });
     await sink.start();
 
     // 5. Rotation of the topic key to every holder.
     let applied = 0;
     for (const d of [...devices, sink]) d.on('command', () => applied++);
-    const rejected = {};
-    for (const d of [...devices, sink]) d.on('rejected', (e) => (rejected[e.result] = (rejected[e.result] || 0) + 1));
+    const rejected: { [result: string]: number } = {};
+    for (const d of [...devices, sink]) d.on('rejected', (e: { result: string }) => (rejected[e.result] = (rejected[e.result] || 0) + 1));
     t = Date.now();
-    const rot = await c2.rotateTopic(TOPIC);
+    const rot = await c.rotateTopic(TOPIC);
     const ackedMs = Date.now() - t;
     await until(() => applied >= o.devices + 1, 120000, 'every device to apply the rotation').catch((e) => {
       throw new Error(`${e.message}: ${applied} of ${o.devices + 1} applied; broker acked ${rot.delivery.acked.length}, failed ${rot.delivery.failed.length}; rejected ${JSON.stringify(rejected)}`);
@@ -297,7 +325,7 @@ export async function runBench(o, say = (s) => process.stderr.write(s + '\n')) {
   } finally {
     for (const d of devices) await d.stop().catch(() => {});
     if (sink) await sink.stop().catch(() => {});
-    if (c2) c2.close();
+    if (c2) await c2.close();
     if (c2link) await c2link.close();
     await broker.close();
     rmSync(dir, { recursive: true, force: true });
@@ -422,11 +450,20 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
   const dir = mkdtempSync(join(tmpdir(), 'e4-bench-scale-'));
   let pgServer: PgServer | null = null;
   let c2: C2 | null = null;
-  let link: MqttClient | null = null;
+  const links: MqttClient[] = [];
   const stand = startStandIn();
   let peakRss = 0;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
-  const result: { [k: string]: unknown } = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, devices: o.devices, db: o.db, broker: 'mosquitto', inFlight: o.inFlight };
+  const result: { [k: string]: unknown } = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: os.cpus().length,
+    loadAverageAtStart: os.loadavg().map((x) => +x.toFixed(1)),
+    devices: o.devices,
+    db: o.db,
+    broker: 'mosquitto',
+    inFlight: o.inFlight,
+  };
   try {
     let dbPath = join(dir, 'c2.db');
     if (o.db === 'postgres') {
@@ -434,43 +471,49 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
       dbPath = await pgServer.createDatabase('e4_bench');
     }
     let t = Date.now();
-    c2 = await initC2({ dbPath, passphrase: 'bench passphrase', e4, concurrency: o.inFlight });
-    await c2.addTopic(TOPIC);
+    const c = await initC2({ dbPath, passphrase: 'bench passphrase', e4, concurrency: o.inFlight });
+    c2 = c;
+    await c.addTopic(TOPIC);
     const names = Array.from({ length: o.devices }, (_, i) => `dev-${String(i).padStart(6, '0')}`);
     const CHUNK = 10000;
-    for (let i = 0; i < names.length; i += CHUNK) await c2.addDevices(names.slice(i, i + CHUNK).map((name) => ({ name })));
+    for (let i = 0; i < names.length; i += CHUNK) await c.addDevices(names.slice(i, i + CHUNK).map((name) => ({ name })));
     result.registerMs = Date.now() - t;
     say(`c2 (${o.db}): ${o.devices} devices registered in ${result.registerMs} ms`);
     t = Date.now();
-    c2.setSend(() => undefined); // provisioning: the devices start with the keys of their device files
+    c.setSend(() => undefined); // provisioning: the devices start with the keys of their device files
     for (let i = 0; i < names.length; i += CHUNK) {
       const chunk = names.slice(i, i + CHUNK);
       // One device in ten only subscribes (rotations reach consumers first).
-      await c2.grantAll(chunk.filter((_, k) => k % 10 === 0), TOPIC, { role: 'sub' });
-      await c2.grantAll(chunk.filter((_, k) => k % 10 !== 0), TOPIC, { role: 'pub' });
+      await c.grantAll(chunk.filter((_, k) => k % 10 === 0), TOPIC, { role: 'sub' });
+      await c.grantAll(chunk.filter((_, k) => k % 10 !== 0), TOPIC, { role: 'pub' });
     }
     result.grantMs = Date.now() - t;
     say(`c2: topic granted to all in ${result.grantMs} ms`);
-    const keys = await c2.clientKeys();
+    const keys = await c.clientKeys();
     const topicHash = Buffer.from(e4.topicHash(TOPIC)).toString('hex');
     stand.child.send({ broker: broker.url, topicHash, connections: o.connections, keys: [...keys].map(([id, k]) => [id, Buffer.from(k).toString('hex')]) });
     for (const k of keys.values()) k.fill(0);
     keys.clear();
     await stand.next((m) => typeof m.ready === 'number', 120000, 'the stand-in to subscribe');
-    link = await mqtt.connectAsync(broker.url, { clientId: `e4-c2-bench-${process.pid}`, clean: true, reconnectPeriod: 0 });
-    const pub = link;
+    // The C2's publisher: a few MQTT connections, each with at most 16 QoS 2 messages in flight
+    // (mosquitto's per-client window), commands spread over them round robin.
+    const brokerUrl = String(broker.url); // mqtt://host:port, from startBrokerProcess
+    for (let i = 0; i < Math.ceil(o.inFlight / 16); i++) links.push(await mqtt.connectAsync(brokerUrl, { clientId: `e4-c2-bench-${process.pid}-${i}`, clean: true, reconnectPeriod: 0 }));
+    let turn = 0;
     const rssBefore = process.memoryUsage().rss;
     peakRss = rssBefore;
 
     // The rotation: one transaction (new key; a command per holder, protected and stored), then
     // delivery (QoS 2, consumers first), until the stand-in has applied every command.
-    c2.setSend(null);
+    c.setSend(null);
     t = Date.now();
-    const rot = await c2.rotateTopic(TOPIC);
+    const cpu0 = process.cpuUsage();
+    const rot = await c.rotateTopic(TOPIC);
     const queuedMs = Date.now() - t;
-    c2.setSend((topic, bytes) => pub.publishAsync(topic, Buffer.from(bytes), { qos: 2 }));
-    const delivery = await c2.flush();
+    c.setSend((topic, bytes) => links[turn++ % links.length].publishAsync(topic, Buffer.from(bytes), { qos: 2 }));
+    const delivery = await c.flush();
     const ackedMs = Date.now() - t;
+    const cpu = process.cpuUsage(cpu0);
     say(`rotation: ${rot.holders.length} commands queued in ${queuedMs} ms; broker acked ${delivery.acked.length} (failed ${delivery.failed.length}) at ${ackedMs} ms`);
     let appliedMs: number | null = null;
     const deadline = Date.now() + 300000;
@@ -484,10 +527,10 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
     await sleep(500); // anything late or twice
     stand.child.send({ report: true });
     const fin = (await stand.next((m) => !!m.final, 30000, 'the final report')).final as StandInReport;
-    const newKey = await c2.topicKey(topicHash, rot.gen);
+    const newKey = await c.topicKey(topicHash, rot.gen);
     const expectedKey = sha(newKey);
     newKey.fill(0);
-    const left = (await c2.store.get(`SELECT COUNT(*) AS n FROM commands WHERE status = 'queued'`))?.n;
+    const left = (await c.store.get(`SELECT COUNT(*) AS n FROM commands WHERE status = 'queued'`))?.n;
     result.rotation = {
       holders: rot.holders.length,
       queuedMs,
@@ -502,6 +545,10 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
       stillQueued: Number(left),
       everyDeviceHasTheNewKey: fin.distinctKeys?.length === 1 && fin.distinctKeys[0] === expectedKey,
       commandsPerSecond: appliedMs ? Math.round(o.devices / (appliedMs / 1000)) : null,
+      // CPU time of the C2 process (queue + send + acknowledgements): what the rotation costs
+      // whatever else runs on the machine.
+      c2CpuMs: Math.round((cpu.user + cpu.system) / 1000),
+      loadAverageAfter: os.loadavg().map((x) => +x.toFixed(1)),
     };
     result.memory = { c2RssBeforeMB: Math.round(rssBefore / 1048576), c2RssPeakMB: Math.round(peakRss / 1048576) };
     if (o.db === 'sqlite') result.dbBytes = [dbPath, dbPath + '-wal'].filter((f) => existsSync(f)).reduce((a, f) => a + statSync(f).size, 0);
@@ -514,7 +561,7 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
   } finally {
     clearInterval(sampler);
     stand.child.send({ stop: true });
-    if (link) await link.endAsync().catch(() => undefined);
+    for (const l of links) await l.endAsync().catch(() => undefined);
     if (c2) await c2.close();
     await broker.close();
     if (pgServer) await pgServer.stop();
@@ -534,8 +581,9 @@ function scaleTable(r: { [k: string]: unknown }): string {
     ['register', `${r.registerMs} ms`],
     ['grant the topic', `${r.grantMs} ms`],
     ['rotate: queued', `${rot.queuedMs} ms (one transaction: new key, ${rot.holders} commands protected and stored)`],
-    ['rotate: broker acked', `${rot.c2AllAckedMs} ms (${rot.brokerAcked} QoS 2, ${r.inFlight} in flight; failed ${rot.failed})`],
+    ['rotate: broker acked', `${rot.c2AllAckedMs} ms (${rot.brokerAcked} QoS 2, ${r.inFlight} in flight over ${Math.ceil(Number(r.inFlight) / 16)} connections; failed ${rot.failed})`],
     ['rotate: all applied', `${rot.allAppliedMs} ms (${rot.commandsPerSecond}/s) ${goals.rotationUnder30s ? '< 30 s: goal met' : '>= 30 s: goal NOT met'}`],
+    ['rotate: C2 CPU time', `${rot.c2CpuMs} ms (load average ${JSON.stringify(r.loadAverageAtStart)} at start, ${JSON.stringify(rot.loadAverageAfter)} after)`],
     ['commands lost', `${rot.lost} (rejected ${rot.rejected}, stale ${rot.stale}, still queued ${rot.stillQueued}; every device has the new key: ${rot.everyDeviceHasTheNewKey}) ${goals.noCommandLost ? 'goal met' : 'goal NOT met'}`],
     ['C2 memory (RSS)', `${mem.c2RssBeforeMB} MB before, ${mem.c2RssPeakMB} MB peak ${goals.c2MemoryUnder1GB ? '< 1 GB: goal met' : '>= 1 GB: goal NOT met'}`],
   ];
@@ -543,17 +591,19 @@ function scaleTable(r: { [k: string]: unknown }): string {
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
 }
 
-function table(r) {
+function table(r: FleetResult): string {
+  const { broker, sandbox, memory, rotation, endToEnd } = r;
+  if (!broker || !sandbox || !memory || !rotation || !endToEnd) throw new Error('bench-fleet: the run did not finish');
   const rows = [
     ['devices', `${r.devices} (${r.perContext === 1 ? 'a vm context each' : `${r.perContext} per shared vm context`}, own MQTT connection each)`],
-    ['broker', `${r.broker.kind} ${r.broker.ownProcess ? '(own process)' : ''}`],
-    ['sandbox cost', `${r.sandbox.context.msEach} ms, ${r.sandbox.context.heapKB} KB JS heap per device context (image loaded, one client)`],
-    ['shared sandbox', `${r.sandbox.shared.msEach} ms, ${r.sandbox.shared.heapKB} KB JS heap per extra client in one context`],
+    ['broker', `${broker.kind} ${broker.ownProcess ? '(own process)' : ''}`],
+    ['sandbox cost', `${sandbox.context.msEach} ms, ${sandbox.context.heapKB} KB JS heap per device context (image loaded, one client)`],
+    ['shared sandbox', `${sandbox.shared.msEach} ms, ${sandbox.shared.heapKB} KB JS heap per extra client in one context`],
     ['C2 set-up (batch)', `${r.c2SetupMs} ms`],
     ['boot + connect', `${r.bootMs} ms`],
-    ['memory per device', `${r.memory.rssPerDeviceKB === null ? '(too few devices to measure) ' : r.memory.rssPerDeviceKB + ' KB '}RSS, ${r.memory.heapPerDeviceKB} KB JS heap (process ${r.memory.rssTotalMB} MB)`],
-    ['rotate one topic key', `${r.rotation.allAppliedMs} ms until all ${r.rotation.holders} holders applied it (broker acked all in ${r.rotation.c2AllAckedMs} ms)`],
-    ['end to end', `${r.endToEnd.messagesPerSecond} messages/s (${r.endToEnd.messages} in ${r.endToEnd.allReceivedMs} ms)`],
+    ['memory per device', `${memory.rssPerDeviceKB === null ? '(too few devices to measure) ' : memory.rssPerDeviceKB + ' KB '}RSS, ${memory.heapPerDeviceKB} KB JS heap (process ${memory.rssTotalMB} MB)`],
+    ['rotate one topic key', `${rotation.allAppliedMs} ms until all ${rotation.holders} holders applied it (broker acked all in ${rotation.c2AllAckedMs} ms)`],
+    ['end to end', `${endToEnd.messagesPerSecond} messages/s (${endToEnd.messages} in ${endToEnd.allReceivedMs} ms)`],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
