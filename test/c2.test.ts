@@ -23,6 +23,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { MqttClient } from 'mqtt';
 import { TS_NODE } from '../host-sim/shared/cli.ts';
+import { runScale } from '../host-sim/tools/bench-fleet.ts';
 
 const ON_CI = !!process.env.CI;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -971,7 +972,7 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
       expect(r.out, c).toMatch(new RegExp(`^usage: e4-c2 ${c}`));
     }
     expect(fs.readFileSync(db).equals(before)).toBe(true);
-  });
+  }, 240000); // about 45 command-line runs
 
   it('wrong passphrase exits 3, a modified database exits 4, both unchanged', () => {
     const wrong = path.join(dir, 'wrong');
@@ -1101,3 +1102,18 @@ describe.skipIf(!haveImage && !process.env.CI)('C2 command line', () => {
     }
   });
 });
+
+// ------------------------------------------------------------------ bench:fleet --scale, small
+
+const MOSQUITTO_BIN = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => fs.existsSync(p));
+for (const B of BACKENDS) {
+  // The same code path as `npm run bench:fleet -- --scale 100000`, with 300 devices.
+  describe.skipIf(!!B.skip || ((!haveImage || !MOSQUITTO_BIN) && !ON_CI))(title('bench:fleet --scale', B), () => {
+    it('rotates a topic to every device of a small fleet over mosquitto, nothing lost, every device on the new key', async () => {
+      if (!haveImage || !MOSQUITTO_BIN) throw new Error('needs the built image (npm run build) and mosquitto');
+      const r = await runScale({ devices: 300, db: B.name, inFlight: 32, connections: 4, out: '' }, () => {});
+      expect(r.rotation).toMatchObject({ holders: 300, brokerAcked: 300, failed: 0, applied: 300, lost: 0, rejected: 0, stale: 0, stillQueued: 0, everyDeviceHasTheNewKey: true });
+      expect(r.goals).toMatchObject({ noCommandLost: true });
+    }, 300000);
+  });
+}

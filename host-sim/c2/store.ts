@@ -18,7 +18,7 @@ import path from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import Database from 'better-sqlite3';
-import pg from 'pg';
+import type pg from 'pg';
 import { argon2id } from '@noble/hashes/argon2.js';
 import { fitsColumn, MIGRATIONS, SCHEMA_VERSION, TABLES } from './schema.ts';
 import type { Dialect, Row, SqlValue, Table, TableRows } from './schema.ts';
@@ -242,14 +242,20 @@ class PostgresBackend implements Backend {
   private readonly pool: pg.Pool;
   readonly query: Connection;
 
-  constructor(url: string) {
-    const u = new URL(url);
-    this.where = `postgres://${u.host}${u.pathname}${u.searchParams.get('host') ? ` (socket ${u.searchParams.get('host')})` : ''}`;
-    this.pool = new pg.Pool({
+  /** `pg` is loaded only when a PostgreSQL URL is given (a SQLite C2 starts faster without it). */
+  static async connect(url: string): Promise<PostgresBackend> {
+    return new PostgresBackend(url, (await import('pg')).default);
+  }
+
+  private constructor(url: string, pgModule: typeof pg) {
+    // For messages: the URL without user, password or parameters, and the socket folder if any.
+    const socket = /[?&]host=([^&]+)/.exec(url);
+    this.where = url.replace(/\/\/[^@/]*@/, '//').replace(/\?.*$/, '') + (socket ? ` (socket ${decodeURIComponent(socket[1])})` : '');
+    this.pool = new pgModule.Pool({
       connectionString: url,
       max: 4,
       // BIGINT columns hold seconds, generations and sequence numbers: well inside 2^53.
-      types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) },
+      types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pgModule.types.getTypeParser(oid, format)) },
     });
     this.pool.on('error', () => undefined); // an idle connection dropped: the next query reconnects
     this.query = PostgresBackend.connection((text, values) => this.pool.query<Row>(text, values));
@@ -349,7 +355,7 @@ export class Store {
     checkPassphrase(passphrase);
     let backend: Backend;
     if (isPostgresUrl(location)) {
-      backend = new PostgresBackend(location);
+      backend = await PostgresBackend.connect(location);
       const exists = await backend.query
         .all(`SELECT 1 AS x FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'meta'`, [])
         .catch(async (e: unknown) => {
@@ -405,7 +411,7 @@ export class Store {
     checkPassphrase(passphrase);
     let backend: Backend;
     let sqlite: SqliteBackend | null = null;
-    if (isPostgresUrl(location)) backend = new PostgresBackend(location);
+    if (isPostgresUrl(location)) backend = await PostgresBackend.connect(location);
     else {
       if (!fs.existsSync(location)) throw new C2Error('NOT_FOUND', `no C2 database at ${location}: run \`init\` first`);
       try {

@@ -372,6 +372,18 @@ interface StandInReport {
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 16);
 
+/** An MQTT connection, or an error after 30 s (mqtt.js's connectAsync waits forever for a broker
+ * that accepts the TCP connection but never answers CONNECT). */
+async function connectWithin(url: string, clientId: string): Promise<MqttClient> {
+  const c = mqtt.connect(url, { clientId, clean: true, reconnectPeriod: 0, connectTimeout: 30000 });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => (c.end(true), reject(new Error(`no MQTT connection to ${url} within 30 s`))), 30000);
+    c.once('connect', () => (clearTimeout(timer), resolve()));
+    c.once('error', (e) => (clearTimeout(timer), reject(e)));
+  });
+  return c;
+}
+
 /** The device stand-in (a child process): see above. Talks to the bench over IPC. */
 async function standIn(): Promise<void> {
   const send = (m: object) => process.send?.(m);
@@ -409,7 +421,7 @@ async function standIn(): Promise<void> {
       for (const entry of m.keys) if (Array.isArray(entry)) devices.set(String(entry[0]), { key: new Uint8Array(Buffer.from(String(entry[1]), 'hex')), lastTs: 0, topicKey: null });
       const n = 'connections' in m && typeof m.connections === 'number' ? m.connections : 16;
       for (let i = 0; i < n; i++) {
-        const c = await mqtt.connectAsync(m.broker, { clientId: `e4-stand-in-${process.pid}-${i}`, clean: true, reconnectPeriod: 0 });
+        const c = await connectWithin(m.broker, `e4-stand-in-${process.pid}-${i}`);
         c.on('message', onMessage);
         await c.subscribeAsync('$share/e4-stand-in/e4/+', { qos: 1 });
         clients.push(c);
@@ -443,7 +455,7 @@ function startStandIn(): { child: ChildProcess; next: (pred: (m: { [k: string]: 
   return { child, next, latest: () => last };
 }
 
-export async function runScale(o: ScaleOptions, say = (s: string) => process.stderr.write(s + '\n')) {
+export async function runScale(o: ScaleOptions, say: (s: string) => void = (s) => void process.stderr.write(s + '\n')) {
   const started = Date.now();
   const e4 = loadE4Image();
   const broker = await startBrokerProcess({ kind: 'mosquitto' });
@@ -463,6 +475,7 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
     db: o.db,
     broker: 'mosquitto',
     inFlight: o.inFlight,
+    standInConnections: o.connections,
   };
   try {
     let dbPath = join(dir, 'c2.db');
@@ -490,6 +503,7 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
     result.grantMs = Date.now() - t;
     say(`c2: topic granted to all in ${result.grantMs} ms`);
     const keys = await c.clientKeys();
+    say(`c2: ${keys.size} client keys handed to the device stand-in`);
     const topicHash = Buffer.from(e4.topicHash(TOPIC)).toString('hex');
     stand.child.send({ broker: broker.url, topicHash, connections: o.connections, keys: [...keys].map(([id, k]) => [id, Buffer.from(k).toString('hex')]) });
     for (const k of keys.values()) k.fill(0);
@@ -498,7 +512,8 @@ export async function runScale(o: ScaleOptions, say = (s: string) => process.std
     // The C2's publisher: a few MQTT connections, each with at most 16 QoS 2 messages in flight
     // (mosquitto's per-client window), commands spread over them round robin.
     const brokerUrl = String(broker.url); // mqtt://host:port, from startBrokerProcess
-    for (let i = 0; i < Math.ceil(o.inFlight / 16); i++) links.push(await mqtt.connectAsync(brokerUrl, { clientId: `e4-c2-bench-${process.pid}-${i}`, clean: true, reconnectPeriod: 0 }));
+    for (let i = 0; i < Math.ceil(o.inFlight / 16); i++) links.push(await connectWithin(brokerUrl, `e4-c2-bench-${process.pid}-${i}`));
+    say(`stand-in subscribed (${o.connections} connections); the C2 publishes over ${links.length}`);
     let turn = 0;
     const rssBefore = process.memoryUsage().rss;
     peakRss = rssBefore;
@@ -576,7 +591,7 @@ function scaleTable(r: { [k: string]: unknown }): string {
   const mem = r.memory as { [k: string]: unknown };
   const goals = r.goals as { [k: string]: boolean };
   const rows: [string, string][] = [
-    ['devices', `${r.devices} (device stand-in: the image's unprotect per command, ${'16'} shared MQTT subscriptions)`],
+    ['devices', `${r.devices} (device stand-in: the image's unprotect per command, ${r.standInConnections} MQTT connections sharing one subscription)`],
     ['database', `${r.db}${r.dbBytes ? ` (${Math.round(Number(r.dbBytes) / 1048576)} MB)` : ''}`],
     ['register', `${r.registerMs} ms`],
     ['grant the topic', `${r.grantMs} ms`],
