@@ -370,6 +370,29 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
     await again.close();
   });
 
+  it('a broker gone in the middle of a rotation: the C2 stops trying after a few failures, everything else stays queued', async () => {
+    let down = false;
+    let tried = 0;
+    const rec = recorder({ fail: () => (tried++, down) });
+    const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send, concurrency: 4 });
+    await c2.addTopic('t');
+    const names = Array.from({ length: 40 }, (_, i) => `n${i}`);
+    await c2.addDevices(names.map((name) => ({ name })));
+    await c2.grantAll(names, 't', { role: 'sub' });
+    down = true;
+    tried = 0;
+    const r = await c2.rotateTopic('t');
+    expect(r.delivery.acked).toEqual([]);
+    expect(r.delivery.failed.length).toBeGreaterThanOrEqual(8);
+    expect(r.delivery.failed.length).toBeLessThan(8 + 4);
+    expect(tried).toBe(r.delivery.failed.length);
+    expect(r.delivery.failed.length + r.delivery.queued.length).toBe(40);
+    expect((await c2.list()).devices.every((d) => d.pending.some((p) => p.state === 'queued' && p.gen === 1))).toBe(true);
+    down = false;
+    expect((await c2.flush()).acked).toHaveLength(40); // the broker is back: the rotation completes
+    await c2.close();
+  });
+
   it('without a publisher commands are queued; observing a sole publisher under the new key confirms it', async () => {
     const dbPath = await newDb();
     const c2 = await initC2({ dbPath, passphrase: PASS, kdf: FAST, e4 });

@@ -798,6 +798,10 @@ export class C2 {
     }
     const blocked = new Set<string>();
     const failedSeq = new Set<string>();
+    // A broker that has gone away fails every publish (each after sendTimeoutMs): after this many
+    // failures in a row the rest is not tried now, and stays queued for the next flush.
+    const giveUpAfter = Math.max(8, 2 * this.concurrency);
+    let failuresInARow = 0;
     let pendingAcks: Outgoing[] = [];
     let recording: Promise<void> = Promise.resolve();
     const flushAcks = () => {
@@ -813,17 +817,19 @@ export class C2 {
           jobs.push(async () => {
             for (const c of list) {
               if (c.done) continue;
-              if (blocked.has(id) || (round === 1 && c.phase >= 2)) break;
+              if (blocked.has(id) || failuresInARow >= giveUpAfter || (round === 1 && c.phase >= 2)) break;
               try {
                 const bytes = c.message;
                 if (!bytes) throw new C2Error('INTEGRITY', `queued command ${c.device} #${c.seq} has no message`);
                 await withTimeout(Promise.resolve().then(() => send('e4/' + id, bytes, { qos: 2 })), this.sendTimeoutMs);
               } catch (e) {
+                failuresInARow++;
                 blocked.add(id);
                 failedSeq.add(`${c.device}#${c.seq}`);
                 report.failed.push({ ...this.describe(c), error: message(e) });
                 break;
               }
+              failuresInARow = 0;
               c.done = true;
               report.acked.push(this.describe(c));
               pendingAcks.push(c);

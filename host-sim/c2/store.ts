@@ -38,7 +38,7 @@ export const DEFAULT_KDF: Readonly<KdfParams> = Object.freeze({ t: 3, m: 65536, 
  * so a database must not be able to make opening it take hours or all the memory). */
 const KDF_LIMITS: { readonly [K in keyof KdfParams]: readonly [number, number] } = { t: [1, 64], m: [8, 4194304], p: [1, 16] };
 
-export type C2ErrorCode = 'USAGE' | 'NOT_FOUND' | 'EXISTS' | 'WRONG_PASSPHRASE' | 'INTEGRITY' | 'LOCKED' | 'IO';
+export type C2ErrorCode = 'USAGE' | 'NOT_FOUND' | 'EXISTS' | 'WRONG_PASSPHRASE' | 'INTEGRITY' | 'IO';
 
 export class C2Error extends Error {
   readonly code: C2ErrorCode;
