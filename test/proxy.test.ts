@@ -30,11 +30,11 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
       await c2.grant(name, 'factory/line1/setpoint', { role: name === 'plc' ? 'sub' : 'pub' });
     }
     const flash = join(tmp.dir, 'proxy.flash');
-    const proxyConfig = c2.deviceConfig('proxy');
+    const proxyConfig = await c2.deviceConfig('proxy');
     const proxy = new ProtectionProxy({ config: proxyConfig, image: img, broker: suite.broker.url, store: flashStore({ file: flash }) });
     await proxy.start();
     cleanup.push(() => proxy.stop());
-    const plc = new SimDevice({ image: img, config: c2.deviceConfig('plc'), network: suite.broker.url, subscribe: ['factory/line1/setpoint'] });
+    const plc = new SimDevice({ image: img, config: await c2.deviceConfig('plc'), network: suite.broker.url, subscribe: ['factory/line1/setpoint'] });
     await plc.start();
     cleanup.push(() => plc.stop());
     const ran = [plc, proxy.device].map((d) => new Promise((r) => d.once('command', r)));
@@ -130,7 +130,7 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await c2.addDevice({ name: 'proxy2' });
     await c2.grant('proxy2', 'factory/line1/speed', { role: 'sub' });
     const cfg = join(dir, 'proxy2.json');
-    writeFileSync(cfg, JSON.stringify(c2.deviceConfig('proxy2')));
+    writeFileSync(cfg, JSON.stringify(await c2.deviceConfig('proxy2')));
     const child = spawn(process.execPath, [...TS_NODE, PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(async () => child.kill());
     const url = await new Promise((resolve, reject) => {
