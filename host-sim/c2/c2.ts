@@ -859,6 +859,7 @@ export class C2 {
       const grants = new Map<string, GrantRow>();
       const devices = new Map<string, DeviceRow>();
       ids.sort();
+      const needDevices = batch.some((c) => c.kind === 'set-id-key'); // only SetIdKey changes a device row
       for (let i = 0; i < ids.length; i += 5000) {
         const chunk = ids.slice(i, i + 5000);
         const marks = chunk.map(() => '?').join(', ');
@@ -872,7 +873,7 @@ export class C2 {
           l.push(c);
         }
         for (const g of await s.read('grants', `device IN (${marks})`, chunk)) grants.set(`${g.device}|${g.topic}`, g);
-        for (const d of await s.read('devices', `id IN (${marks})`, chunk)) devices.set(d.id, d);
+        if (needDevices) for (const d of await s.read('devices', `id IN (${marks})`, chunk)) devices.set(d.id, d);
       }
       const updated: CommandRow[] = [];
       const gone: SqlValue[][] = [];
