@@ -95,7 +95,7 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     await c2.addDevice({ name: 'phone' });
     await c2.grant('puck', TOPIC, { role: 'pub' });
     await c2.grant('phone', TOPIC, { role: 'sub' });
-    const cfg = c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
+    const cfg = await c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
     const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
     const { script, files } = uploadScript({ image: readFileSync(PUCK, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
     expect(board.upload(script)).toBe(true);
@@ -122,7 +122,7 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     await until(() => device().connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the link handshake over BLE');
     expect(log).toContain(`ble: ${ADDRESS}: connected`);
 
-    const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
+    const phone = new SimDevice({ image: image(), config: await c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
     await phone.start();
     cleanup.push(() => phone.stop());
     const got: string[] = [];

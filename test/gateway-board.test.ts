@@ -37,7 +37,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     await c2.grant('phone', TOPIC, { role: 'sub' });
 
     // Flash the Puck.js image and its device.json the way `npm run flash` does, and boot it.
-    const cfg = c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
+    const cfg = await c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
     const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
     const { script, files } = uploadScript({ image: readFileSync(PUCK, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
     expect(board.upload(script)).toBe(true);
@@ -63,7 +63,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     await until(() => imageDevice(E4).connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the Puck.js link handshake');
     expect([...gw.links][0].id).toBe(cfg.id);
 
-    const phone = new SimDevice({ image: image(), config: c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
+    const phone = new SimDevice({ image: image(), config: await c2.deviceConfig('phone'), network: suite.broker.url, subscribe: [TOPIC] });
     await phone.start();
     cleanup.push(() => phone.stop());
     const got: string[] = [];
@@ -81,7 +81,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     const before = events.filter((e) => e === 'command').length;
     await c2.rotateTopic(TOPIC);
     await until(() => events.filter((e) => e === 'command').length === before + 1, 5000, 'the rotation at the Puck.js');
-    const after = await c2.list().topics[0].gen;
+    const after = (await c2.list()).topics[0].gen;
     expect(after).toBe(1);
 
     // Power cycle: the BLE connection drops; the image boots from Storage and reconnects.
@@ -97,7 +97,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     // Under the new key: the C2 opens it with generation 1.
     const last = obs.seen.filter((s) => s.topic === TOPIC).at(-1);
     if (!last) throw new Error('no reading at the observer');
-    expect(c2.observe(TOPIC, new Uint8Array(last.payload))).toMatchObject({ gen: 1, current: true });
+    expect(await c2.observe(TOPIC, new Uint8Array(last.payload))).toMatchObject({ gen: 1, current: true });
     for (const s of obs.seen) expect(s.payload.includes('bpm')).toBe(false);
   });
 });

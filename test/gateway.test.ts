@@ -30,7 +30,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     cleanup.push(() => gw.stop());
     const c2 = await c2On(suite.broker.url, tmp.dir, { send: false });
     cleanup.push(async () => {
-      c2.close();
+      await c2.close();
       await c2.link.close();
     });
     await c2.addTopic('ward/spo2');
@@ -42,7 +42,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     const pairs: LinkPair[] = [];
     const puck = new SimDevice({
       image: img,
-      config: c2.deviceConfig('puck'),
+      config: await c2.deviceConfig('puck'),
       vault: 'native-aes',
       clock: 'monotonic',
       store: flashStore({ file: join(tmp.dir, 'puck.flash') }),
@@ -59,7 +59,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     });
     await puck.start();
     cleanup.push(() => puck.stop());
-    const nurse = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: suite.broker.url, subscribe: ['ward/spo2'] });
+    const nurse = new SimDevice({ image: img, config: await c2.deviceConfig('nurse'), network: suite.broker.url, subscribe: ['ward/spo2'] });
     await nurse.start();
     cleanup.push(() => nurse.stop());
     const ran = [puck, nurse].map((d) => new Promise((r) => d.once('command', r)));
@@ -145,7 +145,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     const rejected: string[] = [];
     puck.on('data', (e) => got.push(e.payload.toString()));
     puck.on('rejected', (e) => rejected.push(e.result));
-    const phone = new SimDevice({ image: img, config: c2.deviceConfig('nurse'), network: suite.broker.url });
+    const phone = new SimDevice({ image: img, config: await c2.deviceConfig('nurse'), network: suite.broker.url });
     await phone.start();
     cleanup.push(() => phone.stop());
     const texts: string[] = [];
@@ -180,7 +180,7 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     cleanup.push(async () => tmp.remove());
     const c2 = await c2On(suite.broker.url, tmp.dir);
     cleanup.push(async () => {
-      c2.close();
+      await c2.close();
       await c2.link.close();
     });
     await c2.addTopic('t/x');
@@ -190,13 +190,13 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     await c2.grant('app', 't/x', { role: 'sub' });
     const dev = new SimDevice({
       image: img,
-      config: c2.deviceConfig('serial-dev'),
+      config: await c2.deviceConfig('serial-dev'),
       clock: 'trusted',
       network: (d: SimDevice) => new LinkTransport(net.connect(addr.port, addr.host), d.sandbox, { id: d.id }),
     });
     await dev.start();
     cleanup.push(() => dev.stop());
-    const app = new SimDevice({ image: img, config: c2.deviceConfig('app'), network: suite.broker.url, subscribe: ['t/x'] });
+    const app = new SimDevice({ image: img, config: await c2.deviceConfig('app'), network: suite.broker.url, subscribe: ['t/x'] });
     await app.start();
     cleanup.push(() => app.stop());
     const got = new Promise<{ payload: Buffer }>((r) => app.once('data', r));

@@ -104,7 +104,7 @@ export function brokerPerSuite(kind: string): BrokerSuite {
     suite.cleanup.push(async () => tmp.remove());
     const c2 = await c2On(suite.broker.url, tmp.dir, options);
     suite.cleanup.push(async () => {
-      c2.close();
+      await c2.close();
       await c2.link.close();
     });
     return { c2, tmp };
