@@ -13,6 +13,9 @@ import { randomBytes } from 'node:crypto';
 import { C2Error, DEFAULT_KDF, initC2, openC2 } from './c2.ts';
 import { loadE4Image } from './e4.ts';
 import { packageVersion, useCallerFolder } from '../shared/cli.ts';
+import { ServiceError } from './errors.ts';
+import { RemoteC2, remoteTarget } from './remote.ts';
+import { SERVICE_COMMANDS, exitCodeFor, runServiceCommand } from './service-cli.ts';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
 const CLOCKS = ['trusted', 'untrusted', 'monotonic', 'none'];
@@ -37,6 +40,8 @@ const GLOBAL = {
   broker: { type: 'string' },
   image: { type: 'string' },
   json: { type: 'boolean' },
+  server: { type: 'string' },
+  'token-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 };
@@ -118,6 +123,7 @@ function globalHelp() {
     '',
     'commands:',
     ...names.map((n) => `  ${n.padEnd(18)} ${COMMANDS[n].about}`),
+    ...Object.entries(SERVICE_COMMANDS).map(([n, c]) => `  ${n.padEnd(18)} ${c.about}`),
     '',
     'options for every command:',
     `  --db FILE               database (default ${DEFAULT_DB}, or E4_C2_DB)`,
@@ -126,6 +132,8 @@ function globalHelp() {
     '                          without it commands are queued in the database until `flush --broker URL`',
     '  --image FILE            E4 image (default dist/e4.js, or E4_IMAGE)',
     '  --json                  machine-readable output',
+    '  --server URL            use a running `e4-c2 serve` instead of the database file (or E4_C2_SERVER),',
+    '                          with --token-file FILE (or E4_C2_TOKEN) holding an API token',
     '  --version               print the version',
     '',
     "`e4-c2 <command> --help` describes one command. Exit codes: 0 ok, 1 failure, 2 wrong arguments,",
@@ -342,6 +350,15 @@ async function watchTopics(c2, broker, topics, seconds, out) {
 }
 
 async function run(argv) {
+  const at = commandAt(argv);
+  if (at >= 0 && SERVICE_COMMANDS[argv[at]] && !argv.includes('--version')) {
+    return runServiceCommand(argv[at], [...argv.slice(0, at), ...argv.slice(at + 1)], {
+      globalOptions: GLOBAL,
+      readPassphrase,
+      dbPath: (v) => v.db ?? (process.env.E4_C2_DB || DEFAULT_DB),
+      version: packageVersion(),
+    });
+  }
   const p = parse(argv);
   if (p.help) {
     process.stdout.write(p.help + '\n');
@@ -349,7 +366,9 @@ async function run(argv) {
   }
   const { name, args, v } = p;
   const dbPath = v.db ?? (process.env.E4_C2_DB || DEFAULT_DB);
-  const passphrase = readPassphrase(v);
+  const server = remoteTarget(v.server, v['token-file']);
+  if (server && (name === 'init' || name === 'watch')) throw new Usage(`${name} works on the database itself, not through --server`, { cause: name });
+  const passphrase = server ? null : readPassphrase(v);
   const e4 = () => loadE4Image(v.image);
   const out = [];
   const result = { command: name };
@@ -364,10 +383,10 @@ async function run(argv) {
   }
 
   const spec = p.spec;
-  const c2 = await openC2({ dbPath, passphrase, e4, readOnly: !!spec.readOnly });
+  const c2 = server ? new RemoteC2(server) : await openC2({ dbPath, passphrase, e4, readOnly: !!spec.readOnly });
   let broker = null;
   try {
-    if (spec.sends && p.broker) broker = await connectBroker(p.broker);
+    if (spec.sends && p.broker && !server) broker = await connectBroker(p.broker);
     if (broker) c2.setSend(broker.send);
     let delivery = null;
     switch (name) {
@@ -376,7 +395,7 @@ async function run(argv) {
         out.push(`added device ${who(d)}  id ${d.id}  control topic ${d.controlTopic}`);
         Object.assign(result, d);
         if (v.out) {
-          writeSecretFile(v.out, JSON.stringify(configFor(c2, d.id, v, p.broker), null, 2) + '\n');
+          writeSecretFile(v.out, JSON.stringify(await configFor(c2, d.id, v, p.broker), null, 2) + '\n');
           out.push(`wrote ${v.out} (contains the device key)`);
         }
         break;
@@ -427,20 +446,20 @@ async function run(argv) {
         if (!delivery.acked.length && !delivery.failed.length && !delivery.queued.length) out.push('nothing queued');
         break;
       case 'list': {
-        const l = c2.list();
+        const l = await c2.list();
         printList(out, l);
         Object.assign(result, l);
         break;
       }
       case 'export': {
-        writeSecretFile(v.out, c2.exportE41P(args.DEVICE));
+        writeSecretFile(v.out, await c2.exportE41P(args.DEVICE));
         out.push(`wrote ${v.out} (E41P image; contains keys)`);
         result.out = v.out;
         break;
       }
       case 'config': {
-        const d = c2.device(args.DEVICE);
-        writeSecretFile(v.out, JSON.stringify(configFor(c2, d.id, v, p.broker), null, 2) + '\n');
+        const d = await c2.device(args.DEVICE);
+        writeSecretFile(v.out, JSON.stringify(await configFor(c2, d.id, v, p.broker), null, 2) + '\n');
         out.push(`wrote ${v.out} (device.json; contains keys)`);
         result.out = v.out;
         break;
@@ -454,12 +473,12 @@ async function run(argv) {
     if (p.watch && name === 'rotate-topic') result.watch = await watchTopics(c2, p.broker, [args.TOPIC], p.watch, out);
     let code = 0;
     if (delivery) {
-      printDelivery(out, delivery, !!broker);
+      printDelivery(out, delivery, !!broker || !!server);
       result.delivery = delivery;
-      if (broker && (delivery.failed.length || delivery.queued.length)) code = 5;
+      if ((broker || server) && (delivery.failed.length || delivery.queued.length)) code = 5;
     }
-    if (delivery && broker) {
-      const pendingNow = c2.list().devices.filter((d) => d.pending.some((x) => x.state === 'at-broker' && x.seenSince !== 'yes'));
+    if (delivery && (broker || server)) {
+      const pendingNow = (await c2.list()).devices.filter((d) => d.pending.some((x) => x.state === 'at-broker' && x.seenSince !== 'yes'));
       if (pendingNow.length) out.push(`not yet confirmed by: ${pendingNow.map((d) => who(d)).join(', ')} (no traffic seen from them since; see \`list\`)`);
     }
     return finish(out, result, v, code);
@@ -490,7 +509,7 @@ function wifiFrom(v) {
 }
 
 /** The device file: keys, granted topics and, with --board, the transport that board speaks. */
-function configFor(c2, id, v, brokerUrl) {
+async function configFor(c2, id, v, brokerUrl) {
   const kind = v.board ? BOARDS[v.board] : 'mqtt';
   let transport;
   if (kind === 'mqtt') {
@@ -498,7 +517,7 @@ function configFor(c2, id, v, brokerUrl) {
     if (url) transport = { mqtt: { url } };
     if (v.wifiNetwork) transport = { ...transport, wifi: v.wifiNetwork };
   } else if (kind === 'link') transport = { link: { kind: v.link ?? 'ble-uart' } };
-  const cfg = c2.deviceConfig({ id }, { clock: v.clock, transport });
+  const cfg = await c2.deviceConfig({ id }, { clock: v.clock, transport });
   return v.board ? { ...cfg, board: v.board } : cfg;
 }
 
@@ -520,6 +539,9 @@ run(process.argv.slice(2)).then(
       const cmd = e.cause && COMMANDS[e.cause] ? e.cause : null;
       process.stderr.write(`e4-c2: ${e.message} (see e4-c2 ${cmd ? cmd + ' ' : ''}--help)\n`);
       process.exitCode = 2;
+    } else if (e instanceof ServiceError) {
+      process.stderr.write(`e4-c2: ${e.message}\n`);
+      process.exitCode = exitCodeFor(e);
     } else if (e instanceof C2Error) {
       process.stderr.write(`e4-c2: ${e.message}\n`);
       process.exitCode = EXIT[e.code] ?? 1;
