@@ -9,7 +9,7 @@ import { loadE4Image } from './e4.ts';
 import { ServiceError, asServiceError, type ServiceErrorCode } from './errors.ts';
 import { callApi, remoteTarget, type RemoteTarget } from './remote.ts';
 import { formatDuration, roughly, type PlannedAction, type Rule } from './rules.ts';
-import { DEFAULT_LISTEN, parseListen, startServe } from './serve.ts';
+import { DEFAULT_LISTEN, parseListen } from './listen.ts';
 import { Service } from './service.ts';
 import { hasServiceTables } from './tables.ts';
 import { stopOnSignal } from '../shared/cli.ts';
@@ -182,6 +182,8 @@ async function serveCommand(values: Record<string, unknown>, ctx: CliContext): P
   if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker)) throw new ServiceError('USAGE', '--broker must be a URL such as mqtt://127.0.0.1:1883');
   const dbFile = ctx.dbPath(values);
   const e4 = loadE4Image(typeof values['image'] === 'string' ? values['image'] : undefined);
+  // Loaded here: the one-shot commands need neither HTTP nor MQTT, and start faster without them.
+  const { startServe } = await import('./serve.ts');
   const opening = { dbPath: dbFile, passphrase: ctx.readPassphrase(values), e4, readOnly: false };
   const c2 = await openC2(opening);
   const log = (line: string) => process.stderr.write(`e4-c2 serve: ${line}\n`);
