@@ -22,7 +22,8 @@ function when(seconds) {
   if (seconds === null || seconds === undefined) return 'never';
   const d = new Date(seconds * 1000);
   const ago = Math.round(Date.now() / 1000 - seconds);
-  const rel = ago >= 0 ? (ago < 90 ? `${ago} s ago` : ago < 5400 ? `${Math.round(ago / 60)} min ago` : `${Math.round(ago / 3600)} h ago`) : `in ${Math.round(-ago / 60)} min`;
+  const span = (s) => (s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} days`);
+  const rel = ago >= 0 ? `${span(ago)} ago` : `in ${span(-ago)}`;
   return `${d.toISOString().replace('.000Z', 'Z').replace('T', ' ')} (${rel})`;
 }
 
@@ -126,11 +127,12 @@ function refreshSoon() {
 
 function describe(e) {
   const d = e.detail || {};
-  const dev = d.name || e.device;
+  const known = e.device && state.list ? state.list.devices.find((x) => x.id === e.device) : null;
+  const dev = d.name || (known && known.name) || e.device;
   const parts = [e.kind];
   if (dev) parts.push(dev);
   if (e.topic) parts.push(e.topic);
-  if (d.kind && e.kind.startsWith('command-')) parts.push(d.kind);
+  if (d.kind && (e.kind.startsWith('command-') || e.kind.startsWith('rule-'))) parts.push(d.kind);
   if (d.gen !== undefined) parts.push('gen ' + d.gen);
   if (d.current === false) parts.push('(old key)');
   if (d.action) parts.push(d.action);
