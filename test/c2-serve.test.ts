@@ -244,3 +244,47 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
     expect(fs.readFileSync(c2.db).equals(copy)).toBe(true);
   });
 });
+
+describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve when the broker goes away mid-rotation', () => {
+  it('answers with the commands not acknowledged, keeps them queued, and sends them once the broker is back', async () => {
+    let broker = await startBroker();
+    const port = broker.port;
+    const c2 = c2Dir();
+    const { token } = makeToken(c2, 'tests');
+    const served = await serve(c2, ['--broker', broker.url]);
+    try {
+      const url = served.url;
+      await eventually(async () => (await call(url, null, 'GET', 'health')).body['broker'] === 'connected');
+      for (const [name, body] of [
+        ['add-device', { name: 'monitor-1' }],
+        ['add-device', { name: 'phone-1' }],
+        ['add-topic', { topic: 'health/heart-rate' }],
+        ['grant', { device: 'monitor-1', topic: 'health/heart-rate', role: 'pub' }],
+        ['grant', { device: 'phone-1', topic: 'health/heart-rate', role: 'sub' }],
+      ] as const) {
+        expect((await call(url, token, 'POST', name, body)).status).toBe(200);
+      }
+      await broker.close();
+      await eventually(async () => (await call(url, null, 'GET', 'health')).body['broker'] === 'disconnected');
+      const r = await call(url, token, 'POST', 'rotate-topic', { topic: 'health/heart-rate' });
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ gen: 1, delivery: { acked: [] } });
+      const delivery = r.body['delivery'] as { failed: { name: string; error: string }[]; queued: unknown[] };
+      expect(delivery.failed.map((f) => [f.name, f.error])).toEqual([
+        ['phone-1', 'not connected to the broker'],
+        ['monitor-1', 'not connected to the broker'],
+      ]);
+      const states = async () =>
+        ((await call(url, token, 'GET', 'list')).body['devices'] as { pending: { gen: number; state: string }[] }[]).flatMap((d) => d.pending.filter((p) => p.gen === 1).map((p) => p.state));
+      expect(await states()).toEqual(['queued', 'queued']);
+      // The broker is back on the same address: the service reconnects and sends what waited.
+      broker = await startBroker({ port });
+      await eventually(async () => (await states()).every((s) => s === 'at-broker'), 20000);
+      expect(await states()).toEqual(['at-broker', 'at-broker']);
+    } finally {
+      expect(await served.stop()).toBe(0);
+      await broker.close();
+      c2.remove();
+    }
+  }, 60000);
+});
