@@ -195,12 +195,18 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
     expect(made.body).toMatchObject({ name: 'dashboard', token: expect.stringMatching(/^e4c2_[A-Za-z0-9_-]{43}$/) });
     const other = String(made.body['token']);
     expect((await call(url, other, 'GET', 'list')).status).toBe(200);
+    const stream = followEvents(url, other);
+    await stream.ready;
     const tokens = (await call(url, token, 'GET', 'tokens')).body['tokens'] as { name: string }[];
     expect(tokens.map((t) => t.name)).toEqual(['dashboard', 'tests']);
     expect(JSON.stringify(tokens)).not.toContain(other.slice(5, 20)); // never shown again
     expect((await call(url, token, 'POST', 'tokens/create', { name: 'dashboard' })).status).toBe(409);
     expect((await call(url, token, 'POST', 'tokens/revoke', { name: 'dashboard' })).status).toBe(200);
     expect((await call(url, other, 'GET', 'list')).status).toBe(401);
+    // Its open event stream ends too, after telling why.
+    await stream.until((e) => e.kind === 'token-revoked' && e.detail['name'] === 'dashboard');
+    await eventually(() => stream.endedByServer());
+    await stream.close();
   });
 
   it('lets the command line use the service with --server and a token file', async () => {

@@ -193,8 +193,9 @@ function sseFrame(e: C2Event): string {
   return `id: ${e.id}\nevent: ${e.kind}\ndata: ${JSON.stringify(e)}\n\n`;
 }
 
-/** The event stream: what was missed since Last-Event-ID (or the last `replay` events), then live. */
-async function streamEvents(req: IncomingMessage, res: ServerResponse, url: URL, s: Service): Promise<void> {
+/** The event stream: what was missed since Last-Event-ID (or the last `replay` events), then live.
+ * It ends when the token it was opened with is revoked. */
+async function streamEvents(req: IncomingMessage, res: ServerResponse, url: URL, s: Service, tokenName: string): Promise<void> {
   const last = req.headers['last-event-id'] ?? url.searchParams.get('since') ?? null;
   const lastId = typeof last === 'string' && /^[0-9a-f-]{1,40}$/.test(last) ? last : null;
   const replayText = url.searchParams.get('replay');
@@ -203,18 +204,24 @@ async function streamEvents(req: IncomingMessage, res: ServerResponse, url: URL,
   const live: C2Event[] = [];
   let sentUpTo = lastId ?? '';
   let replaying = true;
-  const unsubscribe = s.events.subscribe((e) => {
+  let heartbeat: NodeJS.Timeout | null = null;
+  let unsubscribe: () => void = () => undefined;
+  const end = () => {
+    if (heartbeat) clearInterval(heartbeat);
+    unsubscribe();
+  };
+  unsubscribe = s.events.subscribe((e) => {
     if (replaying) live.push(e);
     else if (e.id > sentUpTo) {
       sentUpTo = e.id;
       res.write(sseFrame(e));
     }
+    if (e.kind === 'token-revoked' && e.detail['name'] === tokenName) {
+      end();
+      res.end();
+    }
   });
-  const heartbeat = setInterval(() => res.write(': still here\n\n'), 15000);
-  const end = () => {
-    clearInterval(heartbeat);
-    unsubscribe();
-  };
+  heartbeat = setInterval(() => res.write(': still here\n\n'), 15000);
   req.on('close', end);
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write('retry: 2000\n\n');
@@ -264,8 +271,8 @@ export function createApi(opts: ApiOptions): (req: IncomingMessage, res: ServerR
     if (!post && !get && name !== 'events') throw new ServiceError('NO_ROUTE', `no API call ${JSON.stringify(name)} (see docs/c2.md, "HTTP API")`);
     const wanted = post ? 'POST' : 'GET';
     if (method !== wanted) throw new ServiceError('METHOD', `/api/${name} answers ${wanted}`);
-    await service.authenticate(typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined);
-    if (name === 'events') return streamEvents(req, res, url, service);
+    const tokenName = await service.authenticate(typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined);
+    if (name === 'events') return streamEvents(req, res, url, service, tokenName);
     if (get) return send(res, 200, await get(service));
     const body = await readBody(req);
     return send(res, 200, await post!.run(new Body(body, post!.fields), service));

@@ -143,6 +143,7 @@ export function followEvents(url: string, token: string, query = '') {
   const events: StreamedEvent[] = [];
   const waiters: { pred: (e: StreamedEvent) => boolean; resolve: (e: StreamedEvent) => void }[] = [];
   const controller = new AbortController();
+  let endedByServer = false;
   const ready = (async () => {
     const res = await fetch(`${url}/api/events${query}`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
     if (!res.ok || !res.body) throw new Error('event stream: HTTP ' + res.status);
@@ -153,7 +154,10 @@ export function followEvents(url: string, token: string, query = '') {
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) {
+          endedByServer = true;
+          return;
+        }
         buf += value;
         let cut;
         while ((cut = buf.indexOf('\n\n')) >= 0) {
@@ -182,6 +186,8 @@ export function followEvents(url: string, token: string, query = '') {
   return {
     events,
     ready,
+    /** True once the service ended the stream (not our close()). */
+    endedByServer: () => endedByServer,
     until(pred: (e: StreamedEvent) => boolean, ms = 15000): Promise<StreamedEvent> {
       const found = events.find(pred);
       if (found) return Promise.resolve(found);
