@@ -60,7 +60,10 @@ describe.skipIf(!!browserBinary.skip || (!haveImage && !process.env.CI))(title, 
     expect(new URL(page.url()).hash).toBe('');
     await expect.poll(() => page.textContent('#status')).toBe('live');
     expect(await page.textContent('#topics tr[data-topic="health/heart-rate"] .gen')).toBe('0');
-    expect((await page.textContent('#topics tr[data-topic="health/heart-rate"] .holders'))!.split(', ').sort()).toEqual(['monitor-1 (pub)', 'phone-1 (sub)']);
+    expect((await page.textContent('#topics tr[data-topic="health/heart-rate"] .holders'))!.split(', ').sort()).toEqual([
+      'monitor-1 (pub)',
+      'phone-1 (sub)',
+    ]);
     expect(await page.getAttribute('#devices tr[data-device="monitor-1"] .pending', 'data-count')).toBe('1');
     expect(await page.textContent('#devices tr[data-device="monitor-1"] .key-gen')).toBe('0 (0)');
     expect(await page.textContent('#rules tbody')).toContain('rotate topic health/heart-rate (every 6h)');

@@ -63,13 +63,19 @@ async function fleet() {
   await s.grant('phone-1', 'health/hr', 'sub');
   await s.grant('phone-1', 'health/steps', 'sub');
   const gen = async (topic: string) => ((await s.list())['topics'] as { topic: string; gen: number }[]).find((t) => t.topic === topic)!.gen;
-  const keyGen = async (name: string) => ((await s.list())['devices'] as { name: string; keyGen: number }[]).find((d) => d.name === name)!.keyGen;
+  const keyGen = async (name: string) =>
+    ((await s.list())['devices'] as { name: string; keyGen: number }[]).find((d) => d.name === name)!.keyGen;
   return { s, clock, b, gen, keyGen, dbPath };
 }
 
 describe('rules', () => {
   it('parses durations and backs off by doubling up to the maximum', () => {
-    expect([parseDuration('90s', 'x'), parseDuration('15m', 'x'), parseDuration('6h', 'x'), parseDuration('30d', 'x')]).toEqual([90, 900, 6 * H, 30 * 86400]);
+    expect([parseDuration('90s', 'x'), parseDuration('15m', 'x'), parseDuration('6h', 'x'), parseDuration('30d', 'x')]).toEqual([
+      90,
+      900,
+      6 * H,
+      30 * 86400,
+    ]);
     for (const bad of ['6', '6 hours', '-1h', '0h', '', 6.5]) expect(() => parseDuration(bad, 'every')).toThrow(/every must be/);
     const st = { baseS: 30, maxS: 300, failures: 0 };
     expect([0, 1, 2, 3, 4, 40].map((failures) => retryDelay({ ...st, failures }))).toEqual([30, 60, 120, 240, 300, 300]);
@@ -79,7 +85,9 @@ describe('rules', () => {
     const { s, clock, gen } = await fleet();
     const rule = await s.addRule({ kind: 'rotate-topic', target: 'health/hr', every: '6h' });
     expect(rule).toMatchObject({ kind: 'rotate-topic', target: 'health/hr', everyS: 6 * H, nextRun: T0 + 6 * H });
-    expect(await s.planRules()).toEqual([{ rule: rule.id, kind: 'rotate-topic', at: T0 + 6 * H, action: 'rotate topic health/hr (every 6h)', targets: [] }]);
+    expect(await s.planRules()).toEqual([
+      { rule: rule.id, kind: 'rotate-topic', at: T0 + 6 * H, action: 'rotate topic health/hr (every 6h)', targets: [] },
+    ]);
     clock.now = T0 + 6 * H - 1;
     expect(await s.tick()).toEqual([]);
     expect(await gen('health/hr')).toBe(0);
@@ -120,7 +128,15 @@ describe('rules', () => {
   it('rotates every topic a device held when it is revoked or reset, and the removed device gets none of the new keys', async () => {
     const { s, b, gen } = await fleet();
     const rule = await s.addRule({ kind: 'rotate-on-removal', target: 'phone-1' });
-    expect(await s.planRules()).toEqual([{ rule: rule.id, kind: 'rotate-on-removal', at: null, action: 'when phone-1 is revoked or reset: rotate the topics it held', targets: ['health/hr', 'health/steps'] }]);
+    expect(await s.planRules()).toEqual([
+      {
+        rule: rule.id,
+        kind: 'rotate-on-removal',
+        at: null,
+        action: 'when phone-1 is revoked or reset: rotate the topics it held',
+        targets: ['health/hr', 'health/steps'],
+      },
+    ]);
     // monitor-1 is not covered: revoking it rotates nothing.
     await s.grant('monitor-1', 'health/steps', 'pub');
     await s.revoke('monitor-1', 'health/steps', false);
@@ -134,7 +150,13 @@ describe('rules', () => {
     await s.grant('phone-1', 'health/hr', 'sub');
     b.sent.length = 0;
     const reset = await s.resetDevice('phone-1');
-    expect(reset).toMatchObject({ removedGrants: 2, rotated: [{ topic: 'health/hr', gen: 2 }, { topic: 'health/steps', gen: 1 }] });
+    expect(reset).toMatchObject({
+      removedGrants: 2,
+      rotated: [
+        { topic: 'health/hr', gen: 2 },
+        { topic: 'health/steps', gen: 1 },
+      ],
+    });
     expect([await gen('health/hr'), await gen('health/steps')]).toEqual([2, 1]);
     expect(b.sent).toEqual([`e4/${phone}`, `e4/${monitor}`]); // ResetTopics, then the new health/hr key to monitor-1
     expect((await s.listRules())[0]!.lastRun).toBe(T0);
@@ -154,20 +176,29 @@ describe('rules', () => {
     }
     // 30 s after the rule was added, then waits of 60, 120, 120, ... (capped at max).
     expect(attempts.slice(0, 5)).toEqual([30, 90, 210, 330, 450]);
-    expect((await s.planRules())[0]).toMatchObject({ rule: rule.id, action: expect.stringMatching(/^re-send 2 unacknowledged command\(s\)/) });
+    expect((await s.planRules())[0]).toMatchObject({
+      rule: rule.id,
+      action: expect.stringMatching(/^re-send 2 unacknowledged command\(s\)/),
+    });
     b.setUp(true);
     clock.now = T0 + 10_000;
     await s.tick();
     const list = await s.list();
     const pending = (list['devices'] as { pending: { state: string; topic: string; gen: number }[] }[]).flatMap((d) => d.pending);
-    expect(pending.filter((p) => p.topic === 'health/hr').map((p) => [p.gen, p.state])).toEqual([[1, 'at-broker'], [1, 'at-broker']]);
+    expect(pending.filter((p) => p.topic === 'health/hr').map((p) => [p.gen, p.state])).toEqual([
+      [1, 'at-broker'],
+      [1, 'at-broker'],
+    ]);
     expect(pending.filter((p) => p.state === 'queued')).toEqual([]);
     expect((await s.listRules())[0]).toMatchObject({ retry: { failures: 0 }, nextRun: T0 + 10_030 });
     expect((await s.planRules())[0]!.action).toBe('nothing unacknowledged: check again');
     const events = await s.events.since(null);
     expect(events.filter((e) => e.kind === 'command-failed').length).toBeGreaterThanOrEqual(5);
     const firstFailure = events.find((e) => e.kind === 'command-failed')!;
-    expect(events.filter((e) => e.kind === 'command-acked' && e.id > firstFailure.id).map((e) => e.detail['name'])).toEqual(['phone-1', 'monitor-1']); // consumers first
+    expect(events.filter((e) => e.kind === 'command-acked' && e.id > firstFailure.id).map((e) => e.detail['name'])).toEqual([
+      'phone-1',
+      'monitor-1',
+    ]); // consumers first
   });
 
   it('refuses a rule it cannot run, with a typed error and no rule stored', async () => {
@@ -184,7 +215,8 @@ describe('rules', () => {
       [{ kind: 'retry', base: '1h', max: '1m' }, 'USAGE', /base <= max/],
       [{ kind: 'rotate-topic', target: 'health/hr', every: '6h', when: 'now' }, 'USAGE', /no field "when"/],
     ];
-    for (const [req, code, message] of bad) await expect(s.addRule(req)).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+    for (const [req, code, message] of bad)
+      await expect(s.addRule(req)).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
     await s.addRule({ kind: 'rotate-topic', target: 'health/hr', every: '6h' });
     await expect(s.addRule({ kind: 'rotate-topic', target: 'health/hr', every: '1h' })).rejects.toMatchObject({ code: 'EXISTS' });
     expect(await s.listRules()).toHaveLength(1);

@@ -25,8 +25,14 @@ interface DeviceFile {
 }
 
 /** A device running the real firmware core, provisioned from its device file, on the broker. */
-async function deviceOnBroker(cfg: DeviceFile, brokerUrl: string): Promise<{ client: Client; mqtt: MqttClient; applied: () => number; close(): Promise<void> }> {
-  const client = E4.create({ vault: E4.nobleVault(), store: E4.memoryStore() }, { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ hash: t.hash, key: t.key })) });
+async function deviceOnBroker(
+  cfg: DeviceFile,
+  brokerUrl: string,
+): Promise<{ client: Client; mqtt: MqttClient; applied: () => number; close(): Promise<void> }> {
+  const client = E4.create(
+    { vault: E4.nobleVault(), store: E4.memoryStore() },
+    { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ hash: t.hash, key: t.key })) },
+  );
   const m = await mqtt.connectAsync(brokerUrl, { clientId: 'dev-' + cfg.id.slice(0, 8), reconnectPeriod: 0 });
   let applied = 0;
   m.on('message', (topic, payload) => {
@@ -69,7 +75,10 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
   });
 
   it('answers the health check without a token, and nothing else', async () => {
-    expect(await call(url, null, 'GET', 'health')).toMatchObject({ status: 200, body: { status: 'ok', database: 'ok', broker: 'connected' } });
+    expect(await call(url, null, 'GET', 'health')).toMatchObject({
+      status: 200,
+      body: { status: 'ok', database: 'ok', broker: 'connected' },
+    });
     const before = fs.readFileSync(c2.db);
     const none = await call(url, null, 'POST', 'add-topic', { topic: 'x/y' });
     expect(none).toMatchObject({ status: 401, body: { error: { code: 'UNAUTHORIZED' } } });
@@ -84,16 +93,24 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
   it('carries out the commands, delivers them through the broker to a device that applies them, and streams what happens', async () => {
     const feed = followEvents(url, token);
     await feed.ready;
-    expect((await call(url, token, 'POST', 'add-device', { name: 'monitor-1' })).body).toMatchObject({ name: 'monitor-1', controlTopic: expect.stringMatching(/^e4\/[0-9a-f]{32}$/) });
+    expect((await call(url, token, 'POST', 'add-device', { name: 'monitor-1' })).body).toMatchObject({
+      name: 'monitor-1',
+      controlTopic: expect.stringMatching(/^e4\/[0-9a-f]{32}$/),
+    });
     expect((await call(url, token, 'POST', 'add-device', { name: 'phone-1' })).status).toBe(200);
-    expect((await call(url, token, 'POST', 'add-topic', { topic: 'health/heart-rate' })).body).toMatchObject({ topic: 'health/heart-rate' });
+    expect((await call(url, token, 'POST', 'add-topic', { topic: 'health/heart-rate' })).body).toMatchObject({
+      topic: 'health/heart-rate',
+    });
     // The device file before any grant: the device is flashed with its client key only.
     const cfg = (await call(url, token, 'POST', 'config', { device: 'monitor-1', clock: 'none' })).body as unknown as DeviceFile;
     expect(cfg).toMatchObject({ format: 'e4-device', topics: [], clock: 'none' });
     const monitor = await deviceOnBroker(cfg, broker.url);
     try {
       const granted = await call(url, token, 'POST', 'grant', { device: 'monitor-1', topic: 'health/heart-rate', role: 'pub' });
-      expect(granted.body).toMatchObject({ sent: true, delivery: { acked: [{ name: 'monitor-1', kind: 'set-topic-key' }], failed: [], queued: [] } });
+      expect(granted.body).toMatchObject({
+        sent: true,
+        delivery: { acked: [{ name: 'monitor-1', kind: 'set-topic-key' }], failed: [], queued: [] },
+      });
       await eventually(() => monitor.applied() === 1);
       const rotated = await call(url, token, 'POST', 'rotate-topic', { topic: 'health/heart-rate' });
       expect(rotated.body).toMatchObject({ gen: 1, delivery: { acked: [{ name: 'monitor-1' }] } });
@@ -112,14 +129,21 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
       const seen = await feed.until((e) => e.kind === 'key-seen' && e.topic === 'health/heart-rate');
       expect(seen).toMatchObject({ device: id, detail: { gen: 1, current: true } });
       await feed.until((e) => e.kind === 'device-confirmed' && e.device === id);
-      const list = (await call(url, token, 'GET', 'list')).body as { devices: { name: string; lastSeen: number | null; topics: { seenGen: number | null }[] }[] };
+      const list = (await call(url, token, 'GET', 'list')).body as {
+        devices: { name: string; lastSeen: number | null; topics: { seenGen: number | null }[] }[];
+      };
       expect(list.devices.find((d) => d.name === 'monitor-1')).toMatchObject({ topics: [{ seenGen: 1 }] });
       // A client that reconnects with Last-Event-ID gets exactly what came after.
       const mark = feed.events.find((e) => e.kind === 'topic-rotated')!;
       const again = followEvents(url, token, `?since=${mark.id}`);
       await again.until((e) => e.kind === 'device-confirmed');
       expect(again.events[0]!.id > mark.id).toBe(true);
-      expect(again.events.map((e) => e.id)).toEqual(feed.events.filter((e) => e.id > mark.id).map((e) => e.id).slice(0, again.events.length));
+      expect(again.events.map((e) => e.id)).toEqual(
+        feed.events
+          .filter((e) => e.id > mark.id)
+          .map((e) => e.id)
+          .slice(0, again.events.length),
+      );
       await again.close();
     } finally {
       await monitor.close();
@@ -129,9 +153,15 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
 
   it('covers the other commands: revoke, rotate-device-key, reset-device, flush, export, device', async () => {
     expect((await call(url, token, 'POST', 'grant', { device: 'phone-1', topic: 'health/heart-rate', role: 'sub' })).status).toBe(200);
-    expect((await call(url, token, 'POST', 'revoke', { device: 'phone-1', topic: 'health/heart-rate', rotate: true })).body).toMatchObject({ topic: 'health/heart-rate', rotated: { gen: 2 } });
+    expect((await call(url, token, 'POST', 'revoke', { device: 'phone-1', topic: 'health/heart-rate', rotate: true })).body).toMatchObject({
+      topic: 'health/heart-rate',
+      rotated: { gen: 2 },
+    });
     expect((await call(url, token, 'POST', 'rotate-device-key', { device: 'phone-1' })).body).toMatchObject({ name: 'phone-1', gen: 1 });
-    expect((await call(url, token, 'POST', 'reset-device', { device: 'phone-1' })).body).toMatchObject({ name: 'phone-1', removedGrants: 0 });
+    expect((await call(url, token, 'POST', 'reset-device', { device: 'phone-1' })).body).toMatchObject({
+      name: 'phone-1',
+      removedGrants: 0,
+    });
     expect((await call(url, token, 'POST', 'flush', {})).body).toMatchObject({ acked: [], failed: [], queued: [] });
     const e41p = Buffer.from(String((await call(url, token, 'POST', 'export', { device: 'monitor-1' })).body['e41p']), 'base64');
     expect(e41p.subarray(0, 4).toString()).toBe('E41P');
@@ -140,15 +170,27 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
 
   it('protects for integrations what a device holding the topic opens, and unprotects what it publishes', async () => {
     const cfg = (await call(url, token, 'POST', 'config', { device: 'monitor-1' })).body as unknown as DeviceFile;
-    const device = E4.create({ vault: E4.nobleVault(), store: E4.memoryStore() }, { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ topic: t.topic, hash: t.hash, key: t.key })) });
-    const p = await call(url, token, 'POST', 'protect', { topic: 'health/heart-rate', payload: Buffer.from('from the cloud').toString('base64') });
+    const device = E4.create(
+      { vault: E4.nobleVault(), store: E4.memoryStore() },
+      { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ topic: t.topic, hash: t.hash, key: t.key })) },
+    );
+    const p = await call(url, token, 'POST', 'protect', {
+      topic: 'health/heart-rate',
+      payload: Buffer.from('from the cloud').toString('base64'),
+    });
     expect(p.body).toMatchObject({ topic: 'health/heart-rate', gen: 2 });
     const opened = device.unprotect('health/heart-rate', new Uint8Array(Buffer.from(String(p.body['message']), 'base64')));
     expect(Buffer.from(opened!).toString()).toBe('from the cloud');
-    const u = await call(url, token, 'POST', 'unprotect', { topic: 'health/heart-rate', message: Buffer.from(device.protect('health/heart-rate', 'bpm=70')).toString('base64') });
+    const u = await call(url, token, 'POST', 'unprotect', {
+      topic: 'health/heart-rate',
+      message: Buffer.from(device.protect('health/heart-rate', 'bpm=70')).toString('base64'),
+    });
     expect(u.body).toMatchObject({ gen: 2, current: true });
     expect(Buffer.from(String(u.body['payload']), 'base64').toString()).toBe('bpm=70');
-    const forged = await call(url, token, 'POST', 'unprotect', { topic: 'health/heart-rate', message: Buffer.alloc(40, 7).toString('base64') });
+    const forged = await call(url, token, 'POST', 'unprotect', {
+      topic: 'health/heart-rate',
+      message: Buffer.alloc(40, 7).toString('base64'),
+    });
     expect(forged).toMatchObject({ status: 422, body: { error: { code: 'INVALID_TAG' } } });
   });
 
@@ -220,7 +262,11 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
     const out = path.join(c2.dir, 'monitor-1.json');
     r = await c2.cliAsync(['config', 'monitor-1', '--out', out, '--board', 'espruino-puckjs', ...remote]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toMatchObject({ board: 'espruino-puckjs', transport: { link: { kind: 'ble-uart' } }, topics: [{ topic: 'health/heart-rate' }] });
+    expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toMatchObject({
+      board: 'espruino-puckjs',
+      transport: { link: { kind: 'ble-uart' } },
+      topics: [{ topic: 'health/heart-rate' }],
+    });
     r = await c2.cliAsync(['rules', 'add', 'rotate-topic', 'health/heart-rate', '--every', '12h', ...remote]);
     expect(r.code).toBe(0);
     r = await c2.cliAsync(['rules', 'next', ...remote]);
@@ -281,7 +327,9 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve when the broker goes
         ['monitor-1', 'not connected to the broker'],
       ]);
       const states = async () =>
-        ((await call(url, token, 'GET', 'list')).body['devices'] as { pending: { gen: number; state: string }[] }[]).flatMap((d) => d.pending.filter((p) => p.gen === 1).map((p) => p.state));
+        ((await call(url, token, 'GET', 'list')).body['devices'] as { pending: { gen: number; state: string }[] }[]).flatMap((d) =>
+          d.pending.filter((p) => p.gen === 1).map((p) => p.state),
+        );
       expect(await states()).toEqual(['queued', 'queued']);
       // The broker is back on the same address: the service reconnects and sends what waited.
       broker = await startBroker({ port });

@@ -39,7 +39,11 @@ export class Body {
     allowed: readonly string[],
   ) {
     for (const k of Object.keys(v)) {
-      if (!allowed.includes(k)) throw new ServiceError('USAGE', `unknown field ${JSON.stringify(k)}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ' (this call takes none)'}`);
+      if (!allowed.includes(k))
+        throw new ServiceError(
+          'USAGE',
+          `unknown field ${JSON.stringify(k)}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ' (this call takes none)'}`,
+        );
     }
   }
 
@@ -108,7 +112,11 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
 
 function send(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v));
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
   res.end(body + '\n');
 }
 
@@ -223,10 +231,16 @@ async function streamEvents(req: IncomingMessage, res: ServerResponse, url: URL,
   });
   heartbeat = setInterval(() => res.write(': still here\n\n'), 15000);
   req.on('close', end);
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
   res.write('retry: 2000\n\n');
   try {
-    const missed = lastId !== null ? await s.run(() => s.events.since(lastId)) : replay ? await s.run(() => s.events.since(null, replay)) : [];
+    const missed =
+      lastId !== null ? await s.run(() => s.events.since(lastId)) : replay ? await s.run(() => s.events.since(null, replay)) : [];
     for (const e of [...missed, ...live]) {
       if (e.id <= sentUpTo) continue;
       sentUpTo = e.id;
@@ -262,13 +276,19 @@ export function createApi(opts: ApiOptions): (req: IncomingMessage, res: ServerR
     }
     if (url.pathname === '/api/health') {
       const database = service.databaseState();
-      return send(res, database === 'ok' ? 200 : 503, { status: database === 'ok' ? 'ok' : 'degraded', version: opts.version, database, broker: opts.broker() });
+      return send(res, database === 'ok' ? 200 : 503, {
+        status: database === 'ok' ? 'ok' : 'degraded',
+        version: opts.version,
+        database,
+        broker: opts.broker(),
+      });
     }
     if (!url.pathname.startsWith('/api/')) throw new ServiceError('NO_ROUTE', `no such page: ${url.pathname}`);
     const name = url.pathname.slice('/api/'.length);
     const post = POST[name];
     const get = GET[name];
-    if (!post && !get && name !== 'events') throw new ServiceError('NO_ROUTE', `no API call ${JSON.stringify(name)} (see docs/c2.md, "HTTP API")`);
+    if (!post && !get && name !== 'events')
+      throw new ServiceError('NO_ROUTE', `no API call ${JSON.stringify(name)} (see docs/c2.md, "HTTP API")`);
     const wanted = post ? 'POST' : 'GET';
     if (method !== wanted) throw new ServiceError('METHOD', `/api/${name} answers ${wanted}`);
     const tokenName = await service.authenticate(typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined);

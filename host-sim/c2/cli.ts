@@ -367,7 +367,8 @@ async function run(argv) {
   const { name, args, v } = p;
   const dbPath = v.db ?? (process.env.E4_C2_DB || DEFAULT_DB);
   const server = remoteTarget(v.server, v['token-file']);
-  if (server && (name === 'init' || name === 'watch')) throw new Usage(`${name} works on the database itself, not through --server`, { cause: name });
+  if (server && (name === 'init' || name === 'watch'))
+    throw new Usage(`${name} works on the database itself, not through --server`, { cause: name });
   const passphrase = server ? null : readPassphrase(v);
   const e4 = () => loadE4Image(v.image);
   const out = [];

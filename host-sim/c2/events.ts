@@ -54,7 +54,14 @@ export class EventLog {
     const at = Math.floor(this.nowMs());
     this.counter = (this.counter + 1) % 1e6;
     const id = `${String(at).padStart(15, '0')}-${String(this.counter).padStart(6, '0')}-${this.tag}`;
-    const event: C2Event = { id, at, kind, device: typeof device === 'string' ? device : null, topic: typeof topic === 'string' ? topic : null, detail };
+    const event: C2Event = {
+      id,
+      at,
+      kind,
+      device: typeof device === 'string' ? device : null,
+      topic: typeof topic === 'string' ? topic : null,
+      detail,
+    };
     await rowsOf(this.c2).run('INSERT INTO events (id, at, kind, device, topic, detail) VALUES (?, ?, ?, ?, ?, ?)', [
       id,
       at,

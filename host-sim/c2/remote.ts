@@ -34,7 +34,11 @@ export function remoteTarget(server: string | undefined, tokenFile: string | und
       throw new ServiceError('USAGE', `cannot read --token-file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
   } else token = process.env['E4_C2_TOKEN'] || undefined;
-  if (!token) throw new ServiceError('USAGE', '--server needs an API token: --token-file FILE or the E4_C2_TOKEN environment variable (`e4-c2 token create NAME`)');
+  if (!token)
+    throw new ServiceError(
+      'USAGE',
+      '--server needs an API token: --token-file FILE or the E4_C2_TOKEN environment variable (`e4-c2 token create NAME`)',
+    );
   return { url: u.origin, token };
 }
 
@@ -43,7 +47,12 @@ function isCode(c: unknown): c is ServiceErrorCode {
 }
 
 /** One API call; the service's error comes back as a ServiceError with its code. */
-export async function callApi(target: RemoteTarget, method: 'GET' | 'POST', name: string, body?: Record<string, unknown>): Promise<Record<string, unknown>> {
+export async function callApi(
+  target: RemoteTarget,
+  method: 'GET' | 'POST',
+  name: string,
+  body?: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
   let res: Response;
   try {
     res = await fetch(`${target.url}/api/${name}`, {
@@ -67,7 +76,10 @@ export async function callApi(target: RemoteTarget, method: 'GET' | 'POST', name
   if (!res.ok) {
     const err = obj['error'];
     const e = err && typeof err === 'object' ? (err as Record<string, unknown>) : {};
-    throw new ServiceError(isCode(e['code']) ? e['code'] : 'INTERNAL', typeof e['message'] === 'string' ? e['message'] : `HTTP ${res.status}`);
+    throw new ServiceError(
+      isCode(e['code']) ? e['code'] : 'INTERNAL',
+      typeof e['message'] === 'string' ? e['message'] : `HTTP ${res.status}`,
+    );
   }
   return obj;
 }
@@ -98,7 +110,10 @@ export class RemoteC2 {
   close(): void {}
   async save(): Promise<void> {}
   observe(): never {
-    throw new ServiceError('USAGE', 'watch runs inside `e4-c2 serve` all the time: see its event stream (GET /api/events) or the dashboard');
+    throw new ServiceError(
+      'USAGE',
+      'watch runs inside `e4-c2 serve` all the time: see its event stream (GET /api/events) or the dashboard',
+    );
   }
 
   addDevice(spec: { name: string } | { id: string }) {

@@ -97,7 +97,12 @@ export function parseDuration(value: unknown, what: string): number {
 
 /** A wait in words, rounded: "3d 4h", "5h 59m", "12m 5s". */
 export function roughly(s: number): string {
-  const units: [number, string][] = [[86400, 'd'], [3600, 'h'], [60, 'm'], [1, 's']];
+  const units: [number, string][] = [
+    [86400, 'd'],
+    [3600, 'h'],
+    [60, 'm'],
+    [1, 's'],
+  ];
   const parts: string[] = [];
   for (const [n, u] of units) {
     if (s >= n || (u === 's' && !parts.length)) {
@@ -173,10 +178,12 @@ export class Rules {
   /** Checks a request (the topic or device must exist) and stores the rule. */
   async add(req: RuleRequest): Promise<Rule> {
     const known = ['kind', 'target', 'every', 'base', 'max'];
-    for (const k of Object.keys(req)) if (!known.includes(k)) throw new ServiceError('USAGE', `a rule has no field ${JSON.stringify(k)} (fields: ${known.join(', ')})`);
+    for (const k of Object.keys(req))
+      if (!known.includes(k)) throw new ServiceError('USAGE', `a rule has no field ${JSON.stringify(k)} (fields: ${known.join(', ')})`);
     const { kind } = req;
     if (!isKind(kind)) throw new ServiceError('USAGE', `a rule's kind is one of ${RULE_KINDS.join(', ')} (got ${JSON.stringify(kind)})`);
-    if (req.target !== undefined && req.target !== null && typeof req.target !== 'string') throw new ServiceError('USAGE', 'a rule target is a string');
+    if (req.target !== undefined && req.target !== null && typeof req.target !== 'string')
+      throw new ServiceError('USAGE', 'a rule target is a string');
     const now = this.now();
     let target: string | null = typeof req.target === 'string' && req.target !== '' ? req.target : null;
     let everyS: number | null = null;
@@ -188,7 +195,8 @@ export class Rules {
     if (kind === 'rotate-topic' || kind === 'rotate-device-key') {
       refuse('base');
       refuse('max');
-      if (req.every === undefined) throw new ServiceError('USAGE', `a ${kind} rule needs every (e.g. ${kind === 'rotate-topic' ? '24h' : '30d'})`);
+      if (req.every === undefined)
+        throw new ServiceError('USAGE', `a ${kind} rule needs every (e.g. ${kind === 'rotate-topic' ? '24h' : '30d'})`);
       everyS = parseDuration(req.every, 'every');
       if (everyS < MIN_EVERY_S) throw new ServiceError('USAGE', `every must be at least ${MIN_EVERY_S} s`);
       nextRun = now + everyS;
@@ -214,7 +222,8 @@ export class Rules {
       nextRun = now + baseS;
     }
     const rows = rowsOf(this.c2);
-    if (kind === 'retry' && (await rows.get(`SELECT id FROM rules WHERE kind = 'retry'`))) throw new ServiceError('EXISTS', 'there is already a retry rule (remove it first)');
+    if (kind === 'retry' && (await rows.get(`SELECT id FROM rules WHERE kind = 'retry'`)))
+      throw new ServiceError('EXISTS', 'there is already a retry rule (remove it first)');
     const same = await rows.get('SELECT id FROM rules WHERE kind = ? AND COALESCE(target, ?) = ?', [kind, '*', target ?? '*']);
     if (same) throw new ServiceError('EXISTS', `rule ${text(asRow(same), 'id')} already does this (${kind}${target ? ' ' + target : ''})`);
     const rule: Rule = { id: 'r-' + randomBytes(4).toString('hex'), kind, target, everyS, retry, created: now, lastRun: null, nextRun };
@@ -244,7 +253,12 @@ export class Rules {
   }
 
   async ran(rule: Rule, at: number, nextRun: number | null, retry: RetryState | null = rule.retry): Promise<void> {
-    await rowsOf(this.c2).run('UPDATE rules SET last_run = ?, next_run = ?, spec = ? WHERE id = ?', [at, nextRun, specOf({ retry }), rule.id]);
+    await rowsOf(this.c2).run('UPDATE rules SET last_run = ?, next_run = ?, spec = ? WHERE id = ?', [
+      at,
+      nextRun,
+      specOf({ retry }),
+      rule.id,
+    ]);
   }
 
   /** Seconds until the next timed rule is due (null: none). */
@@ -267,7 +281,7 @@ export class Rules {
         await actions.ruleFailed(rule, e);
         // A failing rule waits a period (or the back-off) before trying again, never spins.
         const retry = rule.retry && { ...rule.retry, failures: rule.retry.failures + 1 };
-        await this.ran(rule, now, now + (retry ? retryDelay(retry) : rule.everyS ?? MIN_EVERY_S), retry);
+        await this.ran(rule, now, now + (retry ? retryDelay(retry) : (rule.everyS ?? MIN_EVERY_S)), retry);
       }
       runs.push({ rule: rule.id, kind: rule.kind, at: now, ok });
     }
@@ -300,24 +314,44 @@ export class Rules {
     for (const rule of await this.list()) {
       const at = rule.nextRun === null ? null : Math.max(now, rule.nextRun);
       if (rule.kind === 'rotate-topic') {
-        out.push({ rule: rule.id, kind: rule.kind, at, action: `rotate topic ${rule.target} (every ${formatDuration(rule.everyS!)})`, targets: [] });
+        out.push({
+          rule: rule.id,
+          kind: rule.kind,
+          at,
+          action: `rotate topic ${rule.target} (every ${formatDuration(rule.everyS!)})`,
+          targets: [],
+        });
       } else if (rule.kind === 'rotate-device-key') {
         const ids = rule.target === null ? await actions.deviceIds() : [rule.target];
         const labels = await Promise.all(ids.map((id) => actions.deviceLabel(id)));
-        out.push({ rule: rule.id, kind: rule.kind, at, action: `new client key for ${rule.target === null ? `every device (${ids.length})` : labels[0]} (every ${formatDuration(rule.everyS!)})`, targets: labels });
+        out.push({
+          rule: rule.id,
+          kind: rule.kind,
+          at,
+          action: `new client key for ${rule.target === null ? `every device (${ids.length})` : labels[0]} (every ${formatDuration(rule.everyS!)})`,
+          targets: labels,
+        });
       } else if (rule.kind === 'rotate-on-removal') {
         const ids = rule.target === null ? await actions.deviceIds() : [rule.target];
         const topics = new Set<string>();
         for (const id of ids) for (const t of await actions.topicsOf(id)) topics.add(t);
         const who = rule.target === null ? 'any device' : await actions.deviceLabel(rule.target);
-        out.push({ rule: rule.id, kind: rule.kind, at: null, action: `when ${who} is revoked or reset: rotate the topics it held`, targets: [...topics].sort() });
+        out.push({
+          rule: rule.id,
+          kind: rule.kind,
+          at: null,
+          action: `when ${who} is revoked or reset: rotate the topics it held`,
+          targets: [...topics].sort(),
+        });
       } else {
         const queued = await actions.queuedCount();
         out.push({
           rule: rule.id,
           kind: rule.kind,
           at,
-          action: queued ? `re-send ${queued} unacknowledged command(s) (wait after this: ${formatDuration(retryDelay({ ...rule.retry!, failures: rule.retry!.failures + 1 }))} if some stay unacknowledged)` : 'nothing unacknowledged: check again',
+          action: queued
+            ? `re-send ${queued} unacknowledged command(s) (wait after this: ${formatDuration(retryDelay({ ...rule.retry!, failures: rule.retry!.failures + 1 }))} if some stay unacknowledged)`
+            : 'nothing unacknowledged: check again',
           targets: [],
         });
       }

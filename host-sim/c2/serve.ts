@@ -34,8 +34,18 @@ export interface Running {
 }
 
 /** The broker connection: commands published with QoS 2, managed topics watched. Reconnects. */
-function connectBroker(url: string, service: Service, c2: C2, log: (line: string) => void): { client: MqttClient; state: () => 'connected' | 'disconnected' } {
-  const client = mqtt.connect(url, { clientId: 'e4-c2-serve-' + randomBytes(6).toString('hex'), clean: true, reconnectPeriod: 2000, connectTimeout: 5000 });
+function connectBroker(
+  url: string,
+  service: Service,
+  c2: C2,
+  log: (line: string) => void,
+): { client: MqttClient; state: () => 'connected' | 'disconnected' } {
+  const client = mqtt.connect(url, {
+    clientId: 'e4-c2-serve-' + randomBytes(6).toString('hex'),
+    clean: true,
+    reconnectPeriod: 2000,
+    connectTimeout: 5000,
+  });
   const publish = async (topic: string, bytes: Uint8Array) => {
     // Refuse at once while disconnected: mqtt.js would keep the message and send it late, after
     // the C2 already counted it as not acknowledged.
@@ -93,7 +103,8 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host}:${addr.port}`;
-  if (!isLoopback(opts.listen.host)) log(`warning: listening beyond loopback (${opts.listen.host}): the API is plain HTTP; put a TLS proxy in front of it`);
+  if (!isLoopback(opts.listen.host))
+    log(`warning: listening beyond loopback (${opts.listen.host}): the API is plain HTTP; put a TLS proxy in front of it`);
   let ticking = false;
   const ticker = setInterval(() => {
     if (ticking) return;

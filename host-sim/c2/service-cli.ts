@@ -24,7 +24,9 @@ export interface CliContext {
   version: string;
 }
 
-export const SERVICE_COMMANDS: Readonly<Record<string, { usage: string; about: string; options: Record<string, OptionSpec & { help: string }> }>> = {
+export const SERVICE_COMMANDS: Readonly<
+  Record<string, { usage: string; about: string; options: Record<string, OptionSpec & { help: string }> }>
+> = {
   serve: {
     usage: 'serve [--listen HOST:PORT] [--broker URL]',
     about: 'Run the C2 as a service: HTTP API, event stream, dashboard, automation rules (passphrase read once).',
@@ -37,7 +39,8 @@ export const SERVICE_COMMANDS: Readonly<Record<string, { usage: string; about: s
   },
   rules: {
     usage: 'rules list | rules next | rules add KIND [TARGET] [--every D] [--base D] [--max D] | rules remove ID',
-    about: 'Automation run by serve: rotate-topic TOPIC --every 24h, rotate-device-key [DEVICE] --every 30d, rotate-on-removal [DEVICE], retry [--base 30s --max 1h]; `next` is a dry run.',
+    about:
+      'Automation run by serve: rotate-topic TOPIC --every 24h, rotate-device-key [DEVICE] --every 30d, rotate-on-removal [DEVICE], retry [--base 30s --max 1h]; `next` is a dry run.',
     options: {
       every: { type: 'string', help: 'period of rotate-topic / rotate-device-key: 90s, 15m, 6h, 30d' },
       base: { type: 'string', help: 'retry: first wait (default 30s), doubled after each attempt that leaves commands unacknowledged' },
@@ -85,7 +88,12 @@ function iso(s: number | null): string {
 }
 
 function ruleLine(r: Rule): string {
-  const every = r.everyS !== null ? `every ${formatDuration(r.everyS)}` : r.retry ? `base ${formatDuration(r.retry.baseS)} max ${formatDuration(r.retry.maxS)}` : 'on revoke/reset';
+  const every =
+    r.everyS !== null
+      ? `every ${formatDuration(r.everyS)}`
+      : r.retry
+        ? `base ${formatDuration(r.retry.baseS)} max ${formatDuration(r.retry.maxS)}`
+        : 'on revoke/reset';
   return `${r.id}  ${r.kind.padEnd(17)} ${(r.target ?? (r.kind === 'retry' ? '' : '(every device)')).padEnd(34)} ${every.padEnd(20)} next ${iso(r.nextRun)}  last ${iso(r.lastRun)}`;
 }
 
@@ -100,7 +108,12 @@ function out(values: Record<string, unknown>, json: unknown, lines: string[]): n
 }
 
 /** Opens the database for a local token/rules command (tables added on a writable open). */
-async function local<T>(ctx: CliContext, values: Record<string, unknown>, readOnly: boolean, fn: (service: Service | null) => Promise<T>): Promise<T> {
+async function local<T>(
+  ctx: CliContext,
+  values: Record<string, unknown>,
+  readOnly: boolean,
+  fn: (service: Service | null) => Promise<T>,
+): Promise<T> {
   const image = typeof values['image'] === 'string' ? values['image'] : undefined;
   const e4 = loadE4Image(image);
   const opening = { dbPath: ctx.dbPath(values), passphrase: ctx.readPassphrase(values), e4, readOnly };
@@ -124,18 +137,28 @@ async function tokenCommand(pos: string[], values: Record<string, unknown>, ctx:
   const [action, ...rest] = pos;
   if (action === 'create') {
     need(rest, 1, 'token create NAME');
-    const t = remote ? await callApi(remote, 'POST', 'tokens/create', { name: rest[0] }) : await local(ctx, values, false, (s) => s!.createToken(rest[0]!));
+    const t = remote
+      ? await callApi(remote, 'POST', 'tokens/create', { name: rest[0] })
+      : await local(ctx, values, false, (s) => s!.createToken(rest[0]!));
     return out(values, t, [`token ${String(t['name'])} (shown once; the C2 keeps only its SHA-256):`, String(t['token'])]);
   }
   if (action === 'list') {
     need(rest, 0, 'token list');
-    const r = remote ? await callApi(remote, 'GET', 'tokens') : { tokens: await local(ctx, values, true, (s) => (s ? s.listTokens() : Promise.resolve([]))) };
+    const r = remote
+      ? await callApi(remote, 'GET', 'tokens')
+      : { tokens: await local(ctx, values, true, (s) => (s ? s.listTokens() : Promise.resolve([]))) };
     const tokens = Array.isArray(r['tokens']) ? (r['tokens'] as { name: string; created: number; lastUsed: number | null }[]) : [];
-    return out(values, r, tokens.length ? tokens.map((t) => `${t.name.padEnd(24)} created ${iso(t.created)}  last used ${iso(t.lastUsed)}`) : ['no API tokens']);
+    return out(
+      values,
+      r,
+      tokens.length ? tokens.map((t) => `${t.name.padEnd(24)} created ${iso(t.created)}  last used ${iso(t.lastUsed)}`) : ['no API tokens'],
+    );
   }
   if (action === 'revoke') {
     need(rest, 1, 'token revoke NAME');
-    const r = remote ? await callApi(remote, 'POST', 'tokens/revoke', { name: rest[0] }) : await local(ctx, values, false, (s) => s!.revokeToken(rest[0]!));
+    const r = remote
+      ? await callApi(remote, 'POST', 'tokens/revoke', { name: rest[0] })
+      : await local(ctx, values, false, (s) => s!.revokeToken(rest[0]!));
     return out(values, r, [`revoked token ${String(r['name'])}`]);
   }
   throw new ServiceError('USAGE', `token takes create NAME, list or revoke NAME (got ${JSON.stringify(action ?? '')})`);
@@ -160,26 +183,33 @@ async function rulesCommand(pos: string[], values: Record<string, unknown>, ctx:
     return out(values, r, next.length ? next.map((p) => planLine(p, now)) : ['no rules: nothing happens on its own']);
   }
   if (action === 'add') {
-    if (rest.length < 1 || rest.length > 2) throw new ServiceError('USAGE', 'usage: e4-c2 rules add KIND [TARGET] [--every D] [--base D] [--max D]');
+    if (rest.length < 1 || rest.length > 2)
+      throw new ServiceError('USAGE', 'usage: e4-c2 rules add KIND [TARGET] [--every D] [--base D] [--max D]');
     const req: Record<string, unknown> = { kind: rest[0] };
     if (rest[1] !== undefined) req['target'] = rest[1];
     for (const k of ['every', 'base', 'max']) if (values[k] !== undefined) req[k] = values[k];
-    const rule = remote ? ((await callApi(remote, 'POST', 'rules/add', req)) as unknown as Rule) : await local(ctx, values, false, (s) => s!.addRule(req));
+    const rule = remote
+      ? ((await callApi(remote, 'POST', 'rules/add', req)) as unknown as Rule)
+      : await local(ctx, values, false, (s) => s!.addRule(req));
     return out(values, rule, [`added rule ${ruleLine(rule)}`]);
   }
   if (action === 'remove') {
     need(rest, 1, 'rules remove ID');
-    const rule = remote ? ((await callApi(remote, 'POST', 'rules/remove', { id: rest[0] })) as unknown as Rule) : await local(ctx, values, false, (s) => s!.removeRule(rest[0]!));
+    const rule = remote
+      ? ((await callApi(remote, 'POST', 'rules/remove', { id: rest[0] })) as unknown as Rule)
+      : await local(ctx, values, false, (s) => s!.removeRule(rest[0]!));
     return out(values, rule, [`removed rule ${rule.id} (${rule.kind}${rule.target ? ' ' + rule.target : ''})`]);
   }
   throw new ServiceError('USAGE', `rules takes list, next, add KIND [TARGET] or remove ID (got ${JSON.stringify(action ?? '')})`);
 }
 
 async function serveCommand(values: Record<string, unknown>, ctx: CliContext): Promise<number> {
-  if (remoteTarget(values['server'] as string | undefined, undefined)) throw new ServiceError('USAGE', 'serve runs the service itself: no --server');
+  if (remoteTarget(values['server'] as string | undefined, undefined))
+    throw new ServiceError('USAGE', 'serve runs the service itself: no --server');
   const listen = parseListen(typeof values['listen'] === 'string' ? values['listen'] : process.env['E4_C2_LISTEN'] || DEFAULT_LISTEN);
   const broker = typeof values['broker'] === 'string' ? values['broker'] : process.env['E4_C2_BROKER'] || undefined;
-  if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker)) throw new ServiceError('USAGE', '--broker must be a URL such as mqtt://127.0.0.1:1883');
+  if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker))
+    throw new ServiceError('USAGE', '--broker must be a URL such as mqtt://127.0.0.1:1883');
   const dbFile = ctx.dbPath(values);
   const e4 = loadE4Image(typeof values['image'] === 'string' ? values['image'] : undefined);
   // Loaded here: the one-shot commands need neither HTTP nor MQTT, and start faster without them.
@@ -195,7 +225,9 @@ async function serveCommand(values: Record<string, unknown>, ctx: CliContext): P
     throw e;
   }
   const tokens = await running.service.listTokens();
-  process.stdout.write(`e4-c2 serve: listening ${running.url} (API /api/, dashboard /)${broker ? `, broker ${broker}` : ', no broker: commands are queued'}\n`);
+  process.stdout.write(
+    `e4-c2 serve: listening ${running.url} (API /api/, dashboard /)${broker ? `, broker ${broker}` : ', no broker: commands are queued'}\n`,
+  );
   if (!tokens.length) log('no API token yet: stop the service and run `e4-c2 token create NAME`');
   await new Promise<void>((resolve) => {
     stopOnSignal(async () => {

@@ -212,16 +212,32 @@ export class Service {
   // ------------------------------------------------------------ the commands
 
   addDevice(spec: DeviceSpec): Promise<Result> {
-    return this.run(() => this.operate('device-added', () => this.c2.addDevice(spec), (r) => ({ device: r['id'], name: r['name'] })));
+    return this.run(() =>
+      this.operate(
+        'device-added',
+        () => this.c2.addDevice(spec),
+        (r) => ({ device: r['id'], name: r['name'] }),
+      ),
+    );
   }
 
   addTopic(topic: string): Promise<Result> {
-    return this.run(() => this.operate('topic-added', () => this.c2.addTopic(topic), (r) => ({ topic: r['topic'], hash: r['hash'] })));
+    return this.run(() =>
+      this.operate(
+        'topic-added',
+        () => this.c2.addTopic(topic),
+        (r) => ({ topic: r['topic'], hash: r['hash'] }),
+      ),
+    );
   }
 
   grant(device: string, topic: string, role: string): Promise<Result> {
     return this.run(() =>
-      this.operate('granted', () => this.c2.grant(device, topic, { role }), (r) => ({ device: r['device'], name: r['name'], topic: r['topic'], role: r['role'], changed: r['changed'] })),
+      this.operate(
+        'granted',
+        () => this.c2.grant(device, topic, { role }),
+        (r) => ({ device: r['device'], name: r['name'], topic: r['topic'], role: r['role'], changed: r['changed'] }),
+      ),
     );
   }
 
@@ -230,12 +246,16 @@ export class Service {
     return this.run(async () => {
       const id = text(asRow(await this.c2.device(device)), 'id');
       const rules = await this.rules.onRemoval(id);
-      const r = await this.operate('revoked', () => this.c2.revoke(device, topic, { rotate: rotate || rules.length > 0 }), (res) => ({
-        device: res['device'],
-        name: res['name'],
-        topic: res['topic'],
-        rotated: res['rotated'] ? asRow(res['rotated'])['gen'] : null,
-      }));
+      const r = await this.operate(
+        'revoked',
+        () => this.c2.revoke(device, topic, { rotate: rotate || rules.length > 0 }),
+        (res) => ({
+          device: res['device'],
+          name: res['name'],
+          topic: res['topic'],
+          rotated: res['rotated'] ? asRow(res['rotated'])['gen'] : null,
+        }),
+      );
       await this.ruleRan(rules, `rotated ${topic} after revoking it from ${device}`);
       return r;
     });
@@ -246,11 +266,15 @@ export class Service {
   }
 
   private rotateTopicNow(topic: string): Promise<Result> {
-    return this.operate('topic-rotated', () => this.c2.rotateTopic(topic), (r) => ({
-      topic: r['topic'],
-      gen: r['gen'],
-      holders: list(r['holders']).map((h) => h['name'] ?? h['id']),
-    }));
+    return this.operate(
+      'topic-rotated',
+      () => this.c2.rotateTopic(topic),
+      (r) => ({
+        topic: r['topic'],
+        gen: r['gen'],
+        holders: list(r['holders']).map((h) => h['name'] ?? h['id']),
+      }),
+    );
   }
 
   rotateDeviceKey(device: string): Promise<Result> {
@@ -258,7 +282,11 @@ export class Service {
   }
 
   private rotateDeviceKeyNow(device: string): Promise<Result> {
-    return this.operate('device-key-rotated', () => this.c2.rotateDeviceKey(device), (r) => ({ device: r['device'], name: r['name'], gen: r['gen'] }));
+    return this.operate(
+      'device-key-rotated',
+      () => this.c2.rotateDeviceKey(device),
+      (r) => ({ device: r['device'], name: r['name'], gen: r['gen'] }),
+    );
   }
 
   /** Resets; a rotate-on-removal rule covering the device also rotates every topic it held, in the
@@ -280,7 +308,8 @@ export class Service {
       );
       const r: Result = { ...asRow(result), delivery };
       await this.events.emit('device-reset', describe(r));
-      for (const t of list(r['rotated'])) await this.events.emit('topic-rotated', { topic: t['topic'], gen: t['gen'], because: `reset of ${device}` });
+      for (const t of list(r['rotated']))
+        await this.events.emit('topic-rotated', { topic: t['topic'], gen: t['gen'], because: `reset of ${device}` });
       await this.reportDelivery(delivery);
       await this.ruleRan(rules, `rotated ${held.join(', ')} after resetting ${device}`);
       return r;
@@ -341,11 +370,14 @@ export class Service {
     return this.run(async () => {
       const t = asRow(await this.c2.topic(topic));
       const hash = text(t, 'hash');
-      if (message.length < MIN_MESSAGE) throw new ServiceError('USAGE', `a protected message is at least ${MIN_MESSAGE} bytes (got ${message.length})`);
-      const gens = (await rowsOf(this.c2).all('SELECT gen FROM topic_keys WHERE topic = ? ORDER BY gen DESC', [hash])).map((r) => int(asRow(r), 'gen'));
+      if (message.length < MIN_MESSAGE)
+        throw new ServiceError('USAGE', `a protected message is at least ${MIN_MESSAGE} bytes (got ${message.length})`);
+      const gens = (await rowsOf(this.c2).all('SELECT gen FROM topic_keys WHERE topic = ? ORDER BY gen DESC', [hash])).map((r) =>
+        int(asRow(r), 'gen'),
+      );
       for (const gen of gens) {
         const key: unknown = await this.c2.topicKey(hash, gen);
-        let opened: unknown = null;
+        let opened: unknown;
         try {
           opened = this.e4.open(key, message);
         } catch {
@@ -356,10 +388,14 @@ export class Service {
         if (opened && typeof opened === 'object') {
           const o = asRow(opened);
           const payload = o['plaintext'];
-          if (payload instanceof Uint8Array) return { topic, gen, current: gen === int(t, 'key_gen'), timestamp: int(o, 'timestamp'), payload };
+          if (payload instanceof Uint8Array)
+            return { topic, gen, current: gen === int(t, 'key_gen'), timestamp: int(o, 'timestamp'), payload };
         }
       }
-      throw new ServiceError('INVALID_TAG', `no key of topic ${JSON.stringify(topic)} the C2 keeps (generations ${gens.join(', ')}) opens this message`);
+      throw new ServiceError(
+        'INVALID_TAG',
+        `no key of topic ${JSON.stringify(topic)} the C2 keeps (generations ${gens.join(', ')}) opens this message`,
+      );
     });
   }
 
@@ -392,7 +428,13 @@ export class Service {
   addRule(req: RuleRequest): Promise<Rule> {
     return this.run(async () => {
       const rule = await this.rules.add(req);
-      await this.events.emit('rule-added', { rule: rule.id, kind: rule.kind, target: rule.target, device: rule.kind === 'rotate-topic' ? null : rule.target, topic: rule.kind === 'rotate-topic' ? rule.target : null });
+      await this.events.emit('rule-added', {
+        rule: rule.id,
+        kind: rule.kind,
+        target: rule.target,
+        device: rule.kind === 'rotate-topic' ? null : rule.target,
+        topic: rule.kind === 'rotate-topic' ? rule.target : null,
+      });
       return rule;
     });
   }
@@ -423,7 +465,10 @@ export class Service {
   }
 
   private async topicsOf(deviceId: string): Promise<string[]> {
-    const rows = await rowsOf(this.c2).all('SELECT t.topic FROM grants g JOIN topics t ON t.hash = g.topic WHERE g.device = ? ORDER BY t.topic', [deviceId]);
+    const rows = await rowsOf(this.c2).all(
+      'SELECT t.topic FROM grants g JOIN topics t ON t.hash = g.topic WHERE g.device = ? ORDER BY t.topic',
+      [deviceId],
+    );
     return rows.map((r) => text(asRow(r), 'topic'));
   }
 
@@ -440,7 +485,11 @@ export class Service {
       retryQueued: async (rule) => {
         const delivery = await this.flushNow();
         const left = list(delivery['failed']).length + list(delivery['queued']).length;
-        await this.events.emit('rule-run', { rule: rule.id, kind: rule.kind, action: `re-sent: ${list(delivery['acked']).length} acknowledged, ${left} still unacknowledged` });
+        await this.events.emit('rule-run', {
+          rule: rule.id,
+          kind: rule.kind,
+          action: `re-sent: ${list(delivery['acked']).length} acknowledged, ${left} still unacknowledged`,
+        });
         return left;
       },
       queuedCount: async () => int(asRow(await rowsOf(this.c2).get(`SELECT COUNT(*) AS n FROM commands WHERE status = 'queued'`)), 'n'),

@@ -8,10 +8,12 @@
 import type { C2 } from './c2.ts';
 
 export const SERVICE_TABLES: Readonly<Record<string, string>> = {
-  api_tokens: 'CREATE TABLE IF NOT EXISTS api_tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created BIGINT NOT NULL, last_used BIGINT)',
+  api_tokens:
+    'CREATE TABLE IF NOT EXISTS api_tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created BIGINT NOT NULL, last_used BIGINT)',
   rules: `CREATE TABLE IF NOT EXISTS rules (id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT, every_s BIGINT, spec TEXT NOT NULL,
     created BIGINT NOT NULL, last_run BIGINT, next_run BIGINT)`,
-  events: 'CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, kind TEXT NOT NULL, device TEXT, topic TEXT, detail TEXT NOT NULL)',
+  events:
+    'CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, kind TEXT NOT NULL, device TEXT, topic TEXT, detail TEXT NOT NULL)',
 };
 
 /** The few store calls the service uses; each may be synchronous (sql.js) or not (the rewrite). */

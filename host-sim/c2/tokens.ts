@@ -40,9 +40,14 @@ export function checkTokenName(name: unknown): string {
 export async function createToken(c2: C2, name: string, nowS: number): Promise<NewToken> {
   checkTokenName(name);
   const rows = rowsOf(c2);
-  if (await rows.get('SELECT name FROM api_tokens WHERE name = ?', [name])) throw new ServiceError('EXISTS', `a token named ${name} already exists`);
+  if (await rows.get('SELECT name FROM api_tokens WHERE name = ?', [name]))
+    throw new ServiceError('EXISTS', `a token named ${name} already exists`);
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
-  await rows.run('INSERT INTO api_tokens (name, sha256, created, last_used) VALUES (?, ?, ?, NULL)', [name, tokenHash(token), Math.floor(nowS)]);
+  await rows.run('INSERT INTO api_tokens (name, sha256, created, last_used) VALUES (?, ?, ?, NULL)', [
+    name,
+    tokenHash(token),
+    Math.floor(nowS),
+  ]);
   await c2.save();
   return { name, token };
 }
@@ -58,7 +63,8 @@ export async function listTokens(c2: C2): Promise<TokenInfo[]> {
 export async function revokeToken(c2: C2, name: string): Promise<{ name: string }> {
   checkTokenName(name);
   const rows = rowsOf(c2);
-  if (!(await rows.get('SELECT name FROM api_tokens WHERE name = ?', [name]))) throw new ServiceError('NOT_FOUND', `no token named ${name}`);
+  if (!(await rows.get('SELECT name FROM api_tokens WHERE name = ?', [name])))
+    throw new ServiceError('NOT_FOUND', `no token named ${name}`);
   await rows.run('DELETE FROM api_tokens WHERE name = ?', [name]);
   await c2.save();
   return { name };
@@ -66,11 +72,17 @@ export async function revokeToken(c2: C2, name: string): Promise<{ name: string 
 
 /** The name of the token an `Authorization` header carries; UNAUTHORIZED otherwise. */
 export async function authenticate(c2: C2, header: string | undefined, nowS: number): Promise<string> {
-  if (!header) throw new ServiceError('UNAUTHORIZED', 'this API needs a bearer token: Authorization: Bearer <token> (created by `e4-c2 token create NAME`)');
+  if (!header)
+    throw new ServiceError(
+      'UNAUTHORIZED',
+      'this API needs a bearer token: Authorization: Bearer <token> (created by `e4-c2 token create NAME`)',
+    );
   const m = /^Bearer\s+(\S+)$/i.exec(header);
   if (!m) throw new ServiceError('UNAUTHORIZED', 'the Authorization header must be "Bearer <token>"');
   const token = m[1]!;
-  const found = TOKEN_SHAPE.test(token) ? await rowsOf(c2).get('SELECT name, last_used FROM api_tokens WHERE sha256 = ?', [tokenHash(token)]) : undefined;
+  const found = TOKEN_SHAPE.test(token)
+    ? await rowsOf(c2).get('SELECT name, last_used FROM api_tokens WHERE sha256 = ?', [tokenHash(token)])
+    : undefined;
   if (!found) throw new ServiceError('UNAUTHORIZED', 'unknown or revoked API token');
   const row = asRow(found);
   const name = text(row, 'name');

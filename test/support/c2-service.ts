@@ -41,7 +41,12 @@ export function c2Dir(): C2Dir {
   fs.writeFileSync(passFile, PASS + '\n', { mode: 0o600 });
   const base = ['--db', db, '--passphrase-file', passFile];
   const cli = (args: string[], env: Record<string, string> = {}): CliResult => {
-    const r = spawnSync(process.execPath, [...TS_NODE, CLI, ...args], { cwd: dir, env: { ...process.env, ...CLEAN_ENV, ...env }, encoding: 'utf8', timeout: 60000 });
+    const r = spawnSync(process.execPath, [...TS_NODE, CLI, ...args], {
+      cwd: dir,
+      env: { ...process.env, ...CLEAN_ENV, ...env },
+      encoding: 'utf8',
+      timeout: 60000,
+    });
     return { code: r.status, out: r.stdout, err: r.stderr };
   };
   const cliAsync = (args: string[], env: Record<string, string> = {}) =>
@@ -192,7 +197,10 @@ export function followEvents(url: string, token: string, query = '') {
       const found = events.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching event within ${ms} ms; got ${events.map((e) => e.kind).join(', ')}`)), ms);
+        const timer = setTimeout(
+          () => reject(new Error(`no matching event within ${ms} ms; got ${events.map((e) => e.kind).join(', ')}`)),
+          ms,
+        );
         waiters.push({ pred, resolve: (e) => (clearTimeout(timer), resolve(e)) });
       });
     },

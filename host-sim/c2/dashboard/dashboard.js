@@ -2,6 +2,7 @@
 // user's side, hence plain JavaScript): reads the API with the token kept in this tab's
 // sessionStorage, and follows the server-sent event stream through fetch (EventSource cannot send
 // an Authorization header, and a token in the URL would end up in logs).
+/* global document, Node, location, history */
 'use strict';
 
 const state = { token: null, lastEventId: null, list: null, plan: null, oldKeys: new Map(), refreshTimer: null };
@@ -22,7 +23,8 @@ function when(seconds) {
   if (seconds === null || seconds === undefined) return 'never';
   const d = new Date(seconds * 1000);
   const ago = Math.round(Date.now() / 1000 - seconds);
-  const span = (s) => (s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} days`);
+  const span = (s) =>
+    s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} days`;
   const rel = ago >= 0 ? `${span(ago)} ago` : `in ${span(-ago)}`;
   return `${d.toISOString().replace('.000Z', 'Z').replace('T', ' ')} (${rel})`;
 }
@@ -30,7 +32,11 @@ function when(seconds) {
 async function api(path) {
   const res = await fetch('/api/' + path, { headers: { authorization: 'Bearer ' + state.token } });
   const body = await res.json();
-  if (!res.ok) throw Object.assign(new Error(body.error ? body.error.message : 'HTTP ' + res.status), { code: body.error && body.error.code, status: res.status });
+  if (!res.ok)
+    throw Object.assign(new Error(body.error ? body.error.message : 'HTTP ' + res.status), {
+      code: body.error && body.error.code,
+      status: res.status,
+    });
   return body;
 }
 
@@ -55,7 +61,13 @@ function renderDevices(list) {
     }
     const pending = el('ul');
     for (const p of d.pending) {
-      pending.append(el('li', { class: p.state === 'queued' ? 'queued' : '' }, `${p.kind}${p.topic ? ' ' + p.topic : ''}${p.gen !== null ? ' gen ' + p.gen : ''}: ${p.state === 'queued' ? 'queued' : 'at the broker, device seen since: ' + p.seenSince}`));
+      pending.append(
+        el(
+          'li',
+          { class: p.state === 'queued' ? 'queued' : '' },
+          `${p.kind}${p.topic ? ' ' + p.topic : ''}${p.gen !== null ? ' gen ' + p.gen : ''}: ${p.state === 'queued' ? 'queued' : 'at the broker, device seen since: ' + p.seenSince}`,
+        ),
+      );
     }
     body.append(
       el(
@@ -102,7 +114,15 @@ function renderRules(plan) {
   body.replaceChildren();
   if (!plan.next.length) body.append(el('tr', {}, el('td', { colspan: '3' }, 'no rules: keys change only when someone runs a command')));
   for (const p of plan.next) {
-    body.append(el('tr', { 'data-rule': p.rule }, el('td', {}, p.at === null ? 'on the event' : when(p.at)), el('td', { class: 'mono' }, `${p.rule} ${p.kind}`), el('td', {}, p.action + (p.targets.length ? ': ' + p.targets.join(', ') : ''))));
+    body.append(
+      el(
+        'tr',
+        { 'data-rule': p.rule },
+        el('td', {}, p.at === null ? 'on the event' : when(p.at)),
+        el('td', { class: 'mono' }, `${p.rule} ${p.kind}`),
+        el('td', {}, p.action + (p.targets.length ? ': ' + p.targets.join(', ') : '')),
+      ),
+    );
   }
 }
 
@@ -174,7 +194,11 @@ async function follow() {
         while ((cut = buf.indexOf('\n\n')) >= 0) {
           const frame = buf.slice(0, cut);
           buf = buf.slice(cut + 2);
-          const data = frame.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+          const data = frame
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n');
           if (!data) continue;
           const event = JSON.parse(data);
           if (event.id) {
