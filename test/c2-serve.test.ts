@@ -342,3 +342,33 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve when the broker goes
     }
   }, 60000);
 });
+
+describe.skipIf(!haveImage && !process.env.CI)('e4-c2 token and rules on the database file', () => {
+  it('creates a token shown once, lists names only, revokes; adds, lists, dry-runs and removes rules', async () => {
+    const c2 = c2Dir();
+    try {
+      const { token } = makeToken(c2, 'ops');
+      expect(c2.cli(['token', 'create', 'ops', ...c2.base])).toMatchObject({ code: 2, err: 'e4-c2: a token named ops already exists\n' });
+      let r = await c2.cliAsync(['token', 'list', ...c2.base]);
+      expect(r.out).toMatch(/^ops +created \S+ +last used -\n$/);
+      expect(fs.readFileSync(c2.db).includes(Buffer.from(token))).toBe(false); // only its SHA-256 is kept
+      expect((await c2.cliAsync(['add-topic', 'health/heart-rate', ...c2.base])).code).toBe(0);
+      r = await c2.cliAsync(['rules', 'add', 'rotate-topic', 'health/heart-rate', '--every', '6h', ...c2.base, '--json']);
+      const id = (JSON.parse(r.out) as { id: string }).id;
+      r = await c2.cliAsync(['rules', 'next', ...c2.base]);
+      expect(r.out).toMatch(new RegExp(`\\(in (5h 59m|6h)\\) +${id}  rotate topic health/heart-rate \\(every 6h\\)`));
+      expect((await c2.cliAsync(['rules', 'add', 'rotate-topic', 'health/heart-rate', '--every', 'often', ...c2.base])).err).toMatch(
+        /every must be a duration .* \(see e4-c2 rules --help\)/,
+      );
+      expect((await c2.cliAsync(['rules', 'remove', id, ...c2.base])).code).toBe(0);
+      expect((await c2.cliAsync(['rules', 'list', ...c2.base])).out).toBe('no rules\n');
+      expect((await c2.cliAsync(['token', 'revoke', 'ops', ...c2.base])).out).toBe('revoked token ops\n');
+      expect((await c2.cliAsync(['token', 'list', ...c2.base])).out).toBe('no API tokens\n');
+      expect((await c2.cliAsync(['token', 'frob', ...c2.base])).err).toMatch(
+        /token takes create NAME, list or revoke NAME .*\(see e4-c2 token --help\)/,
+      );
+    } finally {
+      c2.remove();
+    }
+  }, 120000);
+});

@@ -204,8 +204,7 @@ async function rulesCommand(pos: string[], values: Record<string, unknown>, ctx:
 }
 
 async function serveCommand(values: Record<string, unknown>, ctx: CliContext): Promise<number> {
-  if (remoteTarget(values['server'] as string | undefined, undefined))
-    throw new ServiceError('USAGE', 'serve runs the service itself: no --server');
+  if (remoteTarget(optionText(values, 'server'), undefined)) throw new ServiceError('USAGE', 'serve runs the service itself: no --server');
   const listen = parseListen(typeof values['listen'] === 'string' ? values['listen'] : process.env['E4_C2_LISTEN'] || DEFAULT_LISTEN);
   const broker = typeof values['broker'] === 'string' ? values['broker'] : process.env['E4_C2_BROKER'] || undefined;
   if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker))
@@ -259,6 +258,20 @@ export async function runServiceCommand(name: string, argv: string[], ctx: CliCo
     if (parsed.positionals.length) throw new ServiceError('USAGE', 'serve takes no arguments');
     return serveCommand(values, ctx);
   }
-  const remote = remoteTarget(values['server'] as string | undefined, values['token-file'] as string | undefined);
-  return name === 'token' ? tokenCommand(parsed.positionals, values, ctx, remote) : rulesCommand(parsed.positionals, values, ctx, remote);
+  const remote = remoteTarget(optionText(values, 'server'), optionText(values, 'token-file'));
+  try {
+    return await (name === 'token'
+      ? tokenCommand(parsed.positionals, values, ctx, remote)
+      : rulesCommand(parsed.positionals, values, ctx, remote));
+  } catch (e) {
+    // A wrong command line says where the help is, as the other commands do.
+    if (e instanceof ServiceError && e.code === 'USAGE' && !remote)
+      throw new ServiceError('USAGE', `${e.message} (see e4-c2 ${name} --help)`);
+    throw e;
+  }
+}
+
+function optionText(values: Record<string, unknown>, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
 }
