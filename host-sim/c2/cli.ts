@@ -14,7 +14,7 @@ import { C2Error, DEFAULT_KDF, initC2, openC2 } from './c2.ts';
 import { loadE4Image } from './e4.ts';
 import { packageVersion, useCallerFolder } from '../shared/cli.ts';
 import { ServiceError } from './errors.ts';
-import { RemoteC2, remoteTarget } from './remote.ts';
+import { RemoteC2, remoteTargetOf } from './remote.ts';
 import { SERVICE_COMMANDS, exitCodeFor, runServiceCommand } from './service-cli.ts';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
@@ -355,7 +355,7 @@ async function run(argv) {
     return runServiceCommand(argv[at], [...argv.slice(0, at), ...argv.slice(at + 1)], {
       globalOptions: GLOBAL,
       readPassphrase,
-      dbPath: (v) => v.db ?? (process.env.E4_C2_DB || DEFAULT_DB),
+      dbPath: (v) => (typeof v.db === 'string' ? v.db : process.env.E4_C2_DB || DEFAULT_DB),
       version: packageVersion(),
     });
   }
@@ -366,10 +366,10 @@ async function run(argv) {
   }
   const { name, args, v } = p;
   const dbPath = v.db ?? (process.env.E4_C2_DB || DEFAULT_DB);
-  const server = remoteTarget(v.server, v['token-file']);
+  const server = remoteTargetOf(v);
   if (server && (name === 'init' || name === 'watch'))
     throw new Usage(`${name} works on the database itself, not through --server`, { cause: name });
-  const passphrase = server ? null : readPassphrase(v);
+  const passphrase = server ? '' : readPassphrase(v);
   const e4 = () => loadE4Image(v.image);
   const out = [];
   const result = { command: name };
@@ -466,7 +466,7 @@ async function run(argv) {
         break;
       }
       case 'watch': {
-        const topics = c2.list().topics.map((t) => t.topic);
+        const topics = (await c2.list()).topics.map((t) => t.topic);
         result.watch = await watchTopics(c2, p.broker, topics, p.duration, out);
         break;
       }

@@ -42,6 +42,13 @@ export function remoteTarget(server: string | undefined, tokenFile: string | und
   return { url: u.origin, token };
 }
 
+/** The same, from a command line's parsed options (`server`, `token-file`). */
+export function remoteTargetOf(values: unknown): RemoteTarget | null {
+  const v = values && typeof values === 'object' ? (values as Record<string, unknown>) : {};
+  const text = (k: string) => (typeof v[k] === 'string' ? v[k] : undefined);
+  return remoteTarget(text('server'), text('token-file'));
+}
+
 function isCode(c: unknown): c is ServiceErrorCode {
   return typeof c === 'string' && Object.hasOwn(HTTP_STATUS, c);
 }
@@ -116,7 +123,8 @@ export class RemoteC2 {
     );
   }
 
-  addDevice(spec: { name: string } | { id: string }) {
+  /** `{ name }` or `{ id }` (the service checks it). */
+  addDevice(spec: Record<string, unknown>) {
     return this.post('add-device', spec);
   }
   addTopic(topic: string) {

@@ -18,7 +18,8 @@ type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
 /** What cli.ts lends: its common options and how it reads the passphrase and finds the database. */
 export interface CliContext {
-  globalOptions: Record<string, OptionSpec>;
+  /** cli.ts's common options (`type` is 'string' or 'boolean'). */
+  globalOptions: Record<string, { type: string; short?: string }>;
   readPassphrase(values: Record<string, unknown>): string;
   dbPath(values: Record<string, unknown>): string;
   version: string;
@@ -241,7 +242,9 @@ async function serveCommand(values: Record<string, unknown>, ctx: CliContext): P
 export async function runServiceCommand(name: string, argv: string[], ctx: CliContext): Promise<number> {
   const spec = SERVICE_COMMANDS[name];
   if (!spec) throw new ServiceError('USAGE', `unknown command ${name}`);
-  const options: Record<string, OptionSpec> = { ...ctx.globalOptions };
+  const options: Record<string, OptionSpec> = {};
+  for (const [k, o] of Object.entries(ctx.globalOptions))
+    options[k] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}) };
   for (const [k, o] of Object.entries(spec.options)) options[k] = { type: o.type };
   let parsed;
   try {
