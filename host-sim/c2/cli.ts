@@ -16,6 +16,9 @@ import type { C2ErrorCode } from './store.ts';
 import { migrateV1 } from './migrate.ts';
 import { loadE4Image } from './e4.ts';
 import { packageVersion, useCallerFolder } from '../shared/cli.ts';
+import { ServiceError } from './errors.ts';
+import { RemoteC2, remoteTargetOf } from './remote.ts';
+import { SERVICE_COMMANDS, exitCodeFor, runServiceCommand } from './service-cli.ts';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
 const CLOCKS = ['trusted', 'untrusted', 'monotonic', 'none'];
@@ -55,6 +58,8 @@ const GLOBAL: { [name: string]: { type: 'string' | 'boolean'; short?: string } }
   broker: { type: 'string' },
   image: { type: 'string' },
   json: { type: 'boolean' },
+  server: { type: 'string' },
+  'token-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 };
@@ -146,6 +151,7 @@ function globalHelp(): string {
     '',
     'commands:',
     ...names.map((n) => `  ${n.padEnd(18)} ${COMMANDS[n].about}`),
+    ...Object.entries(SERVICE_COMMANDS).map(([n, c]) => `  ${n.padEnd(18)} ${c.about}`),
     '',
     'options for every command:',
     `  --db FILE|URL           database: a SQLite file (default ${DEFAULT_DB}, or E4_C2_DB), or postgres://user@host/db`,
@@ -154,6 +160,8 @@ function globalHelp(): string {
     '                          without it commands are queued in the database until `flush --broker URL`',
     '  --image FILE            E4 image (default dist/e4.js, or E4_IMAGE)',
     '  --json                  machine-readable output',
+    '  --server URL            use a running `e4-c2 serve` instead of the database file (or E4_C2_SERVER),',
+    '                          with --token-file FILE (or E4_C2_TOKEN) holding an API token',
     '  --version               print the version',
     '',
     '`e4-c2 <command> --help` describes one command. Exit codes: 0 ok, 1 failure, 2 wrong arguments,',
@@ -427,6 +435,15 @@ async function watchTopics(c2: C2, broker: string, topics: string[], seconds: nu
 }
 
 async function run(argv: readonly string[]): Promise<number> {
+  const at = commandAt(argv);
+  if (at >= 0 && SERVICE_COMMANDS[argv[at]] && !argv.includes('--version')) {
+    return runServiceCommand(argv[at], [...argv.slice(0, at), ...argv.slice(at + 1)], {
+      globalOptions: GLOBAL,
+      readPassphrase,
+      dbPath: (v) => (typeof v.db === 'string' ? v.db : process.env.E4_C2_DB || DEFAULT_DB),
+      version: packageVersion(),
+    });
+  }
   const p = parse(argv);
   if ('help' in p) {
     process.stdout.write(p.help + '\n');
@@ -434,7 +451,10 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const { name, args, v } = p;
   const dbPath = str(v, 'db') ?? (process.env.E4_C2_DB || DEFAULT_DB);
-  const passphrase = readPassphrase(v);
+  const server = remoteTargetOf(v);
+  if (server && (name === 'init' || name === 'watch'))
+    throw new Usage(`${name} works on the database itself, not through --server`, { cause: name });
+  const passphrase = server ? '' : readPassphrase(v);
   const image = str(v, 'image');
   const e4 = () => loadE4Image(image);
   const out: string[] = [];
@@ -457,10 +477,10 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   const spec = p.spec;
-  const c2 = await openC2({ dbPath, passphrase, e4, readOnly: !!spec.readOnly });
+  const c2 = server ? new RemoteC2(server) : await openC2({ dbPath, passphrase, e4, readOnly: !!spec.readOnly });
   let broker: Broker | null = null;
   try {
-    if (spec.sends && p.broker) broker = await connectBroker(p.broker);
+    if (spec.sends && p.broker && !server) broker = await connectBroker(p.broker);
     const b = broker;
     if (b) c2.setSend((topic, bytes) => b.send(topic, bytes));
     let delivery: Delivery | null = null;
@@ -552,11 +572,11 @@ async function run(argv: readonly string[]): Promise<number> {
     if (p.watch && name === 'rotate-topic') result.watch = await watchTopics(c2, p.broker ?? '', [args.TOPIC], p.watch, out);
     let code = 0;
     if (delivery) {
-      printDelivery(out, delivery, !!broker);
+      printDelivery(out, delivery, !!broker || !!server);
       result.delivery = delivery;
-      if (broker && (delivery.failed.length || delivery.queued.length)) code = 5;
+      if ((broker || server) && (delivery.failed.length || delivery.queued.length)) code = 5;
     }
-    if (delivery && broker) {
+    if (delivery && (broker || server)) {
       const pendingNow = (await c2.list()).devices.filter((d) => d.pending.some((x) => x.state === 'at-broker' && x.seenSince !== 'yes'));
       if (pendingNow.length) out.push(`not yet confirmed by: ${pendingNow.map((d) => who(d)).join(', ')} (no traffic seen from them since; see \`list\`)`);
     }
@@ -620,6 +640,9 @@ run(process.argv.slice(2)).then(
       const cmd = e.command && COMMANDS[e.command] ? e.command : null;
       process.stderr.write(`e4-c2: ${e.message} (see e4-c2 ${cmd ? cmd + ' ' : ''}--help)\n`);
       process.exitCode = 2;
+    } else if (e instanceof ServiceError) {
+      process.stderr.write(`e4-c2: ${e.message}\n`);
+      process.exitCode = exitCodeFor(e);
     } else if (e instanceof C2Error) {
       process.stderr.write(`e4-c2: ${e.message}\n`);
       process.exitCode = EXIT[e.code] ?? 1;

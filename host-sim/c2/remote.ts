@@ -1,0 +1,165 @@
+/**
+ * The command line against a running service (`e4-c2 <command> --server URL`): the same commands
+ * and output, carried out by `e4-c2 serve` over its HTTP API instead of on the database file
+ * (which the service holds). The token comes from `--token-file FILE` or E4_C2_TOKEN, never the
+ * command line (shell history, `ps`).
+ */
+import fs from 'node:fs';
+import { HTTP_STATUS, ServiceError, type ServiceErrorCode } from './errors.ts';
+
+export interface RemoteTarget {
+  url: string;
+  token: string;
+}
+
+/** --server / E4_C2_SERVER and --token-file / E4_C2_TOKEN, or null when no server is named. */
+export function remoteTarget(server: string | undefined, tokenFile: string | undefined): RemoteTarget | null {
+  const url = server ?? (process.env['E4_C2_SERVER'] || undefined);
+  if (url === undefined) {
+    if (tokenFile !== undefined) throw new ServiceError('USAGE', '--token-file is for --server URL');
+    return null;
+  }
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ServiceError('USAGE', `--server must be a URL such as http://127.0.0.1:8440 (got ${JSON.stringify(url)})`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ServiceError('USAGE', '--server must be an http:// or https:// URL');
+  let token: string | undefined;
+  if (tokenFile !== undefined) {
+    try {
+      token = fs.readFileSync(tokenFile, 'utf8').split(/\r?\n/)[0];
+    } catch (e) {
+      throw new ServiceError('USAGE', `cannot read --token-file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  } else token = process.env['E4_C2_TOKEN'] || undefined;
+  if (!token)
+    throw new ServiceError(
+      'USAGE',
+      '--server needs an API token: --token-file FILE or the E4_C2_TOKEN environment variable (`e4-c2 token create NAME`)',
+    );
+  return { url: u.origin, token };
+}
+
+/** The same, from a command line's parsed options (`server`, `token-file`). */
+export function remoteTargetOf(values: unknown): RemoteTarget | null {
+  const v = values && typeof values === 'object' ? (values as Record<string, unknown>) : {};
+  const text = (k: string) => (typeof v[k] === 'string' ? v[k] : undefined);
+  return remoteTarget(text('server'), text('token-file'));
+}
+
+function isCode(c: unknown): c is ServiceErrorCode {
+  return typeof c === 'string' && Object.hasOwn(HTTP_STATUS, c);
+}
+
+/** One API call; the service's error comes back as a ServiceError with its code. */
+export async function callApi(
+  target: RemoteTarget,
+  method: 'GET' | 'POST',
+  name: string,
+  body?: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  let res: Response;
+  try {
+    res = await fetch(`${target.url}/api/${name}`, {
+      method,
+      headers: { authorization: `Bearer ${target.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (e) {
+    const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
+    throw new ServiceError('IO', `cannot reach the C2 service at ${target.url}: ${cause}`);
+  }
+  const textBody = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(textBody);
+  } catch {
+    throw new ServiceError('IO', `the C2 service at ${target.url} answered ${res.status} with something that is not JSON`);
+  }
+  if (!parsed || typeof parsed !== 'object') throw new ServiceError('IO', `the C2 service answered ${res.status} with no object`);
+  const obj = parsed as Record<string, unknown>;
+  if (!res.ok) {
+    const err = obj['error'];
+    const e = err && typeof err === 'object' ? (err as Record<string, unknown>) : {};
+    throw new ServiceError(
+      isCode(e['code']) ? e['code'] : 'INTERNAL',
+      typeof e['message'] === 'string' ? e['message'] : `HTTP ${res.status}`,
+    );
+  }
+  return obj;
+}
+
+type DeviceRef = string | { id?: string; name?: string };
+
+function refOf(ref: DeviceRef): string {
+  if (typeof ref === 'string') return ref;
+  const r = ref.id ?? ref.name;
+  if (typeof r !== 'string') throw new ServiceError('USAGE', 'a device is named by its name or id');
+  return r;
+}
+
+/**
+ * The C2 library's operations the command line uses, carried out by the service. The service has
+ * its own broker connection, so setSend does nothing here; `watch` is what the service does all
+ * the time (see its event stream).
+ */
+export class RemoteC2 {
+  readonly remote = true;
+  constructor(private readonly target: RemoteTarget) {}
+
+  private post(name: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return callApi(this.target, 'POST', name, body);
+  }
+
+  setSend(_send: unknown): void {}
+  close(): void {}
+  async save(): Promise<void> {}
+  observe(): never {
+    throw new ServiceError(
+      'USAGE',
+      'watch runs inside `e4-c2 serve` all the time: see its event stream (GET /api/events) or the dashboard',
+    );
+  }
+
+  /** `{ name }` or `{ id }` (the service checks it). */
+  addDevice(spec: Record<string, unknown>) {
+    return this.post('add-device', spec);
+  }
+  addTopic(topic: string) {
+    return this.post('add-topic', { topic });
+  }
+  grant(device: string, topic: string, { role = 'both' }: { role?: string } = {}) {
+    return this.post('grant', { device, topic, role });
+  }
+  revoke(device: string, topic: string, { rotate = false }: { rotate?: boolean } = {}) {
+    return this.post('revoke', { device, topic, rotate });
+  }
+  rotateTopic(topic: string) {
+    return this.post('rotate-topic', { topic });
+  }
+  rotateDeviceKey(device: string) {
+    return this.post('rotate-device-key', { device });
+  }
+  resetDevice(device: string) {
+    return this.post('reset-device', { device });
+  }
+  flush() {
+    return this.post('flush', {});
+  }
+  list() {
+    return callApi(this.target, 'GET', 'list');
+  }
+  device(ref: DeviceRef) {
+    return this.post('device', { device: refOf(ref) });
+  }
+  deviceConfig(ref: DeviceRef, { clock, transport }: { clock?: string; transport?: unknown } = {}) {
+    return this.post('config', { device: refOf(ref), ...(clock ? { clock } : {}), ...(transport ? { transport } : {}) });
+  }
+  async exportE41P(ref: DeviceRef): Promise<Uint8Array> {
+    const r = await this.post('export', { device: refOf(ref) });
+    if (typeof r['e41p'] !== 'string') throw new ServiceError('IO', 'the service sent no E41P image');
+    return new Uint8Array(Buffer.from(r['e41p'], 'base64'));
+  }
+}
