@@ -73,7 +73,7 @@ describe.skipIf(skipped(puck))(titled('docs/boards.md walkthrough: the Puck.js i
       // The key files the walkthrough wrote are this user's alone.
       expect(statSync(join(dir, 'keys/monitor-1.json')).mode & 0o777).toBe(0o600);
       const cfg: { topics?: { topic?: string }[]; transport?: unknown } = JSON.parse(readFileSync(join(dir, 'keys/monitor-1.json'), 'utf8'));
-      expect(cfg.topics?.map((t) => t.topic)).toEqual(['health/heart-rate', 'health/alerts']);
+      expect(cfg.topics?.map((t) => t.topic).sort()).toEqual(['health/alerts', 'health/heart-rate']);
       expect(cfg.transport).toEqual({ link: { kind: 'ble-uart' } });
       // The gateway reached the board over its console and the board said HELLO with its id.
       expect(out).toMatch(new RegExp(`gateway: tcp://127\\.0\\.0\\.1:2323: device ${id![1]}`));
