@@ -43,6 +43,9 @@ export default tseslint.config(
       // Espruino does not hoist `var` declarations: a variable used above its declaration is
       // undefined there on the board, whatever Node does (docs/image.md, minification).
       '@typescript-eslint/no-use-before-define': ['error', { functions: false, classes: true, variables: true, typedefs: false }],
+      // `x = null` after the last use lets Espruino free the variables a closure still holds
+      // (the Puck.js RAM budget counts them): not a useless assignment on the board.
+      'no-useless-assignment': 'off',
       'no-restricted-globals': ['error', ...DEVICE_MISSING_GLOBALS],
       'no-restricted-syntax': ['error', ...DEVICE_SYNTAX],
     },
