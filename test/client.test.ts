@@ -3,10 +3,11 @@
  * defences, key transition, durable state, wiping, provisioning and bad input.
  */
 import { describe, expect, it } from 'vitest';
-import { create, commands, protectMessage, memoryStore, topicHash, isE4Error, toHex } from '../firmware/core';
+import { create, commands, protectMessage, memoryStore, topicHash, toHex } from '../firmware/core';
 import { nobleVault } from './support/noble-vault';
 import type { Clock, Hal, Vault } from '../firmware/hal';
 import type { Options } from '../firmware/client';
+import { codeOf } from './support/errors';
 
 const vault = nobleVault();
 const ID = 'a7dcef9aef26202fce82a7c7d6672afb';
@@ -34,15 +35,7 @@ const command = (ts: number, plaintext: Uint8Array, key = CLIENT_KEY) => protect
 const data = (ts: number, text: string, key = K1) => protectMessage(vault, key, ts, new TextEncoder().encode(text));
 const text = (b: Uint8Array | null) => (b ? new TextDecoder().decode(b) : b);
 
-function code(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (isE4Error(e)) return e.code;
-    throw e;
-  }
-  return 0;
-}
+const code = codeOf;
 
 describe('time without a trusted clock', () => {
   it('a device with no clock learns the time from an authenticated command', () => {

@@ -6,9 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { commandOrder } from '../firmware/command-order';
-import { isE4Error, MESSAGE_REPLAYED } from '../firmware/errors';
+import { MESSAGE_REPLAYED } from '../firmware/errors';
 import { applyChanges } from '../firmware/state';
 import type { StoredState } from '../firmware/hal';
+import { codeOf } from './support/errors';
 
 const T = 1_700_000_000;
 const tag = (n: number) => new Uint8Array(16).fill(n);
@@ -19,15 +20,7 @@ function stateAt(lastCommand: number, ...tags: number[]): StoredState {
   return s;
 }
 
-function code(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (isE4Error(e)) return e.code;
-    throw e;
-  }
-  return 0;
-}
+const code = codeOf;
 
 describe('command order rule (firmware/command-order.ts)', () => {
   it('accepts any command before the first one and records its time and tag', () => {

@@ -6,9 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { commandChanges } from '../firmware/commands';
-import { commands, INVALID_COMMAND, isE4Error, TOPICKEY_MISSING } from '../firmware/core';
+import { commands, INVALID_COMMAND, TOPICKEY_MISSING } from '../firmware/core';
 import { applyChanges, cloneState } from '../firmware/state';
 import type { StoredState } from '../firmware/hal';
+import { codeOf } from './support/errors';
 
 const b = (n: number, len: number) => new Uint8Array(len).fill(n);
 const T = 1_700_000_000;
@@ -20,15 +21,7 @@ function stateWith(...topics: [number, number][]): StoredState {
   ]);
 }
 
-function code(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (isE4Error(e)) return e.code;
-    throw e;
-  }
-  return 0;
-}
+const code = codeOf;
 
 /** The interpreter's changes, with the state checked unchanged (it is pure). */
 function run(state: StoredState, cmd: Uint8Array, since = T, maxTopics = 32, keyTransition = 3600) {

@@ -5,17 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkFreshness, checkTimestamp } from '../firmware/freshness';
-import { isE4Error, TIMESTAMP_IN_FUTURE, TIMESTAMP_TOO_OLD } from '../firmware/errors';
+import { TIMESTAMP_IN_FUTURE, TIMESTAMP_TOO_OLD } from '../firmware/errors';
+import { codeOf } from './support/errors';
 
-function code(fn: () => void): number {
-  try {
-    fn();
-  } catch (e) {
-    if (isE4Error(e)) return e.code;
-    throw e;
-  }
-  return 0;
-}
+const code = codeOf;
 
 const T = 1_700_000_000;
 

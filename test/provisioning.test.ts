@@ -8,23 +8,16 @@
 import { describe, expect, it } from 'vitest';
 import { openState, resolveHash } from '../firmware/provisioning';
 import type { DeviceConfig } from '../firmware/provisioning';
-import { isE4Error, memoryStore, PARAMETER_INVALID, toHex } from '../firmware/core';
+import { memoryStore, PARAMETER_INVALID, toHex } from '../firmware/core';
 import type { Change } from '../firmware/hal';
 import { nobleVault } from './support/noble-vault';
+import { codeOf } from './support/errors';
 
 const vault = nobleVault();
 const b = (n: number, len: number) => new Uint8Array(len).fill(n);
 const hashOfName = (t: string) => vault.sha3!(new TextEncoder().encode(t)).subarray(0, 16);
 
-function code(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (isE4Error(e)) return e.code;
-    throw e;
-  }
-  return 0;
-}
+const code = codeOf;
 
 describe('resolveHash', () => {
   const named: string[] = [];
