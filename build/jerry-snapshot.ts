@@ -58,7 +58,8 @@ export function staticSnapshotLiterals(code: string): string {
   return out;
 }
 
-function executable(file: string): boolean {
+/** Whether `file` is a regular file this process may execute. */
+export function executable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return statSync(file).isFile();

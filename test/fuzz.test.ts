@@ -19,6 +19,7 @@ import { sha3_256 } from '@noble/hashes/sha3.js';
 import type { Change, Clock, ClockKind, Store, StoredState } from '../firmware/hal.ts';
 import { createSandbox, loadImage } from '../host-sim/shared/image.ts';
 import type { Sandbox } from '../host-sim/shared/image.ts';
+import type { EncodedState } from '../host-sim/shared/hal.ts';
 
 const SEED = (process.env.E4_FUZZ_SEED !== undefined ? Number(process.env.E4_FUZZ_SEED) : 0x9e3779b9) >>> 0;
 const PER_CLOCK = process.env.E4_FUZZ_INPUTS !== undefined ? Number(process.env.E4_FUZZ_INPUTS) : 25000;
@@ -27,14 +28,6 @@ const CODES = new Set([0, -1, -100, -101, -102, -103, -104, -105, -106, -107, -1
 const T0 = 1_700_000_000;
 const NAMES = ['fuzz/a', 'fuzz/b', 'fuzz/c'];
 
-/** StoredState with its bytes as hex: what the byte medium holds and what is compared. */
-interface EncodedState {
-  id: string;
-  key: string;
-  topics: { hash: string; key: string; prevKey: string | null; prevSince: number }[];
-  lastCommand: number;
-  lastTags: string;
-}
 
 /** A protected message and the topic it is for. */
 interface Sent {

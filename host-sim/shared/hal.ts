@@ -116,7 +116,7 @@ export function nativeAesBlock(sandbox: Pick<Sandbox, 'bytesIn'>, { cbc = true }
 const hex = (u: Uint8Array): string => Buffer.from(u.buffer, u.byteOffset, u.length).toString('hex');
 
 /** StoredState as the simulated medium records it: bytes as hex. */
-interface EncodedState {
+export interface EncodedState {
   id: string;
   key: string;
   topics: { hash: string; key: string; prevKey: string | null; prevSince: number }[];

@@ -15,11 +15,12 @@
  * a run ends when the script prints its end tag, when the process exits, or at the time limit.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, isAbsolute, join, resolve, sep } from 'node:path';
 import vm from 'node:vm';
 import { createSandbox } from '../shared/image.ts';
+import { executable } from '../../build/jerry-snapshot.ts';
 
 export const KINDS = ['node', 'espruino', 'jerryscript', 'duktape', 'microquickjs', 'xs'] as const;
 
@@ -127,14 +128,6 @@ export function engineDirs() {
   return dirs.filter((d) => !resolve(d).split(sep).join('/').endsWith('node_modules/.bin'));
 }
 
-function executable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
 
 /** How to run a script file with one engine. */
 export function argsFor(kind: EngineKind, file: string, { memoryLimit }: Pick<RunOptions, 'memoryLimit'> = {}): string[] {

@@ -23,7 +23,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, portKind, ROOT, runEspruino } from './espruino-cli.ts';
 import type { ParsedArgs } from './espruino-cli.ts';
-import { packageVersion, runIfMain, useCallerFolder, UsageError } from '../shared/cli.ts';
+import { answerHelpOrVersion, runIfMain, UsageError, useCallerFolder } from '../shared/cli.ts';
 import { APP_FILE, checkRunnable, deviceConfigFor, ESPRUINO_BOARDS, tagged, uploadScript, verifyFlash } from '../shared/flash-files.ts';
 
 export const USAGE = `usage: npm run flash -- --board <board> --port <port> --device <device.json> [options]
@@ -221,15 +221,9 @@ async function main(argv: string[]) {
   useCallerFolder('flash');
   try {
     // -p and -b as the espruino tool spells them.
+    const answered = answerHelpOrVersion(argv, USAGE);
+    if (answered !== null) return answered;
     opts = parseArgs(argv, ARGS, { p: 'port', b: 'baud' });
-    if (opts.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (opts.version) {
-      console.log(packageVersion());
-      return 0;
-    }
     // From the command line a device file must describe a board that can work.
     opts.strict = true;
     if (opts['dry-run']) {

@@ -29,7 +29,7 @@ import { isSkVectors } from './conformance.ts';
 import type { AesSivVector, CommandVector, ProtectVector, SkVectors, UnprotectVector, VectorTopic } from './conformance.ts';
 import type { DeviceFile } from '../../boards/espruino/boot.ts';
 import { ESPRUINO_BOARDS, sha3_16, tagged } from '../shared/flash-files.ts';
-import { packageVersion, runIfMain, UsageError } from '../shared/cli.ts';
+import { answerHelpOrVersion, runIfMain, UsageError } from '../shared/cli.ts';
 import { runExample } from './hil-example.ts';
 
 export const USAGE = `usage: npm run hil -- --board <board> --port <port> [options]
@@ -522,15 +522,9 @@ async function main(argv: string[]) {
   let opts: HilOptions;
   try {
     // -p and -b as the espruino tool spells them.
+    const answered = answerHelpOrVersion(argv, USAGE);
+    if (answered !== null) return answered;
     opts = parseArgs(argv, ARGS, { p: 'port', b: 'baud' });
-    if (opts.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (opts.version) {
-      console.log(packageVersion());
-      return 0;
-    }
     if (!opts.port) {
       // Not a typo but a first run: say how to attach a board.
       console.error('hil: no board attached: give --port.\n\n' + USAGE);
