@@ -7,20 +7,14 @@
  * gateway logs it, reconnects with back-off and the next reading gets through too.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
 import { BLE_CHUNK, bleUartLinks, NUS_RX, NUS_SERVICE, NUS_TX, type WritableCharacteristic } from '../host-sim/services/ble-uart.ts';
 import { SimDevice } from '../host-sim/shared/device.ts';
 import { espruinoBoard } from '../host-sim/sim/espruino-board.ts';
-import { flashSim } from '../host-sim/sim/flash-sim.ts';
 import { Gateway, loadImageCodec } from '../host-sim/services/gateway.ts';
-import { ROOT } from '../host-sim/shared/image.ts';
-import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/shared/flash-files.ts';
-import { brokerKinds, brokerPerSuite, image, until } from './support/sim.ts';
+import { brokerKinds, brokerPerSuite, flashedPuck, image, until } from './support/sim.ts';
 
-const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
 const ADDRESS = 'e7:12:34:56:78:9a';
 
@@ -90,17 +84,7 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
 
   it('connects by address, bridges a reading to the broker, logs a dropped link and reconnects with back-off', async () => {
     const { c2 } = await suite.c2({ send: false });
-    await c2.addTopic(TOPIC);
-    await c2.addDevice({ name: 'puck' });
-    await c2.addDevice({ name: 'phone' });
-    await c2.grant('puck', TOPIC, { role: 'pub' });
-    await c2.grant('phone', TOPIC, { role: 'sub' });
-    const cfg = await c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
-    const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
-    const { script, files } = uploadScript({ image: readFileSync(PUCK, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
-    expect(board.upload(script)).toBe(true);
-    verifyFlash(board.printed, files);
-    const E4 = board.boot();
+    const { cfg, board, E4 } = await flashedPuck(c2, TOPIC);
     /** The device object the booted image made. */
     const device = () => {
       const d = E4.device();

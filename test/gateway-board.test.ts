@@ -4,23 +4,18 @@
  * through host-sim/services/gateway.ts, to a broker and a phone application; C2 commands back through it;
  * a power cycle in the middle.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { boardLink, boardRunner } from '../host-sim/sim/board-link.ts';
 import { SimDevice } from '../host-sim/shared/device.ts';
-import { espruinoBoard, imageDevice } from '../host-sim/sim/espruino-board.ts';
+import { imageDevice } from '../host-sim/sim/espruino-board.ts';
 import type { E4Error } from '../firmware/errors';
-import { flashSim } from '../host-sim/sim/flash-sim.ts';
 import { Gateway, loadImageCodec } from '../host-sim/services/gateway.ts';
-import { ROOT } from '../host-sim/shared/image.ts';
-import { deviceConfigFor, uploadScript, verifyFlash } from '../host-sim/shared/flash-files.ts';
-import { brokerKinds, image, observer, until, brokerPerSuite } from './support/sim.ts';
+import { brokerKinds, brokerPerSuite, flashedPuck, image, observer, PUCK_IMAGE, until } from './support/sim.ts';
 
-const PUCK = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 const TOPIC = 'health/heart-rate';
 // `npm test` builds every image first: a missing one is a failure, never a skip.
-if (!existsSync(PUCK)) throw new Error(`${PUCK} not built: run npm run build`);
+if (!existsSync(PUCK_IMAGE)) throw new Error(`${PUCK_IMAGE} not built: run npm run build`);
 
 describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => {
   const suite = brokerPerSuite(kind);
@@ -30,19 +25,10 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     const obs = await observer(suite.broker.url);
     cleanup.push(() => obs.close());
     const { c2 } = await suite.c2({ send: false });
-    await c2.addTopic(TOPIC);
-    await c2.addDevice({ name: 'puck' });
-    await c2.addDevice({ name: 'phone' });
-    await c2.grant('puck', TOPIC, { role: 'pub' });
-    await c2.grant('phone', TOPIC, { role: 'sub' });
-
-    // Flash the Puck.js image and its device.json the way `npm run flash` does, and boot it.
-    const cfg = await c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
-    const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
-    const { script, files } = uploadScript({ image: readFileSync(PUCK, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
-    expect(board.upload(script)).toBe(true);
-    verifyFlash(board.printed, files);
-    let E4 = board.boot();
+    // The Puck.js image and its device.json flashed the way `npm run flash` does, and booted.
+    const flashed = await flashedPuck(c2, TOPIC);
+    const { cfg, board } = flashed;
+    let E4 = flashed.E4;
     expect(E4.status()).toMatchObject({ ok: true, controlTopic: 'e4/' + cfg.id });
     const runner = boardRunner(board);
     cleanup.push(async () => runner.stop());

@@ -6,7 +6,7 @@
  * $MOSQUITTO). Under CI=true a missing mosquitto is a failure, not a skip.
  */
 import type { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll } from 'vitest';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,10 @@ import type { E4Api, LoadedImage } from '../../host-sim/shared/image.ts';
 import { initC2 } from '../../host-sim/c2/c2.ts';
 import { MqttTransport } from '../../host-sim/shared/mqtt-transport.ts';
 import type { QoS } from '../../host-sim/shared/mqtt-transport.ts';
+import { espruinoBoard } from '../../host-sim/sim/espruino-board.ts';
+import { flashSim } from '../../host-sim/sim/flash-sim.ts';
+import { deviceConfigFor, uploadScript, verifyFlash } from '../../host-sim/shared/flash-files.ts';
+import { ROOT } from '../../host-sim/shared/image.ts';
 
 /** A broker as startBroker runs it. */
 export type TestBroker = Awaited<ReturnType<typeof startBroker>>;
@@ -59,6 +63,9 @@ export type Observer = MqttTransport & { seen: SeenMessage[] };
 
 /** The image every simulated device runs (override with E4_IMAGE). */
 export const IMAGE_PATH = resolve(process.env.E4_IMAGE || DEFAULT_IMAGE);
+
+/** The Puck.js board image (`npm run build`). */
+export const PUCK_IMAGE = join(ROOT, 'dist/boards/espruino-puckjs.min.js');
 
 export function image(): LoadedImage {
   return loadImage(IMAGE_PATH);
@@ -170,4 +177,23 @@ export function next(emitter: Pick<EventEmitter, 'once' | 'off'>, event: string,
     };
     emitter.once(event, on);
   });
+}
+
+/**
+ * The C2 of `c2` registers a Puck.js monitor ('puck', publishes `topic`) and a phone (subscribes),
+ * and an emulated Puck.js board is flashed with the Puck.js image and the monitor's device file,
+ * as `npm run flash` does (upload script, CRC check), then booted. For the gateway tests.
+ */
+export async function flashedPuck(c2: TestC2, topic: string) {
+  await c2.addTopic(topic);
+  await c2.addDevice({ name: 'puck' });
+  await c2.addDevice({ name: 'phone' });
+  await c2.grant('puck', topic, { role: 'pub' });
+  await c2.grant('phone', topic, { role: 'sub' });
+  const cfg = await c2.deviceConfig('puck', { clock: 'monotonic', transport: { link: { kind: 'ble-uart' } } });
+  const board = espruinoBoard({ flash: flashSim({ size: 64 * 1024 }), time: 100 });
+  const { script, files } = uploadScript({ image: readFileSync(PUCK_IMAGE, 'latin1'), config: deviceConfigFor('espruino-puckjs', cfg) });
+  if (!board.upload(script)) throw new Error('the emulated board refused the upload script');
+  verifyFlash(board.printed, files);
+  return { cfg, board, E4: board.boot() };
 }
