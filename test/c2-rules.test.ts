@@ -53,7 +53,7 @@ async function fleet() {
   const b = broker();
   const dbPath = path.join(fs.mkdtempSync(path.join(tmp, 'c2-')), 'c2.db');
   const c2 = await initC2({ dbPath, passphrase: 'correct horse battery staple', kdf: FAST, e4, send: b.send, now: nowS });
-  const s = await Service.start({ c2, e4, nowS, dbFile: dbPath, saveDelayMs: 10 });
+  const s = await Service.start({ c2, e4, nowS });
   open.push(s);
   await s.addDevice({ name: 'monitor-1' });
   await s.addDevice({ name: 'phone-1' });
@@ -231,7 +231,7 @@ describe('rules', () => {
     const { openC2 } = await import('../host-sim/c2/c2.ts');
     const opening = { dbPath, passphrase: 'correct horse battery staple', e4, now: () => T0, readOnly: false };
     const c2 = await openC2(opening);
-    const again = await Service.start({ c2, e4, nowS: () => T0, dbFile: dbPath });
+    const again = await Service.start({ c2, e4, nowS: () => T0 });
     open.push(again);
     expect(await again.listRules()).toEqual([rule]);
   });

@@ -30,7 +30,7 @@ async function deviceOnBroker(
   brokerUrl: string,
 ): Promise<{ client: Client; mqtt: MqttClient; applied: () => number; close(): Promise<void> }> {
   const client = E4.create(
-    { vault: E4.nobleVault(), store: E4.memoryStore() },
+    { vault: E4.vault(), store: E4.memoryStore() },
     { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ hash: t.hash, key: t.key })) },
   );
   const m = await mqtt.connectAsync(brokerUrl, { clientId: 'dev-' + cfg.id.slice(0, 8), reconnectPeriod: 0 });
@@ -171,7 +171,7 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
   it('protects for integrations what a device holding the topic opens, and unprotects what it publishes', async () => {
     const cfg = (await call(url, token, 'POST', 'config', { device: 'monitor-1' })).body as unknown as DeviceFile;
     const device = E4.create(
-      { vault: E4.nobleVault(), store: E4.memoryStore() },
+      { vault: E4.vault(), store: E4.memoryStore() },
       { id: cfg.id, key: cfg.key, topics: cfg.topics.map((t) => ({ topic: t.topic, hash: t.hash, key: t.key })) },
     );
     const p = await call(url, token, 'POST', 'protect', {
