@@ -278,8 +278,11 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 serve: HTTP API, tokens, e
     const bad = await c2.cliAsync(['list', '--server', url, '--token-file', path.join(c2.dir, 'bad.token')]);
     expect(bad).toMatchObject({ code: 2, err: expect.stringContaining('unknown or revoked API token') });
     expect((await c2.cliAsync(['list', '--server', url])).err).toMatch(/needs an API token/);
-    // The service holds the database: a direct write is refused, a read-only list works.
-    expect((await c2.cliAsync(['add-topic', 'x/y', ...c2.base])).code).toBe(1);
+    // The database is shared safely (every operation is its own transaction, rows are read
+    // afresh): a direct write while the service runs goes through, and the service sees it.
+    expect((await c2.cliAsync(['add-topic', 'x/y', ...c2.base])).code).toBe(0);
+    const topics = (await call(url, token, 'GET', 'list')).body['topics'] as { topic: string }[];
+    expect(topics.map((t) => t.topic)).toContain('x/y');
     expect((await c2.cliAsync(['list', ...c2.base])).code).toBe(0);
   });
 

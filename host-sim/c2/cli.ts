@@ -17,7 +17,7 @@ import { migrateV1 } from './migrate.ts';
 import { loadE4Image } from './e4.ts';
 import { packageVersion, useCallerFolder } from '../shared/cli.ts';
 import { ServiceError } from './errors.ts';
-import { RemoteC2, remoteTargetOf, type C2Commands } from './remote.ts';
+import { RemoteC2, remoteTarget, type C2Commands } from './remote.ts';
 import { SERVICE_COMMANDS, exitCodeFor, runServiceCommand } from './service-cli.ts';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
@@ -461,7 +461,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const { name, args, v } = p;
   const dbPath = str(v, 'db') ?? (process.env.E4_C2_DB || DEFAULT_DB);
-  const server = remoteTargetOf(v);
+  const server = remoteTarget(str(v, 'server'), str(v, 'token-file'));
   if (server && (name === 'init' || name === 'watch'))
     throw new Usage(`${name} works on the database itself, not through --server`, name);
   const passphrase = server ? '' : readPassphrase(v);

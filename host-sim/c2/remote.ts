@@ -43,13 +43,6 @@ export function remoteTarget(server: string | undefined, tokenFile: string | und
   return { url: u.origin, token };
 }
 
-/** The same, from a command line's parsed options (`server`, `token-file`). */
-export function remoteTargetOf(values: unknown): RemoteTarget | null {
-  const v = values && typeof values === 'object' ? (values as Record<string, unknown>) : {};
-  const text = (k: string) => (typeof v[k] === 'string' ? v[k] : undefined);
-  return remoteTarget(text('server'), text('token-file'));
-}
-
 function isCode(c: unknown): c is ServiceErrorCode {
   return typeof c === 'string' && Object.hasOwn(HTTP_STATUS, c);
 }
