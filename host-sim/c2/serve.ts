@@ -1,5 +1,5 @@
 /**
- * `e4-c2 serve`: the C2 as a long-running service. One process holds the database (opened once:
+ * `e4-c2 serve`: the C2 as a long-running service. It opens the database once (
  * the passphrase is read once and Argon2id runs once), keeps an MQTT connection to the broker
  * (commands out, data topics observed to see which key generation each publisher uses), answers
  * the HTTP API and serves the dashboard, and runs the automation rules every second.
