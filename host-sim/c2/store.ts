@@ -548,8 +548,9 @@ export class Store {
    */
   async identity(): Promise<string> {
     if (this.dialect === 'postgres') {
-      const r = await this.get(`SELECT to_regclass('meta')::oid AS meta, to_regclass('devices')::oid AS devices, to_regclass('api_tokens')::oid AS tokens`);
-      return `postgres:${String(r?.meta)}:${String(r?.devices)}:${String(r?.tokens)}`;
+      const names = ['meta', ...Object.keys(TABLES), 'api_tokens', 'rules', 'events'].map((t) => `'${t}'`).join(', ');
+      const r = await this.get(`SELECT string_agg(COALESCE(to_regclass(t)::oid::text, '-'), ':' ORDER BY t) AS ids FROM unnest(ARRAY[${names}]) AS t`);
+      return `postgres:${String(r?.ids)}`;
     }
     try {
       const st = fs.statSync(this.where);
