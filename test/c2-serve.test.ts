@@ -13,6 +13,7 @@ import * as E4 from '../firmware/index.ts';
 import type { Client } from '../firmware/client.ts';
 import { DEFAULT_IMAGE } from '../host-sim/c2/e4.ts';
 import { startBroker } from '../host-sim/services/broker.ts';
+import { postgresAbsentReason, startPostgres } from '../host-sim/c2/pg-server.ts';
 import { c2Dir, call, followEvents, makeToken, serve, type C2Dir, type Served } from './support/c2-service.ts';
 
 const haveImage = fs.existsSync(DEFAULT_IMAGE);
@@ -372,6 +373,45 @@ describe.skipIf(!haveImage && !process.env.CI)('e4-c2 token and rules on the dat
       );
     } finally {
       c2.remove();
+    }
+  }, 120000);
+});
+
+/** Why the PostgreSQL backend cannot be tested here (null: it can). Under CI it never skips. */
+const PG_SKIP = process.env.CI ? null : postgresAbsentReason();
+
+describe.skipIf((!haveImage && !process.env.CI) || !!PG_SKIP)(`e4-c2 serve on PostgreSQL${PG_SKIP ? ` [skipped: ${PG_SKIP}]` : ''}`, () => {
+  it('serves the API and the command line through it from a PostgreSQL database shared with the command line', async () => {
+    const pgServer = await startPostgres();
+    const broker = await startBroker();
+    const c2 = c2Dir(await pgServer.createDatabase('serve_api'));
+    const { token, file } = makeToken(c2, 'tests');
+    const served = await serve(c2, ['--broker', broker.url]);
+    try {
+      const url = served.url;
+      await eventually(async () => (await call(url, null, 'GET', 'health')).body['broker'] === 'connected');
+      expect((await call(url, null, 'GET', 'health')).body).toMatchObject({ status: 'ok', database: 'ok' });
+      for (const [name, body] of [
+        ['add-device', { name: 'monitor-1' }],
+        ['add-topic', { topic: 'health/heart-rate' }],
+        ['grant', { device: 'monitor-1', topic: 'health/heart-rate', role: 'pub' }],
+      ] as const) {
+        expect((await call(url, token, 'POST', name, body)).status).toBe(200);
+      }
+      const rotated = await call(url, token, 'POST', 'rotate-topic', { topic: 'health/heart-rate' });
+      expect(rotated.body).toMatchObject({ gen: 1, delivery: { acked: [{ name: 'monitor-1' }], failed: [], queued: [] } });
+      // The command line on the same database while the service runs, and through the service.
+      expect((await c2.cliAsync(['add-topic', 'x/y', ...c2.base])).code).toBe(0);
+      const r = await c2.cliAsync(['list', '--server', url, '--token-file', file, '--json']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.out)).toMatchObject({ backend: 'postgres', topics: [{ topic: 'health/heart-rate', gen: 1 }, { topic: 'x/y', gen: 0 }] });
+      expect((await c2.cliAsync(['rules', 'add', 'rotate-topic', 'x/y', '--every', '6h', '--server', url, '--token-file', file])).code).toBe(0);
+      expect((await c2.cliAsync(['rules', 'list', ...c2.base])).out).toContain('rotate-topic      x/y');
+    } finally {
+      expect(await served.stop()).toBe(0);
+      await broker.close();
+      c2.remove();
+      await pgServer.stop();
     }
   }, 120000);
 });

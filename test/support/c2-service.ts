@@ -33,10 +33,11 @@ export interface C2Dir {
 
 const CLEAN_ENV = { E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', E4_C2_DB: '', E4_C2_SERVER: '', E4_C2_TOKEN: '' };
 
-/** A fresh folder with an initialised database (Argon2id at test strength). */
-export function c2Dir(): C2Dir {
+/** A fresh folder with an initialised database (Argon2id at test strength): a SQLite file in the
+ * folder, or the PostgreSQL database `db` names (a postgres:// URL). */
+export function c2Dir(db?: string): C2Dir {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4-c2-serve-'));
-  const db = path.join(dir, 'c2.db');
+  db ??= path.join(dir, 'c2.db');
   const passFile = path.join(dir, 'pass');
   fs.writeFileSync(passFile, PASS + '\n', { mode: 0o600 });
   const base = ['--db', db, '--passphrase-file', passFile];
