@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { ROLES, type Role } from './c2.ts';
 import { HTTP_STATUS, ServiceError, asServiceError } from './errors.ts';
 import type { C2Event } from './events.ts';
 import type { RuleRequest } from './rules.ts';
@@ -148,10 +149,11 @@ function deviceSpec(b: Body): DeviceSpec {
   return { name: b.str('name') };
 }
 
-function role(b: Body): string {
+function role(b: Body): Role {
   const r = b.optStr('role') ?? 'both';
-  if (!['pub', 'sub', 'both'].includes(r)) throw new ServiceError('USAGE', 'role must be pub, sub or both');
-  return r;
+  const found = ROLES.find((x) => x === r);
+  if (!found) throw new ServiceError('USAGE', 'role must be pub, sub or both');
+  return found;
 }
 
 /** POST /api/<name>: the CLI's commands, then the integration and management calls. */
@@ -275,7 +277,7 @@ export function createApi(opts: ApiOptions): (req: IncomingMessage, res: ServerR
       return serveStatic(res, entry);
     }
     if (url.pathname === '/api/health') {
-      const database = service.databaseState();
+      const database = await service.databaseState();
       return send(res, database === 'ok' ? 200 : 503, {
         status: database === 'ok' ? 'ok' : 'degraded',
         version: opts.version,

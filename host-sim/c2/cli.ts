@@ -11,13 +11,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { C2Error, checkRole, DEFAULT_KDF, initC2, openC2 } from './c2.ts';
-import type { C2, DeviceConfigFile, Delivery, KdfParams, Listing } from './c2.ts';
+import type { DeviceConfigFile, Delivery, KdfParams, Listing } from './c2.ts';
 import type { C2ErrorCode } from './store.ts';
 import { migrateV1 } from './migrate.ts';
 import { loadE4Image } from './e4.ts';
 import { packageVersion, useCallerFolder } from '../shared/cli.ts';
 import { ServiceError } from './errors.ts';
-import { RemoteC2, remoteTargetOf } from './remote.ts';
+import { RemoteC2, remoteTarget, type C2Commands } from './remote.ts';
 import { SERVICE_COMMANDS, exitCodeFor, runServiceCommand } from './service-cli.ts';
 
 const DEFAULT_DB = path.join('.c2', 'c2.db');
@@ -217,6 +217,16 @@ interface Values {
 }
 const str = (v: Values, k: string): string | undefined => v.strings.get(k);
 
+/** The same from node:util parseArgs' values (the service commands parse their own options). */
+function valuesOf(values: Record<string, unknown>): Values {
+  const v: Values = { strings: new Map(), flags: new Set() };
+  for (const [k, x] of Object.entries(values)) {
+    if (typeof x === 'string') v.strings.set(k, x);
+    else if (x === true) v.flags.add(k);
+  }
+  return v;
+}
+
 interface Parsed {
   name: string;
   spec: CommandSpec;
@@ -403,7 +413,7 @@ interface WatchSummary {
   unknown: number;
 }
 
-async function watchTopics(c2: C2, broker: string, topics: string[], seconds: number, out: string[]): Promise<{ [topic: string]: WatchSummary }> {
+async function watchTopics(c2: C2Commands, broker: string, topics: string[], seconds: number, out: string[]): Promise<{ [topic: string]: WatchSummary }> {
   const mqtt = (await import('mqtt')).default;
   const client = await mqtt.connectAsync(broker, { clientId: 'e4-c2-watch-' + randomBytes(6).toString('hex'), reconnectPeriod: 0, connectTimeout: 5000 }, false);
   const seen = new Map<string, { messages: number; gens: Map<number, number>; unknown: number }>();
@@ -439,8 +449,8 @@ async function run(argv: readonly string[]): Promise<number> {
   if (at >= 0 && SERVICE_COMMANDS[argv[at]] && !argv.includes('--version')) {
     return runServiceCommand(argv[at], [...argv.slice(0, at), ...argv.slice(at + 1)], {
       globalOptions: GLOBAL,
-      readPassphrase,
-      dbPath: (v) => (typeof v.db === 'string' ? v.db : process.env.E4_C2_DB || DEFAULT_DB),
+      readPassphrase: (values) => readPassphrase(valuesOf(values)),
+      dbPath: (values) => (typeof values['db'] === 'string' ? values['db'] : process.env.E4_C2_DB || DEFAULT_DB),
       version: packageVersion(),
     });
   }
@@ -451,9 +461,9 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const { name, args, v } = p;
   const dbPath = str(v, 'db') ?? (process.env.E4_C2_DB || DEFAULT_DB);
-  const server = remoteTargetOf(v);
+  const server = remoteTarget(str(v, 'server'), str(v, 'token-file'));
   if (server && (name === 'init' || name === 'watch'))
-    throw new Usage(`${name} works on the database itself, not through --server`, { cause: name });
+    throw new Usage(`${name} works on the database itself, not through --server`, name);
   const passphrase = server ? '' : readPassphrase(v);
   const image = str(v, 'image');
   const e4 = () => loadE4Image(image);
@@ -477,7 +487,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   const spec = p.spec;
-  const c2 = server ? new RemoteC2(server) : await openC2({ dbPath, passphrase, e4, readOnly: !!spec.readOnly });
+  const c2: C2Commands = server ? new RemoteC2(server) : await openC2({ dbPath, passphrase, e4, readOnly: !!spec.readOnly });
   let broker: Broker | null = null;
   try {
     if (spec.sends && p.broker && !server) broker = await connectBroker(p.broker);
@@ -609,7 +619,7 @@ function wifiFrom(v: Values): WifiNetwork | undefined {
 }
 
 /** The device file: keys, granted topics and, with --board, the transport that board speaks. */
-async function configFor(c2: C2, id: string, v: Values, brokerUrl: string | undefined): Promise<DeviceConfigFile & { board?: string }> {
+async function configFor(c2: C2Commands, id: string, v: Values, brokerUrl: string | undefined): Promise<DeviceConfigFile & { board?: string }> {
   const board = str(v, 'board');
   const kind = board ? BOARDS[board] : 'mqtt';
   let transport: { mqtt?: { url: string }; wifi?: WifiNetwork; link?: { kind: string } } | undefined;

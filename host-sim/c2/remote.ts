@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { HTTP_STATUS, ServiceError, type ServiceErrorCode } from './errors.ts';
+import type { C2, DeviceConfigOptions, DeviceRef, Send } from './c2.ts';
 
 export interface RemoteTarget {
   url: string;
@@ -40,13 +41,6 @@ export function remoteTarget(server: string | undefined, tokenFile: string | und
       '--server needs an API token: --token-file FILE or the E4_C2_TOKEN environment variable (`e4-c2 token create NAME`)',
     );
   return { url: u.origin, token };
-}
-
-/** The same, from a command line's parsed options (`server`, `token-file`). */
-export function remoteTargetOf(values: unknown): RemoteTarget | null {
-  const v = values && typeof values === 'object' ? (values as Record<string, unknown>) : {};
-  const text = (k: string) => (typeof v[k] === 'string' ? v[k] : undefined);
-  return remoteTarget(text('server'), text('token-file'));
 }
 
 function isCode(c: unknown): c is ServiceErrorCode {
@@ -91,10 +85,51 @@ export async function callApi(
   return obj;
 }
 
-type DeviceRef = string | { id?: string; name?: string };
+/**
+ * What the command line calls on a C2, with the C2's own signatures: the C2 on the database, or
+ * RemoteC2 for --server.
+ */
+export type C2Commands = Pick<
+  C2,
+  | 'addDevice'
+  | 'addTopic'
+  | 'grant'
+  | 'revoke'
+  | 'rotateTopic'
+  | 'rotateDeviceKey'
+  | 'resetDevice'
+  | 'flush'
+  | 'list'
+  | 'device'
+  | 'deviceConfig'
+  | 'exportE41P'
+  | 'observe'
+  | 'setSend'
+  | 'close'
+  | 'dbPath'
+>;
+
+/** What the C2's method resolves to. */
+type Reply<K extends keyof C2Commands> = C2Commands[K] extends (...args: never[]) => Promise<infer R> ? R : never;
+
+const isList = (v: unknown): boolean => Array.isArray(v);
+
+/**
+ * The one boundary where a service reply becomes the C2's type. The API answers each command with
+ * the C2 method's result as JSON (api.ts -> service.ts hand it on unchanged; none of these results
+ * holds bytes), so the reply is that type once its shape is checked: an object, and where the
+ * command sends commands, a delivery report with its three lists.
+ */
+function reply<K extends keyof C2Commands>(r: Record<string, unknown>, delivery: 'delivery' | 'is-delivery' | null): Reply<K> {
+  const d = delivery === 'is-delivery' ? r : delivery ? r[delivery] : null;
+  if (d !== null && !(d && typeof d === 'object' && 'acked' in d && isList(d.acked) && 'failed' in d && isList(d.failed) && 'queued' in d && isList(d.queued)))
+    throw new ServiceError('IO', 'the C2 service sent a reply without its delivery report');
+  return r as Reply<K>;
+}
 
 function refOf(ref: DeviceRef): string {
   if (typeof ref === 'string') return ref;
+  if (ref.id instanceof Uint8Array) return Buffer.from(ref.id).toString('hex');
   const r = ref.id ?? ref.name;
   if (typeof r !== 'string') throw new ServiceError('USAGE', 'a device is named by its name or id');
   return r;
@@ -105,18 +140,22 @@ function refOf(ref: DeviceRef): string {
  * its own broker connection, so setSend does nothing here; `watch` is what the service does all
  * the time (see its event stream).
  */
-export class RemoteC2 {
+export class RemoteC2 implements C2Commands {
   readonly remote = true;
   constructor(private readonly target: RemoteTarget) {}
+
+  /** Where the commands go, for messages (the database is the service's). */
+  get dbPath(): string {
+    return this.target.url;
+  }
 
   private post(name: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
     return callApi(this.target, 'POST', name, body);
   }
 
-  setSend(_send: unknown): void {}
-  close(): void {}
-  async save(): Promise<void> {}
-  observe(): never {
+  setSend(_send: Send | null | undefined): void {}
+  async close(): Promise<void> {}
+  async observe(): Promise<never> {
     throw new ServiceError(
       'USAGE',
       'watch runs inside `e4-c2 serve` all the time: see its event stream (GET /api/events) or the dashboard',
@@ -124,38 +163,41 @@ export class RemoteC2 {
   }
 
   /** `{ name }` or `{ id }` (the service checks it). */
-  addDevice(spec: Record<string, unknown>) {
-    return this.post('add-device', spec);
+  async addDevice(spec: { name: string } | { id: string | Uint8Array }): Promise<Reply<'addDevice'>> {
+    const body = 'name' in spec ? { name: spec.name } : { id: refOf({ id: spec.id }) };
+    return reply<'addDevice'>(await this.post('add-device', body), null);
   }
-  addTopic(topic: string) {
-    return this.post('add-topic', { topic });
+  async addTopic(topic: string): Promise<Reply<'addTopic'>> {
+    return reply<'addTopic'>(await this.post('add-topic', { topic }), null);
   }
-  grant(device: string, topic: string, { role = 'both' }: { role?: string } = {}) {
-    return this.post('grant', { device, topic, role });
+  async grant(device: DeviceRef, topic: string, { role = 'both' }: { role?: string } = {}): Promise<Reply<'grant'>> {
+    return reply<'grant'>(await this.post('grant', { device: refOf(device), topic, role }), 'delivery');
   }
-  revoke(device: string, topic: string, { rotate = false }: { rotate?: boolean } = {}) {
-    return this.post('revoke', { device, topic, rotate });
+  async revoke(device: DeviceRef, topic: string, { rotate = false }: { rotate?: boolean } = {}): Promise<Reply<'revoke'>> {
+    return reply<'revoke'>(await this.post('revoke', { device: refOf(device), topic, rotate }), 'delivery');
   }
-  rotateTopic(topic: string) {
-    return this.post('rotate-topic', { topic });
+  async rotateTopic(topic: string): Promise<Reply<'rotateTopic'>> {
+    return reply<'rotateTopic'>(await this.post('rotate-topic', { topic }), 'delivery');
   }
-  rotateDeviceKey(device: string) {
-    return this.post('rotate-device-key', { device });
+  async rotateDeviceKey(device: DeviceRef): Promise<Reply<'rotateDeviceKey'>> {
+    return reply<'rotateDeviceKey'>(await this.post('rotate-device-key', { device: refOf(device) }), 'delivery');
   }
-  resetDevice(device: string) {
-    return this.post('reset-device', { device });
+  async resetDevice(device: DeviceRef): Promise<Reply<'resetDevice'>> {
+    return reply<'resetDevice'>(await this.post('reset-device', { device: refOf(device) }), 'delivery');
   }
-  flush() {
-    return this.post('flush', {});
+  async flush(): Promise<Reply<'flush'>> {
+    return reply<'flush'>(await this.post('flush', {}), 'is-delivery');
   }
-  list() {
-    return callApi(this.target, 'GET', 'list');
+  async list(): Promise<Reply<'list'>> {
+    const r = await callApi(this.target, 'GET', 'list');
+    if (!isList(r['devices']) || !isList(r['topics'])) throw new ServiceError('IO', 'the C2 service sent a listing without devices and topics');
+    return reply<'list'>(r, null);
   }
-  device(ref: DeviceRef) {
-    return this.post('device', { device: refOf(ref) });
+  async device(ref: DeviceRef): Promise<Reply<'device'>> {
+    return reply<'device'>(await this.post('device', { device: refOf(ref) }), null);
   }
-  deviceConfig(ref: DeviceRef, { clock, transport }: { clock?: string; transport?: unknown } = {}) {
-    return this.post('config', { device: refOf(ref), ...(clock ? { clock } : {}), ...(transport ? { transport } : {}) });
+  async deviceConfig(ref: DeviceRef, { clock, transport }: DeviceConfigOptions = {}): Promise<Reply<'deviceConfig'>> {
+    return reply<'deviceConfig'>(await this.post('config', { device: refOf(ref), ...(clock ? { clock } : {}), ...(transport ? { transport } : {}) }), null);
   }
   async exportE41P(ref: DeviceRef): Promise<Uint8Array> {
     const r = await this.post('export', { device: refOf(ref) });

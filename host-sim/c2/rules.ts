@@ -236,14 +236,12 @@ export class Rules {
       now,
       nextRun,
     ]);
-    await this.c2.save();
     return rule;
   }
 
   async remove(id: string): Promise<Rule> {
     const rule = await this.get(id);
     await rowsOf(this.c2).run('DELETE FROM rules WHERE id = ?', [id]);
-    await this.c2.save();
     return rule;
   }
 

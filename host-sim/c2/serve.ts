@@ -1,5 +1,5 @@
 /**
- * `e4-c2 serve`: the C2 as a long-running service. One process holds the database (opened once:
+ * `e4-c2 serve`: the C2 as a long-running service. It opens the database once (
  * the passphrase is read once and Argon2id runs once), keeps an MQTT connection to the broker
  * (commands out, data topics observed to see which key generation each publisher uses), answers
  * the HTTP API and serves the dashboard, and runs the automation rules every second.
@@ -18,7 +18,6 @@ import { isLoopback, type Listen } from './listen.ts';
 export interface ServeOptions {
   c2: C2;
   e4: E4;
-  dbFile: string | null;
   listen: Listen;
   broker?: string | undefined;
   version: string;
@@ -93,7 +92,7 @@ function connectBroker(
 
 export async function startServe(opts: ServeOptions): Promise<Running> {
   const { c2, log } = opts;
-  const service = await Service.start({ c2, e4: opts.e4, dbFile: opts.dbFile });
+  const service = await Service.start({ c2, e4: opts.e4 });
   const broker = opts.broker ? connectBroker(opts.broker, service, c2, log) : null;
   const server = http.createServer(createApi({ service, version: opts.version, broker: () => (broker ? broker.state() : 'none') }));
   await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,6 @@ import { callApi, remoteTarget, type RemoteTarget } from './remote.ts';
 import { formatDuration, roughly, type PlannedAction, type Rule } from './rules.ts';
 import { DEFAULT_LISTEN, parseListen } from './listen.ts';
 import { Service } from './service.ts';
-import { hasServiceTables } from './tables.ts';
 import { stopOnSignal } from '../shared/cli.ts';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
@@ -108,12 +107,12 @@ function out(values: Record<string, unknown>, json: unknown, lines: string[]): n
   return 0;
 }
 
-/** Opens the database for a local token/rules command (tables added on a writable open). */
+/** Opens the database for a local token/rules command (read-only for the commands that only read). */
 async function local<T>(
   ctx: CliContext,
   values: Record<string, unknown>,
   readOnly: boolean,
-  fn: (service: Service | null) => Promise<T>,
+  fn: (service: Service) => Promise<T>,
 ): Promise<T> {
   const image = typeof values['image'] === 'string' ? values['image'] : undefined;
   const e4 = loadE4Image(image);
@@ -121,8 +120,7 @@ async function local<T>(
   const c2 = await openC2(opening);
   let service: Service | null = null;
   try {
-    if (readOnly && !(await hasServiceTables(c2))) return await fn(null);
-    service = await Service.start({ c2, e4, readOnly });
+    service = await Service.start({ c2, e4 });
     return await fn(service);
   } finally {
     if (service) await service.close();
@@ -140,14 +138,14 @@ async function tokenCommand(pos: string[], values: Record<string, unknown>, ctx:
     need(rest, 1, 'token create NAME');
     const t = remote
       ? await callApi(remote, 'POST', 'tokens/create', { name: rest[0] })
-      : await local(ctx, values, false, (s) => s!.createToken(rest[0]!));
+      : await local(ctx, values, false, (s) => s.createToken(rest[0]!));
     return out(values, t, [`token ${String(t['name'])} (shown once; the C2 keeps only its SHA-256):`, String(t['token'])]);
   }
   if (action === 'list') {
     need(rest, 0, 'token list');
     const r = remote
       ? await callApi(remote, 'GET', 'tokens')
-      : { tokens: await local(ctx, values, true, (s) => (s ? s.listTokens() : Promise.resolve([]))) };
+      : { tokens: await local(ctx, values, true, (s) => s.listTokens()) };
     const tokens = Array.isArray(r['tokens']) ? (r['tokens'] as { name: string; created: number; lastUsed: number | null }[]) : [];
     return out(
       values,
@@ -159,7 +157,7 @@ async function tokenCommand(pos: string[], values: Record<string, unknown>, ctx:
     need(rest, 1, 'token revoke NAME');
     const r = remote
       ? await callApi(remote, 'POST', 'tokens/revoke', { name: rest[0] })
-      : await local(ctx, values, false, (s) => s!.revokeToken(rest[0]!));
+      : await local(ctx, values, false, (s) => s.revokeToken(rest[0]!));
     return out(values, r, [`revoked token ${String(r['name'])}`]);
   }
   throw new ServiceError('USAGE', `token takes create NAME, list or revoke NAME (got ${JSON.stringify(action ?? '')})`);
@@ -171,14 +169,14 @@ async function rulesCommand(pos: string[], values: Record<string, unknown>, ctx:
     need(rest, 0, 'rules list');
     const rules = remote
       ? ((await callApi(remote, 'GET', 'rules'))['rules'] as Rule[])
-      : await local(ctx, values, true, (s) => (s ? s.listRules() : Promise.resolve([])));
+      : await local(ctx, values, true, (s) => s.listRules());
     return out(values, { rules }, rules.length ? rules.map(ruleLine) : ['no rules']);
   }
   if (action === 'next') {
     need(rest, 0, 'rules next');
     const r = remote
       ? await callApi(remote, 'GET', 'rules/next')
-      : await local(ctx, values, true, async (s) => ({ now: Math.floor(Date.now() / 1000), next: s ? await s.planRules() : [] }));
+      : await local(ctx, values, true, async (s) => ({ now: Math.floor(Date.now() / 1000), next: await s.planRules() }));
     const now = Number(r['now']);
     const next = r['next'] as PlannedAction[];
     return out(values, r, next.length ? next.map((p) => planLine(p, now)) : ['no rules: nothing happens on its own']);
@@ -191,14 +189,14 @@ async function rulesCommand(pos: string[], values: Record<string, unknown>, ctx:
     for (const k of ['every', 'base', 'max']) if (values[k] !== undefined) req[k] = values[k];
     const rule = remote
       ? ((await callApi(remote, 'POST', 'rules/add', req)) as unknown as Rule)
-      : await local(ctx, values, false, (s) => s!.addRule(req));
+      : await local(ctx, values, false, (s) => s.addRule(req));
     return out(values, rule, [`added rule ${ruleLine(rule)}`]);
   }
   if (action === 'remove') {
     need(rest, 1, 'rules remove ID');
     const rule = remote
       ? ((await callApi(remote, 'POST', 'rules/remove', { id: rest[0] })) as unknown as Rule)
-      : await local(ctx, values, false, (s) => s!.removeRule(rest[0]!));
+      : await local(ctx, values, false, (s) => s.removeRule(rest[0]!));
     return out(values, rule, [`removed rule ${rule.id} (${rule.kind}${rule.target ? ' ' + rule.target : ''})`]);
   }
   throw new ServiceError('USAGE', `rules takes list, next, add KIND [TARGET] or remove ID (got ${JSON.stringify(action ?? '')})`);
@@ -210,16 +208,16 @@ async function serveCommand(values: Record<string, unknown>, ctx: CliContext): P
   const broker = typeof values['broker'] === 'string' ? values['broker'] : process.env['E4_C2_BROKER'] || undefined;
   if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker))
     throw new ServiceError('USAGE', '--broker must be a URL such as mqtt://127.0.0.1:1883');
-  const dbFile = ctx.dbPath(values);
+  const dbPath = ctx.dbPath(values);
   const e4 = loadE4Image(typeof values['image'] === 'string' ? values['image'] : undefined);
   // Loaded here: the one-shot commands need neither HTTP nor MQTT, and start faster without them.
   const { startServe } = await import('./serve.ts');
-  const opening = { dbPath: dbFile, passphrase: ctx.readPassphrase(values), e4, readOnly: false };
+  const opening = { dbPath, passphrase: ctx.readPassphrase(values), e4, readOnly: false };
   const c2 = await openC2(opening);
   const log = (line: string) => process.stderr.write(`e4-c2 serve: ${line}\n`);
   let running;
   try {
-    running = await startServe({ c2, e4, dbFile, listen, broker, version: ctx.version, log });
+    running = await startServe({ c2, e4, listen, broker, version: ctx.version, log });
   } catch (e) {
     await c2.close();
     throw e;

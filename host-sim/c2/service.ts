@@ -3,21 +3,24 @@
  * event log, the automation rules and the API tokens around it. `serve.ts` puts HTTP and MQTT in
  * front of it; tests drive it directly with an injected clock.
  *
- * Calls run one at a time. Before each, a file database is checked to be the file this service
- * last wrote: a database that changed under the service (another program wrote it, a backup was
- * put back) is refused with DB_CHANGED until the service is restarted, which verifies it again,
- * so the service never overwrites a change it has not verified.
+ * Calls run one at a time. Before each, the database is checked to still be the one the service
+ * opened and verified (Store.identity: the same SQLite file, the same PostgreSQL tables): a
+ * database replaced under the service (an older copy put back, the tables restored from a dump)
+ * is refused with DB_CHANGED until the service is restarted, which verifies it again, so the
+ * service never writes to a database it has not verified. Writes by other C2 processes sharing
+ * the database are not a change in this sense (the store is made for that), and a row edited by
+ * anything else fails its MAC when read (INTEGRITY).
  */
-import fs from 'node:fs';
-import type { C2 } from './c2.ts';
-import type { adaptE4 } from './e4.ts';
+import type { C2, DeviceRef } from './c2.ts';
+import type { Role } from './schema.ts';
+import type { C2E4 } from './e4.ts';
 import { ServiceError, asServiceError } from './errors.ts';
 import { EventLog } from './events.ts';
 import { Rules, type PlannedAction, type Rule, type RuleActions, type RuleRequest, type RuleRun } from './rules.ts';
-import { asRow, ensureServiceTables, int, rowsOf, text, textOrNull } from './tables.ts';
+import { asRow, int, rowsOf, text, textOrNull } from './tables.ts';
 import { authenticate, createToken, listTokens, revokeToken, type NewToken, type TokenInfo } from './tokens.ts';
 
-export type E4 = ReturnType<typeof adaptE4>;
+export type E4 = C2E4;
 export type Sender = (topic: string, bytes: Uint8Array, options: { qos: 2 }) => Promise<unknown>;
 
 export interface ServiceOptions {
@@ -25,12 +28,6 @@ export interface ServiceOptions {
   e4: E4;
   /** Seconds since the epoch; the C2 must be opened with the same clock. */
   nowS?: () => number;
-  /** The database file, watched for changes made by others (null: not a file, e.g. PostgreSQL). */
-  dbFile?: string | null;
-  /** Observations and events are written at most this often (each write rewrites a sql.js file). */
-  saveDelayMs?: number;
-  /** Opened read-only (the CLI's `rules list`): the service tables are not added. */
-  readOnly?: boolean;
 }
 
 export type DeviceSpec = { name: string } | { id: string };
@@ -56,15 +53,6 @@ export interface Unprotected {
 /** A protected message is the 8-byte timestamp and the AES-SIV output (16-byte tag, then the data). */
 const MIN_MESSAGE = 8 + 16;
 
-function fileState(file: string): string | null {
-  try {
-    const s = fs.statSync(file);
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
-  } catch {
-    return null;
-  }
-}
-
 function list(v: unknown): Record<string, unknown>[] {
   return Array.isArray(v) ? v.map(asRow) : [];
 }
@@ -79,12 +67,10 @@ export class Service {
   readonly nowS: () => number;
   readonly events: EventLog;
   readonly rules: Rules;
-  private readonly dbFile: string | null;
-  private readonly saveDelayMs: number;
   private chain: Promise<unknown> = Promise.resolve();
-  private dbState: string | null = null;
+  /** Store.identity() when the service started. */
+  private identity = '';
   private changedUnder = false;
-  private saveTimer: NodeJS.Timeout | null = null;
   private readonly reportedQueued = new Set<string>();
   /** Per topic, the last (device, generation) seen publishing: key-seen is emitted on a change. */
   private readonly lastSeen = new Map<string, string>();
@@ -96,76 +82,58 @@ export class Service {
     this.nowS = opts.nowS ?? (() => Date.now() / 1000);
     this.events = new EventLog(this.c2, () => this.nowS() * 1000);
     this.rules = new Rules(this.c2, this.nowS);
-    this.dbFile = opts.dbFile ?? null;
-    this.saveDelayMs = opts.saveDelayMs ?? 1000;
   }
 
   static async start(opts: ServiceOptions): Promise<Service> {
     const s = new Service(opts);
-    if (!opts.readOnly) await ensureServiceTables(s.c2);
-    s.recordDatabase();
+    s.identity = await s.c2.store.identity();
     return s;
   }
 
   // ------------------------------------------------------------ serialisation and the database guard
 
-  private recordDatabase(): void {
-    if (this.dbFile) this.dbState = fileState(this.dbFile);
+  /** True once the database at the service's location is not the one it opened. */
+  private async replaced(): Promise<boolean> {
+    if (!this.changedUnder && !this.closed && (await this.c2.store.identity()) !== this.identity) this.changedUnder = true;
+    return this.changedUnder;
   }
 
-  private checkDatabase(): void {
+  private async checkDatabase(): Promise<void> {
     if (this.closed) throw new ServiceError('IO', 'the service is stopping');
-    if (this.dbFile && !this.changedUnder && fileState(this.dbFile) !== this.dbState) this.changedUnder = true;
-    if (this.changedUnder) {
+    if (await this.replaced()) {
       throw new ServiceError(
         'DB_CHANGED',
-        `the database ${this.dbFile} was changed by another program while the service ran: nothing was written; restart the service to verify and load it`,
+        `the database ${this.c2.dbPath} was replaced while the service ran (not the one it opened and verified): nothing was written; restart the service to verify and load it`,
       );
     }
   }
 
-  /** The database as this service sees it: 'ok', or 'changed' (refusing every call). */
-  databaseState(): 'ok' | 'changed' {
-    if (this.dbFile && !this.changedUnder && !this.closed && fileState(this.dbFile) !== this.dbState) this.changedUnder = true;
-    return this.changedUnder ? 'changed' : 'ok';
+  /** The database as this service sees it: 'ok', 'changed' (refusing every call) or
+   * 'unreachable' (PostgreSQL did not answer). */
+  async databaseState(): Promise<'ok' | 'changed' | 'unreachable'> {
+    try {
+      return (await this.replaced()) ? 'changed' : 'ok';
+    } catch {
+      return 'unreachable';
+    }
   }
 
-  /** Runs fn alone, after the guard; records the file it leaves and schedules a save. */
+  /** Runs fn alone, after the guard. */
   run<T>(fn: () => Promise<T>): Promise<T> {
     const step = this.chain.then(async () => {
-      this.checkDatabase();
-      try {
-        return await fn();
-      } finally {
-        this.recordDatabase();
-        this.scheduleSave();
-      }
+      await this.checkDatabase();
+      return fn();
     });
     this.chain = step.catch(() => undefined);
     return step;
   }
 
-  private scheduleSave(): void {
-    if (this.saveTimer || this.closed) return;
-    this.saveTimer = setTimeout(() => {
-      this.saveTimer = null;
-      this.run(() => this.c2.save()).catch(() => undefined);
-    }, this.saveDelayMs);
-    this.saveTimer.unref();
-  }
-
-  /** Writes what is pending and closes the database. */
+  /** Waits for the call under way and closes the database (nothing is pending: every call wrote
+   * what it changed in its own transactions). */
   async close(): Promise<void> {
-    if (this.saveTimer) clearTimeout(this.saveTimer);
-    this.saveTimer = null;
     await this.chain;
     this.closed = true;
-    if (!this.changedUnder && this.databaseState() === 'ok') await this.c2.close();
-    else {
-      // Release the database without c2.close(), which would write pending changes over the changed file.
-      const store: unknown = Reflect.get(this.c2, 'store');
-      if (store && typeof store === 'object' && 'close' in store && typeof store.close === 'function') await store.close();
-    }
+    await this.c2.close();
   }
 
   // ------------------------------------------------------------ delivery -> events
@@ -231,7 +199,7 @@ export class Service {
     );
   }
 
-  grant(device: string, topic: string, role: string): Promise<Result> {
+  grant(device: DeviceRef, topic: string, role: Role): Promise<Result> {
     return this.run(() =>
       this.operate(
         'granted',
@@ -354,10 +322,9 @@ export class Service {
       const t = asRow(await this.c2.topic(topic));
       const gen = int(t, 'key_gen');
       const timestamp = Math.floor(this.nowS());
-      const key: unknown = await this.c2.topicKey(text(t, 'hash'), gen);
+      const key = await this.c2.topicKey(text(t, 'hash'), gen);
       try {
-        const message: unknown = this.e4.protect(key, timestamp, payload);
-        if (!(message instanceof Uint8Array)) throw new ServiceError('INTERNAL', 'protect gave no bytes');
+        const message = this.e4.protect(key, timestamp, payload);
         return { topic, gen, timestamp, message };
       } finally {
         wipe(key);
@@ -376,21 +343,16 @@ export class Service {
         int(asRow(r), 'gen'),
       );
       for (const gen of gens) {
-        const key: unknown = await this.c2.topicKey(hash, gen);
-        let opened: unknown;
+        const key = await this.c2.topicKey(hash, gen);
+        let opened: ReturnType<E4['unprotect']> | null;
         try {
-          opened = this.e4.open(key, message);
+          opened = this.e4.unprotect(key, message);
         } catch {
           opened = null; // not this generation's key
         } finally {
           wipe(key);
         }
-        if (opened && typeof opened === 'object') {
-          const o = asRow(opened);
-          const payload = o['plaintext'];
-          if (payload instanceof Uint8Array)
-            return { topic, gen, current: gen === int(t, 'key_gen'), timestamp: int(o, 'timestamp'), payload };
-        }
+        if (opened) return { topic, gen, current: gen === int(t, 'key_gen'), timestamp: opened.timestamp, payload: opened.plaintext };
       }
       throw new ServiceError(
         'INVALID_TAG',

@@ -537,6 +537,29 @@ export class Store {
     if (this.readOnly) throw new C2Error('USAGE', 'the C2 database was opened read-only');
   }
 
+  /**
+   * Which database this is, as opposed to what it holds: the SQLite file's device and inode, or
+   * the object ids PostgreSQL gave the C2's tables when they were created. It changes when the
+   * database is replaced under an open C2 (an older copy put back over the file, the tables
+   * dropped and restored from a dump): this connection would then go on with a database that is
+   * no longer the one at `where`. It does not change with any C2's writes, this one's or another
+   * process's sharing the database (those are safe: every operation reads its rows afresh, and
+   * a row edited outside a C2 fails its MAC).
+   */
+  async identity(): Promise<string> {
+    if (this.dialect === 'postgres') {
+      const names = ['meta', ...Object.keys(TABLES), 'api_tokens', 'rules', 'events'].map((t) => `'${t}'`).join(', ');
+      const r = await this.get(`SELECT string_agg(COALESCE(to_regclass(t)::oid::text, '-'), ':' ORDER BY t) AS ids FROM unnest(ARRAY[${names}]) AS t`);
+      return `postgres:${String(r?.ids)}`;
+    }
+    try {
+      const st = fs.statSync(this.where);
+      return `sqlite:${st.dev}:${st.ino}`;
+    } catch {
+      return 'sqlite:gone';
+    }
+  }
+
   // ---- authenticated rows ----
   macOf(table: Table, row: Row): Buffer {
     const h = createHmac('sha256', this.keys.mac).update(`e4-c2/2 row|${table}|`);

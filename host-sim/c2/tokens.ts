@@ -48,7 +48,6 @@ export async function createToken(c2: C2, name: string, nowS: number): Promise<N
     tokenHash(token),
     Math.floor(nowS),
   ]);
-  await c2.save();
   return { name, token };
 }
 
@@ -66,7 +65,6 @@ export async function revokeToken(c2: C2, name: string): Promise<{ name: string 
   if (!(await rows.get('SELECT name FROM api_tokens WHERE name = ?', [name])))
     throw new ServiceError('NOT_FOUND', `no token named ${name}`);
   await rows.run('DELETE FROM api_tokens WHERE name = ?', [name]);
-  await c2.save();
   return { name };
 }
 
@@ -90,7 +88,6 @@ export async function authenticate(c2: C2, header: string | undefined, nowS: num
   const now = Math.floor(nowS);
   if (lastUsed === null || now - lastUsed >= LAST_USED_EVERY_S) {
     await rowsOf(c2).run('UPDATE api_tokens SET last_used = ? WHERE name = ?', [now, name]);
-    await c2.save();
   }
   return name;
 }

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { TS_NODE } from '../../host-sim/shared/cli.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -33,10 +34,11 @@ export interface C2Dir {
 
 const CLEAN_ENV = { E4_C2_PASSPHRASE: '', E4_C2_BROKER: '', E4_C2_DB: '', E4_C2_SERVER: '', E4_C2_TOKEN: '' };
 
-/** A fresh folder with an initialised database (Argon2id at test strength). */
-export function c2Dir(): C2Dir {
+/** A fresh folder with an initialised database (Argon2id at test strength): a SQLite file in the
+ * folder, or the PostgreSQL database `db` names (a postgres:// URL). */
+export function c2Dir(db?: string): C2Dir {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4-c2-serve-'));
-  const db = path.join(dir, 'c2.db');
+  db ??= path.join(dir, 'c2.db');
   const passFile = path.join(dir, 'pass');
   fs.writeFileSync(passFile, PASS + '\n', { mode: 0o600 });
   const base = ['--db', db, '--passphrase-file', passFile];
@@ -209,4 +211,21 @@ export function followEvents(url: string, token: string, query = '') {
       await pump;
     },
   };
+}
+
+/** Every row of every table of a SQLite C2 database, as comparable text, read beside a running
+ * service (WAL: committed changes are in the -wal file until a checkpoint, not in the file). */
+export function dumpDb(db: string): Record<string, string[]> {
+  const conn = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    const out: Record<string, string[]> = {};
+    const tables = conn.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all();
+    for (const { name } of tables) {
+      const rows = conn.prepare<[], Record<string, unknown>>(`SELECT * FROM "${name}"`).all();
+      out[name] = rows.map((r) => JSON.stringify(Object.entries(r).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v]))).sort();
+    }
+    return out;
+  } finally {
+    conn.close();
+  }
 }
