@@ -14,7 +14,6 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { startBroker } from './services/broker.ts';
 import { SimDevice } from './shared/device.ts';

@@ -340,8 +340,8 @@ describe('wiping', () => {
     ]) {
       try {
         fn();
-      } catch (e: any) {
-        errors.push(String(e) + e.message);
+      } catch (e) {
+        errors.push(String(e) + (e as Error).message);
       }
     }
     expect(errors.length).toBe(4);
@@ -378,7 +378,7 @@ describe('provisioning and bad input', () => {
     expect(client.snapshot().topics).toEqual([]);
     expect(code(() => client.setTopicKey({ hash: 'ab'.repeat(15) }, K1))).toBe(-112);
     expect(code(() => client.removeTopic(new Uint8Array(15)))).toBe(-112);
-    expect(code(() => client.removeTopic(null as any))).toBe(-112);
+    expect(code(() => client.removeTopic(null as never))).toBe(-112);
   });
 
   it('a device can be created from its name', () => {
@@ -392,12 +392,12 @@ describe('provisioning and bad input', () => {
     expect(code(() => create({ vault }, { id: 'zz', key: CLIENT_KEY }))).toBe(-112);
     expect(code(() => create({ vault }, { key: CLIENT_KEY }))).toBe(-112);
     expect(code(() => create({ vault }, { id: ID, key: CLIENT_KEY }, { maxDelay: -1 }))).toBe(-112);
-    expect(code(() => create({ vault } as any, { id: ID, key: CLIENT_KEY, topics: [{ key: K1 }] }))).toBe(-112);
-    expect(code(() => create({} as any, { id: ID, key: CLIENT_KEY }))).toBe(-112);
+    expect(code(() => create({ vault } as never, { id: ID, key: CLIENT_KEY, topics: [{ key: K1 }] }))).toBe(-112);
+    expect(code(() => create({} as never, { id: ID, key: CLIENT_KEY }))).toBe(-112);
     const { client } = device();
-    expect(code(() => client.unprotect(TOPIC, 'not bytes' as any))).toBe(-112);
-    expect(code(() => client.unprotect(42 as any, new Uint8Array(30)))).toBe(-112);
-    expect(code(() => client.protect(TOPIC, 42 as any))).toBe(-112);
+    expect(code(() => client.unprotect(TOPIC, 'not bytes' as never))).toBe(-112);
+    expect(code(() => client.unprotect(42 as never, new Uint8Array(30)))).toBe(-112);
+    expect(code(() => client.protect(TOPIC, 42 as never))).toBe(-112);
     expect(code(() => client.protect('unknown/topic', 'x'))).toBe(-105);
   });
 

@@ -6,10 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceConfigFor, uploadScript, verifyFlash, sha3_16, BOOT_CODE } from '../host-sim/shared/flash-files.ts';
+import { deviceConfigFor, uploadScript, verifyFlash, sha3_16 } from '../host-sim/shared/flash-files.ts';
 import { parseArgs, portKind } from '../host-sim/tools/espruino-cli.ts';
 import { UsageError } from '../host-sim/shared/cli.ts';
 import { TS_NODE } from '../host-sim/shared/cli.ts';
@@ -67,7 +67,7 @@ describe('flash: command line', () => {
   it('--version prints the version; -p is --port, as the espruino tool spells it', () => {
     const v = run('flash.ts', ['--version']);
     expect(v.code).toBe(0);
-    expect(v.out.trim()).toBe(JSON.parse(require('node:fs').readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+    expect(v.out.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
     const r = run('flash.ts', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', goodFile, '--dry-run']);
     expect(r.code, r.err).toBe(0);
   });

@@ -3,7 +3,7 @@
  * (the built image in device-only sandboxes), the C2 library sending commands with QoS 2, and an
  * observer on `#` that records every byte the broker carries.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import Database from 'better-sqlite3';

@@ -10,7 +10,10 @@ const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => 
 const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
-  for (const p of parts) (out.set(p, o), (o += p.length));
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 };
 const plain = (f: Frame) => ({ type: f.type, seq: f.seq, topic: f.topic, payload: Buffer.from(f.payload).toString('hex') });
@@ -75,7 +78,7 @@ describe('decode', () => {
     const all = concat(...encoded);
     for (const form of [String.fromCharCode(...all), Array.from(all), all]) {
       const { dec, frames } = collect();
-      dec.push(form as any);
+      dec.push(form);
       expect(frames).toEqual(expected);
     }
   });

@@ -45,7 +45,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
       gw.attach(link, { name: 'puck', consoleLine: 'E4.gateway()' });
       return link;
     };
-    let link = connect();
+    const link = connect();
     await until(() => imageDevice(E4).connected && [...gw.links][0]?.filters.has('e4/' + cfg.id), 5000, 'the Puck.js link handshake');
     expect([...gw.links][0].id).toBe(cfg.id);
 
@@ -73,7 +73,7 @@ describe.each(brokerKinds())('gateway and the Puck.js image over %s', (kind) => 
     // Power cycle: the BLE connection drops; the image boots from Storage and reconnects.
     link.close();
     E4 = board.powerCycle();
-    link = connect();
+    connect();
     await until(() => imageDevice(E4).connected, 5000, 'the link after the power cycle');
     const seenBefore = obs.seen.filter((s) => s.topic === TOPIC).length;
     imageDevice(E4).publish(TOPIC, '{"bpm":73,"n":2}');

@@ -37,7 +37,7 @@ describe('resolveHash', () => {
 
   it('anything else is PARAMETER_INVALID', () => {
     for (const bad of [b(7, 15), { hash: '07'.repeat(15) }, { hash: 'zz'.repeat(16) }, null, 5, {}])
-      expect(code(() => resolveHash(bad as any, hashOf)), JSON.stringify(bad)).toBe(PARAMETER_INVALID);
+      expect(code(() => resolveHash(bad as never, hashOf)), JSON.stringify(bad)).toBe(PARAMETER_INVALID);
   });
 });
 

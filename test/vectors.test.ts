@@ -14,9 +14,40 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { vaultSuite } from './support/vault-suite';
+import type { SkVectors } from './support/vault-suite';
 import { nodeAesCbc, nodeAesEcb } from './support/node-aes';
 
-const V = loadVectors('e4-sk-vectors.json');
+interface ClientIdCase {
+  name: string;
+  name_utf8_hex: string;
+  name_utf8_len: number;
+  id: string;
+  control_topic: string;
+}
+interface TopicHashCase {
+  topic: string;
+  topic_utf8_hex: string;
+  topic_utf8_len: number;
+  topic_hash: string;
+}
+interface StorageFileCase {
+  case: string;
+  description: string;
+  client_id: string;
+  client_key: string;
+  topics: { topic_hash: string; key: string }[];
+  file: string;
+  file_len: number;
+}
+
+/** test/vectors/e4-sk-vectors.json: the sections vault-suite.ts runs, and those read here. */
+interface VectorFile extends Omit<SkVectors, 'topic_hashes'> {
+  client_ids: ClientIdCase[];
+  topic_hashes: TopicHashCase[];
+  storage_file: StorageFileCase[];
+}
+
+const V = loadVectors<VectorFile>('e4-sk-vectors.json');
 const topicsOf = (s: StoredState) => s.topics.map((t) => ({ topic_hash: toHexStr(t.hash), key: toHexStr(t.key) }));
 const sha3 = nobleVault().sha3!;
 const vaults: [string, Vault][] = [
@@ -34,7 +65,7 @@ it('each vector file matches the SHA-256 pinned in test/vectors/README.md', () =
 });
 
 it('vector file has every section', () => {
-  for (const k of ['client_ids', 'topic_hashes', 'aes_siv', 'protect', 'unprotect', 'commands', 'scenarios', 'storage_file']) {
+  for (const k of ['client_ids', 'topic_hashes', 'aes_siv', 'protect', 'unprotect', 'commands', 'scenarios', 'storage_file'] as const) {
     expect(V[k].length, k).toBeGreaterThan(0);
   }
 });
@@ -67,14 +98,14 @@ describe.each(vaults)('%s', (_name, vault) => {
 describe('storage_file', () => {
   for (const c of V.storage_file) {
     it(`${c.case}`, () => {
-      const state = { id: hex(c.client_id), key: hex(c.client_key), topics: c.topics.map((t: any) => ({ hash: hex(t.topic_hash), key: hex(t.key) })) };
+      const state = { id: hex(c.client_id), key: hex(c.client_key), topics: c.topics.map((t) => ({ hash: hex(t.topic_hash), key: hex(t.key) })) };
       const file = encodeE41P(state);
       expect(toHexStr(file)).toBe(c.file);
       expect(file.length).toBe(c.file_len);
       const back = decodeE41P(hex(c.file));
       expect(toHexStr(back.id)).toBe(c.client_id);
       expect(toHexStr(back.key)).toBe(c.client_key);
-      expect(topicsOf(back)).toEqual(c.topics.map((t: any) => ({ topic_hash: t.topic_hash, key: t.key })));
+      expect(topicsOf(back)).toEqual(c.topics.map((t) => ({ topic_hash: t.topic_hash, key: t.key })));
       // A device provisioned from the image exports the same bytes.
       const client = create({ vault: nobleVault(), store: memoryStore(back) });
       expect(toHexStr(client.exportE41P())).toBe(c.file);

@@ -12,6 +12,7 @@ import { install } from '../espruino/boot';
 import type { DeviceFile } from '../espruino/boot';
 import { nativeVault } from '../espruino/native-aes';
 import { mqttTransport } from '../espruino/mqtt';
+import type { MqttConfig } from '../espruino/mqtt';
 
 export { client, device, status, stop, version } from '../espruino/api';
 export { create } from '../../firmware/client';
@@ -27,6 +28,6 @@ export var start = install({
   transport: function (cfg: DeviceFile, c: Client, log: Log) {
     var t = cfg.transport;
     if (!t || !t.mqtt) return null;
-    return mqttTransport(t, 'e4-' + toHex(c.id).substr(0, 12), log);
+    return mqttTransport(t as MqttConfig, 'e4-' + toHex(c.id).substr(0, 12), log);
   },
 });

@@ -4,7 +4,7 @@
  * its hardware needs.
  */
 import type { Client } from '../../firmware/client';
-import type { Device } from '../shared/runtime';
+import type { Device, DeviceStatus } from '../shared/runtime';
 import { wipeState } from '../../firmware/state';
 import { board } from './boot';
 
@@ -19,7 +19,7 @@ export function device(): Device | null {
 }
 
 /** { ok, error, id, topics, connected, stats, time } without any key. */
-export function status(): any {
+export function status(): DeviceStatus {
   var c = board.client;
   var d = board.device;
   // The topic count comes from a snapshot: its key copies are wiped at once, not left to the GC.

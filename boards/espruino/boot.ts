@@ -19,14 +19,27 @@ import { create } from '../../firmware/client';
 import type { Device, Transport } from '../shared/runtime';
 import { runDevice } from '../shared/runtime';
 import { flashStore } from '../shared/flash-store';
+import type { StorageApi } from '../shared/flash-store';
+import type { RawFlash } from './storage-zero';
+import type { LinkConfig } from './link';
+import type { MqttConfig } from './mqtt';
 import { storageZero } from './storage-zero';
 
-declare var require: (name: string) => any;
-declare var E: any;
-declare var process: any;
+/** The part of Espruino's `require("Storage")` the boot and the flash store use. */
+export interface EspruinoStorage extends StorageApi {
+  read(name: string, offset?: number, length?: number): string | undefined;
+  write(name: string, data: string | Uint8Array, offset?: number, size?: number): boolean;
+  /** The file parsed as JSON; undefined when absent or (noExceptions) not JSON. */
+  readJSON(name: string, noExceptions: boolean): unknown;
+  compact(): void;
+}
+
+declare var require: { (name: 'Storage'): EspruinoStorage; (name: 'Flash'): RawFlash };
+declare var E: { CRC32(data: Uint8Array): number; on(event: 'init' | 'kill', fn: () => void): void };
+declare var process: { env: { BOARD?: string; STORAGE?: number }; memory(gc: boolean): { flash_code_start?: number } };
 declare var getTime: () => number;
-declare var setInterval: (fn: () => void, ms: number) => any;
-declare var setTimeout: (fn: () => void, ms: number) => any;
+declare var setInterval: (fn: () => void, ms: number) => number;
+declare var setTimeout: (fn: () => void, ms: number) => number;
 declare var console: { log(m: string): void };
 
 /** The device configuration file (device.json as written by C2/flash; keys removed after provisioning). */
@@ -49,11 +62,19 @@ export interface DeviceFile {
   topics?: TopicEntry[];
   options?: Options;
   clock?: string;
-  transport?: any;
+  transport?: TransportConfig;
   /** Least level logged to the console: debug, info, warn (default), error. */
   log?: string;
   /** Set once the keys have moved to the store. */
   provisioned?: boolean;
+}
+
+/** The device file's `transport`: the framed link to a gateway (nRF52 boards) or MQTT over Wi-Fi (ESP32). */
+export interface TransportConfig {
+  link?: LinkConfig;
+  mqtt?: MqttConfig['mqtt'];
+  wifi?: MqttConfig['wifi'];
+  ntp?: string;
 }
 
 /** What a board entry (boards/<board>/main.ts) supplies. */
@@ -129,7 +150,7 @@ export function storageArea(env: { BOARD?: string; STORAGE?: number }, memory: {
  * (not power-safe). Where Storage's address is unknown the store cannot erase keys and refuses
  * to open (boot reports it).
  */
-export function openStore(S: any): Store {
+export function openStore(S: EspruinoStorage): Store {
   var a = storageArea(process.env, process.memory(false));
   return flashStore(S, { name: STORE_NAME, zero: a ? storageZero(require('Flash'), S, a[0], a[1]) : undefined, crc32: E.CRC32 });
 }
@@ -144,7 +165,7 @@ export function openStore(S: any): Store {
  * stack. (Storage compacting by itself, when a write finds it full, is not covered: keep free
  * space; see README.md. The store never creates a file that does not fit.)
  */
-export function deferCompaction(S: any): any {
+export function deferCompaction(S: EspruinoStorage): Pick<EspruinoStorage, 'readArrayBuffer' | 'read' | 'write' | 'erase' | 'compact'> {
   return {
     readArrayBuffer: S.readArrayBuffer,
     read: S.read,
@@ -157,9 +178,9 @@ export function deferCompaction(S: any): any {
 }
 
 /** Replaces the configuration file by one without keys, and erases the old one from flash. */
-function dropKeys(S: any, cfg: DeviceFile): void {
-  var out: any = {};
-  for (var k in cfg) if (k !== 'key' && k !== 'topics') out[k] = (cfg as any)[k];
+function dropKeys(S: EspruinoStorage, cfg: DeviceFile): void {
+  var out: { [field: string]: unknown } = {};
+  for (var k in cfg) if (k !== 'key' && k !== 'topics') out[k] = cfg[k as keyof DeviceFile];
   var topics: TopicEntry[] = [];
   var t = cfg.topics || [];
   for (var i = 0; i < t.length; i++) topics.push({ topic: t[i].topic, hash: t[i].hash });
@@ -186,7 +207,7 @@ export function topicNames(cfg: DeviceFile): string[] {
 export function boot(spec: BoardSpec): Device | null {
   if (board.client) return board.device;
   var S = require('Storage');
-  var cfg: DeviceFile | undefined = S.readJSON(CONFIG_FILE, true);
+  var cfg = S.readJSON(CONFIG_FILE, true) as DeviceFile | undefined;
   var log = consoleLog(cfg && cfg.log);
   if (!cfg || (cfg.format !== undefined && cfg.format !== 'e4-device') || (cfg.version !== undefined && cfg.version !== 1)) {
     board.error = 'no usable ' + CONFIG_FILE + ' in Storage: run npm run flash';

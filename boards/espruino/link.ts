@@ -20,19 +20,31 @@ import type { Log } from '../../firmware/hal';
 import { ACK, encodeFrame, frameDecoder, HELLO, PUBLISH, SUBSCRIBE } from '../../firmware/link/frame';
 import type { Transport, TransportSink } from '../shared/runtime';
 
-declare var Bluetooth: any;
-declare var Telnet: any;
-declare var Serial1: any;
-declare var LoopbackA: any;
-declare var NRF: any;
-declare var setInterval: (fn: () => void, ms: number) => any;
-declare var clearInterval: (id: any) => void;
+/** The part of Espruino's Bluetooth (BLE UART), Serial1 and Telnet objects the link uses. */
+interface EspruinoPort {
+  write(data: Uint8Array): void;
+  on(event: 'data', fn: (data: string) => void): void;
+  removeAllListeners(event: string): void;
+}
+
+interface EspruinoSerial extends EspruinoPort {
+  setup(baud: number, options: { rx?: string | number; tx?: string | number }): void;
+}
+
+declare var Bluetooth: EspruinoPort;
+declare var Telnet: EspruinoPort;
+declare var Serial1: EspruinoSerial;
+declare var LoopbackA: { setConsole(): void };
+declare var NRF: { on(event: 'disconnect', fn: () => void): void };
+declare var setInterval: (fn: () => void, ms: number) => number;
+declare var clearInterval: (id: number) => void;
 
 export interface LinkConfig {
   kind?: 'ble-uart' | 'serial';
   baud?: number;
-  rx?: any;
-  tx?: any;
+  /** Serial pins, by name as the device file gives them (e.g. "D8") or number. */
+  rx?: string | number;
+  tx?: string | number;
   /** Largest payload accepted from the gateway (default 512). */
   maxPayload?: number;
   /** Longest topic accepted from the gateway, in bytes (default 96). */
@@ -53,15 +65,16 @@ export interface LinkTransport extends Transport {
 
 export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTransport {
   var ble = cfg.kind !== 'serial';
-  var port: any = null; // Bluetooth or Serial1, taken at start (absent on some builds)
+  var port: EspruinoPort | null = null; // Bluetooth or Serial1, taken at start (absent on some builds)
   var sink: TransportSink | null = null;
   var seq = 0;
   var pending: { [seq: string]: Pending } = {};
-  var timer: any = null;
+  var timer: number | null = null;
   var up = false;
 
+  /** Runs once start() has taken the port: from start(), attach() and the port's own data. */
   function send(type: number, s: number, topic: string, payload: Uint8Array | null): void {
-    port.write(encodeFrame(type, s, topic, payload));
+    port!.write(encodeFrame(type, s, topic, payload));
   }
 
   /** Sends `type` as a request (seq > 0) and keeps it for retransmission until its ACK; with no

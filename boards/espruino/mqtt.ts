@@ -10,10 +10,32 @@
 import type { Log } from '../../firmware/hal';
 import type { Transport, TransportSink } from '../shared/runtime';
 
-declare var require: (name: string) => any;
-declare var E: any;
-declare var setTimeout: (fn: () => void, ms: number) => any;
-declare var clearTimeout: (id: any) => void;
+/** The part of an Espruino MQTT client (the JavaScript `MQTT` module) used here. */
+interface EspruinoMqtt {
+  on(event: 'connected' | 'disconnected', fn: () => void): void;
+  on(event: 'publish', fn: (p: { topic: string; message: string }) => void): void;
+  on(event: 'error', fn: (e: string) => void): void;
+  connect(): void;
+  disconnect(): void;
+  subscribe(topic: string, options: { qos: number }): void;
+  publish(topic: string, message: string, qos: number): void;
+}
+
+interface EspruinoMqttModule {
+  create(server: string, options: { port: number; client_id: string; username?: string; password?: string; keep_alive: number }): EspruinoMqtt;
+}
+
+/** The part of Espruino's `Wifi` module used here (ESP32). */
+interface EspruinoWifi {
+  /** `err` is null once connected. */
+  connect(ssid: string, options: { password?: string }, callback: (err: string | null) => void): void;
+  setSNTP(server: string, timezone: number): void;
+}
+
+declare var require: { (name: 'MQTT'): EspruinoMqttModule; (name: 'Wifi'): EspruinoWifi };
+declare var E: { toUint8Array(s: string): Uint8Array; toString(data: Uint8Array): string };
+declare var setTimeout: (fn: () => void, ms: number) => number;
+declare var clearTimeout: (id: number) => void;
 
 export interface MqttConfig {
   mqtt: { url?: string; host?: string; port?: number; client_id?: string; username?: string; password?: string; keep_alive?: number };
@@ -40,10 +62,10 @@ export function mqttTransport(cfg: MqttConfig, clientName: string, log: Log): Tr
   var m = cfg.mqtt;
   var addr = m.url ? parseMqttUrl(m.url) : { host: m.host as string, port: m.port || 1883 };
   var sink: TransportSink | null = null;
-  var mqtt: any = null;
+  var mqtt: EspruinoMqtt | null = null;
   var connected = false;
   var stopped = false;
-  var timer: any = null;
+  var timer: number | null = null;
 
   function later(fn: () => void, ms: number): void {
     if (timer) clearTimeout(timer);
@@ -78,7 +100,7 @@ export function mqttTransport(cfg: MqttConfig, clientName: string, log: Log): Tr
         log('info', 'mqtt disconnected');
         later(connectBroker, 5000);
       });
-      mqtt.on('error', function (e: any) {
+      mqtt.on('error', function (e: string) {
         log('warn', 'mqtt: ' + e);
       });
     }
@@ -87,7 +109,7 @@ export function mqttTransport(cfg: MqttConfig, clientName: string, log: Log): Tr
     later(function () {
       if (!connected) {
         log('info', 'mqtt: no connection to ' + addr.host + ', retrying');
-        mqtt.disconnect();
+        mqtt!.disconnect(); // created just above, before this timer was set
         connectBroker();
       }
     }, 15000);
@@ -96,7 +118,7 @@ export function mqttTransport(cfg: MqttConfig, clientName: string, log: Log): Tr
   function connectWifi(): void {
     var wifi = require('Wifi');
     var w = cfg.wifi as { ssid: string; password?: string };
-    wifi.connect(w.ssid, { password: w.password }, function (err: any) {
+    wifi.connect(w.ssid, { password: w.password }, function (err: string | null) {
       if (err) {
         log('warn', 'wifi: ' + err);
         later(connectWifi, 10000);

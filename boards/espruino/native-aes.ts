@@ -21,7 +21,7 @@ export interface EspruinoAes {
   encrypt(data: Uint8Array, key: Uint8Array, options?: { mode?: string; iv?: Uint8Array }): ArrayBuffer | undefined;
 }
 
-declare var require: (name: string) => any;
+declare var require: (name: 'crypto') => { AES: EspruinoAes };
 
 /** An AesBlock over Espruino's native AES (`aes` defaults to `require("crypto").AES`). */
 export function nativeAesBlock(aes?: EspruinoAes): CbcBlock {

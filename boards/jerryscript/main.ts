@@ -16,7 +16,7 @@ import { sivVault } from '../../firmware/crypto/siv';
 import { E4Error, INTERNAL } from '../../firmware/errors';
 import { flashStore } from '../shared/flash-store';
 import { portableVault } from '../../firmware/crypto/portable-vault';
-import type { Device, Transport, TransportSink } from '../shared/runtime';
+import type { Device, DeviceStatus, Transport, TransportSink } from '../shared/runtime';
 import { runDevice } from '../shared/runtime';
 
 export { create };
@@ -29,8 +29,10 @@ declare var e4_publish: (topic: string, data: Uint8Array) => void;
 declare var e4_subscribe: (topic: string) => void;
 declare var e4_time: (() => number) | undefined;
 declare var e4_log: ((level: string, message: string) => void) | undefined;
-declare var e4_aes_ecb: ((key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined) | undefined;
-declare var e4_aes_cbc: ((key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined) | undefined;
+/** A port's native AES (ECB, or CBC with a zero IV): the output, or undefined when it failed. */
+type NativeAes = (key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined;
+declare var e4_aes_ecb: NativeAes | undefined;
+declare var e4_aes_cbc: NativeAes | undefined;
 declare var print: (m: string) => void;
 
 export var CONFIG_FILE = 'e4.json';
@@ -53,19 +55,19 @@ var state: { client: Client | null; device: Device | null; error: string; sink: 
 /** The port's native AES (optional functions e4_aes_ecb, e4_aes_cbc), or null without it. */
 function nativeAesBlock(): AesBlock | null {
   if (typeof e4_aes_ecb !== 'function') return null;
-  function run(fn: (key: Uint8Array, data: Uint8Array) => ArrayBuffer | Uint8Array | undefined, key: Uint8Array, data: Uint8Array): Uint8Array {
+  function run(fn: NativeAes, key: Uint8Array, data: Uint8Array): Uint8Array {
     var out = fn(key, data);
     if (!out || out.byteLength !== data.length) throw new E4Error(INTERNAL, 'native AES failed');
     return out instanceof Uint8Array ? out : new Uint8Array(out);
   }
   var block: AesBlock = {
     ecb: function (key, data) {
-      return run(e4_aes_ecb as any, key, data);
+      return run(e4_aes_ecb as NativeAes, key, data);
     },
   };
   if (typeof e4_aes_cbc === 'function') {
     block.cbc = function (key, data) {
-      return run(e4_aes_cbc as any, key, data);
+      return run(e4_aes_cbc as NativeAes, key, data);
     };
   }
   return block;
@@ -168,8 +170,8 @@ export function boot(): Device | null {
     }
     if (withKeys) {
       // The store holds the keys now: the configuration keeps only names and hashes.
-      var out: any = {};
-      for (var k in cfg) if (k !== 'key' && k !== 'topics') out[k] = (cfg as any)[k];
+      var out: { [field: string]: unknown } = {};
+      for (var k in cfg) if (k !== 'key' && k !== 'topics') out[k] = cfg[k as keyof DeviceFile];
       out.topics = kept;
       out.provisioned = true;
       var text = stringToBytes(JSON.stringify(out));
@@ -209,7 +211,7 @@ export function device(): Device | null {
   return state.device;
 }
 
-export function status(): any {
+export function status(): DeviceStatus {
   var c = state.client;
   var d = state.device;
   // The topic count comes from a snapshot: its key copies are wiped at once, not left to the GC.

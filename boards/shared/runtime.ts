@@ -11,6 +11,7 @@
 import type { Client } from '../../firmware/client';
 import type { Log } from '../../firmware/hal';
 import { isE4Error, MESSAGE_REPLAYED } from '../../firmware/errors';
+import type { E4Error } from '../../firmware/errors';
 import { toBytes } from '../../firmware/bytes';
 
 /** What a transport reports to the runtime (the Device itself). */
@@ -29,7 +30,8 @@ export interface Transport {
   stop?(): void;
 }
 
-export type Handler = (a?: any, b?: any) => void;
+/** A listener as the runtime stores and calls it; Device.on says what each event passes. */
+export type Handler = (a?: unknown, b?: unknown) => void;
 
 export interface Device extends TransportSink {
   client: Client;
@@ -44,12 +46,28 @@ export interface Device extends TransportSink {
    * Events: 'message' (topic, plaintext Uint8Array), 'command' (topic) after a C2 command ran,
    * 'error' (E4Error, topic) for a rejected message, 'up', 'down'.
    */
-  on(event: string, fn: Handler): void;
-  emit(event: string, a?: any, b?: any): void;
+  on(event: 'message', fn: (topic: string, plaintext: Uint8Array) => void): void;
+  on(event: 'command', fn: (topic: string) => void): void;
+  on(event: 'error', fn: (error: E4Error, topic: string) => void): void;
+  on(event: 'up' | 'down', fn: () => void): void;
+  emit(event: string, a?: unknown, b?: unknown): void;
   stats: { received: number; accepted: number; rejected: number; commands: number; published: number };
   /** Starts the transport (once; later calls do nothing). */
   start(): void;
   stop(): void;
+}
+
+/** E4.status(): the device's state, without any key. */
+export interface DeviceStatus {
+  ok: boolean;
+  error: string;
+  controlTopic: string | null;
+  /** How many topics the client holds a key for. */
+  topics: number;
+  connected: boolean;
+  stats: Device['stats'] | null;
+  /** The client's clock (Espruino boards). */
+  time?: ReturnType<Client['time']> | null;
 }
 
 export function runDevice(client: Client, transport: Transport, topicNames: string[], log: Log): Device {
@@ -115,10 +133,11 @@ export function runDevice(client: Client, transport: Transport, topicNames: stri
   } as Device;
   if (typeof device.emit !== 'function') {
     var handlers: { [event: string]: Handler } = {};
-    device.on = function (event, fn) {
+    // One store for every event's listener: Device.on's overloads say what each one receives.
+    device.on = function (event: string, fn: Handler) {
       handlers['$' + event] = fn;
-    };
-    device.emit = function (event, a, b) {
+    } as Device['on'];
+    device.emit = function (event: string, a?: unknown, b?: unknown) {
       var fn = handlers['$' + event];
       if (fn) fn(a, b);
     };

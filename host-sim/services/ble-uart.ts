@@ -77,9 +77,10 @@ export async function loadNoble(): Promise<Noble> {
     noble = (await import(NOBLE_PACKAGE)).default;
   } catch (e) {
     const err = e as NodeJS.ErrnoException; // what a failed import throws
-    if (err.code === 'ERR_MODULE_NOT_FOUND') throw new Error('no Bluetooth LE library: the BLE gateway uses @abandonware/noble, installed with the espruino tool (npm ci)');
+    if (err.code === 'ERR_MODULE_NOT_FOUND') throw new Error('no Bluetooth LE library: the BLE gateway uses @abandonware/noble, installed with the espruino tool (npm ci)', { cause: e });
     throw new Error(
       `no Bluetooth LE stack (${err.code || err.message}): this system offers no Bluetooth socket; on Linux the gateway needs a Bluetooth adapter and BlueZ (sudo apt-get install bluez), run as root or with cap_net_raw for node (docs/gateway-ble.md)`,
+      { cause: e },
     );
   }
   if (!isNoble(noble)) throw new Error(`no Bluetooth LE library: ${NOBLE_PACKAGE} does not export noble's interface (startScanningAsync)`);

@@ -180,7 +180,7 @@ export function linkPair({ mtu = 20, latencyMs = 0, corruptRate = 0, dropRate = 
     _send(from, buf) {
       const to = from === a ? b : a;
       for (let i = 0; i < buf.length; i += mtu) {
-        let chunk = Buffer.from(buf.subarray(i, i + mtu));
+        const chunk = Buffer.from(buf.subarray(i, i + mtu));
         pair.stats.chunks++;
         if (dropRate && rnd() < dropRate) {
           pair.stats.dropped++;

@@ -110,7 +110,7 @@ export function readDeviceConfig(file: string): KeyedDeviceFile {
     cfg = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     const err = e as NodeJS.ErrnoException; // readFileSync and JSON.parse throw Errors
-    throw new Error(`${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    throw new Error(`${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: e });
   }
   return checkDeviceConfig(cfg, file);
 }

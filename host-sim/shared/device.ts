@@ -258,7 +258,10 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   }
 
   _drop(): void {
-    if (this.transport) this.transport.kill ? this.transport.kill() : this.transport.close();
+    if (this.transport) {
+      if (this.transport.kill) this.transport.kill();
+      else this.transport.close();
+    }
     this.transport = null;
     if (this.client) this.client.close();
     this.client = null;

@@ -122,7 +122,7 @@ export function deviceConfigFor(board: string, input: unknown, where = 'device c
       if (mqtt || wifi) bad(`the ${board} image reaches the broker through a gateway: use transport.link`);
       if (link && !['ble-uart', 'serial'].includes(text(fields(link).kind))) bad('transport.link.kind must be "ble-uart" or "serial"');
     }
-    out.transport = tr;
+    out.transport = tr as DeviceFile['transport']; // its fields checked above for this board
   }
   return out;
 }

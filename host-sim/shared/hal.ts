@@ -6,7 +6,7 @@
  */
 import { createCipheriv } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { AesBlock, Change, Clock, Store, StoredState } from '../../firmware/hal.ts';
+import type { AesBlock, Clock, Store, StoredState } from '../../firmware/hal.ts';
 import type { Sandbox } from './image.ts';
 
 // --- time ------------------------------------------------------------------------------------

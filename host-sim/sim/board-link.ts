@@ -78,6 +78,7 @@ export class BoardLink extends EventEmitter {
     const port = this.#port;
     const buf = Buffer.from(bytes);
     const text = buf.toString('latin1');
+    // eslint-disable-next-line no-control-regex -- Espruino's console prefixes a line with DLE (\x10) to hide its echo
     const m = /^\x10?(E4\.gateway\(\))\n$/.exec(text);
     if (m && port.console) {
       this.#board.eval(m[1]);

@@ -42,6 +42,7 @@ export function imageDevice(E4: EspruinoImage): Device {
 }
 
 /** A listener of an Espruino event: its arguments are whatever the event carries. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each event passes its own arguments; a listener declares the ones its event carries
 export type EspruinoListener = (...args: any[]) => void;
 
 /** The event methods Espruino gives every object. */

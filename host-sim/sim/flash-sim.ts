@@ -238,29 +238,28 @@ export class FlashSim implements EspruinoStorage {
     this.lastReadAddress = 0;
     this.stats = noStats();
     this.trace = [];
-    const sim = this;
     /** `require("Flash")` subset: raw reads, NOR writes (no "already written" check), pages. */
     this.flash = {
-      read(length, addr) {
-        sim.#alive();
-        return sim.#get(addr, length);
+      read: (length, addr) => {
+        this.#alive();
+        return this.#get(addr, length);
       },
-      write(data, addr) {
-        sim.#alive();
-        sim.stats.flashWrite++;
-        if (sim.#fail('flashWrite', toBytes(data), addr)) return;
-        sim.#program(addr, toBytes(data), 'raw');
-        sim.#persist();
+      write: (data, addr) => {
+        this.#alive();
+        this.stats.flashWrite++;
+        if (this.#fail('flashWrite', toBytes(data), addr)) return;
+        this.#program(addr, toBytes(data), 'raw');
+        this.#persist();
       },
       /** jshFlashGetPage: the page holding `addr`, or undefined outside the medium. */
-      getPage(addr) {
-        if (addr < sim.start || addr >= sim.end) return undefined;
-        return { addr: sim.#pageStart(addr), length: sim.pageSize };
+      getPage: (addr) => {
+        if (addr < this.start || addr >= this.end) return undefined;
+        return { addr: this.#pageStart(addr), length: this.pageSize };
       },
-      erasePage(addr) {
-        sim.#alive();
-        sim.#erasePage(sim.#pageStart(addr), 'page');
-        sim.#persist();
+      erasePage: (addr) => {
+        this.#alive();
+        this.#erasePage(this.#pageStart(addr), 'page');
+        this.#persist();
       },
     };
   }
@@ -559,7 +558,7 @@ export class FlashSim implements EspruinoStorage {
     const fileSize = size & 0xffffff;
     const flags = size >>> 24;
     const firstChars = (raw[4] | (raw[5] << 8) | (raw[6] << 16) | (raw[7] << 24)) >>> 0;
-    let n = 4;
+    let n: number;
     let name = '';
     for (n = 4; n < HEADER && raw[n]; n++) name += String.fromCharCode(raw[n]);
     const valid = size !== UNSET && size !== 0 && addr + HEADER + fileSize <= this.end;
@@ -622,7 +621,7 @@ export class FlashSim implements EspruinoStorage {
   #create(name: string, size: number, flags: number): FoundFile | null {
     const required = this.#alignUp(size) + HEADER;
     let compacted = false;
-    let free = 0;
+    let free: number;
     for (;;) {
       let addr = this.start;
       let freeSpace = 0;

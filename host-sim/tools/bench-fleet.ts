@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import mqtt from 'mqtt';
@@ -445,7 +445,12 @@ function startStandIn(): { child: ChildProcess; next: (pred: (m: { [k: string]: 
     if (!raw || typeof raw !== 'object') return;
     const m = raw as { [k: string]: unknown }; // our own child's messages (above)
     if (m.progress && typeof m.progress === 'object') last = m.progress as StandInReport;
-    for (const w of [...waiters]) if (w.pred(m)) waiters.splice(waiters.indexOf(w), 1), w.resolve(m);
+    for (const w of [...waiters]) {
+      if (w.pred(m)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
   });
   const next = (pred: (m: { [k: string]: unknown }) => boolean, ms: number, what: string) =>
     new Promise<{ [k: string]: unknown }>((resolve, reject) => {

@@ -279,6 +279,7 @@ export function causeOf(kind: EngineKind, run: Omit<EngineRun, 'ms'>): string {
   return `exit ${run.exit}`;
 }
 
+// eslint-disable-next-line no-control-regex -- strips the ANSI colour codes (ESC [ ... m) engines print
 const lastLine = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 300);
 
 /**

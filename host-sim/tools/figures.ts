@@ -92,7 +92,7 @@ export function figureTable(tool: Figure['tool'], measured: Measured, { ci = !!p
     const now = typeof m === 'number' ? m : null;
     const budget = budgets.budget[f.id];
     const goal = budgets.goal[f.id];
-    let status = '';
+    let status: string;
     if (now === null) {
       status = 'not measured: ' + ((m && typeof m === 'object' && m.missing) || 'no result');
       if (ci && budget !== undefined) failures.push(`${f.id}: ${status}`);

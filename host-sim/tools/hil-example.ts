@@ -180,7 +180,7 @@ export async function runExample(opts: HilOptions, tally: Tally, { protect, open
       if (topic !== ex.publishes) return;
       raw.push(message);
       const plain = open(keyOf(ex.publishes), Uint8Array.from(message));
-      let r: Reading = null;
+      let r: Reading;
       try {
         r = plain && (JSON.parse(new TextDecoder().decode(plain)) as Reading);
       } catch {

@@ -13,7 +13,7 @@ export function nobleVault(): Vault {
   return {
     sivEncrypt: function (key, ad, plaintext) {
       // SIV key = key | key (docs/protocol.md, "Protected message").
-      var sivKey = concatBytes(key, key);
+      const sivKey = concatBytes(key, key);
       try {
         return aessiv(sivKey, ad).encrypt(plaintext);
       } finally {
@@ -22,7 +22,7 @@ export function nobleVault(): Vault {
     },
     sivDecrypt: function (key, ad, sealed) {
       if (sealed.length < 16) return null;
-      var sivKey = concatBytes(key, key);
+      const sivKey = concatBytes(key, key);
       try {
         return aessiv(sivKey, ad).decrypt(sealed);
       } catch (e) {

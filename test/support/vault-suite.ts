@@ -134,8 +134,7 @@ export interface SkVectors {
   scenarios: ScenarioCase[];
 }
 
-export const V: SkVectors = loadVectors('e4-sk-vectors.json');
-const sha3 = nobleVault().sha3!;
+export const V = loadVectors<SkVectors>('e4-sk-vectors.json');
 
 /** Every topic name in the vector file with its hash, as the host (flash, C2) would ship them. */
 export function allTopicNames(): { topic: string; hash: string }[] {

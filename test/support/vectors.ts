@@ -5,8 +5,9 @@ import { join } from 'node:path';
 
 export const VECTORS_DIR = join(fileURLToPath(new URL('.', import.meta.url)), '../vectors');
 
-export function loadVectors(name: string): any {
-  return JSON.parse(readFileSync(join(VECTORS_DIR, name), 'utf8'));
+/** `T` is the file's shape as the caller reads it (the files are pinned by hash: test/vectors/README.md). */
+export function loadVectors<T>(name: string): T {
+  return JSON.parse(readFileSync(join(VECTORS_DIR, name), 'utf8')) as T;
 }
 
 export const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
