@@ -224,7 +224,7 @@ describe.skipIf(!!B.skip)(title('C2 library', B), () => {
 
   it('grant sends SetTopicKey under the client key with QoS 2, and the device core applies it', async () => {
     const rec = recorder();
-    let clock = 1_700_000_000;
+    const clock = 1_700_000_000;
     const c2 = await initC2({ dbPath: await newDb(), passphrase: PASS, kdf: FAST, e4, send: rec.send, now: () => clock + 0.75 });
     const d = await c2.addDevice({ name: 'monitor-1' });
     await c2.addTopic('health/heart-rate');

@@ -65,6 +65,7 @@ const message = (e: unknown): string => (e instanceof Error ? e.message : String
 export function checkTopic(topic: unknown): string {
   if (typeof topic !== 'string' || topic.length === 0) throw new C2Error('USAGE', 'a topic must be a non-empty string');
   if (enc.encode(topic).length > 65535) throw new C2Error('USAGE', 'a topic must be at most 65535 bytes (MQTT)');
+  // eslint-disable-next-line no-control-regex -- NUL is the point: MQTT forbids it in topic names
   if (/[+#\u0000]/.test(topic)) throw new C2Error('USAGE', `topic ${JSON.stringify(topic)}: wildcards (+, #) and NUL are not allowed`);
   if (topic.startsWith('e4/')) throw new C2Error('USAGE', `topic ${JSON.stringify(topic)}: the e4/ prefix is reserved for control topics`);
   if (topic.startsWith('$')) throw new C2Error('USAGE', `topic ${JSON.stringify(topic)}: topics starting with $ are reserved by brokers`);
@@ -941,7 +942,7 @@ export class C2 {
     const gens = await this.store.read('topic_keys', 'topic = ? ORDER BY gen DESC', [t.hash]);
     for (const row of gens) {
       const key = this.store.unseal(`e4-c2/v1|topic-key|${t.hash}|${row.gen}`, row.sealed);
-      let ok = false;
+      let ok: boolean;
       try {
         this.e4().unprotect(key, msg);
         ok = true;

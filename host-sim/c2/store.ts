@@ -410,7 +410,6 @@ export class Store {
   static async open(location: string, passphrase: Passphrase, { readOnly = false }: OpenOptions = {}): Promise<Store> {
     checkPassphrase(passphrase);
     let backend: Backend;
-    let sqlite: SqliteBackend | null = null;
     if (isPostgresUrl(location)) backend = await PostgresBackend.connect(location);
     else {
       if (!fs.existsSync(location)) throw new C2Error('NOT_FOUND', `no C2 database at ${location}: run \`init\` first`);
@@ -464,7 +463,7 @@ export class Store {
       if (schema > SCHEMA_VERSION) throw new C2Error('USAGE', `${backend.where} has schema version ${schema}; this C2 knows up to ${SCHEMA_VERSION}: use a newer e4-c2`);
       if (!readOnly && backend instanceof SqliteBackend) {
         await backend.close();
-        sqlite = new SqliteBackend(location, false);
+        const sqlite = new SqliteBackend(location, false);
         sqlite.configure();
         backend = sqlite;
       }
