@@ -49,7 +49,9 @@ function finishImage(image: ImageSpec): Plugin {
         // Keep the rejected text for inspection (dist/ is not committed).
         mkdirSync(outDirOf(image), { recursive: true });
         writeFileSync(join(outDirOf(image), chunk.fileName + '.rejected'), chunk.code);
-        this.error((e instanceof Error ? e.message : String(e)) + `\n(the rejected image is kept as ${outDirOf(image)}/${chunk.fileName}.rejected)`);
+        this.error(
+          (e instanceof Error ? e.message : String(e)) + `\n(the rejected image is kept as ${outDirOf(image)}/${chunk.fileName}.rejected)`,
+        );
       }
       if (image.name === 'e4') {
         this.emitFile({ type: 'asset', fileName: 'package.json', source: '{ "type": "commonjs" }\n' });

@@ -22,10 +22,32 @@ export interface CheckOptions {
 /** Globals that Espruino, Duktape or JerryScript lack, plus sources of randomness and console
  * (firmware logs through the HAL). */
 export const FORBIDDEN_GLOBALS = [
-  'BigInt', 'BigInt64Array', 'BigUint64Array', 'TextEncoder', 'TextDecoder', 'Map', 'Set', 'WeakMap',
-  'WeakSet', 'WeakRef', 'FinalizationRegistry', 'Symbol', 'Proxy', 'Reflect', 'Promise', 'globalThis',
-  'queueMicrotask', 'setImmediate', 'Intl', 'SharedArrayBuffer', 'Atomics', 'crypto', 'console',
-  'require', 'process', 'Buffer',
+  'BigInt',
+  'BigInt64Array',
+  'BigUint64Array',
+  'TextEncoder',
+  'TextDecoder',
+  'Map',
+  'Set',
+  'WeakMap',
+  'WeakSet',
+  'WeakRef',
+  'FinalizationRegistry',
+  'Symbol',
+  'Proxy',
+  'Reflect',
+  'Promise',
+  'globalThis',
+  'queueMicrotask',
+  'setImmediate',
+  'Intl',
+  'SharedArrayBuffer',
+  'Atomics',
+  'crypto',
+  'console',
+  'require',
+  'process',
+  'Buffer',
 ];
 
 /** Static methods and constants the targets lack (ES2015+), and Math.random (no RNG in firmware). */
@@ -37,12 +59,40 @@ export const FORBIDDEN_STATICS: Record<string, string[]> = {
   ArrayBuffer: ['isView'],
   String: ['fromCodePoint', 'raw'],
 };
-const TYPED = ['Uint8Array', 'Int8Array', 'Uint8ClampedArray', 'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array', 'Float32Array', 'Float64Array'];
+const TYPED = [
+  'Uint8Array',
+  'Int8Array',
+  'Uint8ClampedArray',
+  'Uint16Array',
+  'Int16Array',
+  'Uint32Array',
+  'Int32Array',
+  'Float32Array',
+  'Float64Array',
+];
 for (const t of TYPED) FORBIDDEN_STATICS[t] = ['from', 'of'];
 
 /** Methods (on any object) that are ES2015+ or differ on the targets (typed-array fill is missing
  * on Duktape). Typed-array `slice` cannot be told from Array/String `slice` statically. */
-export const FORBIDDEN_METHODS = ['fill', 'padStart', 'padEnd', 'includes', 'startsWith', 'endsWith', 'repeat', 'findIndex', 'findLast', 'findLastIndex', 'copyWithin', 'flat', 'flatMap', 'codePointAt', 'at', 'toHex', 'fromHex'];
+export const FORBIDDEN_METHODS = [
+  'fill',
+  'padStart',
+  'padEnd',
+  'includes',
+  'startsWith',
+  'endsWith',
+  'repeat',
+  'findIndex',
+  'findLast',
+  'findLastIndex',
+  'copyWithin',
+  'flat',
+  'flatMap',
+  'codePointAt',
+  'at',
+  'toHex',
+  'fromHex',
+];
 
 /** Constructors whose prototype methods Espruino does not expose when read off the prototype
  * (`Array.prototype.slice` is undefined there), as TypeScript's spread/rest helpers do. */
@@ -64,7 +114,11 @@ function isReference(node: Identifier, parent: AnyNode | undefined): boolean {
   if (!parent) return true;
   if (parent.type === 'MemberExpression' && parent.property === node && !parent.computed) return false;
   if (parent.type === 'Property' && parent.key === node && !parent.computed) return false;
-  if ((parent.type === 'LabeledStatement' || parent.type === 'BreakStatement' || parent.type === 'ContinueStatement') && parent.label === node) return false;
+  if (
+    (parent.type === 'LabeledStatement' || parent.type === 'BreakStatement' || parent.type === 'ContinueStatement') &&
+    parent.label === node
+  )
+    return false;
   return true;
 }
 
@@ -151,10 +205,22 @@ export function checkImage(code: string, { allow = [] }: CheckOptions = {}): Fin
       const name = propName(node);
       if (name === null) return;
       const obj = node.object;
-      if (obj.type === 'Identifier' && !declared.has(obj.name) && FORBIDDEN_STATICS[obj.name] && FORBIDDEN_STATICS[obj.name].includes(name) && !allow.includes(obj.name + '.' + name)) {
+      if (
+        obj.type === 'Identifier' &&
+        !declared.has(obj.name) &&
+        FORBIDDEN_STATICS[obj.name] &&
+        FORBIDDEN_STATICS[obj.name].includes(name) &&
+        !allow.includes(obj.name + '.' + name)
+      ) {
         add('uses ' + obj.name + '.' + name, node);
-      } else if (obj.type === 'MemberExpression' && propName(obj) === 'prototype' && obj.object.type === 'Identifier' && PROTOTYPE_READS.includes(obj.object.name)) {
-        if (!(parent && parent.type === 'AssignmentExpression' && parent.left === node)) add('reads ' + obj.object.name + '.prototype.' + name + ' (undefined on Espruino)', node);
+      } else if (
+        obj.type === 'MemberExpression' &&
+        propName(obj) === 'prototype' &&
+        obj.object.type === 'Identifier' &&
+        PROTOTYPE_READS.includes(obj.object.name)
+      ) {
+        if (!(parent && parent.type === 'AssignmentExpression' && parent.left === node))
+          add('reads ' + obj.object.name + '.prototype.' + name + ' (undefined on Espruino)', node);
       } else if (methods.has(name) && parent && parent.type === 'CallExpression' && parent.callee === node && !allow.includes('.' + name)) {
         add('calls .' + name + '()', node);
       }

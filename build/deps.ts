@@ -73,8 +73,8 @@ const SHA3_CONSTANTS = [
   '}',
   'const IOTAS = split(_SHA3_IOTA, true);',
   '// `split(..., true)` keeps the local little-endian lane-word layout used by',
-  '// `state32`, so these `H` / `L` tables follow the file\'s first-word /',
-  '// second-word lane slots rather than `_u64.ts`\'s usual high/low naming.',
+  "// `state32`, so these `H` / `L` tables follow the file's first-word /",
+  "// second-word lane slots rather than `_u64.ts`'s usual high/low naming.",
   'const SHA3_IOTA_H = IOTAS[0];',
   'const SHA3_IOTA_L = IOTAS[1];',
 ].join('\n');
@@ -82,7 +82,14 @@ const SHA3_CONSTANTS = [
 /** 24 numbers in an `Array` or a `Uint32Array` made in the vm context (another realm, where
  * `instanceof` fails: the built-in tag tells the kind). */
 function lanes(a: unknown, kind: 'Array' | 'Uint32Array'): a is ArrayLike<number> {
-  if (Object.prototype.toString.call(a) !== `[object ${kind}]` || typeof a !== 'object' || a === null || !('length' in a) || a.length !== 24) return false;
+  if (
+    Object.prototype.toString.call(a) !== `[object ${kind}]` ||
+    typeof a !== 'object' ||
+    a === null ||
+    !('length' in a) ||
+    a.length !== 24
+  )
+    return false;
   return Array.prototype.every.call(a, (n: unknown) => typeof n === 'number');
 }
 
@@ -91,7 +98,13 @@ async function sha3Constants(snippet: string): Promise<string> {
   if (!isRecord(u64) || typeof u64.split !== 'function') throw new Error('sha3 constants: @noble/hashes/_u64.js exports no split()');
   const c: unknown = vm.runInNewContext(snippet + '\n;({ SHA3_PI, SHA3_ROTL, SHA3_IOTA_H, SHA3_IOTA_L })', { split: u64.split, BigInt });
   const list = (a: ArrayLike<number>) => Array.prototype.join.call(a, ', ');
-  if (!isRecord(c) || !lanes(c.SHA3_PI, 'Array') || !lanes(c.SHA3_ROTL, 'Array') || !lanes(c.SHA3_IOTA_H, 'Uint32Array') || !lanes(c.SHA3_IOTA_L, 'Uint32Array')) {
+  if (
+    !isRecord(c) ||
+    !lanes(c.SHA3_PI, 'Array') ||
+    !lanes(c.SHA3_ROTL, 'Array') ||
+    !lanes(c.SHA3_IOTA_H, 'Uint32Array') ||
+    !lanes(c.SHA3_IOTA_L, 'Uint32Array')
+  ) {
     throw new Error('sha3 constants: unexpected shape');
   }
   return (
@@ -130,7 +143,8 @@ export const PATCHES: Record<string, Patch> = {
       // keccakP wipes its scratch buffer with clean(): typed-array fill is missing on Duktape.
       {
         find: '    for (let i = 0; i < arrays.length; i++) {\n        arrays[i].fill(0);\n    }\n',
-        replace: '    for (let i = 0; i < arrays.length; i++) {\n        for (let j = 0; j < arrays[i].length; j++)\n            arrays[i][j] = 0;\n    }\n',
+        replace:
+          '    for (let i = 0; i < arrays.length; i++) {\n        for (let j = 0; j < arrays[i].length; j++)\n            arrays[i][j] = 0;\n    }\n',
       },
     ],
   },

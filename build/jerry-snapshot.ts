@@ -43,8 +43,10 @@ export function staticSnapshotLiterals(code: string): string {
   const edits: [start: number, end: number, text: string][] = [];
   const visit = (node: AnyNode, parent: AnyNode | null): void => {
     if (node.type === 'Literal' && typeof node.value === 'number' && node.value > MAX_DIRECT) {
-      if (parent && parent.type === 'Property' && parent.key === node) throw new Error(`static snapshot: the property name ${node.raw} cannot be rewritten`);
-      if (!Number.isInteger(node.value) || node.value >= 2 ** 53) throw new Error(`static snapshot: the number literal ${node.raw} cannot be expressed with direct integers`);
+      if (parent && parent.type === 'Property' && parent.key === node)
+        throw new Error(`static snapshot: the property name ${node.raw} cannot be rewritten`);
+      if (!Number.isInteger(node.value) || node.value >= 2 ** 53)
+        throw new Error(`static snapshot: the number literal ${node.raw} cannot be expressed with direct integers`);
       const hi = Math.floor(node.value / SPLIT);
       edits.push([node.start, node.end, `(${hi}*${SPLIT}+${node.value - hi * SPLIT})`]);
     } else if (node.type === 'Literal' && typeof node.value === 'number' && !Number.isInteger(node.value)) {
@@ -85,7 +87,8 @@ export function snapshotGenerator(): string | null {
 
 function run(generator: string, args: string[]): void {
   const r = spawnSync(generator, args, { encoding: 'utf8', timeout: 120000 });
-  if (r.status !== 0) throw new Error(`${basename(generator)} ${args.join(' ')} failed (exit ${r.status}): ${(r.stdout + r.stderr).trim().slice(-500)}`);
+  if (r.status !== 0)
+    throw new Error(`${basename(generator)} ${args.join(' ')} failed (exit ${r.status}): ${(r.stdout + r.stderr).trim().slice(-500)}`);
 }
 
 /** The snapshot files of `image` (a .js file) in `outDir`, named after it without `.min.js`/`.js`. */
@@ -127,11 +130,17 @@ export function jerrySnapshots(): Plugin {
       if (!generator) {
         // Snapshots of an earlier image would not match this one (a mismatch crashes the engine).
         for (const f of Object.values(snapshotFiles(image, options.dir))) rmSync(f, { force: true });
-        console.log(`${image}: no JerryScript snapshot generator (${process.env.E4_JERRY_SNAPSHOT || 'jerry-snapshot-lean'} in $E4_ENGINES or $PATH): snapshots not made (optional)`);
+        console.log(
+          `${image}: no JerryScript snapshot generator (${process.env.E4_JERRY_SNAPSHOT || 'jerry-snapshot-lean'} in $E4_ENGINES or $PATH): snapshots not made (optional)`,
+        );
         return;
       }
       const files = makeSnapshots(image, options.dir, generator);
-      console.log(`${image}: snapshots ${Object.values(files).map((f) => basename(f)).join(', ')} (${basename(generator)})`);
+      console.log(
+        `${image}: snapshots ${Object.values(files)
+          .map((f) => basename(f))
+          .join(', ')} (${basename(generator)})`,
+      );
     },
   };
 }

@@ -74,4 +74,3 @@ export async function writeSizeReport(dist: string = DIST): Promise<SizeReport> 
   writeFileSync(join(dist, 'size.json'), JSON.stringify(report, null, 2) + '\n');
   return report;
 }
-

@@ -107,7 +107,10 @@ export async function minifyUnwrapped(code: string, options: TerserOptions): Pro
   const constants = inlineConstants(ast, fn, body);
   // The declaration itself becomes `var G = {}`, followed by the function's statements.
   def.value = arg;
-  ast.body = [decl].concat(body.filter((stmt) => stmt.TYPE !== 'Directive' && !(isAst(stmt, 'Var') && !stmt.definitions.length)), footer);
+  ast.body = [decl].concat(
+    body.filter((stmt) => stmt.TYPE !== 'Directive' && !(isAst(stmt, 'Var') && !stmt.definitions.length)),
+    footer,
+  );
   return paramsFromArguments(replaceNames(ast.print_to_string(options.format), constants));
 }
 
@@ -156,7 +159,11 @@ export function paramsFromArguments(code: string): string {
       return p.name;
     });
     edits.push({ start: fn.params[0].start, end: fn.params[fn.params.length - 1].end, text: '' });
-    edits.push({ start: fn.body.start + 1, end: fn.body.start + 1, text: 'var ' + names.map((name, i) => `${name}=arguments[${i}]`).join(',') + ';' });
+    edits.push({
+      start: fn.body.start + 1,
+      end: fn.body.start + 1,
+      text: 'var ' + names.map((name, i) => `${name}=arguments[${i}]`).join(',') + ';',
+    });
   }
   edits.sort((a, b) => b.start - a.start);
   let out = code;
@@ -182,7 +189,12 @@ function inlineConstants(ast: AstToplevel, fn: AstFunction, body: AstNode[]): Re
   ast.walk({
     _visit(node, descend) {
       if (isAst(node, 'Assign') && isAst(node.left, 'SymbolRef')) assigned.add(node.left.thedef);
-      if ((isAst(node, 'UnaryPrefix') || isAst(node, 'UnaryPostfix')) && (node.operator === '++' || node.operator === '--') && isAst(node.expression, 'SymbolRef')) assigned.add(node.expression.thedef);
+      if (
+        (isAst(node, 'UnaryPrefix') || isAst(node, 'UnaryPostfix')) &&
+        (node.operator === '++' || node.operator === '--') &&
+        isAst(node.expression, 'SymbolRef')
+      )
+        assigned.add(node.expression.thedef);
       if (descend) descend.call(node);
     },
   });

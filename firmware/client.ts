@@ -9,7 +9,17 @@
  */
 import type { Change, Hal, Log, Store, StoredState, TopicRecord, Vault } from './hal';
 import { checkBytes, copyBytes, readU64LE, toBytes, wipe } from './bytes';
-import { CIPHERTEXT_TOO_SHORT, E4Error, INVALID_TAG, isE4Error, MESSAGE_REPLAYED, orInternal, PARAMETER_INVALID, PERSISTENCE_ERROR, TOPICKEY_MISSING } from './errors';
+import {
+  CIPHERTEXT_TOO_SHORT,
+  E4Error,
+  INVALID_TAG,
+  isE4Error,
+  MESSAGE_REPLAYED,
+  orInternal,
+  PARAMETER_INVALID,
+  PERSISTENCE_ERROR,
+  TOPICKEY_MISSING,
+} from './errors';
 import { controlTopic, HEADER_LEN, KEY_LEN, protectMessage, TIMESTAMP_LEN, topicHash } from './protocol';
 import { commandChanges } from './commands';
 import { commandOrder } from './command-order';
@@ -89,7 +99,8 @@ export interface Client {
 function optionNumber(o: Options | null | undefined, name: keyof Options, dflt: number): number {
   var v = o ? o[name] : undefined;
   if (v === undefined) return dflt;
-  if (!((v as number) >= 0 && v === Math.floor(v as number))) throw new E4Error(PARAMETER_INVALID, 'option ' + name + ' must be a whole number >= 0');
+  if (!((v as number) >= 0 && v === Math.floor(v as number)))
+    throw new E4Error(PARAMETER_INVALID, 'option ' + name + ' must be a whole number >= 0');
   return v;
 }
 

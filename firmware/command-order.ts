@@ -21,7 +21,8 @@ export function commandOrder(state: StoredState, ts: number, tag: Uint8Array, ch
   if (check && last >= 0) {
     if (ts < last) throw new E4Error(MESSAGE_REPLAYED, 'older than the last command');
     if (ts === last) {
-      for (var t = 0; t < held.length; t += TAG_LEN) if (equalBytes(held.subarray(t, t + TAG_LEN), tag)) throw new E4Error(MESSAGE_REPLAYED);
+      for (var t = 0; t < held.length; t += TAG_LEN)
+        if (equalBytes(held.subarray(t, t + TAG_LEN), tag)) throw new E4Error(MESSAGE_REPLAYED);
     }
   }
   if (ts < last) return null;

@@ -25,7 +25,10 @@ export var PERSISTENCE_INCOMPATIBLE = -113;
 function names(): (number | string)[] {
   var all: (number | string)[] = [0, 'E4_RESULT_OK', -1, 'E4_RESULT_OK_CONTROL'];
   // The error names from -100 down ("" for the codes libe4 does not use).
-  var errs = 'INTERNAL INVALID_TAG TIMESTAMP_IN_FUTURE TIMESTAMP_TOO_OLD CIPHERTEXT_TOO_SHORT TOPICKEY_MISSING MESSAGE_REPLAYED INVALID_COMMAND PERSISTENCE_ERROR    PARAMETER_INVALID PERSISTENCE_INCOMPATIBLE'.split(' ');
+  var errs =
+    'INTERNAL INVALID_TAG TIMESTAMP_IN_FUTURE TIMESTAMP_TOO_OLD CIPHERTEXT_TOO_SHORT TOPICKEY_MISSING MESSAGE_REPLAYED INVALID_COMMAND PERSISTENCE_ERROR    PARAMETER_INVALID PERSISTENCE_INCOMPATIBLE'.split(
+      ' '
+    );
   for (var i = 0; i < errs.length; i++) if (errs[i]) all.push(-100 - i, 'E4_ERROR_' + errs[i]);
   return all;
 }

@@ -60,7 +60,7 @@ export function openState(
   maxTopics: number,
   commit: (changes: Change[]) => void,
   names: { [k: string]: Uint8Array },
-  hashOf: (topic: string, required: boolean) => Uint8Array | null,
+  hashOf: (topic: string, required: boolean) => Uint8Array | null
 ): StoredState {
   var loaded: StoredState | null;
   try {
@@ -83,7 +83,11 @@ export function openState(
         if (typeof t.topic !== 'string') throw new E4Error(PARAMETER_INVALID, 'topic entry needs a key or a topic name');
         continue;
       }
-      if (!loaded) changes.push({ op: 'topic', topic: { hash: h!, key: copyBytes(bytesOf(t.key, KEY_LEN, 'topic key')), prevKey: null, prevSince: -1 } });
+      if (!loaded)
+        changes.push({
+          op: 'topic',
+          topic: { hash: h!, key: copyBytes(bytesOf(t.key, KEY_LEN, 'topic key')), prevKey: null, prevSince: -1 },
+        });
     }
     if (loaded) state = loaded;
     else {

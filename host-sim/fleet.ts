@@ -101,7 +101,8 @@ interface Monitor {
 export function parseFleetArgs(argv: string[]): FleetOptions {
   const o: FleetOptions = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null };
   const int = (flag: string, v: string | undefined, lo: number, hi: number) => {
-    if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi) throw new UsageError(`${flag} takes a whole number from ${lo} to ${hi} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})`);
+    if (!/^\d+$/.test(v || '') || Number(v) < lo || Number(v) > hi)
+      throw new UsageError(`${flag} takes a whole number from ${lo} to ${hi} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})`);
     return Number(v);
   };
   for (let i = 0; i < argv.length; i++) {
@@ -148,7 +149,10 @@ function table(rows: string[][]): string {
 /**
  * Runs the story. Returns { ok, checks, summary }. `out` receives the progress lines.
  */
-export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: string) => unknown = (s) => process.stdout.write(s + '\n')): Promise<FleetResult> {
+export async function runFleet(
+  opts: Partial<FleetOptions> = {},
+  out: (line: string) => unknown = (s) => process.stdout.write(s + '\n'),
+): Promise<FleetResult> {
   const o: FleetOptions = { devices: 1, broker: 'aedes', duration: 12, period: 500, image: null, ...opts };
   const t0 = Date.now();
   const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`;
@@ -159,7 +163,9 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
   try {
     // --- image, broker --------------------------------------------------------------------
     const image = loadImage(o.image || undefined);
-    say(`image   ${image.path} (${image.size.toLocaleString('en-US')} bytes, sha256 ${image.sha256.slice(0, 16)}…, ${image.check === 'computed' ? 'computed at load' : 'matches ' + image.check})`);
+    say(
+      `image   ${image.path} (${image.size.toLocaleString('en-US')} bytes, sha256 ${image.sha256.slice(0, 16)}…, ${image.check === 'computed' ? 'computed at load' : 'matches ' + image.check})`,
+    );
     const E4 = createRequire(import.meta.url)(image.path);
     const broker = await startBroker(o.broker.includes('://') ? { url: o.broker } : { kind: o.broker });
     cleanup.push(() => broker.close());
@@ -196,7 +202,9 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
     // Confirmations only (which key a publisher uses): the story goes on if one cannot be recorded.
     c2link.onMessage = (topic, payload) => void c2.observe(topic, new Uint8Array(payload)).catch(() => undefined);
     await c2link.subscribe(TOPIC, 1);
-    say(`c2      database ${join(dir, 'c2.db')} (keys sealed under Argon2id of a passphrase); topic ${TOPIC}; ${names.length + 2} devices registered and granted (pub: ${names.length} monitor(s); sub: phone-app, legacy-proxy)`);
+    say(
+      `c2      database ${join(dir, 'c2.db')} (keys sealed under Argon2id of a passphrase); topic ${TOPIC}; ${names.length + 2} devices registered and granted (pub: ${names.length} monitor(s); sub: phone-app, legacy-proxy)`,
+    );
 
     // --- gateway and monitors (Puck.js profile) ------------------------------------------
     // The gateway speaks the frame codec of the link image (dist/link.js); it holds no keys.
@@ -234,7 +242,9 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
       monitors.push(dev);
     }
     if (puckImage) {
-      say(`monitor ${o.devices} × the Puck.js image ${puckImage.path.slice(ROOT.length + 1)} (${puckImage.size.toLocaleString('en-US')} bytes, sha256 ${puckImage.sha256.slice(0, 16)}…) on an emulated Espruino board: flashed like \`npm run flash\`, native crypto.AES, Storage flash, BLE UART to the gateway`);
+      say(
+        `monitor ${o.devices} × the Puck.js image ${puckImage.path.slice(ROOT.length + 1)} (${puckImage.size.toLocaleString('en-US')} bytes, sha256 ${puckImage.sha256.slice(0, 16)}…) on an emulated Espruino board: flashed like \`npm run flash\`, native crypto.AES, Storage flash, BLE UART to the gateway`,
+      );
     } else {
       say(
         `monitor ${o.devices} × Puck.js profile of the portable image (native AES, no SHA-3, monotonic clock, flash) ` +
@@ -243,13 +253,24 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
     }
 
     // --- phone application ---------------------------------------------------------------
-    const phone = new SimDevice({ image, config: await c2.deviceConfig('phone-app', { clock: 'trusted' }), clock: 'trusted', network: broker.url, subscribe: [TOPIC] });
+    const phone = new SimDevice({
+      image,
+      config: await c2.deviceConfig('phone-app', { clock: 'trusted' }),
+      clock: 'trusted',
+      network: broker.url,
+      subscribe: [TOPIC],
+    });
     await phone.start();
     cleanup.push(() => phone.stop());
     say('phone   E4 client on MQTT (portable vault, trusted clock), subscribed to ' + TOPIC);
 
     // --- protection proxy and a legacy application -----------------------------------------
-    const proxy = new ProtectionProxy({ config: await c2.deviceConfig('legacy-proxy'), image, broker: broker.url, store: flashStore({ file: join(dir, 'proxy.flash') }) });
+    const proxy = new ProtectionProxy({
+      config: await c2.deviceConfig('legacy-proxy'),
+      image,
+      broker: broker.url,
+      store: flashStore({ file: join(dir, 'proxy.flash') }),
+    });
     await proxy.start();
     cleanup.push(() => proxy.stop());
     const legacy = await mqtt.connectAsync(proxy.url, { clientId: 'legacy-dashboard', reconnectPeriod: 0 });
@@ -262,13 +283,16 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
     // --- the devices are on line: the C2 sends what it queued --------------------------------
     // The queued SetTopicKey commands carry the keys the devices were provisioned with (no
     // change) but, being authenticated C2 commands, they calibrate the clockless monitors.
-    const applied = (devs: { once(event: 'command', listener: () => void): unknown }[]) => Promise.all(devs.map((d) => new Promise<void>((r) => d.once('command', () => r()))));
+    const applied = (devs: { once(event: 'command', listener: () => void): unknown }[]) =>
+      Promise.all(devs.map((d) => new Promise<void>((r) => d.once('command', () => r()))));
     const consumers = [phone, proxy.device];
     let wait = applied([...consumers, ...monitors]);
     c2.setSend((topic: string, bytes: Uint8Array, { qos }: { qos: QoS }) => c2link.publish(topic, Buffer.from(bytes), qos));
     const flushed = await c2.flush();
     await withTimeout(wait, 10000, 'devices did not receive the C2 commands');
-    say(`c2      sent ${flushed.acked.length} queued commands (QoS 2); every device ran its command: monitors calibrated (time ${monitors[0].time().now})`);
+    say(
+      `c2      sent ${flushed.acked.length} queued commands (QoS 2); every device ran its command: monitors calibrated (time ${monitors[0].time().now})`,
+    );
 
     // --- traffic ---------------------------------------------------------------------------
     const sent = new Map(); // "monitor|n" -> text
@@ -303,7 +327,10 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
     cleanup.push(async () => tickers.forEach(clearInterval));
     const progress = verbose
       ? null
-      : setInterval(() => say(`sent ${sent.size}, phone ${phoneGot.size}, legacy ${legacyGot.length}, broker messages ${seen.length}`), 1000);
+      : setInterval(
+          () => say(`sent ${sent.size}, phone ${phoneGot.size}, legacy ${legacyGot.length}, broker messages ${seen.length}`),
+          1000,
+        );
     if (progress) cleanup.push(async () => clearInterval(progress));
 
     await sleep((o.duration * 1000) / 2);
@@ -313,8 +340,16 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
     wait = applied([...consumers, ...monitors]);
     const r = await c2.rotateTopic(TOPIC);
     await withTimeout(wait, 10000, 'devices did not apply the rotation');
-    const rotation: Rotation = { gen: r.gen, ms: Date.now() - rotStart, acked: r.delivery.acked.length, failed: r.delivery.failed.length, order: r.holders.map((h) => h.name) };
-    say(`c2      rotated ${TOPIC} to key generation ${r.gen}: consumers first (${rotation.order.join(', ')}), broker acked ${rotation.acked}/${r.holders.length}, all applied in ${rotation.ms} ms`);
+    const rotation: Rotation = {
+      gen: r.gen,
+      ms: Date.now() - rotStart,
+      acked: r.delivery.acked.length,
+      failed: r.delivery.failed.length,
+      order: r.holders.map((h) => h.name),
+    };
+    say(
+      `c2      rotated ${TOPIC} to key generation ${r.gen}: consumers first (${rotation.order.join(', ')}), broker acked ${rotation.acked}/${r.holders.length}, all applied in ${rotation.ms} ms`,
+    );
     await Promise.all(
       monitors.map(async (m) => {
         cycling.add(m);
@@ -325,7 +360,10 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
         publishedAtBoot.set(m, m.stats.published);
         cycling.delete(m);
         const kept = m.topicKey(TOPIC_HASH);
-        if (verbose) say(`${m.name} power on: boot ${m.boots}, topic key loaded from flash (${kept ? 'present' : 'MISSING'}), link and subscriptions back`);
+        if (verbose)
+          say(
+            `${m.name} power on: boot ${m.boots}, topic key loaded from flash (${kept ? 'present' : 'MISSING'}), link and subscriptions back`,
+          );
       }),
     );
     if (!verbose) say(`${monitors.length} monitors power-cycled: RAM lost, keys loaded back from flash`);
@@ -342,17 +380,34 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
       const s = d.snapshot();
       keys.push(s.key, ...s.topics.map((t) => t.key), ...s.topics.flatMap((t) => (t.prevKey ? [t.prevKey] : [])));
     }
-    const leaked = seen.filter((s) => texts.some((t) => s.payload.includes(t)) || s.payload.toString().includes('"bpm"') || keys.some((k) => s.payload.includes(Buffer.from(k, 'hex'))));
+    const leaked = seen.filter(
+      (s) =>
+        texts.some((t) => s.payload.includes(t)) ||
+        s.payload.toString().includes('"bpm"') ||
+        keys.some((k) => s.payload.includes(Buffer.from(k, 'hex'))),
+    );
     const observed = (await c2.list()).devices.filter((d) => d.name && d.name.startsWith('monitor-'));
     const rows = [['device', 'sent', 'phone got', 'legacy app got', 'boots', 'key gen seen by C2']];
     for (const m of monitors) {
       const mine = texts.filter((t) => JSON.parse(t).device === m.name);
       const grant = observed.find((d) => d.name === m.name)?.topics.find((t) => t.topic === TOPIC);
-      rows.push([m.name, mine.length, mine.filter((t) => phoneGot.has(t)).length, mine.filter((t) => legacySet.has(t)).length, m.boots, grant?.seenGen ?? '-'].map(String));
+      rows.push(
+        [
+          m.name,
+          mine.length,
+          mine.filter((t) => phoneGot.has(t)).length,
+          mine.filter((t) => legacySet.has(t)).length,
+          m.boots,
+          grant?.seenGen ?? '-',
+        ].map(String),
+      );
     }
     const afterKeys = monitors.map((m) => m.topicKey(TOPIC_HASH));
     const checks: [string, boolean][] = [
-      ['every monitor published before and after the rotation and the power cycle', monitors.every((m) => m.stats.published > 0 && publishedAtBoot.has(m) && m.stats.published > publishedAtBoot.get(m)!)],
+      [
+        'every monitor published before and after the rotation and the power cycle',
+        monitors.every((m) => m.stats.published > 0 && publishedAtBoot.has(m) && m.stats.published > publishedAtBoot.get(m)!),
+      ],
       ['every reading reached the phone', texts.length > 0 && texts.every((t) => phoneGot.has(t))],
       ['every reading reached the legacy app through the proxy', texts.length > 0 && texts.every((t) => legacySet.has(t))],
       ['the broker carried only ciphertext (no reading, no key)', leaked.length === 0 && dataOnBroker.length >= texts.length],
@@ -363,9 +418,16 @@ export async function runFleet(opts: Partial<FleetOptions> = {}, out: (line: str
     out('');
     out(table(rows));
     out('');
-    out(`broker: ${seen.length} messages seen by the observer on # (${dataOnBroker.length} on ${TOPIC}, ${seen.length - dataOnBroker.length} C2 commands), e.g. ${dataOnBroker[0] ? short(dataOnBroker[0].payload, 48) : '-'}`);
-    out(`rotation: generation ${rotation.gen} in ${rotation.ms} ms to ${rotation.order.length} holders; gateway messages up/down ${gateway ? `${gateway.stats.up}/${gateway.stats.down}` : '- (no gateway)'}; proxy protected/unprotected ${proxy.stats.protected}/${proxy.stats.unprotected}`);
-    if (rejected.length) out(`rejected: ${rejected.map((x) => `${x.at}:${x.result}`).join(', ')}${rejected.every((x) => x.result === 'E4_ERROR_MESSAGE_REPLAYED') ? ' (duplicates, dropped by the replay cache)' : ''}`);
+    out(
+      `broker: ${seen.length} messages seen by the observer on # (${dataOnBroker.length} on ${TOPIC}, ${seen.length - dataOnBroker.length} C2 commands), e.g. ${dataOnBroker[0] ? short(dataOnBroker[0].payload, 48) : '-'}`,
+    );
+    out(
+      `rotation: generation ${rotation.gen} in ${rotation.ms} ms to ${rotation.order.length} holders; gateway messages up/down ${gateway ? `${gateway.stats.up}/${gateway.stats.down}` : '- (no gateway)'}; proxy protected/unprotected ${proxy.stats.protected}/${proxy.stats.unprotected}`,
+    );
+    if (rejected.length)
+      out(
+        `rejected: ${rejected.map((x) => `${x.at}:${x.result}`).join(', ')}${rejected.every((x) => x.result === 'E4_ERROR_MESSAGE_REPLAYED') ? ' (duplicates, dropped by the replay cache)' : ''}`,
+      );
     for (const [what, ok] of checks) out(`${ok ? 'PASS' : 'FAIL'}  ${what}`);
     const ok = checks.every(([, v]) => v);
     out(ok ? '\nThe story ran end to end: only ciphertext crossed the broker.' : '\nSome checks failed (see above).');
@@ -385,7 +447,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+  return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms)))]).finally(
+    () => clearTimeout(t),
+  );
 }
 
 async function main(argv: string[]): Promise<void> {

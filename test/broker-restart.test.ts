@@ -26,7 +26,18 @@ const key = (v: number) => hex(Uint8Array.from({ length: 32 }, (_, i) => (v + 13
 /** A mosquitto that keeps sessions across a restart (persistence written when it stops). */
 function mosquittoOn(port: number, dir: string) {
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'log_type error', ''].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence true',
+      `persistence_location ${dir}/`,
+      'log_dest stderr',
+      'log_type error',
+      '',
+    ].join('\n'),
+  );
   const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   return {
     child,
@@ -50,7 +61,11 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
     const port = await freePort('127.0.0.1');
     const url = `mqtt://127.0.0.1:${port}`;
     const topicKey = key(7);
-    const config = { name: 'restart-proxy', key: key(1), topics: [{ topic: TOPIC, hash: hex(sha3_256(new TextEncoder().encode(TOPIC)).subarray(0, 16)), key: topicKey }] };
+    const config = {
+      name: 'restart-proxy',
+      key: key(1),
+      topics: [{ topic: TOPIC, hash: hex(sha3_256(new TextEncoder().encode(TOPIC)).subarray(0, 16)), key: topicKey }],
+    };
     const logs: string[] = [];
     let broker = mosquittoOn(port, dir);
     const cleanup: Array<() => Promise<unknown>> = [];
@@ -93,7 +108,10 @@ describe.skipIf(!present && !process.env.CI)('a broker restart in mid-stream', (
       expect(acked.size).toBe(N);
       await until(() => got.size === N, 20000, `all ${N} messages at the subscriber (got ${got.size})`);
       expect([...got.keys()].sort()).toEqual(Array.from({ length: N }, (_, i) => `reading ${i}`).sort());
-      expect(logs.some((l) => /\[info\] proxy: MQTT .* reconnected after [\d.]+ s and \d+ attempt/.test(l)), logs.join('\n')).toBe(true);
+      expect(
+        logs.some((l) => /\[info\] proxy: MQTT .* reconnected after [\d.]+ s and \d+ attempt/.test(l)),
+        logs.join('\n'),
+      ).toBe(true);
       expect(logs.filter((l) => /reconnect attempt/.test(l)).length).toBeGreaterThan(0);
     } finally {
       for (const c of cleanup.reverse()) await c().catch(() => {});

@@ -402,8 +402,16 @@ describe.skipIf((!haveImage && !process.env.CI) || !!PG_SKIP)(`e4-c2 serve on Po
       expect((await c2.cliAsync(['add-topic', 'x/y', ...c2.base])).code).toBe(0);
       const r = await c2.cliAsync(['list', '--server', url, '--token-file', file, '--json']);
       expect(r.code).toBe(0);
-      expect(JSON.parse(r.out)).toMatchObject({ backend: 'postgres', topics: [{ topic: 'health/heart-rate', gen: 1 }, { topic: 'x/y', gen: 0 }] });
-      expect((await c2.cliAsync(['rules', 'add', 'rotate-topic', 'x/y', '--every', '6h', '--server', url, '--token-file', file])).code).toBe(0);
+      expect(JSON.parse(r.out)).toMatchObject({
+        backend: 'postgres',
+        topics: [
+          { topic: 'health/heart-rate', gen: 1 },
+          { topic: 'x/y', gen: 0 },
+        ],
+      });
+      expect(
+        (await c2.cliAsync(['rules', 'add', 'rotate-topic', 'x/y', '--every', '6h', '--server', url, '--token-file', file])).code,
+      ).toBe(0);
       expect((await c2.cliAsync(['rules', 'list', ...c2.base])).out).toContain('rotate-topic      x/y');
     } finally {
       expect(await served.stop()).toBe(0);

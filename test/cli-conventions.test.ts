@@ -11,8 +11,24 @@ import { TS_NODE } from '../host-sim/shared/cli.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
-const TOOLS = ['host-sim/c2/cli.ts', 'host-sim/tools/flash.ts', 'host-sim/services/gateway.ts', 'host-sim/services/proxy.ts', 'host-sim/tools/conformance.ts', 'host-sim/tools/mqjs-memory.ts', 'host-sim/tools/linux-board.ts', 'host-sim/tools/hil.ts', 'host-sim/tools/size.ts', 'host-sim/tools/bench.ts'];
-const run = (tool: string, args: string[]) => spawnSync(process.execPath, [...TS_NODE, join(ROOT, tool), ...args], { encoding: 'utf8', timeout: 30000, env: { ...process.env, E4_C2_PASSPHRASE: '' } });
+const TOOLS = [
+  'host-sim/c2/cli.ts',
+  'host-sim/tools/flash.ts',
+  'host-sim/services/gateway.ts',
+  'host-sim/services/proxy.ts',
+  'host-sim/tools/conformance.ts',
+  'host-sim/tools/mqjs-memory.ts',
+  'host-sim/tools/linux-board.ts',
+  'host-sim/tools/hil.ts',
+  'host-sim/tools/size.ts',
+  'host-sim/tools/bench.ts',
+];
+const run = (tool: string, args: string[]) =>
+  spawnSync(process.execPath, [...TS_NODE, join(ROOT, tool), ...args], {
+    encoding: 'utf8',
+    timeout: 30000,
+    env: { ...process.env, E4_C2_PASSPHRASE: '' },
+  });
 
 describe.each(TOOLS)('%s', (tool) => {
   it('--version prints the version; --help the usage; a wrong option is one line naming the help', () => {

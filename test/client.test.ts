@@ -241,7 +241,13 @@ describe('durable state', () => {
     const { client } = device({ store });
     const before = client.snapshot();
     const ctrl = client.controlTopic;
-    for (const cmd of [commands.setTopicKey(K2, HASH), commands.removeTopic(HASH), commands.resetTopics(), commands.setIdKey(K3), commands.setTopicKey(K3, topicHash(vault, 'new'))]) {
+    for (const cmd of [
+      commands.setTopicKey(K2, HASH),
+      commands.removeTopic(HASH),
+      commands.resetTopics(),
+      commands.setIdKey(K3),
+      commands.setTopicKey(K3, topicHash(vault, 'new')),
+    ]) {
       store.failNext = new Error('write failed');
       expect(code(() => client.unprotect(ctrl, command(T0, cmd)))).toBe(-108);
       expect(client.snapshot()).toEqual(before);
@@ -370,7 +376,9 @@ describe('provisioning and bad input', () => {
     client.setTopicKey(hexName, K1);
     client.setTopicKey(topicHash(vault, 'b'), K2);
     client.setTopicKey({ hash: topicHash(vault, 'c') }, K3);
-    expect(store.load()!.topics.map((t) => toHex(t.hash))).toEqual([topicHash(vault, hexName), topicHash(vault, 'b'), topicHash(vault, 'c')].map(toHex));
+    expect(store.load()!.topics.map((t) => toHex(t.hash))).toEqual(
+      [topicHash(vault, hexName), topicHash(vault, 'b'), topicHash(vault, 'c')].map(toHex),
+    );
     expect(client.hasTopic(hexName)).toBe(true);
     client.removeTopic({ hash: toHex(topicHash(vault, hexName)) });
     client.removeTopic(topicHash(vault, 'b'));

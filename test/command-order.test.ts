@@ -16,7 +16,8 @@ const tag = (n: number) => new Uint8Array(16).fill(n);
 
 function stateAt(lastCommand: number, ...tags: number[]): StoredState {
   const s = applyChanges(null, [{ op: 'provision', id: new Uint8Array(16), key: new Uint8Array(32) }]);
-  if (lastCommand >= 0) applyChanges(s, [{ op: 'calibrate', time: lastCommand, tags: Uint8Array.from(tags.flatMap((n) => Array.from(tag(n)))) }]);
+  if (lastCommand >= 0)
+    applyChanges(s, [{ op: 'calibrate', time: lastCommand, tags: Uint8Array.from(tags.flatMap((n) => Array.from(tag(n)))) }]);
   return s;
 }
 
@@ -36,7 +37,11 @@ describe('command order rule (firmware/command-order.ts)', () => {
 
   it('accepts another command of the same second (its tag added) and a later one (its tag alone)', () => {
     const s = stateAt(T, 1, 2);
-    expect(commandOrder(s, T, tag(3), true)).toEqual({ op: 'calibrate', time: T, tags: Uint8Array.from([...tag(1), ...tag(2), ...tag(3)]) });
+    expect(commandOrder(s, T, tag(3), true)).toEqual({
+      op: 'calibrate',
+      time: T,
+      tags: Uint8Array.from([...tag(1), ...tag(2), ...tag(3)]),
+    });
     expect(commandOrder(s, T + 1, tag(1), true)).toEqual({ op: 'calibrate', time: T + 1, tags: tag(1) });
   });
 

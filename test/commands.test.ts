@@ -52,7 +52,9 @@ describe('command interpreter (firmware/commands.ts)', () => {
   });
 
   it('SetTopicKey of a new topic adds it without a previous key', () => {
-    expect(run(stateWith(), commands.setTopicKey(b(8, 32), b(5, 16)))).toEqual([{ op: 'topic', topic: { hash: b(5, 16), key: b(8, 32), prevKey: null, prevSince: -1 } }]);
+    expect(run(stateWith(), commands.setTopicKey(b(8, 32), b(5, 16)))).toEqual([
+      { op: 'topic', topic: { hash: b(5, 16), key: b(8, 32), prevKey: null, prevSince: -1 } },
+    ]);
   });
 
   it('SetTopicKey of a held topic keeps its key as the previous one from `since`, unless keyTransition is 0', () => {
@@ -60,7 +62,9 @@ describe('command interpreter (firmware/commands.ts)', () => {
     const [c] = run(s, commands.setTopicKey(b(8, 32), b(5, 16)), T + 7);
     expect(c).toEqual({ op: 'topic', topic: { hash: b(5, 16), key: b(8, 32), prevKey: b(6, 32), prevSince: T + 7 } });
     expect(c.op === 'topic' && c.topic.prevKey).not.toBe(s.topics[0].key); // a copy
-    expect(run(s, commands.setTopicKey(b(8, 32), b(5, 16)), T, 32, 0)).toEqual([{ op: 'topic', topic: { hash: b(5, 16), key: b(8, 32), prevKey: null, prevSince: -1 } }]);
+    expect(run(s, commands.setTopicKey(b(8, 32), b(5, 16)), T, 32, 0)).toEqual([
+      { op: 'topic', topic: { hash: b(5, 16), key: b(8, 32), prevKey: null, prevSince: -1 } },
+    ]);
   });
 
   it('SetTopicKey with the key already held changes nothing', () => {
@@ -75,8 +79,23 @@ describe('command interpreter (firmware/commands.ts)', () => {
 
   it('an empty command, an unknown code and every wrong length are INVALID_COMMAND', () => {
     const s = stateWith([5, 6]);
-    const bad = [new Uint8Array(0), Uint8Array.of(4), Uint8Array.of(0xff, 1), ...[commands.removeTopic(b(5, 16)), commands.resetTopics(), commands.setIdKey(b(9, 32)), commands.setTopicKey(b(8, 32), b(5, 16))].flatMap((c) => [c.subarray(0, c.length - 1), Uint8Array.of(...c, 0)])];
-    for (const cmd of bad) if (cmd.length) expect(code(() => run(s, cmd)), Array.from(cmd.subarray(0, 2)).join()).toBe(INVALID_COMMAND);
+    const bad = [
+      new Uint8Array(0),
+      Uint8Array.of(4),
+      Uint8Array.of(0xff, 1),
+      ...[
+        commands.removeTopic(b(5, 16)),
+        commands.resetTopics(),
+        commands.setIdKey(b(9, 32)),
+        commands.setTopicKey(b(8, 32), b(5, 16)),
+      ].flatMap((c) => [c.subarray(0, c.length - 1), Uint8Array.of(...c, 0)]),
+    ];
+    for (const cmd of bad)
+      if (cmd.length)
+        expect(
+          code(() => run(s, cmd)),
+          Array.from(cmd.subarray(0, 2)).join(),
+        ).toBe(INVALID_COMMAND);
     expect(code(() => run(s, new Uint8Array(0)))).toBe(INVALID_COMMAND);
   });
 });

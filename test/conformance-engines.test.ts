@@ -43,7 +43,10 @@ const LIMITS: Record<string, { sections?: string[]; images?: string[]; maxCaseBy
 const ENGINES = ['duk', 'espruino-o2', 'espruino32-12000', 'espruino32-2630', 'jerry', 'jerry-2.4', 'jerry-lean', 'mqjs', 'xst'];
 
 function conformance(args: string[]) {
-  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], { encoding: 'utf8', timeout: 10 * 60 * 1000 });
+  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], {
+    encoding: 'utf8',
+    timeout: 10 * 60 * 1000,
+  });
   const lines = (r.stdout || '').trim().split('\n');
   return { status: r.status, out: (r.stdout || '') + (r.stderr || ''), last: lines[lines.length - 1] };
 }
@@ -55,17 +58,37 @@ for (const name of ENGINES) {
     for (const [label, image] of IMAGES) {
       if (limit.images && !limit.images.includes(label)) continue;
       const max = limit.maxCaseBytes && limit.maxCaseBytes[label];
-      const cases = ALL.filter((c) => (!limit.sections || limit.sections.includes(c.section)) && (!max || asciiJson({ id: c.id, op: c.op, args: c.args }).length <= max));
-      const what = limit.sections ? `the ${limit.sections.join(', ')} vectors` : max ? `every vector of at most ${max} bytes` : 'every vector';
-      it(`the ${label} portable image passes ${what} (${cases.length} cases)`, () => {
-        e.binary();
-        const args = ['--engine', name, '--image', image, ...(limit.sections ? ['--sections', limit.sections.join(',')] : []), ...(max ? ['--max-case-bytes', String(max)] : []), ...FILES];
-        const r = conformance(args);
-        expect(r.last, r.out).toBe(`conformance: ${cases.length} passed, 0 failed`);
-        expect(r.status).toBe(0);
-        const time = /time .*/.exec(r.out);
-        if (time) console.log(`${label} image, ${time[0]}`);
-      }, 10 * 60 * 1000);
+      const cases = ALL.filter(
+        (c) =>
+          (!limit.sections || limit.sections.includes(c.section)) &&
+          (!max || asciiJson({ id: c.id, op: c.op, args: c.args }).length <= max),
+      );
+      const what = limit.sections
+        ? `the ${limit.sections.join(', ')} vectors`
+        : max
+          ? `every vector of at most ${max} bytes`
+          : 'every vector';
+      it(
+        `the ${label} portable image passes ${what} (${cases.length} cases)`,
+        () => {
+          e.binary();
+          const args = [
+            '--engine',
+            name,
+            '--image',
+            image,
+            ...(limit.sections ? ['--sections', limit.sections.join(',')] : []),
+            ...(max ? ['--max-case-bytes', String(max)] : []),
+            ...FILES,
+          ];
+          const r = conformance(args);
+          expect(r.last, r.out).toBe(`conformance: ${cases.length} passed, 0 failed`);
+          expect(r.status).toBe(0);
+          const time = /time .*/.exec(r.out);
+          if (time) console.log(`${label} image, ${time[0]}`);
+        },
+        10 * 60 * 1000,
+      );
     }
   });
 }
@@ -74,7 +97,9 @@ const mq = needEngine('mqjs');
 describe.skipIf(skipped(mq))(titled('MicroQuickJS memory', mq), () => {
   it('finds the smallest memory limit for a 256-byte protect/unprotect, from source and from bytecode', () => {
     const r = mqjsMemory({ mqjs: mq.binary(), bytes: 256 });
-    console.log(`mqjs --memory-limit for provisioning + 256-byte protect/unprotect: ${r.source} KB from source, ${r.bytecode} KB from bytecode`);
+    console.log(
+      `mqjs --memory-limit for provisioning + 256-byte protect/unprotect: ${r.source} KB from source, ${r.bytecode} KB from bytecode`,
+    );
     expect(r.source).toBeGreaterThan(8);
     // Bytecode stays outside the heap: the same work needs less of it.
     expect(r.bytecode).toBeLessThan(r.source ?? 0);

@@ -20,7 +20,10 @@ const TOTAL = FILES.reduce((n, f) => n + loadCases(f).length, 0);
 const duk = findBinary('duk');
 
 function conformance(...args: string[]) {
-  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], { encoding: 'utf8', timeout: 240000 });
+  const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), ...args], {
+    encoding: 'utf8',
+    timeout: 240000,
+  });
   const lines = r.stdout.trim().split('\n');
   return { status: r.status, out: r.stdout + r.stderr, last: lines[lines.length - 1] };
 }

@@ -39,39 +39,42 @@ describe('docs: every shell block', () => {
   });
 });
 
-describe.skipIf(!mosquitto && !CI)(`docs: blocks run as written${mosquitto ? '' : ' (skipped: no mosquitto; apt-get install mosquitto)'}`, () => {
-  it('README "C2 key manager": the C2 from init to list, commands delivered through the broker', () => {
-    const r = runDocBlock(docBlock('c2-readme'), { broker: true });
-    try {
-      expect(r.status, r.out).toBe(0);
-      expect(r.out).toMatch(/added device monitor-1 +id [0-9a-f]{32}/);
-      expect(r.out).toMatch(/acknowledged by the broker/);
-      expect(statSync(join(r.dir, 'keys/monitor-1.json')).mode & 0o777).toBe(0o600);
-    } finally {
-      r.cleanup();
-    }
-  }, 300_000);
+describe.skipIf(!mosquitto && !CI)(
+  `docs: blocks run as written${mosquitto ? '' : ' (skipped: no mosquitto; apt-get install mosquitto)'}`,
+  () => {
+    it('README "C2 key manager": the C2 from init to list, commands delivered through the broker', () => {
+      const r = runDocBlock(docBlock('c2-readme'), { broker: true });
+      try {
+        expect(r.status, r.out).toBe(0);
+        expect(r.out).toMatch(/added device monitor-1 +id [0-9a-f]{32}/);
+        expect(r.out).toMatch(/acknowledged by the broker/);
+        expect(statSync(join(r.dir, 'keys/monitor-1.json')).mode & 0o777).toBe(0o600);
+      } finally {
+        r.cleanup();
+      }
+    }, 300_000);
 
-  it('docs/c2.md quick start: two devices, a grant each, a rotation watched, the device file, the list', () => {
-    const r = runDocBlock(docBlock('c2-quick-start'), { broker: true });
-    try {
-      expect(r.status, r.out).toBe(0);
-      expect(r.out).toMatch(/added device phone-1 +id [0-9a-f]{32}/);
-      expect(statSync(join(r.dir, 'keys/monitor-1.json')).mode & 0o777).toBe(0o600);
-    } finally {
-      r.cleanup();
-    }
-  }, 300_000);
+    it('docs/c2.md quick start: two devices, a grant each, a rotation watched, the device file, the list', () => {
+      const r = runDocBlock(docBlock('c2-quick-start'), { broker: true });
+      try {
+        expect(r.status, r.out).toBe(0);
+        expect(r.out).toMatch(/added device phone-1 +id [0-9a-f]{32}/);
+        expect(statSync(join(r.dir, 'keys/monitor-1.json')).mode & 0o777).toBe(0o600);
+      } finally {
+        r.cleanup();
+      }
+    }, 300_000);
 
-  it('docs/simulator.md: npm start on the default broker, 20 devices, mosquitto, and a broker by URL', () => {
-    const r = runDocBlock(docBlock('simulator-start'), { broker: true, timeoutMs: 8 * 60 * 1000 });
-    try {
-      expect(r.status, r.out).toBe(0);
-    } finally {
-      r.cleanup();
-    }
-  }, 480_000);
-});
+    it('docs/simulator.md: npm start on the default broker, 20 devices, mosquitto, and a broker by URL', () => {
+      const r = runDocBlock(docBlock('simulator-start'), { broker: true, timeoutMs: 8 * 60 * 1000 });
+      try {
+        expect(r.status, r.out).toBe(0);
+      } finally {
+        r.cleanup();
+      }
+    }, 480_000);
+  },
+);
 
 const engines = ['duk', 'mqjs', 'jerry'].map(needEngine);
 

@@ -210,7 +210,10 @@ export function edgeScript(image = IMAGE): string {
 }
 
 /** Runs the checks on an engine; returns { name: result } and the raw output. */
-export async function runEdges(engine: ReturnType<typeof openEngine>, image = IMAGE): Promise<{ results: Record<string, string>; out: string; ended: boolean }> {
+export async function runEdges(
+  engine: ReturnType<typeof openEngine>,
+  image = IMAGE,
+): Promise<{ results: Record<string, string>; out: string; ended: boolean }> {
   const r = await engine.run(edgeScript(image), { endTag: END, timeoutMs: 600000 });
   const results: Record<string, string> = {};
   for (const line of r.stdout.split(/\r?\n/)) {
@@ -237,10 +240,14 @@ describe('device guarantees at the edges, on the built image in each engine', ()
   for (const e of ENGINES) {
     const present = e.spec === 'node' || !!findBinary(e.spec);
     const label = `${e.spec} (${e.image.slice(ROOT.length + 1)})`;
-    it.skipIf(!present && !process.env.CI)(`every check passes on ${label}${present ? '' : ': engine not found (set E4_ENGINES)'}`, async () => {
-      const { results, out, ended } = await runEdges(openEngine(e.spec, e.kind), e.image);
-      expect(ended, out).toBe(true);
-      for (const n of NAMES) expect(results[n], `${n}\n${out}`).toBe('ok');
-    }, 600000);
+    it.skipIf(!present && !process.env.CI)(
+      `every check passes on ${label}${present ? '' : ': engine not found (set E4_ENGINES)'}`,
+      async () => {
+        const { results, out, ended } = await runEdges(openEngine(e.spec, e.kind), e.image);
+        expect(ended, out).toBe(true);
+        for (const n of NAMES) expect(results[n], `${n}\n${out}`).toBe('ok');
+      },
+      600000,
+    );
   }
 });

@@ -22,8 +22,9 @@ function withDirs<T>(engines: string[], path: string[], fn: () => T): T {
   try {
     return fn();
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
@@ -70,7 +71,11 @@ describe('engine lookup', () => {
     expect(() => findBinary('espruino-puck')).toThrow(EngineUsageError);
     expect(() => openEngine('jerry-64k')).toThrow(/unknown engine jerry-64k/);
     expect(() => openEngine('node', 'espruino')).toThrow(EngineUsageError);
-    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), '--engine', 'jerry-64k', join(ROOT, 'test/vectors/rfc5297.json')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [...TS_NODE, join(ROOT, 'host-sim/tools/conformance.ts'), '--engine', 'jerry-64k', join(ROOT, 'test/vectors/rfc5297.json')],
+      { encoding: 'utf8' },
+    );
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown engine jerry-64k: one of node, duk, espruino32-2630/);
     expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
@@ -82,6 +87,8 @@ describe('engine lookup', () => {
     expect(causeOf('microquickjs', { exit: 1, stdout: '', stderr: 'InternalError: out of memory\n    at x' })).toMatch(/^out of memory/);
     expect(causeOf('duktape', { exit: null, signal: 'SIGSEGV', stdout: '', stderr: '' })).toBe('killed by SIGSEGV (the engine crashed)');
     expect(causeOf('xs', { timedOut: true, limitMs: 5000, exit: -1, stdout: '', stderr: '' })).toBe('timed out after 5000 ms');
-    expect(causeOf('duktape', { exit: 1, stdout: '', stderr: 'TypeError: undefined not callable\n' })).toBe('exit 1: TypeError: undefined not callable');
+    expect(causeOf('duktape', { exit: 1, stdout: '', stderr: 'TypeError: undefined not callable\n' })).toBe(
+      'exit 1: TypeError: undefined not callable',
+    );
   });
 });

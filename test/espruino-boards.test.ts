@@ -75,7 +75,11 @@ interface FlashOptions {
 function flashBoard(boardName: string, cfg: DeviceFile, opts: FlashOptions = {}) {
   const sim = flashSim({ size: opts.size || 64 * 1024 });
   const board = espruinoBoard({ flash: sim, mqtt: opts.mqtt || null, time: 100 });
-  const { script, files } = uploadScript({ image: image(boardName), config: deviceConfigFor(boardName, cfg), mqtt: opts.mqttModule ?? null });
+  const { script, files } = uploadScript({
+    image: image(boardName),
+    config: deviceConfigFor(boardName, cfg),
+    mqtt: opts.mqttModule ?? null,
+  });
   expect(board.upload(script)).toBe(true); // ends with load()
   verifyFlash(board.printed, files);
   const E4 = board.boot();
@@ -199,7 +203,9 @@ for (const boardName of ['espruino-puckjs', 'espruino-nrf52']) {
       expect(E4.status()).toMatchObject({ ok: true, topics: 4 });
       expect(open(key(0x77), imageClient(E4).protect('health/spo2', 'after reboot'))).toBe('after reboot');
       // A replay of the command is rejected: the store kept the last command's timestamp and tag.
-      expect(() => imageClient(E4).unprotect(ctl, t.board.bytesIn(protect(cfg.key, 1999, setTopicKey(key(0x78), 'health/spo2'))))).toThrow(/MESSAGE_REPLAYED/);
+      expect(() => imageClient(E4).unprotect(ctl, t.board.bytesIn(protect(cfg.key, 1999, setTopicKey(key(0x78), 'health/spo2'))))).toThrow(
+        /MESSAGE_REPLAYED/,
+      );
       expect(t.sim.contains(unhex(key(0x22)))).toBe(false);
       expect(t.sim.contains(unhex(key(0x77)))).toBe(true);
     });
@@ -274,7 +280,10 @@ describe('espruino-esp32 over MQTT', () => {
 
   it('connects (Wi-Fi, SNTP, MQTT), subscribes, receives, publishes; hashes a run-time topic once', async () => {
     const cfg = device({ mqtt: { url: broker.url }, wifi: { ssid: 'lab', password: 'pw' }, ntp: 'pool.ntp.org' }, { clock: 'untrusted' });
-    const t = flashBoard('espruino-esp32', cfg, { mqtt: mqttPkg, mqttModule: '/* MQTT module: emulated by host-sim/sim/espruino-board.ts */' });
+    const t = flashBoard('espruino-esp32', cfg, {
+      mqtt: mqttPkg,
+      mqttModule: '/* MQTT module: emulated by host-sim/sim/espruino-board.ts */',
+    });
     expect(t.sim.read('MQTT')).toMatch(/emulated/);
     const d = imageDevice(t.E4);
     const got: unknown[][] = [];
@@ -337,7 +346,15 @@ describe('Espruino parser pitfalls in the images', () => {
       const walk = (n: unknown): void => {
         if (!isAstNode(n)) return;
         const regex = n.regex;
-        if (n.type === 'Literal' && typeof regex === 'object' && regex !== null && 'pattern' in regex && typeof regex.pattern === 'string' && regex.pattern.includes('/')) found.push(regex.pattern);
+        if (
+          n.type === 'Literal' &&
+          typeof regex === 'object' &&
+          regex !== null &&
+          'pattern' in regex &&
+          typeof regex.pattern === 'string' &&
+          regex.pattern.includes('/')
+        )
+          found.push(regex.pattern);
         for (const k of Object.keys(n)) {
           const v = n[k];
           if (Array.isArray(v)) v.forEach(walk);
@@ -354,6 +371,7 @@ describe('MQTT URL', () => {
   it('parses mqtt://host[:port] and refuses the rest', () => {
     expect(parseMqttUrl('mqtt://127.0.0.1:1883')).toEqual({ host: '127.0.0.1', port: 1883 });
     expect(parseMqttUrl('mqtt://broker.lan/')).toEqual({ host: 'broker.lan', port: 1883 });
-    for (const bad of ['tcp://x:1', 'mqtt://', 'mqtt://h:0', 'mqtt://h:70000', 'mqtt://h:1x', 'mqtt://h/x']) expect(() => parseMqttUrl(bad), bad).toThrow(/mqtt:\/\/host:port/);
+    for (const bad of ['tcp://x:1', 'mqtt://', 'mqtt://h:0', 'mqtt://h:70000', 'mqtt://h:1x', 'mqtt://h/x'])
+      expect(() => parseMqttUrl(bad), bad).toThrow(/mqtt:\/\/host:port/);
   });
 });

@@ -71,31 +71,47 @@ describe.skipIf(skipped(e))(titled('the board image as an Espruino module on esp
   }
 });
 
-describe.skipIf(skipped(e))(titled('the board image from the module folder of the espruino tool (the IDE\'s way), on espruino32-12000 as a board', e), () => {
-  it('code that says require("e4") gets the module uploaded and runs with the device file', () => {
-    e.binary();
-    const dev = hilDevice('espruino-esp32');
-    const dir = mkdtempSync(join(tmpdir(), 'e4-ide-'));
-    try {
-      mkdirSync(join(dir, 'modules'));
-      copyFileSync(join(ROOT, 'dist/boards/espruino-esp32.min.js'), join(dir, 'modules/e4.js'));
-      writeFileSync(
-        join(dir, 'app.js'),
-        `require("Storage").write("e4.json",${JSON.stringify(JSON.stringify(dev))});
+describe.skipIf(skipped(e))(
+  titled("the board image from the module folder of the espruino tool (the IDE's way), on espruino32-12000 as a board", e),
+  () => {
+    it('code that says require("e4") gets the module uploaded and runs with the device file', () => {
+      e.binary();
+      const dev = hilDevice('espruino-esp32');
+      const dir = mkdtempSync(join(tmpdir(), 'e4-ide-'));
+      try {
+        mkdirSync(join(dir, 'modules'));
+        copyFileSync(join(ROOT, 'dist/boards/espruino-esp32.min.js'), join(dir, 'modules/e4.js'));
+        writeFileSync(
+          join(dir, 'app.js'),
+          `require("Storage").write("e4.json",${JSON.stringify(JSON.stringify(dev))});
 var E4=require("e4");E4.start();var s=E4.status();print("E4MOD "+JSON.stringify({ok:s.ok,ctl:s.controlTopic,topics:s.topics}));
 `,
-      );
-      const cli = join(ROOT, 'node_modules/.bin/espruino');
-      const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', 'espruino32-12000', '--', 'sh', '-c', `cd "${dir}" && exec "${process.execPath}" "${cli}" --no-ble --config MODULE_URL=modules -p "$E4_BOARD_PORT" app.js`], {
-        encoding: 'utf8',
-        timeout: 120000,
-      });
-      const out = (r.stdout || '') + (r.stderr || '');
-      const status = /E4MOD (\{.*\})/.exec(out);
-      expect(status, out).not.toBeNull();
-      expect(JSON.parse(status![1])).toEqual({ ok: true, ctl: `e4/${dev.id}`, topics: 4 });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 150000);
-});
+        );
+        const cli = join(ROOT, 'node_modules/.bin/espruino');
+        const r = spawnSync(
+          process.execPath,
+          [
+            ...TS_NODE,
+            join(ROOT, 'host-sim/tools/linux-board.ts'),
+            '--engine',
+            'espruino32-12000',
+            '--',
+            'sh',
+            '-c',
+            `cd "${dir}" && exec "${process.execPath}" "${cli}" --no-ble --config MODULE_URL=modules -p "$E4_BOARD_PORT" app.js`,
+          ],
+          {
+            encoding: 'utf8',
+            timeout: 120000,
+          },
+        );
+        const out = (r.stdout || '') + (r.stderr || '');
+        const status = /E4MOD (\{.*\})/.exec(out);
+        expect(status, out).not.toBeNull();
+        expect(JSON.parse(status![1])).toEqual({ ok: true, ctl: `e4/${dev.id}`, topics: 4 });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 150000);
+  },
+);

@@ -31,7 +31,11 @@ describe('footprint table', () => {
   });
 
   it('shows the previous release beside the figure and marks a regression against it', () => {
-    const t = figureTable('size', { 'puck.bootVars': 1450, 'puck.peakVars': 1000 }, { ci: false, budgets: { ...budgets, baseline: { 'puck.bootVars': 1400 } } });
+    const t = figureTable(
+      'size',
+      { 'puck.bootVars': 1450, 'puck.peakVars': 1000 },
+      { ci: false, budgets: { ...budgets, baseline: { 'puck.bootVars': 1400 } } },
+    );
     const row = t.lines.find((l) => l.startsWith('Puck.js image'));
     expect(row).toMatch(/1,400\s+1,450\s+1,460\s+1,000\s+within budget, worse than 0\.1\.0/);
   });
@@ -45,7 +49,8 @@ describe('footprint table', () => {
   it('the budget and baseline files of the repository name only known figures, and bound only counts and ratios', () => {
     const b = loadBudgets();
     const ids = new Set(FIGURES.map((f) => f.id));
-    for (const id of [...Object.keys(b.budget), ...Object.keys(b.goal), ...Object.keys(b.baseline)]) expect(ids.has(id) || id === 'puck.after64Vars').toBe(true);
+    for (const id of [...Object.keys(b.budget), ...Object.keys(b.goal), ...Object.keys(b.baseline)])
+      expect(ids.has(id) || id === 'puck.after64Vars').toBe(true);
     for (const f of FIGURES) if (b.budget[f.id] !== undefined) expect(['vars', 'bytes', '×']).toContain(f.unit);
   });
 
@@ -57,7 +62,13 @@ describe('footprint table', () => {
   });
 
   it('takes the median of the per-round ratios when the engine reports them (one disturbed round does not move it)', () => {
-    const ratios: [number, number][] = [[1.9, 1.8], [1.95, 1.85], [3.5, 0.9], [2.0, 1.9], [1.92, 1.88]];
+    const ratios: [number, number][] = [
+      [1.9, 1.8],
+      [1.95, 1.85],
+      [3.5, 0.9],
+      [2.0, 1.9],
+      [1.92, 1.88],
+    ];
     const f = speedFigures([{ engine: 'duk', rows: [{ size: 1024, protect: 100, rawSeal: 300, unprotect: 100, rawOpen: 300, ratios }] }]);
     expect(f['duk.protect1kRatio']).toBeCloseTo(1.95);
     expect(f['duk.unprotect1kRatio']).toBeCloseTo(1.85);
@@ -69,7 +80,10 @@ describe('size and bench --help', () => {
     it(`${tool} --help prints the usage and writes nothing`, () => {
       const sizeFile = join(ROOT, 'dist', 'size.json');
       const before = existsSync(sizeFile) ? statSync(sizeFile).mtimeMs : null;
-      const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools', tool), '--help'], { encoding: 'utf8', timeout: 30000 });
+      const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools', tool), '--help'], {
+        encoding: 'utf8',
+        timeout: 30000,
+      });
       expect(r.status).toBe(0);
       expect(r.stdout).toMatch(/^usage: npm run/);
       expect(r.stdout).toContain('--check');

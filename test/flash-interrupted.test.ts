@@ -16,19 +16,45 @@ const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-2630');
 
 describe.skipIf(skipped(e))(titled('flash cut off at any point of the upload (espruino-puckjs on espruino32-2630)', e), () => {
-  it('leaves a board that boots with its old keys, or with the new ones once the switch line ran', () => {
-    e.binary();
-    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', 'espruino32-2630', '--', process.execPath, ...TS_NODE, join(ROOT, 'test/support/interrupted-flash.ts'), 'espruino-puckjs'], {
-      encoding: 'utf8',
-      timeout: 6 * 60 * 1000,
-    });
-    const out = (r.stdout || '') + (r.stderr || '');
-    const cuts = out.split('\n').filter((l) => l.startsWith('CUT '));
-    console.log(out.split('\n').filter((l) => /^(UPLOAD|CUT|COMPLETE|KEEPSTATE|RESULT)/.test(l)).join('\n'));
-    expect(cuts.length, out).toBeGreaterThanOrEqual(8);
-    expect(cuts.filter((l) => !/ pass /.test(l)), out).toEqual([]);
-    expect(out).toMatch(/COMPLETE pass/);
-    expect(out).toMatch(/KEEPSTATE pass/);
-    expect(r.status, out).toBe(0);
-  }, 7 * 60 * 1000);
+  it(
+    'leaves a board that boots with its old keys, or with the new ones once the switch line ran',
+    () => {
+      e.binary();
+      const r = spawnSync(
+        process.execPath,
+        [
+          ...TS_NODE,
+          join(ROOT, 'host-sim/tools/linux-board.ts'),
+          '--engine',
+          'espruino32-2630',
+          '--',
+          process.execPath,
+          ...TS_NODE,
+          join(ROOT, 'test/support/interrupted-flash.ts'),
+          'espruino-puckjs',
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 6 * 60 * 1000,
+        },
+      );
+      const out = (r.stdout || '') + (r.stderr || '');
+      const cuts = out.split('\n').filter((l) => l.startsWith('CUT '));
+      console.log(
+        out
+          .split('\n')
+          .filter((l) => /^(UPLOAD|CUT|COMPLETE|KEEPSTATE|RESULT)/.test(l))
+          .join('\n'),
+      );
+      expect(cuts.length, out).toBeGreaterThanOrEqual(8);
+      expect(
+        cuts.filter((l) => !/ pass /.test(l)),
+        out,
+      ).toEqual([]);
+      expect(out).toMatch(/COMPLETE pass/);
+      expect(out).toMatch(/KEEPSTATE pass/);
+      expect(r.status, out).toBe(0);
+    },
+    7 * 60 * 1000,
+  );
 });

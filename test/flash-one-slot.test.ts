@@ -14,15 +14,37 @@ const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-2630');
 
 describe.skipIf(skipped(e))(titled('flash where Storage has room for one image only (espruino-puckjs on espruino32-2630)', e), () => {
-  it('erases the old image first, keeps the keys through a cut, and installs the new identity', () => {
-    e.binary();
-    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', 'espruino32-2630', '--', process.execPath, ...TS_NODE, join(ROOT, 'test/support/one-slot-flash.ts')], {
-      encoding: 'utf8',
-      timeout: 4 * 60 * 1000,
-    });
-    const out = (r.stdout || '') + (r.stderr || '');
-    console.log(out.split('\n').filter((l) => /^(FIRST|BALLAST|CUT|KEPT|SECOND)/.test(l)).join('\n'));
-    expect(out).toMatch(/^SECOND one-slot \{"ok":true/m);
-    expect(r.status, out).toBe(0);
-  }, 5 * 60 * 1000);
+  it(
+    'erases the old image first, keeps the keys through a cut, and installs the new identity',
+    () => {
+      e.binary();
+      const r = spawnSync(
+        process.execPath,
+        [
+          ...TS_NODE,
+          join(ROOT, 'host-sim/tools/linux-board.ts'),
+          '--engine',
+          'espruino32-2630',
+          '--',
+          process.execPath,
+          ...TS_NODE,
+          join(ROOT, 'test/support/one-slot-flash.ts'),
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 4 * 60 * 1000,
+        },
+      );
+      const out = (r.stdout || '') + (r.stderr || '');
+      console.log(
+        out
+          .split('\n')
+          .filter((l) => /^(FIRST|BALLAST|CUT|KEPT|SECOND)/.test(l))
+          .join('\n'),
+      );
+      expect(out).toMatch(/^SECOND one-slot \{"ok":true/m);
+      expect(r.status, out).toBe(0);
+    },
+    5 * 60 * 1000,
+  );
 });

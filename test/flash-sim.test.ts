@@ -242,7 +242,8 @@ function scriptOut(v: unknown): ScriptOut {
   const [live, last, errors, list, stats]: unknown[] = v;
   const numbers = (x: unknown): x is number[] => Array.isArray(x) && x.every((e) => typeof e === 'number');
   const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((e) => typeof e === 'string');
-  if (!numbers(live) || typeof last !== 'number' || !strings(errors) || typeof list !== 'string' || typeof stats !== 'string') throw new Error('unexpected out: ' + JSON.stringify(v));
+  if (!numbers(live) || typeof last !== 'number' || !strings(errors) || typeof list !== 'string' || typeof stats !== 'string')
+    throw new Error('unexpected out: ' + JSON.stringify(v));
   return [live, last, errors, list, stats];
 }
 
@@ -253,13 +254,26 @@ async function storeBundle(): Promise<string> {
   const b = await rollup({
     input: ENTRY,
     plugins: [
-      { name: 'entry', resolveId: (s: string) => (s === ENTRY ? ENTRY : null), load: (id: string) => (id === ENTRY ? `export { flashStore } from ${JSON.stringify(join(__dirname, '../boards/shared/flash-store.ts'))};\nexport { storageZero } from ${JSON.stringify(join(__dirname, '../boards/espruino/storage-zero.ts'))};` : null) },
+      {
+        name: 'entry',
+        resolveId: (s: string) => (s === ENTRY ? ENTRY : null),
+        load: (id: string) =>
+          id === ENTRY
+            ? `export { flashStore } from ${JSON.stringify(join(__dirname, '../boards/shared/flash-store.ts'))};\nexport { storageZero } from ${JSON.stringify(join(__dirname, '../boards/espruino/storage-zero.ts'))};`
+            : null,
+      },
       resolveSources(),
       lowerToES5(),
     ],
     onwarn: () => {},
   });
-  const { output } = await b.generate({ format: 'iife', name: 'FS', exports: 'named', freeze: false, generatedCode: { preset: 'es5', constBindings: false, arrowFunctions: false, objectShorthand: false, symbols: false } });
+  const { output } = await b.generate({
+    format: 'iife',
+    name: 'FS',
+    exports: 'named',
+    freeze: false,
+    generatedCode: { preset: 'es5', constBindings: false, arrowFunctions: false, objectShorthand: false, symbols: false },
+  });
   // Minified as the images are (mangled names expose a `var` Espruino has not declared yet:
   // an assignment to it reaches the enclosing scope).
   const { minifyImage } = await import('../build/minify.ts');
@@ -290,7 +304,7 @@ function undeclaredUses(code: string): string[] {
         if (vars.has(n.name) && !dec.has(n.name)) out.push(`${name}: ${n.name} (line ${n.loc?.start.line})`);
         return;
       }
-      if (n.type === 'MemberExpression') return expr(n.object, dec), n.computed ? expr(n.property, dec) : undefined;
+      if (n.type === 'MemberExpression') return (expr(n.object, dec), n.computed ? expr(n.property, dec) : undefined);
       if (n.type === 'Property') return expr(n.value, dec);
       kids(n).forEach((c) => expr(c, dec));
     };
@@ -311,7 +325,7 @@ function undeclaredUses(code: string): string[] {
         case 'Program':
           return block(n.body, dec);
         case 'FunctionDeclaration':
-          return fn(n, n.id ? n.id.name : name), dec;
+          return (fn(n, n.id ? n.id.name : name), dec);
         case 'ForStatement':
         case 'ForInStatement': {
           const init = n.type === 'ForStatement' ? n.init : n.left;
@@ -346,7 +360,8 @@ function undeclaredUses(code: string): string[] {
     };
     const hoisted = new Set<string>();
     for (const p of f.params) if (p.type === 'Identifier') hoisted.add(p.name);
-    if (f.body.type === 'BlockStatement' || f.body.type === 'Program') for (const c of f.body.body) if (c.type === 'FunctionDeclaration') hoisted.add(c.id.name);
+    if (f.body.type === 'BlockStatement' || f.body.type === 'Program')
+      for (const c of f.body.body) if (c.type === 'FunctionDeclaration') hoisted.add(c.id.name);
     stmt(f.body, hoisted);
   }
   const ast = acorn.parse(code, { ecmaVersion: 5, locations: true, allowReserved: true });
@@ -378,7 +393,11 @@ describe('the flash store as Espruino runs it', () => {
   it('declares every var before any path uses it (Espruino declares a var only when execution reaches it)', async () => {
     expect(undeclaredUses(await storeBundle())).toEqual([]);
     // The check sees the bug it is for.
-    expect(undeclaredUses('function f(x){ if (x) { for (var k = 0; k < 1; k++); } else { for (k = 0; k < 1; k++); } }')).toEqual(['f: k (line 1)', 'f: k (line 1)', 'f: k (line 1)']);
+    expect(undeclaredUses('function f(x){ if (x) { for (var k = 0; k < 1; k++); } else { for (k = 0; k < 1; k++); } }')).toEqual([
+      'f: k (line 1)',
+      'f: k (line 1)',
+      'f: k (line 1)',
+    ]);
   });
 });
 
@@ -391,7 +410,10 @@ describe.skipIf(skipped(espruinoEngine))(titled('against Espruino (Linux build)'
       const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
       try {
         const prelude = `var FILL = ${fill};`;
-        writeFileSync(join(dir, 'run.js'), `${code}\n${prelude}\nvar S = require("Storage"); var F = require("Flash"); var crc = E.CRC32;\n${SCRIPT}\nprint("OUT " + JSON.stringify(out));\n`);
+        writeFileSync(
+          join(dir, 'run.js'),
+          `${code}\n${prelude}\nvar S = require("Storage"); var F = require("Flash"); var crc = E.CRC32;\n${SCRIPT}\nprint("OUT " + JSON.stringify(out));\n`,
+        );
         const text = execFileSync(espruino as string, ['run.js'], { cwd: dir, input: '', timeout: 120000 }).toString();
         const line = text.split('\n').find((l) => l.startsWith('OUT '));
         expect(line, text.slice(-2000)).toBeTruthy();

@@ -18,9 +18,20 @@ import { toHex } from '../firmware/bytes';
 import { isE4Error, PARAMETER_INVALID, PERSISTENCE_ERROR, PERSISTENCE_INCOMPATIBLE } from '../firmware/errors';
 
 // Realistic material: 32-byte keys (SHA-256 of a label, i.e. random-looking hex), SHA3-256 ids and hashes.
-const key = (label: string) => new Uint8Array(createHash('sha256').update('key:' + label).digest());
+const key = (label: string) =>
+  new Uint8Array(
+    createHash('sha256')
+      .update('key:' + label)
+      .digest(),
+  );
 const hash = (topic: string) => new Uint8Array(createHash('sha3-256').update(topic).digest().subarray(0, 16));
-const tag = (label: string) => new Uint8Array(createHash('sha256').update('tag:' + label).digest().subarray(0, 16));
+const tag = (label: string) =>
+  new Uint8Array(
+    createHash('sha256')
+      .update('tag:' + label)
+      .digest()
+      .subarray(0, 16),
+  );
 
 const ID = hash('monitor-1');
 const CK1 = key('client-1');
@@ -46,8 +57,19 @@ const NEXT: Change[] = [topic(hash('later/topic'), key('later')), cal(T0 + 9000)
 
 function show(s: StoredState | null): string {
   if (!s) return 'null';
-  const t = (r: TopicRecord) => ({ hash: toHex(r.hash), key: toHex(r.key), prevKey: r.prevKey ? toHex(r.prevKey) : null, prevSince: r.prevSince });
-  return JSON.stringify({ id: toHex(s.id), key: toHex(s.key), topics: s.topics.map(t), lastCommand: s.lastCommand, lastTags: toHex(s.lastTags) });
+  const t = (r: TopicRecord) => ({
+    hash: toHex(r.hash),
+    key: toHex(r.key),
+    prevKey: r.prevKey ? toHex(r.prevKey) : null,
+    prevSince: r.prevSince,
+  });
+  return JSON.stringify({
+    id: toHex(s.id),
+    key: toHex(s.key),
+    topics: s.topics.map(t),
+    lastCommand: s.lastCommand,
+    lastTags: toHex(s.lastTags),
+  });
 }
 
 function model(setup: Change[][]): StoredState | null {
@@ -70,7 +92,13 @@ interface Profile {
   /** A JerryScript port's storage: erase() erases the file's bytes (no zero hook). */
   port?: boolean;
 }
-const PUCK: Profile = { key: 'puckjs', board: 'Puck.js / nRF52832 (internal flash, Storage 40 KB at 0x6c000)', size: 40960, pageSize: 4096, base: 0x6c000 };
+const PUCK: Profile = {
+  key: 'puckjs',
+  board: 'Puck.js / nRF52832 (internal flash, Storage 40 KB at 0x6c000)',
+  size: 40960,
+  pageSize: 4096,
+  base: 0x6c000,
+};
 const PROFILES: Profile[] = [
   PUCK,
   { key: 'esp32', board: 'ESP32 (SPI NOR, Storage at 0x320000)', size: 65536, pageSize: 4096, base: 0x320000 },
@@ -149,15 +177,31 @@ function scenarios(): Scenario[] {
     { name: 'setTopicKey, new topic', setup: [P0], commit: [topic(TC, KC1), cal(T0 + 10)], removes: [] },
     { name: 'setTopicKey, replace (no transition)', setup: [P0], commit: [topic(TA, KA2), cal(T0 + 10)], removes: [KA1] },
     { name: 'key transition record (rotation keeps the previous key)', setup: [P0], commit: TRANSITION, removes: [] },
-    { name: 'key transition, rotate again (drops the oldest key)', setup: [P0, TRANSITION], commit: [topic(TA, KA3, KA2, T0 + 200), cal(T0 + 200)], removes: [KA1] },
+    {
+      name: 'key transition, rotate again (drops the oldest key)',
+      setup: [P0, TRANSITION],
+      commit: [topic(TA, KA3, KA2, T0 + 200), cal(T0 + 200)],
+      removes: [KA1],
+    },
     { name: 'key transition end (previous key expired)', setup: [P0, TRANSITION], commit: [topic(TA, KA2, null, -1)], removes: [KA1] },
     { name: 'removeTopic', setup: [P0], commit: [{ op: 'removeTopic', hash: TB }, cal(T0 + 10)], removes: [KB1] },
     { name: 'resetTopics', setup: [P0, TRANSITION], commit: [{ op: 'resetTopics' }, cal(T0 + 300)], removes: [KA1, KA2, KB1] },
     { name: 'setClientKey', setup: [P0], commit: [{ op: 'clientKey', key: CK2 }, cal(T0 + 10)], removes: [CK1] },
     { name: 'calibration', setup: [P0], commit: [cal(T0 + 10)], removes: [] },
-    { name: 'provision over a provisioned store', setup: [P0], commit: [{ op: 'provision', id: ID, key: CK2 }, topic(TA, KA2)], removes: [CK1, KA1, KB1] },
+    {
+      name: 'provision over a provisioned store',
+      setup: [P0],
+      commit: [{ op: 'provision', id: ID, key: CK2 }, topic(TA, KA2)],
+      removes: [CK1, KA1, KB1],
+    },
     { name: 'compaction (file full)', setup: full, commit: [cal(T0 + 5000)], removes: [], size: FULL },
-    { name: 'compaction (file full) of a commit that removes a key', setup: full, commit: [{ op: 'removeTopic', hash: TB }, cal(T0 + 5000)], removes: [KB1], size: FULL },
+    {
+      name: 'compaction (file full) of a commit that removes a key',
+      setup: full,
+      commit: [{ op: 'removeTopic', hash: TB }, cal(T0 + 5000)],
+      removes: [KB1],
+      size: FULL,
+    },
   ];
 }
 
@@ -348,7 +392,7 @@ function liveKeys(s: StoredState | null): Uint8Array[] {
 /** Offsets of the record groups of a store file (after the 12-byte header). */
 function groups(file: Uint8Array): number[] {
   const out: number[] = [];
-  for (let p = 12; p + 2 <= file.length; ) {
+  for (let p = 12; p + 2 <= file.length;) {
     const len = file[p] | (file[p + 1] << 8);
     if (len === 0xffff) break;
     out.push(p);
@@ -401,8 +445,10 @@ describe('erasure', () => {
         if (i % 11 === 10) run([{ op: 'clientKey', key: key('client-' + i) }, cal(t)]);
         else if (i % 13 === 12) run([{ op: 'resetTopics' }, cal(t)]);
         else if (i % 7 === 6 && cur) run([{ op: 'removeTopic', hash: h }, cal(t)]);
-        else if (i % 3 === 0 && cur) run([topic(h, key('k' + i), cur.key, t), cal(t)]); // rotation with transition
-        else if (i % 5 === 4 && cur && cur.prevKey) run([topic(h, cur.key, null, -1)]); // transition ends
+        else if (i % 3 === 0 && cur)
+          run([topic(h, key('k' + i), cur.key, t), cal(t)]); // rotation with transition
+        else if (i % 5 === 4 && cur && cur.prevKey)
+          run([topic(h, cur.key, null, -1)]); // transition ends
         else if (i % 2) run([cal(t)]);
         else run([topic(h, key('k' + i)), cal(t)]);
       }
@@ -410,7 +456,8 @@ describe('erasure', () => {
       // Each 32-bit word is programmed at most twice between erases (nRF52840's nWRITE);
       // an nRF52832 allows 181 program operations per 512-byte block.
       const limits = sim.writeLimits(512);
-      if (process.env.FLASH_REPORT) console.log(p.key, 'program operations: max per word', limits.word, 'max per 512-byte block', limits.block);
+      if (process.env.FLASH_REPORT)
+        console.log(p.key, 'program operations: max per word', limits.word, 'max per 512-byte block', limits.block);
       if (!p.port) expect(limits.word).toBeLessThanOrEqual(2);
       expect(sim.stats.compact).toBe(0);
     });

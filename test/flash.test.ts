@@ -22,7 +22,14 @@ const file = (name: string, data: unknown) => {
   return p;
 };
 const k = (n: number) => n.toString(16).padStart(2, '0').repeat(32);
-const good = { format: 'e4-device', version: 1, name: 'dev-1', key: k(1), topics: [{ topic: 'a/b', key: k(2) }], transport: { link: { kind: 'ble-uart' } } };
+const good = {
+  format: 'e4-device',
+  version: 1,
+  name: 'dev-1',
+  key: k(1),
+  topics: [{ topic: 'a/b', key: k(2) }],
+  transport: { link: { kind: 'ble-uart' } },
+};
 const goodFile = file('good.json', good);
 
 function run(tool: string, args: string[]) {
@@ -36,24 +43,106 @@ describe('flash: command line', () => {
     ['unknown option', ['--bord', 'x'], /unknown option --bord/],
     ['option without value', ['--board'], /--board needs a value/],
     ['repeated option', ['--board', 'espruino-puckjs', '--board', 'espruino-nrf52'], /given twice/],
-    ['unknown board', ['--board', 'arduino', '--port', 'tcp://127.0.0.1:1', '--device', goodFile], /--board "arduino": expected one of espruino-puckjs, espruino-nrf52, espruino-esp32/],
+    [
+      'unknown board',
+      ['--board', 'arduino', '--port', 'tcp://127.0.0.1:1', '--device', goodFile],
+      /--board "arduino": expected one of espruino-puckjs, espruino-nrf52, espruino-esp32/,
+    ],
     ['jerryscript board', ['--board', 'jerryscript', '--port', 'tcp://127.0.0.1:1', '--device', goodFile], /built into a C port/],
     ['missing port', ['--board', 'espruino-puckjs', '--device', goodFile], /--port is required/],
-    ['bad port', ['--board', 'espruino-puckjs', '--port', 'usb0', '--device', goodFile], /expected a serial device .* a Bluetooth address .* or tcp:\/\/host:port/],
+    [
+      'bad port',
+      ['--board', 'espruino-puckjs', '--port', 'usb0', '--device', goodFile],
+      /expected a serial device .* a Bluetooth address .* or tcp:\/\/host:port/,
+    ],
     ['missing device', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0'], /--device is required/],
     ['device file missing', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', join(tmp, 'nope.json')], /no such file/],
     ['device file not JSON', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('bad.json', '{ nope')], /bad\.json/],
-    ['bad key', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('k.json', { ...good, key: 'abc' })], /key must be 64 hex digits/],
-    ['wrong hash', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('h.json', { ...good, topics: [{ topic: 'a/b', hash: '00'.repeat(16), key: k(2) }] })], /hash is not the hash of "a\/b"/],
-    ['link transport on ESP32', ['--board', 'espruino-esp32', '--port', '/dev/ttyUSB0', '--device', file('l.json', { ...good, transport: { link: { kind: 'serial' } } })], /speaks MQTT/],
-    ['MQTT on a Puck.js', ['--board', 'espruino-puckjs', '--port', 'aa:bb:cc:dd:ee:ff', '--device', file('m.json', { ...good, transport: { mqtt: { url: 'mqtt://127.0.0.1:1883' } } })], /through a gateway/],
-    ['ESP32 MQTT with a --modules folder that lacks the module', ['--board', 'espruino-esp32', '--port', '/dev/ttyUSB0', '--device', file('e.json', { ...good, transport: { mqtt: { url: 'mqtt://10.0.0.2:1883' } } }), '--modules', tmp], /--modules .* holds no MQTT\.min\.js or MQTT\.js/],
-    ['bad clock', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('c.json', { ...good, clock: 'skewed:5' })], /clock must be one of/],
-    ['bad boot file', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--boot-file', 'boot.js'], /--boot-file/],
-    ['a device file without transport', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', file('nt.json', { ...good, transport: undefined })], /no transport: the espruino-puckjs image needs transport\.link \(e4-c2 config DEVICE --board espruino-puckjs --link ble-uart\)/],
-    ['an ESP32 device file without MQTT', ['--board', 'espruino-esp32', '-p', '/dev/ttyUSB0', '--device', file('nm.json', { ...good, transport: undefined })], /no transport: the ESP32 image needs transport\.mqtt/],
-    ['a device file without topics', ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', file('n0.json', { ...good, topics: [] })], /no topics: .*e4-c2 grant DEVICE TOPIC/],
-    ['a device file for another board', ['--board', 'espruino-nrf52', '-p', '/dev/ttyACM0', '--device', file('ob.json', { ...good, board: 'espruino-puckjs' })], /written for espruino-puckjs, not espruino-nrf52/],
+    [
+      'bad key',
+      ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('k.json', { ...good, key: 'abc' })],
+      /key must be 64 hex digits/,
+    ],
+    [
+      'wrong hash',
+      [
+        '--board',
+        'espruino-puckjs',
+        '--port',
+        '/dev/ttyACM0',
+        '--device',
+        file('h.json', { ...good, topics: [{ topic: 'a/b', hash: '00'.repeat(16), key: k(2) }] }),
+      ],
+      /hash is not the hash of "a\/b"/,
+    ],
+    [
+      'link transport on ESP32',
+      [
+        '--board',
+        'espruino-esp32',
+        '--port',
+        '/dev/ttyUSB0',
+        '--device',
+        file('l.json', { ...good, transport: { link: { kind: 'serial' } } }),
+      ],
+      /speaks MQTT/,
+    ],
+    [
+      'MQTT on a Puck.js',
+      [
+        '--board',
+        'espruino-puckjs',
+        '--port',
+        'aa:bb:cc:dd:ee:ff',
+        '--device',
+        file('m.json', { ...good, transport: { mqtt: { url: 'mqtt://127.0.0.1:1883' } } }),
+      ],
+      /through a gateway/,
+    ],
+    [
+      'ESP32 MQTT with a --modules folder that lacks the module',
+      [
+        '--board',
+        'espruino-esp32',
+        '--port',
+        '/dev/ttyUSB0',
+        '--device',
+        file('e.json', { ...good, transport: { mqtt: { url: 'mqtt://10.0.0.2:1883' } } }),
+        '--modules',
+        tmp,
+      ],
+      /--modules .* holds no MQTT\.min\.js or MQTT\.js/,
+    ],
+    [
+      'bad clock',
+      ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', file('c.json', { ...good, clock: 'skewed:5' })],
+      /clock must be one of/,
+    ],
+    [
+      'bad boot file',
+      ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--boot-file', 'boot.js'],
+      /--boot-file/,
+    ],
+    [
+      'a device file without transport',
+      ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', file('nt.json', { ...good, transport: undefined })],
+      /no transport: the espruino-puckjs image needs transport\.link \(e4-c2 config DEVICE --board espruino-puckjs --link ble-uart\)/,
+    ],
+    [
+      'an ESP32 device file without MQTT',
+      ['--board', 'espruino-esp32', '-p', '/dev/ttyUSB0', '--device', file('nm.json', { ...good, transport: undefined })],
+      /no transport: the ESP32 image needs transport\.mqtt/,
+    ],
+    [
+      'a device file without topics',
+      ['--board', 'espruino-puckjs', '-p', '/dev/ttyACM0', '--device', file('n0.json', { ...good, topics: [] })],
+      /no topics: .*e4-c2 grant DEVICE TOPIC/,
+    ],
+    [
+      'a device file for another board',
+      ['--board', 'espruino-nrf52', '-p', '/dev/ttyACM0', '--device', file('ob.json', { ...good, board: 'espruino-puckjs' })],
+      /written for espruino-puckjs, not espruino-nrf52/,
+    ],
   ];
   for (const [name, args, msg] of cases) {
     it(`${name}: exit 2 with a clear message`, () => {
@@ -106,7 +195,9 @@ describe('flash: what is written', () => {
     // The switch: checks first, then the old store, the configuration, and the boot file last.
     const line = lines[sw];
     expect(line).toMatch(/^var T0=E\.toString\(S\.read\("e4\.json~"\)\);if\(\(S\.read\(N\)\|\|""\)\.length==\d+&&E\.CRC32/);
-    const order = ['S.erase("e4s0")', 'S.erase("e4s1")', 'S.write("e4.json",T0)', 'S.write(".boot0"', 'print("E4FLASH switched"'].map((x) => line.indexOf(x));
+    const order = ['S.erase("e4s0")', 'S.erase("e4s1")', 'S.write("e4.json",T0)', 'S.write(".boot0"', 'print("E4FLASH switched"'].map((x) =>
+      line.indexOf(x),
+    );
     expect(order.every((i, k) => i > line.indexOf('){') && (k === 0 || i > order[k - 1]))).toBe(true);
     expect(line).toMatch(/else print\("E4FLASH mismatch: nothing switched"\);$/);
     expect(r.out).toMatch(/S\.compact\(\);/);
@@ -116,7 +207,11 @@ describe('flash: what is written', () => {
   });
 
   it('--keep-state writes the configuration without keys and leaves the store', () => {
-    const { script } = uploadScript({ image: 'x', config: deviceConfigFor('espruino-puckjs', good, 'f', { keys: false }), keepState: true });
+    const { script } = uploadScript({
+      image: 'x',
+      config: deviceConfigFor('espruino-puckjs', good, 'f', { keys: false }),
+      keepState: true,
+    });
     expect(script).not.toMatch(/e4s0/);
     const cfg = Buffer.from(/S\.write\("e4\.json~",atob\("([^"]+)"\)/.exec(script)![1], 'base64').toString();
     expect(cfg).not.toMatch(/"key"/);
@@ -125,15 +220,33 @@ describe('flash: what is written', () => {
   it('verification fails on a missing or different file, an unconfirmed upload or a switch that did not happen', () => {
     const { files } = uploadScript({ image: 'abc', config: null });
     const boot = files.flatMap((f) => ('variants' in f ? f.variants : []))[0];
-    const lines = [...files.flatMap((f) => ('bytes' in f ? [`E4FLASH ${f.name} ${f.bytes} ${f.crc}`] : [])), `E4FLASH .boot0 ${boot.bytes} ${boot.crc}`, `E4FLASH switched ${boot.slot}`, 'E4FLASH free 100', 'E4FLASH done'];
+    const lines = [
+      ...files.flatMap((f) => ('bytes' in f ? [`E4FLASH ${f.name} ${f.bytes} ${f.crc}`] : [])),
+      `E4FLASH .boot0 ${boot.bytes} ${boot.crc}`,
+      `E4FLASH switched ${boot.slot}`,
+      'E4FLASH free 100',
+      'E4FLASH done',
+    ];
     expect(verifyFlash(lines, files)).toEqual({ free: 100, slot: boot.slot, oneSlot: false });
     expect(() => verifyFlash(lines.slice(1), files)).toThrow(/e4\.js: not reported/);
     expect(() => verifyFlash([`E4FLASH e4.js 3 1`, ...lines.slice(1)], files)).toThrow(/e4\.js: the board holds 3 bytes with CRC 1/);
     expect(() => verifyFlash(lines.slice(0, -1), files)).toThrow(/after the board switched to the new files/);
-    expect(() => verifyFlash(lines.filter((l) => !/switched|done/.test(l)), files)).toThrow(/never a mix/);
-    expect(() => verifyFlash(['E4FLASH mismatch: nothing switched', ...lines.filter((l) => !/switched/.test(l))], files)).toThrow(/nothing was switched/);
+    expect(() =>
+      verifyFlash(
+        lines.filter((l) => !/switched|done/.test(l)),
+        files,
+      ),
+    ).toThrow(/never a mix/);
+    expect(() => verifyFlash(['E4FLASH mismatch: nothing switched', ...lines.filter((l) => !/switched/.test(l))], files)).toThrow(
+      /nothing was switched/,
+    );
     // The boot file must start the slot the board switched to.
-    expect(() => verifyFlash(lines.map((l) => l.replace(/switched .*/, 'switched e4x.js')), files)).toThrow(/\.boot0/);
+    expect(() =>
+      verifyFlash(
+        lines.map((l) => l.replace(/switched .*/, 'switched e4x.js')),
+        files,
+      ),
+    ).toThrow(/\.boot0/);
   });
 
   it('parses arguments and ports strictly', () => {
@@ -169,7 +282,16 @@ describe('flash: --erase-all', () => {
     const r = run('flash.ts', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--dry-run']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^clearInterval\(\);clearWatch\(\);\nvar S=require\("Storage"\);\nS\.eraseAll\(\);\n/);
-    const r2 = run('flash.ts', ['--board', 'espruino-puckjs', '--port', '/dev/ttyACM0', '--device', goodFile, '--erase-all', '--keep-state']);
+    const r2 = run('flash.ts', [
+      '--board',
+      'espruino-puckjs',
+      '--port',
+      '/dev/ttyACM0',
+      '--device',
+      goodFile,
+      '--erase-all',
+      '--keep-state',
+    ]);
     expect(r2.code).toBe(2);
     expect(r2.err).toMatch(/exclude each other/);
   });

@@ -152,7 +152,14 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     // A message still sealed with the previous key (a publisher that has not switched yet) is
     // accepted during the grace period; a consumer without key transition drops it.
     const E4 = hostE4();
-    const late = Buffer.from(E4.protectMessage(E4.vault(), new Uint8Array(Buffer.from(before, 'hex')), Math.floor(Date.now() / 1000), new TextEncoder().encode('late')));
+    const late = Buffer.from(
+      E4.protectMessage(
+        E4.vault(),
+        new Uint8Array(Buffer.from(before, 'hex')),
+        Math.floor(Date.now() / 1000),
+        new TextEncoder().encode('late'),
+      ),
+    );
     expect(devices.scada.deliver('line/vibration', late)).toMatchObject({ kind: 'data' });
     const strict = new SimDevice({ image: img, config: await c2.deviceConfig('scada'), options: { keyTransition: 0 } });
     await strict.start();
@@ -177,7 +184,13 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     await devices.lock.powerCycle();
     expect(devices.lock.snapshot().topics[0].key).toBe(rotated.topics[0].key);
     await devices.lock.stop();
-    const again = new SimDevice({ image: img, config, network: suite.broker.url, subscribe: ['home/door'], store: flashStore({ file: join(dir, 'lock.flash') }) });
+    const again = new SimDevice({
+      image: img,
+      config,
+      network: suite.broker.url,
+      subscribe: ['home/door'],
+      store: flashStore({ file: join(dir, 'lock.flash') }),
+    });
     await again.start();
     cleanup.push(() => again.stop());
     expect(again.snapshot().key).toBe(rotated.key);
@@ -242,7 +255,12 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     expect(valve.snapshot().topics[0].key).toBe(keyNow);
     // Control: a device without these defences (the reference behaviour) accepts the captured
     // grant and goes back to the key of generation 0: the rejections above are the defence at work.
-    const lax = new SimDevice({ image: img, config: await c2.deviceConfig('valve'), clock: 'none', options: { rejectOldCommands: false, replayCache: 0 } });
+    const lax = new SimDevice({
+      image: img,
+      config: await c2.deviceConfig('valve'),
+      clock: 'none',
+      options: { rejectOldCommands: false, replayCache: 0 },
+    });
     await lax.start();
     expect(lax.snapshot().topics[0].key).toBe(keyNow);
     expect(lax.deliver(valve.controlTopic!, captured[0].payload).kind).toBe('command');
@@ -294,7 +312,9 @@ describe.each(brokerKinds())('fleet over %s', (kind) => {
     const send = async () => {
       sent++;
     };
-    await expect(openC2({ dbPath: file, passphrase: 'wrong passphrase', e4: null, send })).rejects.toMatchObject({ code: 'WRONG_PASSPHRASE' });
+    await expect(openC2({ dbPath: file, passphrase: 'wrong passphrase', e4: null, send })).rejects.toMatchObject({
+      code: 'WRONG_PASSPHRASE',
+    });
     expect(readFileSync(file).equals(original)).toBe(true);
     // A grant edited outside the C2 (its row MAC no longer matches): the rotation that reads it is refused.
     const db = new Database(file);

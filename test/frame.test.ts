@@ -3,7 +3,19 @@
  * and merged at every boundary, garbage between frames, resynchronisation.
  */
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, frameDecoder, crc16, fromUtf8, PUBLISH, SUBSCRIBE, ACK, HELLO, UNSUBSCRIBE, FRAME_OVERHEAD, type Frame } from '../firmware/link/frame';
+import {
+  encodeFrame,
+  frameDecoder,
+  crc16,
+  fromUtf8,
+  PUBLISH,
+  SUBSCRIBE,
+  ACK,
+  HELLO,
+  UNSUBSCRIBE,
+  FRAME_OVERHEAD,
+  type Frame,
+} from '../firmware/link/frame';
 import { utf8 } from '../firmware/bytes';
 
 const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 255);
@@ -103,7 +115,13 @@ describe('decode', () => {
   });
 
   it('skips garbage between frames, including stray magic bytes', () => {
-    const junk = [new Uint8Array([0, 1, 2]), new Uint8Array([0xe4]), new Uint8Array([0xe4, 0x4c, 1]), new Uint8Array([0xe4, 0x4c, 1, 2, 3, 4, 5, 6, 7, 8, 9]), utf8('>\r\nhello\r\n')];
+    const junk = [
+      new Uint8Array([0, 1, 2]),
+      new Uint8Array([0xe4]),
+      new Uint8Array([0xe4, 0x4c, 1]),
+      new Uint8Array([0xe4, 0x4c, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+      utf8('>\r\nhello\r\n'),
+    ];
     const stream = concat(junk[4], encoded[0], junk[0], junk[1], encoded[1], junk[2], encoded[2], junk[3], encoded[3], junk[4]);
     const { dec, frames, drops } = collect();
     dec.push(stream);

@@ -28,7 +28,6 @@ const CODES = new Set([0, -1, -100, -101, -102, -103, -104, -105, -106, -107, -1
 const T0 = 1_700_000_000;
 const NAMES = ['fuzz/a', 'fuzz/b', 'fuzz/c'];
 
-
 /** A protected message and the topic it is for. */
 interface Sent {
   topic: string;
@@ -36,7 +35,9 @@ interface Sent {
 }
 
 /** One input of the stream: a message to unprotect, or a payload to protect. */
-type Input = (Sent & { protect?: false; flags?: number; payload?: undefined }) | { protect: true; topic: string; payload: Uint8Array | string; msg?: undefined; flags?: undefined };
+type Input =
+  | (Sent & { protect?: false; flags?: number; payload?: undefined })
+  | { protect: true; topic: string; payload: Uint8Array | string; msg?: undefined; flags?: undefined };
 
 /** xorshift32. */
 function prng(seed: number) {
@@ -56,7 +57,7 @@ function prng(seed: number) {
       for (let i = 0; i < n; i++) b[i] = next() & 255;
       return b;
     },
-    pick: <T,>(list: readonly T[]): T => list[next() % list.length],
+    pick: <T>(list: readonly T[]): T => list[next() % list.length],
   };
 }
 
@@ -82,7 +83,18 @@ function byteStore(box: Sandbox): Store & { medium: Buffer | null } {
       if (!store.medium) return null;
       const s: EncodedState = JSON.parse(store.medium.toString('utf8'));
       const b = (h: string) => box.bytesIn(Buffer.from(h, 'hex'));
-      return { id: b(s.id), key: b(s.key), topics: s.topics.map((t) => ({ hash: b(t.hash), key: b(t.key), prevKey: t.prevKey === null ? null : b(t.prevKey), prevSince: t.prevSince })), lastCommand: s.lastCommand, lastTags: b(s.lastTags) };
+      return {
+        id: b(s.id),
+        key: b(s.key),
+        topics: s.topics.map((t) => ({
+          hash: b(t.hash),
+          key: b(t.key),
+          prevKey: t.prevKey === null ? null : b(t.prevKey),
+          prevSince: t.prevSince,
+        })),
+        lastCommand: s.lastCommand,
+        lastTags: b(s.lastTags),
+      };
     },
     commit(changes: Change[]) {
       const next = box.E4.applyChanges(store.load(), changes);
@@ -93,7 +105,18 @@ function byteStore(box: Sandbox): Store & { medium: Buffer | null } {
 }
 
 function encode(s: StoredState): EncodedState {
-  return { id: hex(s.id), key: hex(s.key), topics: s.topics.map((t) => ({ hash: hex(t.hash), key: hex(t.key), prevKey: t.prevKey ? hex(t.prevKey) : null, prevSince: t.prevSince })), lastCommand: s.lastCommand, lastTags: hex(s.lastTags) };
+  return {
+    id: hex(s.id),
+    key: hex(s.key),
+    topics: s.topics.map((t) => ({
+      hash: hex(t.hash),
+      key: hex(t.key),
+      prevKey: t.prevKey ? hex(t.prevKey) : null,
+      prevSince: t.prevSince,
+    })),
+    lastCommand: s.lastCommand,
+    lastTags: hex(s.lastTags),
+  };
 }
 
 /** The expired-previous-key drop: `before` with the previous key of every topic that lost it. */
@@ -125,7 +148,8 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
         };
   const setReading = () => {
     if (clockKind === 'trusted') reading = truth;
-    else if (clockKind === 'untrusted') reading = truth - 3 * 365 * 86400; // set wrong: three years behind
+    else if (clockKind === 'untrusted')
+      reading = truth - 3 * 365 * 86400; // set wrong: three years behind
     else if (clockKind === 'monotonic') reading = truth - T0 + 5; // seconds since power-on
   };
   setReading();
@@ -157,7 +181,11 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
   // Mostly around the true time (the window's edges included), sometimes far off; an accepted
   // command from far in the future moves a device without a trusted clock there for good, so
   // commands get such stamps rarely.
-  const stamp = (wild = 0.05) => Math.max(0, truth + (rnd.chance(wild) ? rnd.pick([-truth, -86400 * 365, 86400 * 365, 2 ** 40, 2 ** 53 - 1 - truth]) : rnd.int(1401) - 700));
+  const stamp = (wild = 0.05) =>
+    Math.max(
+      0,
+      truth + (rnd.chance(wild) ? rnd.pick([-truth, -86400 * 365, 86400 * 365, 2 ** 40, 2 ** 53 - 1 - truth]) : rnd.int(1401) - 700),
+    );
   const held = () => model.snap.topics.filter((t) => names.has(t.hash));
   const keyOf = (t: EncodedState['topics'][number]) => Buffer.from(rnd.chance(0.15) && t.prevKey ? t.prevKey : t.key, 'hex');
 
@@ -222,7 +250,12 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
     }
     if (r < 88) return command();
     if (r < 93) return { topic: rnd.pick([...NAMES, client.controlTopic, 'x']), msg: rnd.bytes(rnd.int(90)) };
-    if (r < 98) return { protect: true, topic: rnd.pick([...NAMES, 'fuzz/unknown', client.controlTopic]), payload: rnd.chance(0.5) ? rnd.bytes(rnd.int(40)) : 'text ' + rnd.int(5) };
+    if (r < 98)
+      return {
+        protect: true,
+        topic: rnd.pick([...NAMES, 'fuzz/unknown', client.controlTopic]),
+        payload: rnd.chance(0.5) ? rnd.bytes(rnd.int(40)) : 'text ' + rnd.int(5),
+      };
     return { topic: rnd.pick(NAMES), msg: rnd.bytes(24 + rnd.int(10)), flags: rnd.int(4) };
   }
 
@@ -252,7 +285,8 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
       continue;
     }
     stats.failed++;
-    const label = () => `input ${n} (${clockKind}, seed ${seed}): ${x.protect ? 'protect' : 'unprotect'} on ${JSON.stringify(x.topic)} of ${x.msg ? x.msg.length + ' bytes ' + hex(x.msg).slice(0, 80) : JSON.stringify(x.payload)}`;
+    const label = () =>
+      `input ${n} (${clockKind}, seed ${seed}): ${x.protect ? 'protect' : 'unprotect'} on ${JSON.stringify(x.topic)} of ${x.msg ? x.msg.length + ' bytes ' + hex(x.msg).slice(0, 80) : JSON.stringify(x.payload)}`;
     if (!E4.isE4Error(threw) || threw.name !== 'E4Error' || !CODES.has(threw.code)) {
       failures.push(`${label()}: threw ${threw && typeof threw === 'object' && 'stack' in threw && threw.stack ? threw.stack : threw}`);
       refresh();
@@ -261,14 +295,17 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
     stats.byCode[threw.result] = (stats.byCode[threw.result] || 0) + 1;
     const after = encode(client.snapshot());
     const medium = store.medium;
-    const same = JSON.stringify(after) === JSON.stringify(model.snap) && ((!medium && !model.medium) || (medium && model.medium && medium.equals(model.medium)));
+    const same =
+      JSON.stringify(after) === JSON.stringify(model.snap) &&
+      ((!medium && !model.medium) || (medium && model.medium && medium.equals(model.medium)));
     if (!same) {
       // Only the drop of an expired previous key may have happened, on both sides alike.
       const dropped = withDrops(model.snap, after);
       const storedNow: EncodedState | null = medium ? JSON.parse(medium.toString('utf8')) : null;
       const storedBefore: EncodedState | null = model.medium ? JSON.parse(model.medium.toString('utf8')) : null;
       const storeOk = storedBefore && storedNow && JSON.stringify(withDrops(storedBefore, storedNow)) === JSON.stringify(storedNow);
-      if (JSON.stringify(dropped) === JSON.stringify(after) && storeOk && JSON.stringify(after) !== JSON.stringify(model.snap)) stats.drops++;
+      if (JSON.stringify(dropped) === JSON.stringify(after) && storeOk && JSON.stringify(after) !== JSON.stringify(model.snap))
+        stats.drops++;
       else failures.push(`${label()}: ${threw.result} changed the state`);
       refresh();
     }
@@ -282,12 +319,21 @@ describe('fuzzing the built image on every clock kind', () => {
     it(`clock ${kind}: ${PER_CLOCK} inputs; every failure a typed E4Error that changes nothing`, () => {
       const seed = (SEED + i * 0x1000193) >>> 0;
       const { failures, stats } = runClock(kind, seed, PER_CLOCK);
-      console.log(`fuzz: clock ${kind}, seed ${seed} (E4_FUZZ_SEED=${SEED}): ${stats.ok} accepted, ${stats.failed} refused ${JSON.stringify(stats.byCode)}, ${stats.drops} expired-key drops, ${stats.reboots} reboots`);
+      console.log(
+        `fuzz: clock ${kind}, seed ${seed} (E4_FUZZ_SEED=${SEED}): ${stats.ok} accepted, ${stats.failed} refused ${JSON.stringify(stats.byCode)}, ${stats.drops} expired-key drops, ${stats.reboots} reboots`,
+      );
       expect(failures.slice(0, 5)).toEqual([]);
       expect(stats.ok + stats.failed).toBe(PER_CLOCK);
       // The stream reaches the paths it is meant to: successes and each kind of refusal.
       expect(stats.ok).toBeGreaterThan(PER_CLOCK / 50);
-      for (const r of ['E4_ERROR_INVALID_TAG', 'E4_ERROR_CIPHERTEXT_TOO_SHORT', 'E4_ERROR_TOPICKEY_MISSING', 'E4_ERROR_MESSAGE_REPLAYED', 'E4_ERROR_INVALID_COMMAND', 'E4_ERROR_TIMESTAMP_TOO_OLD']) {
+      for (const r of [
+        'E4_ERROR_INVALID_TAG',
+        'E4_ERROR_CIPHERTEXT_TOO_SHORT',
+        'E4_ERROR_TOPICKEY_MISSING',
+        'E4_ERROR_MESSAGE_REPLAYED',
+        'E4_ERROR_INVALID_COMMAND',
+        'E4_ERROR_TIMESTAMP_TOO_OLD',
+      ]) {
         expect(stats.byCode[r] || 0, r).toBeGreaterThan(0);
       }
     }, 120000);

@@ -130,7 +130,11 @@ describe.each(brokerKinds())('gateway over BLE UART (simulated stack) to the Puc
     noble.peripheral.drop();
     await until(() => log.some((l) => l === `ble: ${ADDRESS}: disconnected; retry in 0 s`), 2000, 'the logged disconnect');
     await until(() => log.filter((l) => l === `ble: ${ADDRESS}: connected`).length === 2, 5000, 'the reconnection');
-    await until(() => device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)), 5000, 'the link handshake after reconnecting');
+    await until(
+      () => device().connected && [...gw.links].some((l) => l.filters.has('e4/' + cfg.id)),
+      5000,
+      'the link handshake after reconnecting',
+    );
     device().publish(TOPIC, '{"bpm":72,"n":2}');
     await until(() => got.length === 2, 5000, 'a reading after the reconnection');
     expect(got).toEqual(['{"bpm":71,"n":1}', '{"bpm":72,"n":2}']);

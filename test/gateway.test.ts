@@ -34,7 +34,10 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
       await c2.link.close();
     });
     await c2.addTopic('ward/spo2');
-    for (const [name, role] of [['puck', 'pub'], ['nurse', 'sub']] as const) {
+    for (const [name, role] of [
+      ['puck', 'pub'],
+      ['nurse', 'sub'],
+    ] as const) {
       await c2.addDevice({ name });
       await c2.grant(name, 'ward/spo2', { role });
     }
@@ -59,7 +62,12 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     });
     await puck.start();
     cleanup.push(() => puck.stop());
-    const nurse = new SimDevice({ image: img, config: await c2.deviceConfig('nurse'), network: suite.broker.url, subscribe: ['ward/spo2'] });
+    const nurse = new SimDevice({
+      image: img,
+      config: await c2.deviceConfig('nurse'),
+      network: suite.broker.url,
+      subscribe: ['ward/spo2'],
+    });
     await nurse.start();
     cleanup.push(() => nurse.stop());
     const ran = [puck, nurse].map((d) => new Promise((r) => d.once('command', r)));
@@ -160,12 +168,17 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
     for (let i = 0; i < 20; i++) sent.push((await puck.publish('ward/spo2', `reading ${i}`)).toString('hex'));
     await sleep(300);
     expect(pairs.at(-1)?.stats.dropped).toBeGreaterThan(0);
-    const mine = obs.seen.filter((s) => s.topic === 'ward/spo2').map((s) => s.payload.toString('hex')).filter((h) => sent.includes(h));
+    const mine = obs.seen
+      .filter((s) => s.topic === 'ward/spo2')
+      .map((s) => s.payload.toString('hex'))
+      .filter((h) => sent.includes(h));
     expect(mine).toEqual(sent); // each exactly once, in order
   });
 
   it('runs as a command: byte-stream links over TCP', async () => {
-    const child = spawn(process.execPath, [...TS_NODE, GATEWAY, '--broker', suite.broker.url, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...TS_NODE, GATEWAY, '--broker', suite.broker.url, '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     cleanup.push(async () => child.kill());
     const addr = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       let out = '';
@@ -206,7 +219,9 @@ describe.each(brokerKinds())('gateway over %s', (kind) => {
 
   it('rejects wrong arguments with exit code 2', () => {
     expect(() => parseGatewayArgs([])).toThrow(/--broker is required/);
-    expect(() => parseGatewayArgs(['--broker', 'mqtt://127.0.0.1:1'])).toThrow(/--serial PATH, --listen HOST:PORT or --connect tcp:\/\/HOST:PORT/);
+    expect(() => parseGatewayArgs(['--broker', 'mqtt://127.0.0.1:1'])).toThrow(
+      /--serial PATH, --listen HOST:PORT or --connect tcp:\/\/HOST:PORT/,
+    );
     expect(() => parseGatewayArgs(['--broker', 'x', '--connect', '127.0.0.1:2323'])).toThrow(/--connect takes tcp:\/\/HOST:PORT/);
     expect(parseGatewayArgs(['--broker', 'x', '--connect', 'tcp://127.0.0.1:2323']).connect).toEqual([{ host: '127.0.0.1', port: 2323 }]);
     expect(() => parseGatewayArgs(['--broker', 'x', '--listen', 'nope'])).toThrow(/HOST:PORT/);

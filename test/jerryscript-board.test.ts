@@ -22,7 +22,11 @@ describe.each([
 ])('jerryscript image under duk with the native-function shim, %s', (_name, nativeAes) => {
   it('provisions, receives, publishes, runs a command and survives a power cycle', () => {
     const duk = engineIfPresent('duk');
-    if (!duk) throw new Error('duk (Debian package duktape) is required for this test' + (process.env.CI ? ' and CI must install it' : ': apt-get install duktape'));
+    if (!duk)
+      throw new Error(
+        'duk (Debian package duktape) is required for this test' +
+          (process.env.CI ? ' and CI must install it' : ': apt-get install duktape'),
+      );
     const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-'));
     const file = join(dir, 'board.js');
     writeFileSync(file, jerryBoardScript({ nativeAes }));
@@ -35,7 +39,13 @@ describe.each([
     expect(cfg.provisioned).toBe(true);
     expect(cfg.topics).toEqual(TOPICS.map((topic) => ({ topic, hash: sha3_16(topic) })));
     expect(JSON.parse(R.subscribed)).toEqual([CTL, ...TOPICS]);
-    expect(JSON.parse(R.got)).toEqual(['health/spo2=spo2 97%', 'error E4_ERROR_MESSAGE_REPLAYED health/spo2', `command ${CTL}`, `command ${CTL}`, 'runtime/topic=late topic']);
+    expect(JSON.parse(R.got)).toEqual([
+      'health/spo2=spo2 97%',
+      'error E4_ERROR_MESSAGE_REPLAYED health/spo2',
+      `command ${CTL}`,
+      `command ${CTL}`,
+      'runtime/topic=late topic',
+    ]);
     const [topic, hex] = R.published.split(' ');
     expect(topic).toBe('health/spo2');
     expect(open(key(0x77), hex)).toBe('spo2 96%');
@@ -60,8 +70,14 @@ describe.each([
  * jerry-snapshot-lean ($E4_ENGINES or $PATH): skipped without them, failed under CI.
  */
 describe('jerryscript image on a 64 KB JerryScript', () => {
-  const tools = { engine: engineIfPresent('jerry-lean'), snapEngine: engineIfPresent('jerry-lean-snap'), generator: findTool('jerry-snapshot-lean') };
-  const missing = Object.entries(tools).filter(([, v]) => !v).map(([k]) => k);
+  const tools = {
+    engine: engineIfPresent('jerry-lean'),
+    snapEngine: engineIfPresent('jerry-lean-snap'),
+    generator: findTool('jerry-snapshot-lean'),
+  };
+  const missing = Object.entries(tools)
+    .filter(([, v]) => !v)
+    .map(([k]) => k);
   /** The three tools, found (the tests below are skipped when one is missing). */
   const found = () => {
     const { engine, snapEngine, generator } = tools;

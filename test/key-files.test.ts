@@ -16,7 +16,11 @@ describe('key files', () => {
     const tmp = tempDir('e4-keyfile-');
     try {
       const file = join(tmp.dir, 'proxy.flash');
-      const dev = new SimDevice({ image: image(), config: { name: 'key-file', key: hex32(3), topics: [{ topic: 'a/b', key: hex32(4) }] }, store: flashStore({ file }) });
+      const dev = new SimDevice({
+        image: image(),
+        config: { name: 'key-file', key: hex32(3), topics: [{ topic: 'a/b', key: hex32(4) }] },
+        store: flashStore({ file }),
+      });
       await dev.start();
       expect(statSync(file).mode & 0o777).toBe(0o600);
       await dev.stop();

@@ -8,7 +8,12 @@ import { expiredKeyChange } from '../firmware/key-transition';
 import type { TopicRecord } from '../firmware/hal';
 
 const T = 1_700_000_000;
-const rec = (prevSince: number): TopicRecord => ({ hash: new Uint8Array(16).fill(1), key: new Uint8Array(32).fill(2), prevKey: new Uint8Array(32).fill(3), prevSince });
+const rec = (prevSince: number): TopicRecord => ({
+  hash: new Uint8Array(16).fill(1),
+  key: new Uint8Array(32).fill(2),
+  prevKey: new Uint8Array(32).fill(3),
+  prevSince,
+});
 
 describe('key transition (firmware/key-transition.ts)', () => {
   it('the previous key is usable for keyTransition seconds after the rotation, the last one included', () => {

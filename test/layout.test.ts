@@ -54,12 +54,17 @@ describe('the layout', () => {
     for (const f of [...filesUnder('firmware'), ...filesUnder('boards'), ...filesUnder('build')].filter((f) => /\.(ts|mjs|js)$/.test(f))) {
       for (const target of localImports(f)) if (/^(host-sim|test)\//.test(target)) wrong.push(`${f} -> ${target}`);
     }
-    for (const target of localImports('rollup.config.ts')) if (/^(host-sim|test)\//.test(target)) wrong.push(`rollup.config.ts -> ${target}`);
+    for (const target of localImports('rollup.config.ts'))
+      if (/^(host-sim|test)\//.test(target)) wrong.push(`rollup.config.ts -> ${target}`);
     expect(wrong).toEqual([]);
   });
 
   it('firmware/ imports no board code: the core reaches the platform only through firmware/hal.ts', () => {
-    const wrong = filesUnder('firmware').flatMap((f) => localImports(f).filter((t) => t.startsWith('boards/')).map((t) => `${f} -> ${t}`));
+    const wrong = filesUnder('firmware').flatMap((f) =>
+      localImports(f)
+        .filter((t) => t.startsWith('boards/'))
+        .map((t) => `${f} -> ${t}`),
+    );
     expect(wrong).toEqual([]);
   });
 

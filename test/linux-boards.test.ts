@@ -31,7 +31,16 @@ function hilOnLinux(board: string, engine: string) {
   }
   const r = spawnSync(
     process.execPath,
-    [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', engine, '--', 'sh', '-c', `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`],
+    [
+      ...TS_NODE,
+      join(ROOT, 'host-sim/tools/linux-board.ts'),
+      '--engine',
+      engine,
+      '--',
+      'sh',
+      '-c',
+      `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'host-sim/tools/hil.ts')}" --board ${board} --port "$E4_BOARD_PORT"`,
+    ],
     { encoding: 'utf8', timeout: 8 * 60 * 1000 },
   );
   return { status: r.status, out: (r.stdout || '') + (r.stderr || '') };
@@ -40,21 +49,28 @@ function hilOnLinux(board: string, engine: string) {
 for (const [board, engine] of BOARDS) {
   const e = needEngine(engine);
   describe.skipIf(skipped(e))(titled(`${board} image on ${engine} over tcp://`, e), () => {
-    it('flashes, passes every vector check, keeps its store across a reset and reports its memory', () => {
-      e.binary();
-      const r = hilOnLinux(board, engine);
-      const summary = /hil: (\d+) passed, (\d+) failed/.exec(r.out);
-      expect(summary, r.out).not.toBeNull();
-      expect(Number(summary![2]), r.out).toBe(0);
-      expect(r.out).toMatch(/hil: pass flash \(image, configuration, boot file verified by CRC-32\)/);
-      expect(r.out).toMatch(/hil: pass boot from flash, store opened, 4 topics/);
-      expect(r.out).toMatch(/hil: pass store survives reset: the rotated key is in use after reload/);
-      expect(r.out).toMatch(/hil: pass store survives reset: a replay of the command is rejected/);
-      const mem = /hil: memory: runtime (\d+) vars after boot with 4 topics, (\d+) after a (?:64-byte )?protect\/unprotect \(interpreter alone (\d+) of (\d+) vars/.exec(r.out);
-      expect(mem, r.out).not.toBeNull();
-      expect(Number(mem![4])).toBe(engine === 'espruino32-2630' ? 2630 : 12000);
-      console.log(`${board} on ${engine}: ${mem![0].slice(5)}; ${summary![0]}`);
-      expect(r.status).toBe(0);
-    }, 9 * 60 * 1000);
+    it(
+      'flashes, passes every vector check, keeps its store across a reset and reports its memory',
+      () => {
+        e.binary();
+        const r = hilOnLinux(board, engine);
+        const summary = /hil: (\d+) passed, (\d+) failed/.exec(r.out);
+        expect(summary, r.out).not.toBeNull();
+        expect(Number(summary![2]), r.out).toBe(0);
+        expect(r.out).toMatch(/hil: pass flash \(image, configuration, boot file verified by CRC-32\)/);
+        expect(r.out).toMatch(/hil: pass boot from flash, store opened, 4 topics/);
+        expect(r.out).toMatch(/hil: pass store survives reset: the rotated key is in use after reload/);
+        expect(r.out).toMatch(/hil: pass store survives reset: a replay of the command is rejected/);
+        const mem =
+          /hil: memory: runtime (\d+) vars after boot with 4 topics, (\d+) after a (?:64-byte )?protect\/unprotect \(interpreter alone (\d+) of (\d+) vars/.exec(
+            r.out,
+          );
+        expect(mem, r.out).not.toBeNull();
+        expect(Number(mem![4])).toBe(engine === 'espruino32-2630' ? 2630 : 12000);
+        console.log(`${board} on ${engine}: ${mem![0].slice(5)}; ${summary![0]}`);
+        expect(r.status).toBe(0);
+      },
+      9 * 60 * 1000,
+    );
   });
 }

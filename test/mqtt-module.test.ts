@@ -17,7 +17,11 @@ describe.skipIf(skipped(e))(titled('boards/espruino/modules/MQTT.js on espruino3
   it('subscribes and publishes with QoS 0 and 1, keeps the connection alive, reconnects after the broker restarts', () => {
     e.binary();
     const run = `exec "${process.execPath}" --import ${TSX_LOADER} "${join(ROOT, 'test/support/mqtt-module-run.ts')}"`;
-    const r = spawnSync(process.execPath, [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', e.name, '--', 'sh', '-c', run], { encoding: 'utf8', timeout: 120000 });
+    const r = spawnSync(
+      process.execPath,
+      [...TS_NODE, join(ROOT, 'host-sim/tools/linux-board.ts'), '--engine', e.name, '--', 'sh', '-c', run],
+      { encoding: 'utf8', timeout: 120000 },
+    );
     const out = (r.stdout || '') + (r.stderr || '');
     const line = /^RESULT (.*)$/m.exec(out);
     expect(line, out).not.toBeNull();

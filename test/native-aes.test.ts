@@ -30,15 +30,21 @@ describe('Espruino crypto.AES emulation', () => {
   });
   it('CTR ignores the iv: the counter starts at zero', () => {
     const { AES } = espruinoCrypto();
-    expect(ab(AES.encrypt(m20, k32, { mode: 'CTR', iv: [1, 2, 3] }))).toEqual([150, 245, 102, 209, 66, 32, 245, 187, 197, 158, 244, 5, 173, 95, 5, 243, 132, 40, 0, 217]);
+    expect(ab(AES.encrypt(m20, k32, { mode: 'CTR', iv: [1, 2, 3] }))).toEqual([
+      150, 245, 102, 209, 66, 32, 245, 187, 197, 158, 244, 5, 173, 95, 5, 243, 132, 40, 0, 217,
+    ]);
   });
   it('CTR and CFB decrypt do not invert encrypt (decryption key schedule run forwards)', () => {
     const { AES } = espruinoCrypto();
     const e = AES.encrypt(m20, k32, { mode: 'CTR', iv: [1, 2, 3] })!;
-    expect(ab(AES.decrypt(e, k32, { mode: 'CTR' }))).toEqual([238, 244, 43, 16, 114, 41, 100, 151, 59, 195, 164, 250, 168, 92, 149, 230, 181, 219, 133, 169]);
+    expect(ab(AES.decrypt(e, k32, { mode: 'CTR' }))).toEqual([
+      238, 244, 43, 16, 114, 41, 100, 151, 59, 195, 164, 250, 168, 92, 149, 230, 181, 219, 133, 169,
+    ]);
     const f = AES.encrypt(m20, k32, { mode: 'CFB', iv: [1, 2, 3] })!;
     expect(ab(f)).toEqual([29, 46, 148, 152, 39, 189, 80, 57, 2, 21, 80, 177, 36, 246, 150, 106, 222, 84, 94, 224]);
-    expect(ab(AES.decrypt(f, k32, { mode: 'CFB', iv: [1, 2, 3] }))).toEqual([122, 216, 251, 29, 146, 63, 187, 185, 143, 155, 58, 25, 73, 211, 207, 135, 234, 113, 159, 92]);
+    expect(ab(AES.decrypt(f, k32, { mode: 'CFB', iv: [1, 2, 3] }))).toEqual([
+      122, 216, 251, 29, 146, 63, 187, 185, 143, 155, 58, 25, 73, 211, 207, 135, 234, 113, 159, 92,
+    ]);
   });
   it('ECB and CBC decrypt invert encrypt; CBC defaults to a zero iv and is the default mode', () => {
     const { AES } = espruinoCrypto();
@@ -47,25 +53,41 @@ describe('Espruino crypto.AES emulation', () => {
     expect(ab(AES.decrypt(AES.encrypt(data, k32, { mode: 'CBC', iv: [9] }), k32, { mode: 'CBC', iv: [9] }))).toEqual(Array.from(data));
     expect(ab(AES.encrypt(new Uint8Array(16), k32))).toEqual([242, 144, 0, 182, 42, 73, 159, 208, 169, 243, 154, 106, 221, 46, 119, 128]);
     // An iv longer than 16 bytes: its first 16 are used.
-    expect(ab(AES.encrypt(new Uint8Array(16), k32, { mode: 'CBC', iv: new Uint8Array(20).fill(1) }))).toEqual([117, 226, 8, 41, 23, 33, 18, 187, 242, 160, 77, 61, 43, 18, 67, 61]);
+    expect(ab(AES.encrypt(new Uint8Array(16), k32, { mode: 'CBC', iv: new Uint8Array(20).fill(1) }))).toEqual([
+      117, 226, 8, 41, 23, 33, 18, 187, 242, 160, 77, 61, 43, 18, 67, 61,
+    ]);
     expect(ab(AES.encrypt(data, k32))).toEqual(ab(AES.encrypt(data, k32, { mode: 'CBC', iv: new Uint8Array(16) })));
   });
   it('accepts strings, arrays, ArrayBuffers, views, typed arrays and numbers as Espruino does', () => {
     const { AES } = espruinoCrypto();
-    expect(ab(AES.encrypt('abcdefghijklmnop', '0123456789abcdef0123456789abcdef', { mode: 'ECB' }))).toEqual([44, 170, 3, 255, 188, 63, 69, 159, 132, 39, 69, 90, 131, 52, 11, 127]);
-    expect(ab(AES.encrypt(new Uint8Array(16), '0123456789abcdef', { mode: 'ECB' }))).toEqual([11, 155, 21, 218, 75, 68, 160, 245, 21, 29, 207, 196, 192, 31, 53, 213]);
+    expect(ab(AES.encrypt('abcdefghijklmnop', '0123456789abcdef0123456789abcdef', { mode: 'ECB' }))).toEqual([
+      44, 170, 3, 255, 188, 63, 69, 159, 132, 39, 69, 90, 131, 52, 11, 127,
+    ]);
+    expect(ab(AES.encrypt(new Uint8Array(16), '0123456789abcdef', { mode: 'ECB' }))).toEqual([
+      11, 155, 21, 218, 75, 68, 160, 245, 21, 29, 207, 196, 192, 31, 53, 213,
+    ]);
     const u16 = new Uint16Array(16);
     u16[0] = 0x0201; // elements as bytes: 0x01
-    expect(ab(AES.encrypt(u16, new Uint8Array(32), { mode: 'ECB' }))).toEqual([82, 117, 243, 216, 107, 79, 184, 104, 69, 147, 19, 62, 191, 165, 60, 211]);
-    expect(ab(AES.encrypt(new Uint8Array(16).buffer, new Uint8Array(32), { mode: 'ECB' }))).toEqual([220, 149, 192, 120, 162, 64, 137, 137, 173, 72, 162, 20, 146, 132, 32, 135]);
-    expect(ab(AES.encrypt(new Uint8Array(40).subarray(3, 19), k32, { mode: 'ECB' }))).toEqual([242, 144, 0, 182, 42, 73, 159, 208, 169, 243, 154, 106, 221, 46, 119, 128]);
-    expect(ab(AES.encrypt([[1, 2], 'ab', 300, { data: [7], count: 2 }], new Uint8Array(32), { mode: 'CTR' }))).toEqual([221, 151, 161, 26, 142, 71, 142]);
+    expect(ab(AES.encrypt(u16, new Uint8Array(32), { mode: 'ECB' }))).toEqual([
+      82, 117, 243, 216, 107, 79, 184, 104, 69, 147, 19, 62, 191, 165, 60, 211,
+    ]);
+    expect(ab(AES.encrypt(new Uint8Array(16).buffer, new Uint8Array(32), { mode: 'ECB' }))).toEqual([
+      220, 149, 192, 120, 162, 64, 137, 137, 173, 72, 162, 20, 146, 132, 32, 135,
+    ]);
+    expect(ab(AES.encrypt(new Uint8Array(40).subarray(3, 19), k32, { mode: 'ECB' }))).toEqual([
+      242, 144, 0, 182, 42, 73, 159, 208, 169, 243, 154, 106, 221, 46, 119, 128,
+    ]);
+    expect(ab(AES.encrypt([[1, 2], 'ab', 300, { data: [7], count: 2 }], new Uint8Array(32), { mode: 'CTR' }))).toEqual([
+      221, 151, 161, 26, 142, 71, 142,
+    ]);
     expect(ab(AES.encrypt(5, k32, { mode: 'CTR' }))).toEqual([247]);
     expect(Array.from(espruinoBytes([1, [2, [3]], 'A']))).toEqual([1, 2, 3, 65]);
   });
   it('ECB of a partial block leaves its bytes zero; empty data gives an empty ArrayBuffer', () => {
     const { AES } = espruinoCrypto();
-    expect(ab(AES.encrypt(new Uint8Array(20), new Uint8Array(32), { mode: 'ECB' }))).toEqual([220, 149, 192, 120, 162, 64, 137, 137, 173, 72, 162, 20, 146, 132, 32, 135, 0, 0, 0, 0]);
+    expect(ab(AES.encrypt(new Uint8Array(20), new Uint8Array(32), { mode: 'ECB' }))).toEqual([
+      220, 149, 192, 120, 162, 64, 137, 137, 173, 72, 162, 20, 146, 132, 32, 135, 0, 0, 0, 0,
+    ]);
     expect(ab(AES.encrypt([1, 2, 3], new Uint8Array(32), { mode: 'ECB' }))).toEqual([0, 0, 0]);
     expect(AES.encrypt(new Uint8Array(0), k32, { mode: 'ECB' })!.byteLength).toBe(0);
   });
@@ -76,7 +98,12 @@ describe('Espruino crypto.AES emulation', () => {
     expect(c.AES.encrypt(new Uint8Array(16), new Uint8Array(5), { mode: 'ECB' })).toBeUndefined();
     expect(c.AES.encrypt(m20, k32, 'x')).toBeUndefined();
     expect(c.AES.encrypt(undefined, k32, { mode: 'ECB' })).toBeUndefined();
-    expect(c.errors).toEqual(['Invalid input length', 'Feature unavailable', 'Unknown error: -0x20', "'options' must be undefined, or an Object"]);
+    expect(c.errors).toEqual([
+      'Invalid input length',
+      'Feature unavailable',
+      'Unknown error: -0x20',
+      "'options' must be undefined, or an Object",
+    ]);
     expect(() => c.AES.encrypt(m20, k32, { mode: 'XYZ' })).toThrow('Unknown Crypto mode "XYZ"');
   });
 });
@@ -126,7 +153,15 @@ describe('native calls per operation', () => {
   }
   it('a protect/unprotect through the client: 4 + 4 calls, no other native use', () => {
     const emu = espruinoCrypto();
-    const client = create({ vault: nativeVault(undefined, emu.AES), store: memoryStore() }, { id: '00'.repeat(16), key: '11'.repeat(32), topics: [{ topic: 't', hash: toHexStr(sha3(new TextEncoder().encode('t')).subarray(0, 16)), key: '22'.repeat(32) }] }, { ignoreTimestamp: true });
+    const client = create(
+      { vault: nativeVault(undefined, emu.AES), store: memoryStore() },
+      {
+        id: '00'.repeat(16),
+        key: '11'.repeat(32),
+        topics: [{ topic: 't', hash: toHexStr(sha3(new TextEncoder().encode('t')).subarray(0, 16)), key: '22'.repeat(32) }],
+      },
+      { ignoreTimestamp: true },
+    );
     const m = client.protect('t', 'hello');
     expect(emu.calls.total).toBe(4);
     expect(new TextDecoder().decode(client.unprotect('t', m)!)).toBe('hello');
@@ -165,7 +200,14 @@ describe('native SIV (boards/espruino/native-siv.ts) against noble aessiv', () =
     expect(toHexStr(vault.sivDecrypt(key, ad, shifted.subarray(5))!)).toBe(toHexStr(pt));
   });
   it('lets a failure of the AES block propagate instead of reporting a tag mismatch', () => {
-    const failing: CbcBlock = { ecb: () => { throw new Error('AES unit busy'); }, cbc: () => { throw new Error('AES unit busy'); } };
+    const failing: CbcBlock = {
+      ecb: () => {
+        throw new Error('AES unit busy');
+      },
+      cbc: () => {
+        throw new Error('AES unit busy');
+      },
+    };
     expect(() => nativeSivVault(failing).sivDecrypt(key, new Uint8Array(8), new Uint8Array(40))).toThrow('AES unit busy');
   });
 });

@@ -37,12 +37,23 @@ describe('resolveHash', () => {
 
   it('anything else is PARAMETER_INVALID', () => {
     for (const bad of [b(7, 15), { hash: '07'.repeat(15) }, { hash: 'zz'.repeat(16) }, null, 5, {}])
-      expect(code(() => resolveHash(bad as never, hashOf)), JSON.stringify(bad)).toBe(PARAMETER_INVALID);
+      expect(
+        code(() => resolveHash(bad as never, hashOf)),
+        JSON.stringify(bad),
+      ).toBe(PARAMETER_INVALID);
   });
 });
 
 describe('openState', () => {
-  const device: DeviceConfig = { id: '01'.repeat(16), key: b(2, 32), topics: [{ topic: 'a', key: b(3, 32) }, { topic: 'b', hash: toHex(hashOfName('b')) }, { hash: b(9, 16), key: b(4, 32) }] };
+  const device: DeviceConfig = {
+    id: '01'.repeat(16),
+    key: b(2, 32),
+    topics: [
+      { topic: 'a', key: b(3, 32) },
+      { topic: 'b', hash: toHex(hashOfName('b')) },
+      { hash: b(9, 16), key: b(4, 32) },
+    ],
+  };
 
   function open(store = memoryStore(), config: DeviceConfig | null = device) {
     const names: { [k: string]: Uint8Array } = {};
@@ -81,9 +92,18 @@ describe('openState', () => {
   });
 
   it('bad configuration is PARAMETER_INVALID and stores nothing', () => {
-    for (const bad of [null, { key: b(2, 32) }, { id: '01'.repeat(16), key: b(2, 31) }, { id: '01'.repeat(16), key: b(2, 32), topics: [{ key: b(3, 32) }] }, { id: '01'.repeat(16), key: b(2, 32), topics: [{ hash: b(9, 16) }] }] as DeviceConfig[]) {
+    for (const bad of [
+      null,
+      { key: b(2, 32) },
+      { id: '01'.repeat(16), key: b(2, 31) },
+      { id: '01'.repeat(16), key: b(2, 32), topics: [{ key: b(3, 32) }] },
+      { id: '01'.repeat(16), key: b(2, 32), topics: [{ hash: b(9, 16) }] },
+    ] as DeviceConfig[]) {
       const store = memoryStore();
-      expect(code(() => open(store, bad)), JSON.stringify(bad)).toBe(PARAMETER_INVALID);
+      expect(
+        code(() => open(store, bad)),
+        JSON.stringify(bad),
+      ).toBe(PARAMETER_INVALID);
       expect(store.load()).toBeNull();
     }
   });

@@ -34,7 +34,12 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     const proxy = new ProtectionProxy({ config: proxyConfig, image: img, broker: suite.broker.url, store: flashStore({ file: flash }) });
     await proxy.start();
     cleanup.push(() => proxy.stop());
-    const plc = new SimDevice({ image: img, config: await c2.deviceConfig('plc'), network: suite.broker.url, subscribe: ['factory/line1/setpoint'] });
+    const plc = new SimDevice({
+      image: img,
+      config: await c2.deviceConfig('plc'),
+      network: suite.broker.url,
+      subscribe: ['factory/line1/setpoint'],
+    });
     await plc.start();
     cleanup.push(() => plc.stop());
     const ran = [plc, proxy.device].map((d) => new Promise((r) => d.once('command', r)));
@@ -45,7 +50,9 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
   }
 
   async function legacyClient(url: string, id: string) {
-    const c = Object.assign(await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 }), { got: [] as { topic: string; text: string }[] });
+    const c = Object.assign(await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 }), {
+      got: [] as { topic: string; text: string }[],
+    });
     cleanup.push(() => c.endAsync());
     c.on('message', (topic, payload) => c.got.push({ topic, text: payload.toString() }));
     return c;
@@ -135,7 +142,11 @@ describe.each(brokerKinds())('protection proxy over %s', (kind) => {
     await c2.grant('proxy2', 'factory/line1/speed', { role: 'sub' });
     const cfg = join(dir, 'proxy2.json');
     writeFileSync(cfg, JSON.stringify(await c2.deviceConfig('proxy2')));
-    const child = spawn(process.execPath, [...TS_NODE, PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [...TS_NODE, PROXY, '--device', cfg, '--broker', suite.broker.url, '--listen', '127.0.0.1:0', '--image', IMAGE_PATH],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     cleanup.push(async () => child.kill());
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';

@@ -15,7 +15,12 @@ it('README worked example runs against dist/e4.js and prints what it says', () =
   const expected = block
     .split('\n')
     .filter((l) => /^\s*print\(/.test(l) && l.includes('//'))
-    .map((l) => l.slice(l.indexOf('//') + 2).split(':')[0].trim());
+    .map((l) =>
+      l
+        .slice(l.indexOf('//') + 2)
+        .split(':')[0]
+        .trim(),
+    );
   expect(expected.length).toBeGreaterThan(4);
   const printed: string[] = [];
   const sandbox = vm.createContext({ print: (...a: unknown[]) => printed.push(a.map(String).join(' ')) });

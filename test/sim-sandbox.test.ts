@@ -38,13 +38,40 @@ describe('device sandbox', () => {
   it('holds only ES5 with typed arrays, print and log', () => {
     const printed: string[] = [];
     const sb = createSandbox(img, { print: (s) => printed.push(s) });
-    for (const g of ['Map', 'Set', 'WeakMap', 'Promise', 'Proxy', 'Reflect', 'Symbol', 'BigInt', 'TextEncoder', 'TextDecoder', 'console', 'WebAssembly', 'Intl', 'SharedArrayBuffer', 'require', 'process', 'setTimeout']) {
+    for (const g of [
+      'Map',
+      'Set',
+      'WeakMap',
+      'Promise',
+      'Proxy',
+      'Reflect',
+      'Symbol',
+      'BigInt',
+      'TextEncoder',
+      'TextDecoder',
+      'console',
+      'WebAssembly',
+      'Intl',
+      'SharedArrayBuffer',
+      'require',
+      'process',
+      'setTimeout',
+    ]) {
       expect(sb.run(`typeof ${g}`), g).toBe('undefined');
     }
-    for (const m of ['Array.from', 'Object.assign', 'Uint8Array.from', 'Uint8Array.prototype.slice', 'Uint8Array.prototype.fill', 'Math.imul', 'ArrayBuffer.isView']) {
+    for (const m of [
+      'Array.from',
+      'Object.assign',
+      'Uint8Array.from',
+      'Uint8Array.prototype.slice',
+      'Uint8Array.prototype.fill',
+      'Math.imul',
+      'ArrayBuffer.isView',
+    ]) {
       expect(sb.run(`typeof ${m}`), m).toBe('undefined');
     }
-    for (const ok of ['Uint8Array', 'DataView', 'JSON', 'Math.floor', 'Uint8Array.prototype.subarray', 'Uint8Array.prototype.set']) expect(sb.run(`typeof ${ok}`), ok).not.toBe('undefined');
+    for (const ok of ['Uint8Array', 'DataView', 'JSON', 'Math.floor', 'Uint8Array.prototype.subarray', 'Uint8Array.prototype.set'])
+      expect(sb.run(`typeof ${ok}`), ok).not.toBe('undefined');
     expect(() => sb.run('Function("return 1")()')).toThrow(/Code generation from strings disallowed/);
     sb.run('print("hello", 42)');
     expect(printed).toEqual(['hello 42']);

@@ -10,9 +10,20 @@ const topic = (h: number, k: number) => ({ hash: b(h, 16), key: b(k, 32), prevKe
 
 describe('applyChanges', () => {
   it('appends new topics, replaces in place, closes gaps on removal', () => {
-    const s = applyChanges(null, [{ op: 'provision', id: b(1, 16), key: b(2, 32) }, { op: 'topic', topic: topic(1, 1) }, { op: 'topic', topic: topic(2, 2) }, { op: 'topic', topic: topic(3, 3) }]);
-    applyChanges(s, [{ op: 'topic', topic: topic(1, 9) }, { op: 'removeTopic', hash: b(2, 16) }]);
-    expect(s.topics.map((t) => [t.hash[0], t.key[0]])).toEqual([[1, 9], [3, 3]]);
+    const s = applyChanges(null, [
+      { op: 'provision', id: b(1, 16), key: b(2, 32) },
+      { op: 'topic', topic: topic(1, 1) },
+      { op: 'topic', topic: topic(2, 2) },
+      { op: 'topic', topic: topic(3, 3) },
+    ]);
+    applyChanges(s, [
+      { op: 'topic', topic: topic(1, 9) },
+      { op: 'removeTopic', hash: b(2, 16) },
+    ]);
+    expect(s.topics.map((t) => [t.hash[0], t.key[0]])).toEqual([
+      [1, 9],
+      [3, 3],
+    ]);
   });
   it('copies keys in and wipes what it drops', () => {
     const s = applyChanges(null, [{ op: 'provision', id: b(1, 16), key: b(2, 32) }]);
@@ -27,7 +38,10 @@ describe('applyChanges', () => {
     expect(incoming.key).toEqual(b(7, 32));
   });
   it('a record carrying the replaced key as its previous key keeps it', () => {
-    const s = applyChanges(null, [{ op: 'provision', id: b(1, 16), key: b(2, 32) }, { op: 'topic', topic: topic(1, 1) }]);
+    const s = applyChanges(null, [
+      { op: 'provision', id: b(1, 16), key: b(2, 32) },
+      { op: 'topic', topic: topic(1, 1) },
+    ]);
     applyChanges(s, [{ op: 'topic', topic: { hash: b(1, 16), key: b(2, 32), prevKey: s.topics[0].key, prevSince: 5 } }]);
     expect(s.topics[0].prevKey).toEqual(b(1, 32));
   });
@@ -41,7 +55,10 @@ describe('applyChanges', () => {
 describe('memoryStore', () => {
   it('is all-or-nothing: a commit with a bad change leaves the old state', () => {
     const st = memoryStore();
-    st.commit([{ op: 'provision', id: b(1, 16), key: b(2, 32) }, { op: 'topic', topic: topic(1, 1) }]);
+    st.commit([
+      { op: 'provision', id: b(1, 16), key: b(2, 32) },
+      { op: 'topic', topic: topic(1, 1) },
+    ]);
     const before = st.load();
     expect(() => st.commit([{ op: 'resetTopics' }, { op: 'bogus' } as unknown as Change])).toThrow();
     expect(st.load()).toEqual(before);

@@ -16,12 +16,17 @@ const FLEET = join(ROOT, 'host-sim/fleet.ts');
 
 describe('npm start', () => {
   it('tells the story: readings reach both consumers, the broker sees ciphertext, keys survive', () => {
-    const r = spawnSync(process.execPath, [...TS_NODE, FLEET, '--duration', '4', '--devices', '2', '--image', IMAGE_PATH], { encoding: 'utf8', timeout: 90000 });
+    const r = spawnSync(process.execPath, [...TS_NODE, FLEET, '--duration', '4', '--devices', '2', '--image', IMAGE_PATH], {
+      encoding: 'utf8',
+      timeout: 90000,
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const out = r.stdout;
     expect(out).toMatch(/broker +aedes at mqtt:\/\/127\.0\.0\.1:\d+/);
-    expect(out).toMatch(/rotated health\/heart-rate to key generation 1: consumers first \(phone-app, legacy-proxy, monitor-1, monitor-2\)/);
+    expect(out).toMatch(
+      /rotated health\/heart-rate to key generation 1: consumers first \(phone-app, legacy-proxy, monitor-1, monitor-2\)/,
+    );
     expect(out).toMatch(/monitor-2 +\d+ +\d+ +\d+ +2 /);
     expect(out.match(/^PASS /gm)?.length).toBe(7);
     expect(out).not.toMatch(/^FAIL /m);
@@ -35,7 +40,11 @@ describe('npm start', () => {
       expect(r.stderr).toMatch(/^fleet: .+\nusage: npm start/);
       expect(r.stdout).toBe('');
     }
-    expect(parseFleetArgs(['--devices=3', '--broker', 'mosquitto', '--duration', '20'])).toMatchObject({ devices: 3, broker: 'mosquitto', duration: 20 });
+    expect(parseFleetArgs(['--devices=3', '--broker', 'mosquitto', '--duration', '20'])).toMatchObject({
+      devices: 3,
+      broker: 'mosquitto',
+      duration: 20,
+    });
     expect(parseFleetArgs([])).toMatchObject({ devices: 1, broker: 'aedes', duration: 12 });
   });
 

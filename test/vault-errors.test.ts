@@ -37,7 +37,10 @@ function code(fn: () => unknown): number | string {
 function rig(vault: Vault) {
   const store = memoryStore();
   const client = create({ vault, store }, { id: '00'.repeat(16), key: CK, topics: [{ topic: TOPIC, hash: toHex(HASH), key: K1 }] });
-  const state = () => JSON.stringify({ snap: client.snapshot(), stored: store.load(), commits: store.commits }, (_, v) => (v instanceof Uint8Array ? toHex(v) : v));
+  const state = () =>
+    JSON.stringify({ snap: client.snapshot(), stored: store.load(), commits: store.commits }, (_, v) =>
+      v instanceof Uint8Array ? toHex(v) : v,
+    );
   return { client, state };
 }
 

@@ -60,8 +60,18 @@ const vaults: [string, Vault][] = [
 it('each vector file matches the SHA-256 pinned in test/vectors/README.md', () => {
   const readme = readFileSync(join(VECTORS_DIR, 'README.md'), 'utf8');
   const pins = [...readme.matchAll(/^\| `([\w.-]+\.json)` \| `([0-9a-f]{64})` \|/gm)].map((m) => [m[1], m[2]]);
-  expect(pins.map((p) => p[0]).sort()).toEqual(readdirSync(VECTORS_DIR).filter((f) => f.endsWith('.json')).sort());
-  for (const [file, sha] of pins) expect(createHash('sha256').update(readFileSync(join(VECTORS_DIR, file))).digest('hex'), file).toBe(sha);
+  expect(pins.map((p) => p[0]).sort()).toEqual(
+    readdirSync(VECTORS_DIR)
+      .filter((f) => f.endsWith('.json'))
+      .sort(),
+  );
+  for (const [file, sha] of pins)
+    expect(
+      createHash('sha256')
+        .update(readFileSync(join(VECTORS_DIR, file)))
+        .digest('hex'),
+      file,
+    ).toBe(sha);
 });
 
 it('vector file has every section', () => {
@@ -98,7 +108,11 @@ describe.each(vaults)('%s', (_name, vault) => {
 describe('storage_file', () => {
   for (const c of V.storage_file) {
     it(`${c.case}`, () => {
-      const state = { id: hex(c.client_id), key: hex(c.client_key), topics: c.topics.map((t) => ({ hash: hex(t.topic_hash), key: hex(t.key) })) };
+      const state = {
+        id: hex(c.client_id),
+        key: hex(c.client_key),
+        topics: c.topics.map((t) => ({ hash: hex(t.topic_hash), key: hex(t.key) })),
+      };
       const file = encodeE41P(state);
       expect(toHexStr(file)).toBe(c.file);
       expect(file.length).toBe(c.file_len);

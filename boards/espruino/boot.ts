@@ -220,7 +220,11 @@ export function boot(spec: BoardSpec): Device | null {
     // Entries without a key (every entry once provisioned) still teach the client each topic's
     // name and hash: boards without SHA-3 rely on that for topics C2 grants later.
     var device = { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics };
-    var client = create({ vault: spec.vault(cfg), store: store, clock: espruinoClock(cfg.clock || spec.clock), log: log }, device, cfg.options);
+    var client = create(
+      { vault: spec.vault(cfg), store: store, clock: espruinoClock(cfg.clock || spec.clock), log: log },
+      device,
+      cfg.options
+    );
     if (withKeys) dropKeys(S, cfg);
     board.client = client;
     var transport = (board.transport = spec.transport(cfg, client, log));

@@ -126,7 +126,7 @@ export function linkTransport(cfg: LinkConfig, id: Uint8Array, log: Log): LinkTr
         hello();
       }
     },
-    { maxPayload: cfg.maxPayload || 512, maxTopic: cfg.maxTopic || 96 },
+    { maxPayload: cfg.maxPayload || 512, maxTopic: cfg.maxTopic || 96 }
   );
 
   var link: LinkTransport = {

@@ -22,7 +22,10 @@ interface EspruinoMqtt {
 }
 
 interface EspruinoMqttModule {
-  create(server: string, options: { port: number; client_id: string; username?: string; password?: string; keep_alive: number }): EspruinoMqtt;
+  create(
+    server: string,
+    options: { port: number; client_id: string; username?: string; password?: string; keep_alive: number }
+  ): EspruinoMqtt;
 }
 
 /** The part of Espruino's `Wifi` module used here (ESP32). */

@@ -56,7 +56,12 @@ export function findFile(f: RawFlash, start: number, end: number, name: string):
  * write), then programs zeros over the span (NOR flash: 1 -> 0 bits, the nRF52's internal flash
  * and the SPI NOR of ESP32 and Bangle.js 2 alike; on the Linux build, the file espruino.flash).
  */
-export function storageZero(flash: RawFlash, storage: { read(name: string, offset?: number, length?: number): string | undefined }, start: number, end: number): ZeroFn {
+export function storageZero(
+  flash: RawFlash,
+  storage: { read(name: string, offset?: number, length?: number): string | undefined },
+  start: number,
+  end: number
+): ZeroFn {
   return function (name: string, spans: number[]) {
     var s = storage.read(name, spans[0], spans[1] < 64 ? spans[1] : 64) || '';
     var a = s ? findFile(flash, start, end, name) : 0;

@@ -50,7 +50,12 @@ interface DeviceFile {
   provisioned?: boolean;
 }
 
-var state: { client: Client | null; device: Device | null; error: string; sink: TransportSink | null } = { client: null, device: null, error: '', sink: null };
+var state: { client: Client | null; device: Device | null; error: string; sink: TransportSink | null } = {
+  client: null,
+  device: null,
+  error: '',
+  sink: null,
+};
 
 /** The port's native AES (optional functions e4_aes_ecb, e4_aes_cbc), or null without it. */
 function nativeAesBlock(): AesBlock | null {
@@ -160,7 +165,11 @@ export function boot(): Device | null {
     var withKeys = typeof cfg.key === 'string';
     // Entries without a key (every entry once provisioned) still teach names and hashes.
     var dev = { id: cfg.id, name: cfg.name, key: cfg.key as string, topics: cfg.topics };
-    var c = create({ vault: vault(), store: flashStore(storage, { name: 'e4s', erases: true }), clock: clock(cfg.clock || 'monotonic'), log: log }, dev, cfg.options);
+    var c = create(
+      { vault: vault(), store: flashStore(storage, { name: 'e4s', erases: true }), clock: clock(cfg.clock || 'monotonic'), log: log },
+      dev,
+      cfg.options
+    );
     var names: string[] = [];
     var t = cfg.topics || [];
     var kept: { topic?: string; hash?: string }[] = [];
@@ -221,7 +230,14 @@ export function status(): DeviceStatus {
     topics = snap.topics.length;
     wipeState(snap);
   }
-  return { ok: !!c, error: state.error, controlTopic: c ? c.controlTopic : null, topics: topics, connected: d ? d.connected : false, stats: d ? d.stats : null };
+  return {
+    ok: !!c,
+    error: state.error,
+    controlTopic: c ? c.controlTopic : null,
+    topics: topics,
+    connected: d ? d.connected : false,
+    stats: d ? d.stats : null,
+  };
 }
 
 export var version = '0.1.0';

@@ -217,7 +217,22 @@ function readGroup(b: Uint8Array, p: number, crc: (d: Uint8Array) => number, blo
   var q = p + 4;
   while (q < e) {
     var op = b[q];
-    var n = op === PROVISION ? 56 : op === CLIENT_KEY ? 40 : op === TOPIC ? (b[q + 1] ? 100 : 64) : op === REMOVE ? 20 : op === RESET ? 4 : op === CALIBRATE ? 12 + ((b[q + 2] | (b[q + 3] << 8)) + 3 & ~3) : 0;
+    var n =
+      op === PROVISION
+        ? 56
+        : op === CLIENT_KEY
+          ? 40
+          : op === TOPIC
+            ? b[q + 1]
+              ? 100
+              : 64
+            : op === REMOVE
+              ? 20
+              : op === RESET
+                ? 4
+                : op === CALIBRATE
+                  ? 12 + (((b[q + 2] | (b[q + 3] << 8)) + 3) & ~3)
+                  : 0;
     if (!n || q + n > e) return null;
     if (op === PROVISION) {
       at.push(q + 20);
@@ -230,7 +245,12 @@ function readGroup(b: Uint8Array, p: number, crc: (d: Uint8Array) => number, blo
       if (b[q + 1]) at.push(q + 64);
       out.push({
         op: 'topic',
-        topic: { hash: b.subarray(q + 4, q + 20), prevSince: readU64LE(b, q + 20) - 1, key: keyAt(b, q + 28, crc, zero), prevKey: b[q + 1] ? keyAt(b, q + 64, crc, zero) : null },
+        topic: {
+          hash: b.subarray(q + 4, q + 20),
+          prevSince: readU64LE(b, q + 20) - 1,
+          key: keyAt(b, q + 28, crc, zero),
+          prevKey: b[q + 1] ? keyAt(b, q + 64, crc, zero) : null,
+        },
       });
     } else if (op === REMOVE) {
       out.push({ op: 'removeTopic', hash: b.subarray(q + 4, q + 20) });

@@ -115,7 +115,15 @@ export function encryptBlocks(w: Uint32Array, data: Uint8Array, chain: boolean):
       t = x;
     }
     for (c = 0; c < 4; c++) {
-      writeWord(out, o + 4 * c, ((SBOX[s[c] >>> 24] << 24) | (SBOX[(s[(c + 1) & 3] >>> 16) & 255] << 16) | (SBOX[(s[(c + 2) & 3] >>> 8) & 255] << 8) | SBOX[s[(c + 3) & 3] & 255]) ^ w[last + c]);
+      writeWord(
+        out,
+        o + 4 * c,
+        ((SBOX[s[c] >>> 24] << 24) |
+          (SBOX[(s[(c + 1) & 3] >>> 16) & 255] << 16) |
+          (SBOX[(s[(c + 2) & 3] >>> 8) & 255] << 8) |
+          SBOX[s[(c + 3) & 3] & 255]) ^
+          w[last + c]
+      );
     }
   }
   return out;

@@ -51,7 +51,7 @@ export function crc16(b: Uint8Array, start: number, end: number, crc?: number): 
 /** UTF-8 bytes to a string; malformed sequences become U+FFFD. */
 export function fromUtf8(b: Uint8Array): string {
   var s = '';
-  for (var i = 0; i < b.length; ) {
+  for (var i = 0; i < b.length;) {
     var c = b[i++];
     var need = c >= 0xf0 && c < 0xf5 ? 3 : c >= 0xe0 ? (c < 0xf0 ? 2 : -1) : c >= 0xc2 ? 1 : c < 0x80 ? 0 : -1;
     if (need < 0) {

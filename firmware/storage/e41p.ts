@@ -38,7 +38,18 @@ export function decodeE41P(bytes: Uint8Array): StoredState {
   var topics: TopicRecord[] = [];
   for (var i = 0; i < n; i++) {
     var at = HEAD + i * ENTRY;
-    topics.push({ hash: copyBytes(bytes.subarray(at, at + 16)), key: copyBytes(bytes.subarray(at + 16, at + 48)), prevKey: null, prevSince: -1 });
+    topics.push({
+      hash: copyBytes(bytes.subarray(at, at + 16)),
+      key: copyBytes(bytes.subarray(at + 16, at + 48)),
+      prevKey: null,
+      prevSince: -1,
+    });
   }
-  return { id: copyBytes(bytes.subarray(4, 20)), key: copyBytes(bytes.subarray(20, 52)), topics: topics, lastCommand: -1, lastTags: new Uint8Array(0) };
+  return {
+    id: copyBytes(bytes.subarray(4, 20)),
+    key: copyBytes(bytes.subarray(20, 52)),
+    topics: topics,
+    lastCommand: -1,
+    lastTags: new Uint8Array(0),
+  };
 }

@@ -260,7 +260,10 @@ export class C2 {
   private chain: Promise<unknown> = Promise.resolve();
   private inBatch = false;
 
-  constructor(store: Store, { e4, send, now, sendTimeoutMs = 15000, concurrency = MAX_IN_FLIGHT, ackBatch = 2000, claimLeaseS = 120 }: C2Options = {}) {
+  constructor(
+    store: Store,
+    { e4, send, now, sendTimeoutMs = 15000, concurrency = MAX_IN_FLIGHT, ackBatch = 2000, claimLeaseS = 120 }: C2Options = {},
+  ) {
     this.store = store;
     this.e4 = resolveE4(e4);
     this.send = send || null;
@@ -351,7 +354,11 @@ export class C2 {
       const chunk = wanted.slice(i, i + 5000);
       const marks = chunk.map(() => '?').join(', ');
       const ids = chunk.filter((x) => HEX_ID.test(x)).map((x) => x.toLowerCase());
-      const rows = await this.store.read('devices', `name IN (${marks})${ids.length ? ` OR id IN (${ids.map(() => '?').join(', ')})` : ''}${tail}`, [...chunk, ...ids]);
+      const rows = await this.store.read(
+        'devices',
+        `name IN (${marks})${ids.length ? ` OR id IN (${ids.map(() => '?').join(', ')})` : ''}${tail}`,
+        [...chunk, ...ids],
+      );
       for (const d of rows) {
         byId.set(d.id, d);
         if (d.name !== null) byName.set(d.name, d);
@@ -384,11 +391,15 @@ export class C2 {
   }
 
   async putDeviceKey(id: string, gen: number, key: Uint8Array): Promise<void> {
-    await this.store.write('device_keys', [{ device: id, gen, sealed: this.store.seal(`e4-c2/v1|device-key|${id}|${gen}`, key), created: this.seconds() }]);
+    await this.store.write('device_keys', [
+      { device: id, gen, sealed: this.store.seal(`e4-c2/v1|device-key|${id}|${gen}`, key), created: this.seconds() },
+    ]);
   }
 
   async putTopicKey(hash: string, gen: number, key: Uint8Array): Promise<void> {
-    await this.store.write('topic_keys', [{ topic: hash, gen, sealed: this.store.seal(`e4-c2/v1|topic-key|${hash}|${gen}`, key), created: this.seconds() }]);
+    await this.store.write('topic_keys', [
+      { topic: hash, gen, sealed: this.store.seal(`e4-c2/v1|topic-key|${hash}|${gen}`, key), created: this.seconds() },
+    ]);
   }
 
   /** The current client keys of many devices (one query per few thousand). */
@@ -403,7 +414,8 @@ export class C2 {
         if (gen.get(r.device) === r.gen) out.set(r.device, this.store.unseal(`e4-c2/v1|device-key|${r.device}|${r.gen}`, r.sealed));
       }
     }
-    for (const d of devs) if (!out.has(d.id)) throw new C2Error('INTEGRITY', `the key of device ${d.id} (generation ${d.key_gen}) is missing`);
+    for (const d of devs)
+      if (!out.has(d.id)) throw new C2Error('INTEGRITY', `the key of device ${d.id} (generation ${d.key_gen}) is missing`);
     return out;
   }
 
@@ -444,10 +456,10 @@ export class C2 {
     }
     for (const it of items) {
       if (it.kind === 'reset-topics') {
-        await s.run(`DELETE FROM commands WHERE device = ? AND status = 'queued' AND kind IN ('set-topic-key', 'remove-topic', 'reset-topics') AND ${unclaimed}`, [
-          it.dev.id,
-          ...claimArgs,
-        ]);
+        await s.run(
+          `DELETE FROM commands WHERE device = ? AND status = 'queued' AND kind IN ('set-topic-key', 'remove-topic', 'reset-topics') AND ${unclaimed}`,
+          [it.dev.id, ...claimArgs],
+        );
       }
     }
     const commands: CommandRow[] = [];
@@ -458,7 +470,19 @@ export class C2 {
         const key = keys.get(d.id);
         if (!key) throw new C2Error('INTEGRITY', `the key of device ${d.id} is missing`);
         const msg = this.e4().protect(key, ts, it.payload);
-        commands.push({ device: d.id, seq: d.next_seq, ts, kind: it.kind, topic: it.topic ?? null, gen: it.gen ?? null, phase: it.phase ?? 0, status: 'queued', message: msg, created: now, acked: null });
+        commands.push({
+          device: d.id,
+          seq: d.next_seq,
+          ts,
+          kind: it.kind,
+          topic: it.topic ?? null,
+          gen: it.gen ?? null,
+          phase: it.phase ?? 0,
+          status: 'queued',
+          message: msg,
+          created: now,
+          acked: null,
+        });
         d.last_ts = ts;
         d.next_seq += 1;
       }
@@ -471,7 +495,12 @@ export class C2 {
     await s.write('devices', [...devs.values()]);
   }
 
-  queue(dev: DeviceRow, kind: CommandKind, payload: Uint8Array, opts: { topic?: string | null; gen?: number | null; phase?: number } = {}): Promise<void> {
+  queue(
+    dev: DeviceRow,
+    kind: CommandKind,
+    payload: Uint8Array,
+    opts: { topic?: string | null; gen?: number | null; phase?: number } = {},
+  ): Promise<void> {
     return this.queueAll([{ dev, kind, payload, ...opts }]);
   }
 
@@ -508,13 +537,17 @@ export class C2 {
   }
 
   /** Registers a device from its name (id = SHA3-256(name)[0..16]) or its id; generates its key. */
-  async addDevice(spec: { name: string } | { id: string | Uint8Array }): Promise<{ id: string; name: string | null; controlTopic: string }> {
+  async addDevice(
+    spec: { name: string } | { id: string | Uint8Array },
+  ): Promise<{ id: string; name: string | null; controlTopic: string }> {
     const [d] = await this.addDevices([spec]);
     return d;
   }
 
   /** Registers many devices in one transaction (all or none). */
-  addDevices(specs: readonly ({ name: string } | { id: string | Uint8Array })[]): Promise<{ id: string; name: string | null; controlTopic: string }[]> {
+  addDevices(
+    specs: readonly ({ name: string } | { id: string | Uint8Array })[],
+  ): Promise<{ id: string; name: string | null; controlTopic: string }[]> {
     return this.exclusive(() => {
       const rows = specs.map((sp) => this.newDeviceRow(sp));
       const seen = new Set<string>();
@@ -554,7 +587,8 @@ export class C2 {
       checkTopic(topic);
       const hash = toHex(this.e4().topicHash(topic));
       return this.store.transaction(async () => {
-        if (await this.store.get('SELECT hash FROM topics WHERE hash = ?', [hash])) throw new C2Error('EXISTS', `topic ${JSON.stringify(topic)} already exists`);
+        if (await this.store.get('SELECT hash FROM topics WHERE hash = ?', [hash]))
+          throw new C2Error('EXISTS', `topic ${JSON.stringify(topic)} already exists`);
         await this.store.write('topics', [{ hash, topic, key_gen: 0, created: this.seconds() }]);
         const key = newKey();
         await this.putTopicKey(hash, 0, key);
@@ -577,12 +611,17 @@ export class C2 {
       checkRole(role);
       const grants = await this.store.transaction(async () => {
         const t = await this.topic(topicName, { lock: true });
-        const found = deviceRefs.length > 1 ? await this.devices(deviceRefs, { lock: true }) : [await this.device(deviceRefs[0], { lock: true })];
+        const found =
+          deviceRefs.length > 1 ? await this.devices(deviceRefs, { lock: true }) : [await this.device(deviceRefs[0], { lock: true })];
         const devs = [...new Map(found.map((d) => [d.id, d])).values()]; // each device once
         const existing = new Map<string, GrantRow>();
         for (let i = 0; i < devs.length; i += 10000) {
           const chunk = devs.slice(i, i + 10000);
-          for (const g of await this.store.read('grants', `topic = ? AND device IN (${chunk.map(() => '?').join(', ')})`, [t.hash, ...chunk.map((d) => d.id)])) existing.set(g.device, g);
+          for (const g of await this.store.read('grants', `topic = ? AND device IN (${chunk.map(() => '?').join(', ')})`, [
+            t.hash,
+            ...chunk.map((d) => d.id),
+          ]))
+            existing.set(g.device, g);
         }
         const out: { device: string; name: string | null; topic: string; role: Role; changed: boolean; sent: boolean }[] = [];
         const changedRoles: GrantRow[] = [];
@@ -605,7 +644,15 @@ export class C2 {
           const key = await this.topicKey(t.hash, t.key_gen);
           const hash = fromHex(t.hash);
           try {
-            await this.queueAll(toQueue.map((dev) => ({ dev, kind: 'set-topic-key' as const, payload: this.e4().commands.setTopicKey(key, hash), topic: t.hash, gen: t.key_gen })));
+            await this.queueAll(
+              toQueue.map((dev) => ({
+                dev,
+                kind: 'set-topic-key' as const,
+                payload: this.e4().commands.setTopicKey(key, hash),
+                topic: t.hash,
+                gen: t.key_gen,
+              })),
+            );
           } finally {
             wipe(key);
           }
@@ -630,7 +677,12 @@ export class C2 {
         }
         await this.store.remove('grants', [[d.id, t.hash]]);
         await this.queue(d, 'remove-topic', this.e4().commands.removeTopic(fromHex(t.hash)), { topic: t.hash });
-        const out: { device: string; name: string | null; topic: string; rotated: Rotation | null } = { device: d.id, name: d.name, topic: t.topic, rotated: null };
+        const out: { device: string; name: string | null; topic: string; rotated: Rotation | null } = {
+          device: d.id,
+          name: d.name,
+          topic: t.topic,
+          rotated: null,
+        };
         if (rotate) out.rotated = await this.rotateTopicTx(t);
         await this.retainTopic(t);
         return out;
@@ -644,12 +696,18 @@ export class C2 {
     const s = this.store;
     // Lock the holders' device rows (id order: two rotations never wait on each other in a
     // cycle), then read the grants again: a grant added or removed meanwhile is seen.
-    if (s.dialect === 'postgres') await s.all(`SELECT id FROM devices WHERE id IN (SELECT device FROM grants WHERE topic = ?) ORDER BY id FOR UPDATE`, [t.hash]);
+    if (s.dialect === 'postgres')
+      await s.all(`SELECT id FROM devices WHERE id IN (SELECT device FROM grants WHERE topic = ?) ORDER BY id FOR UPDATE`, [t.hash]);
     const grants = await s.read('grants', 'topic = ?', [t.hash]);
     const devs = new Map<string, DeviceRow>();
     for (let i = 0; i < grants.length; i += 10000) {
       const chunk = grants.slice(i, i + 10000);
-      for (const d of await s.read('devices', `id IN (${chunk.map(() => '?').join(', ')})`, chunk.map((g) => g.device))) devs.set(d.id, d);
+      for (const d of await s.read(
+        'devices',
+        `id IN (${chunk.map(() => '?').join(', ')})`,
+        chunk.map((g) => g.device),
+      ))
+        devs.set(d.id, d);
     }
     // Consumers first: phase 1 (subscribe-only) is handed to the broker before phase 2.
     grants.sort((a, b) => ROLE_ORDER[a.role] - ROLE_ORDER[b.role] || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0));
@@ -663,7 +721,14 @@ export class C2 {
       for (const g of grants) {
         const dev = devs.get(g.device);
         if (!dev) throw new C2Error('INTEGRITY', `grant of ${t.topic} to an unknown device ${g.device}`);
-        items.push({ dev, kind: 'set-topic-key', payload: this.e4().commands.setTopicKey(key, hash), topic: t.hash, gen, phase: g.role === 'sub' ? 1 : 2 });
+        items.push({
+          dev,
+          kind: 'set-topic-key',
+          payload: this.e4().commands.setTopicKey(key, hash),
+          topic: t.hash,
+          gen,
+          phase: g.role === 'sub' ? 1 : 2,
+        });
       }
       await this.queueAll(items);
     } finally {
@@ -762,18 +827,21 @@ export class C2 {
       for (const r of rows) {
         if (busy.has(String(r.device))) continue;
         const c = s.checked('commands', r);
-        out.push({ ...c, name: typeof r.device_name === 'string' ? r.device_name : null, topic_name: typeof r.topic_name === 'string' ? r.topic_name : null });
+        out.push({
+          ...c,
+          name: typeof r.device_name === 'string' ? r.device_name : null,
+          topic_name: typeof r.topic_name === 'string' ? r.topic_name : null,
+        });
       }
       if (claim && out.length) {
         const now = this.seconds();
         const ids = [...new Set(out.map((c) => c.device))];
         for (let i = 0; i < ids.length; i += 5000) {
           const chunk = ids.slice(i, i + 5000);
-          await s.run(`UPDATE commands SET claim = ?, claimed_at = ? WHERE device IN (${chunk.map(() => '?').join(', ')}) AND status = 'queued'`, [
-            this.claimant,
-            now,
-            ...chunk,
-          ]);
+          await s.run(
+            `UPDATE commands SET claim = ?, claimed_at = ? WHERE device IN (${chunk.map(() => '?').join(', ')}) AND status = 'queued'`,
+            [this.claimant, now, ...chunk],
+          );
         }
       }
       return out;
@@ -822,7 +890,10 @@ export class C2 {
               try {
                 const bytes = c.message;
                 if (!bytes) throw new C2Error('INTEGRITY', `queued command ${c.device} #${c.seq} has no message`);
-                await withTimeout(Promise.resolve().then(() => send('e4/' + id, bytes, { qos: 2 })), this.sendTimeoutMs);
+                await withTimeout(
+                  Promise.resolve().then(() => send('e4/' + id, bytes, { qos: 2 })),
+                  this.sendTimeoutMs,
+                );
               } catch (e) {
                 failuresInARow++;
                 blocked.add(id);
@@ -1016,7 +1087,8 @@ export class C2 {
         const g = c.topic ? grants.find((x) => x.topic === c.topic) : undefined;
         let state: PendingCommand['state'];
         if (c.status === 'queued') state = 'queued';
-        else if (c.kind === 'set-topic-key' && g && g.seen_gen !== null && c.gen !== null && g.seen_gen >= c.gen) continue; // confirmed
+        else if (c.kind === 'set-topic-key' && g && g.seen_gen !== null && c.gen !== null && g.seen_gen >= c.gen)
+          continue; // confirmed
         else state = 'at-broker';
         pending.push({
           seq: c.seq,
@@ -1025,7 +1097,8 @@ export class C2 {
           gen: c.gen,
           state,
           since: c.status === 'queued' ? c.created : c.acked,
-          seenSince: state === 'at-broker' ? (d.last_seen === null ? 'never' : c.acked !== null && d.last_seen >= c.acked ? 'yes' : 'no') : null,
+          seenSince:
+            state === 'at-broker' ? (d.last_seen === null ? 'never' : c.acked !== null && d.last_seen >= c.acked ? 'yes' : 'no') : null,
         });
       }
       return {
@@ -1035,7 +1108,13 @@ export class C2 {
         keyGen: d.key_gen,
         ackedKeyGen: d.acked_key_gen,
         lastSeen: d.last_seen,
-        topics: grants.map((g) => ({ topic: topicName.get(g.topic) ?? g.topic, role: g.role, gen: g.gen, ackedGen: g.acked_gen, seenGen: g.seen_gen })),
+        topics: grants.map((g) => ({
+          topic: topicName.get(g.topic) ?? g.topic,
+          role: g.role,
+          gen: g.gen,
+          ackedGen: g.acked_gen,
+          seenGen: g.seen_gen,
+        })),
         pending,
       };
     });

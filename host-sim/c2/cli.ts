@@ -24,7 +24,12 @@ const DEFAULT_DB = path.join('.c2', 'c2.db');
 const CLOCKS = ['trusted', 'untrusted', 'monotonic', 'none'];
 type Transport = 'mqtt' | 'link' | 'host';
 /** Board kinds (boards/) and the transport each speaks. */
-const BOARDS: { readonly [board: string]: Transport } = { 'espruino-esp32': 'mqtt', 'espruino-puckjs': 'link', 'espruino-nrf52': 'link', jerryscript: 'host' };
+const BOARDS: { readonly [board: string]: Transport } = {
+  'espruino-esp32': 'mqtt',
+  'espruino-puckjs': 'link',
+  'espruino-nrf52': 'link',
+  jerryscript: 'host',
+};
 const LINKS = ['ble-uart', 'serial'];
 
 interface OptionSpec {
@@ -85,7 +90,10 @@ const COMMANDS: { [name: string]: CommandSpec } = {
     options: {
       name: { type: 'string', help: 'device name' },
       id: { type: 'string', help: 'device id, 32 hex digits (instead of --name)' },
-      out: { type: 'string', help: 'write its device.json here (contains keys: mode 0600); it holds no topic yet: `config` writes it again after `grant`' },
+      out: {
+        type: 'string',
+        help: 'write its device.json here (contains keys: mode 0600); it holds no topic yet: `config` writes it again after `grant`',
+      },
       ...DEVICE_FILE_OPTIONS,
     },
   },
@@ -108,13 +116,28 @@ const COMMANDS: { [name: string]: CommandSpec } = {
     options: { watch: { type: 'string', help: 'then watch TOPIC for S seconds to see which key publishers use' } },
     sends: true,
   },
-  'rotate-device-key': { args: ['DEVICE'], about: 'New client key for DEVICE (SetIdKey, protected with the current one).', options: {}, sends: true },
-  'reset-device': { args: ['DEVICE'], about: 'Remove every topic key from DEVICE (ResetTopics) and all its grants.', options: {}, sends: true },
-  flush: { args: [], about: 'Send every queued (not yet acknowledged) command, in order, including those of an interrupted run.', options: {}, sends: true },
+  'rotate-device-key': {
+    args: ['DEVICE'],
+    about: 'New client key for DEVICE (SetIdKey, protected with the current one).',
+    options: {},
+    sends: true,
+  },
+  'reset-device': {
+    args: ['DEVICE'],
+    about: 'Remove every topic key from DEVICE (ResetTopics) and all its grants.',
+    options: {},
+    sends: true,
+  },
+  flush: {
+    args: [],
+    about: 'Send every queued (not yet acknowledged) command, in order, including those of an interrupted run.',
+    options: {},
+    sends: true,
+  },
   list: { args: [], about: 'Devices, topics, grants and the delivery state of commands (no keys).', options: {}, readOnly: true },
   export: {
     args: ['DEVICE'],
-    about: "Write DEVICE's libe4 E41P image (\"E41P\" | id | key | u16 count | count x (hash | key)).",
+    about: 'Write DEVICE\'s libe4 E41P image ("E41P" | id | key | u16 count | count x (hash | key)).',
     options: { out: { type: 'string', help: 'output file (required; contains keys: mode 0600)' } },
     readOnly: true,
   },
@@ -266,13 +289,17 @@ function parse(argvIn: readonly string[]): Parsed | { help: string } {
   if (v.flags.has('help')) return { help: commandHelp(name) };
   const pos = parsed.positionals;
   if (pos.length !== spec.args.length) {
-    throw new Usage(`${name} takes ${spec.args.length ? spec.args.join(' ') : 'no arguments'} (got ${pos.length} argument${pos.length === 1 ? '' : 's'})`, name);
+    throw new Usage(
+      `${name} takes ${spec.args.length ? spec.args.join(' ') : 'no arguments'} (got ${pos.length} argument${pos.length === 1 ? '' : 's'})`,
+      name,
+    );
   }
   const args: { [arg: string]: string } = Object.fromEntries(spec.args.map((a, i) => [a, pos[i]]));
   for (const [a, val] of Object.entries(args)) if (val === '') throw new Usage(`${a} must not be empty`, name);
   // Per-command checks, all before the database is touched.
   if (name === 'add-device') {
-    if ((str(v, 'name') === undefined) === (str(v, 'id') === undefined)) throw new Usage('add-device needs exactly one of --name NAME or --id HEX', name);
+    if ((str(v, 'name') === undefined) === (str(v, 'id') === undefined))
+      throw new Usage('add-device needs exactly one of --name NAME or --id HEX', name);
     const id = str(v, 'id');
     if (id !== undefined && !/^[0-9a-fA-F]{32}$/.test(id)) throw new Usage('--id must be 32 hex digits', name);
   }
@@ -282,16 +309,19 @@ function parse(argvIn: readonly string[]): Parsed | { help: string } {
   const link = str(v, 'link');
   if (link !== undefined && !LINKS.includes(link)) throw new Usage(`--link must be ${LINKS.join(' or ')}`, name);
   const mqttUrl = str(v, 'mqtt-url');
-  if (mqttUrl !== undefined && !/^mqtt:\/\/[^:/\s]+(:\d+)?\/?$/.test(mqttUrl)) throw new Usage('--mqtt-url must look like mqtt://host:port', name);
+  if (mqttUrl !== undefined && !/^mqtt:\/\/[^:/\s]+(:\d+)?\/?$/.test(mqttUrl))
+    throw new Usage('--mqtt-url must look like mqtt://host:port', name);
   const kind = board !== undefined ? BOARDS[board] : undefined;
   if (kind && kind !== 'mqtt' && (mqttUrl !== undefined || str(v, 'wifi-file') !== undefined)) {
     throw new Usage(`${board} reaches the broker through a gateway: --link, not --mqtt-url or --wifi-file`, name);
   }
-  if (kind && kind !== 'link' && link !== undefined) throw new Usage(`${board} has no gateway link: --link is for espruino-puckjs and espruino-nrf52`, name);
+  if (kind && kind !== 'link' && link !== undefined)
+    throw new Usage(`${board} has no gateway link: --link is for espruino-puckjs and espruino-nrf52`, name);
   const clock = str(v, 'clock');
   if (clock !== undefined && !CLOCKS.includes(clock)) throw new Usage(`--clock must be one of ${CLOCKS.join(', ')}`, name);
   const role = str(v, 'role');
-  if (name === 'grant' && role !== undefined && !['pub', 'sub', 'both'].includes(role)) throw new Usage('--role must be pub, sub or both', name);
+  if (name === 'grant' && role !== undefined && !['pub', 'sub', 'both'].includes(role))
+    throw new Usage('--role must be pub, sub or both', name);
   if ((name === 'export' || name === 'config') && !str(v, 'out')) throw new Usage(`${name} needs --out FILE`, name);
   const kdf =
     name === 'init'
@@ -304,7 +334,8 @@ function parse(argvIn: readonly string[]): Parsed | { help: string } {
   const watch = intOption(str(v, 'watch'), '--watch', name);
   const duration = intOption(str(v, 'duration'), '--duration', name) ?? 10;
   const broker = str(v, 'broker') ?? (process.env.E4_C2_BROKER || undefined);
-  if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker)) throw new Usage(`--broker must be a URL such as mqtt://127.0.0.1:1883`, name);
+  if (broker !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\/[^\s]+$/.test(broker))
+    throw new Usage(`--broker must be a URL such as mqtt://127.0.0.1:1883`, name);
   if ((spec.needsBroker || watch) && !broker) throw new Usage(`${name}${watch ? ' --watch' : ''} needs --broker URL`, name);
   // A device file's transport is settled before the database is touched.
   if (kind === 'mqtt' && (name === 'config' || str(v, 'out'))) {
@@ -314,7 +345,8 @@ function parse(argvIn: readonly string[]): Parsed | { help: string } {
   return { name, spec, args, v, kdf, watch, duration, broker };
 }
 
-const errCode = (e: unknown): string => (e && typeof e === 'object' && 'code' in e && typeof e.code === 'string' ? e.code : e instanceof Error ? e.message : String(e));
+const errCode = (e: unknown): string =>
+  e && typeof e === 'object' && 'code' in e && typeof e.code === 'string' ? e.code : e instanceof Error ? e.message : String(e);
 
 function readPassphrase(v: Values): string {
   const file = str(v, 'passphrase-file');
@@ -356,7 +388,11 @@ async function connectBroker(url: string): Promise<Broker> {
   let client: Awaited<ReturnType<typeof mqtt.connectAsync>>;
   try {
     client = await Promise.race([
-      mqtt.connectAsync(url, { clientId: 'e4-c2-' + randomBytes(6).toString('hex'), clean: true, reconnectPeriod: 0, connectTimeout: 5000 }, false),
+      mqtt.connectAsync(
+        url,
+        { clientId: 'e4-c2-' + randomBytes(6).toString('hex'), clean: true, reconnectPeriod: 0, connectTimeout: 5000 },
+        false,
+      ),
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out')), 6000).unref()),
     ]);
   } catch (e) {
@@ -375,7 +411,10 @@ function who(d: { name?: string | null; id?: string; device?: string }): string 
 
 function printDelivery(out: string[], delivery: Delivery, brokerGiven: boolean): void {
   const { acked, failed, queued } = delivery;
-  if (acked.length) out.push(`${acked.length} command${acked.length === 1 ? '' : 's'} acknowledged by the broker (QoS 2: the broker has them; devices get them when connected)`);
+  if (acked.length)
+    out.push(
+      `${acked.length} command${acked.length === 1 ? '' : 's'} acknowledged by the broker (QoS 2: the broker has them; devices get them when connected)`,
+    );
   for (const f of failed) out.push(`NOT acknowledged: ${f.kind}${f.topic ? ' ' + f.topic : ''} to ${who(f)}: ${f.error} (kept queued)`);
   if (queued.length) {
     const devs = [...new Set(queued.map(who))];
@@ -390,7 +429,9 @@ function printDelivery(out: string[], delivery: Delivery, brokerGiven: boolean):
 function printList(out: string[], l: Listing, where: string): void {
   out.push(`C2 database (${l.backend}, ${where}): ${l.devices.length} device(s), ${l.topics.length} topic(s)`);
   for (const t of l.topics) {
-    out.push(`topic ${t.topic}  hash ${t.hash}  key gen ${t.gen} (${t.keysKept} kept)  holders: ${t.holders.map((h) => `${who(h)}(${h.role})`).join(', ') || '-'}`);
+    out.push(
+      `topic ${t.topic}  hash ${t.hash}  key gen ${t.gen} (${t.keysKept} kept)  holders: ${t.holders.map((h) => `${who(h)}(${h.role})`).join(', ') || '-'}`,
+    );
   }
   for (const d of l.devices) {
     out.push(
@@ -413,9 +454,19 @@ interface WatchSummary {
   unknown: number;
 }
 
-async function watchTopics(c2: C2Commands, broker: string, topics: string[], seconds: number, out: string[]): Promise<{ [topic: string]: WatchSummary }> {
+async function watchTopics(
+  c2: C2Commands,
+  broker: string,
+  topics: string[],
+  seconds: number,
+  out: string[],
+): Promise<{ [topic: string]: WatchSummary }> {
   const mqtt = (await import('mqtt')).default;
-  const client = await mqtt.connectAsync(broker, { clientId: 'e4-c2-watch-' + randomBytes(6).toString('hex'), reconnectPeriod: 0, connectTimeout: 5000 }, false);
+  const client = await mqtt.connectAsync(
+    broker,
+    { clientId: 'e4-c2-watch-' + randomBytes(6).toString('hex'), reconnectPeriod: 0, connectTimeout: 5000 },
+    false,
+  );
   const seen = new Map<string, { messages: number; gens: Map<number, number>; unknown: number }>();
   // Observations write to the database: one at a time, in arrival order.
   let observing: Promise<void> = Promise.resolve();
@@ -462,8 +513,7 @@ async function run(argv: readonly string[]): Promise<number> {
   const { name, args, v } = p;
   const dbPath = str(v, 'db') ?? (process.env.E4_C2_DB || DEFAULT_DB);
   const server = remoteTarget(str(v, 'server'), str(v, 'token-file'));
-  if (server && (name === 'init' || name === 'watch'))
-    throw new Usage(`${name} works on the database itself, not through --server`, name);
+  if (server && (name === 'init' || name === 'watch')) throw new Usage(`${name} works on the database itself, not through --server`, name);
   const passphrase = server ? '' : readPassphrase(v);
   const image = str(v, 'image');
   const e4 = () => loadE4Image(image);
@@ -481,7 +531,11 @@ async function run(argv: readonly string[]): Promise<number> {
   if (name === 'migrate') {
     const from = str(v, 'from') ?? '';
     const r = await migrateV1({ from, to: dbPath, passphrase });
-    out.push(`migrated ${from} (e4-c2/1) to ${r.to}: ${Object.entries(r.rows).map(([t, n]) => `${n} ${t}`).join(', ')}`);
+    out.push(
+      `migrated ${from} (e4-c2/1) to ${r.to}: ${Object.entries(r.rows)
+        .map(([t, n]) => `${n} ${t}`)
+        .join(', ')}`,
+    );
     Object.assign(result, r);
     return finish(out, result, v, 0);
   }
@@ -515,21 +569,29 @@ async function run(argv: readonly string[]): Promise<number> {
       }
       case 'grant': {
         const r = await c2.grant(args.DEVICE, args.TOPIC, { role: checkRole(str(v, 'role') ?? 'both') });
-        out.push(r.sent ? `granted ${r.topic} to ${who(r)} as ${r.role}` : `${who(r)} already holds ${r.topic}; role ${r.changed ? 'changed to' : 'is'} ${r.role}`);
+        out.push(
+          r.sent
+            ? `granted ${r.topic} to ${who(r)} as ${r.role}`
+            : `${who(r)} already holds ${r.topic}; role ${r.changed ? 'changed to' : 'is'} ${r.role}`,
+        );
         ({ delivery } = r);
         Object.assign(result, r);
         break;
       }
       case 'revoke': {
         const r = await c2.revoke(args.DEVICE, args.TOPIC, { rotate: v.flags.has('rotate') });
-        out.push(`revoked ${r.topic} from ${who(r)}${r.rotated ? `; topic key rotated to gen ${r.rotated.gen} for ${r.rotated.holders.length} holder(s)` : ''}`);
+        out.push(
+          `revoked ${r.topic} from ${who(r)}${r.rotated ? `; topic key rotated to gen ${r.rotated.gen} for ${r.rotated.holders.length} holder(s)` : ''}`,
+        );
         ({ delivery } = r);
         Object.assign(result, r);
         break;
       }
       case 'rotate-topic': {
         const r = await c2.rotateTopic(args.TOPIC);
-        out.push(`rotated ${r.topic} to key gen ${r.gen}; holders (consumers first): ${r.holders.map((h) => `${who(h)}(${h.role})`).join(', ') || 'none'}`);
+        out.push(
+          `rotated ${r.topic} to key gen ${r.gen}; holders (consumers first): ${r.holders.map((h) => `${who(h)}(${h.role})`).join(', ') || 'none'}`,
+        );
         ({ delivery } = r);
         Object.assign(result, r);
         break;
@@ -588,7 +650,8 @@ async function run(argv: readonly string[]): Promise<number> {
     }
     if (delivery && (broker || server)) {
       const pendingNow = (await c2.list()).devices.filter((d) => d.pending.some((x) => x.state === 'at-broker' && x.seenSince !== 'yes'));
-      if (pendingNow.length) out.push(`not yet confirmed by: ${pendingNow.map((d) => who(d)).join(', ')} (no traffic seen from them since; see \`list\`)`);
+      if (pendingNow.length)
+        out.push(`not yet confirmed by: ${pendingNow.map((d) => who(d)).join(', ')} (no traffic seen from them since; see \`list\`)`);
     }
     return finish(out, result, v, code);
   } finally {
@@ -619,7 +682,12 @@ function wifiFrom(v: Values): WifiNetwork | undefined {
 }
 
 /** The device file: keys, granted topics and, with --board, the transport that board speaks. */
-async function configFor(c2: C2Commands, id: string, v: Values, brokerUrl: string | undefined): Promise<DeviceConfigFile & { board?: string }> {
+async function configFor(
+  c2: C2Commands,
+  id: string,
+  v: Values,
+  brokerUrl: string | undefined,
+): Promise<DeviceConfigFile & { board?: string }> {
   const board = str(v, 'board');
   const kind = board ? BOARDS[board] : 'mqtt';
   let transport: { mqtt?: { url: string }; wifi?: WifiNetwork; link?: { kind: string } } | undefined;

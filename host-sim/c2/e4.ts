@@ -75,7 +75,8 @@ export function adaptE4(E4: unknown): C2E4 {
       setIdKey: (key) => img.commands.setIdKey(u8(key)),
       setTopicKey: (key, hash) => img.commands.setTopicKey(u8(key), u8(hash)),
     },
-    encodeE41P: (state) => img.encodeE41P({ id: u8(state.id), key: u8(state.key), topics: state.topics.map((t) => ({ hash: u8(t.hash), key: u8(t.key) })) }),
+    encodeE41P: (state) =>
+      img.encodeE41P({ id: u8(state.id), key: u8(state.key), topics: state.topics.map((t) => ({ hash: u8(t.hash), key: u8(t.key) })) }),
   };
 }
 
@@ -96,7 +97,9 @@ export function loadE4Image(file: string = process.env.E4_IMAGE || DEFAULT_IMAGE
     const code = e && typeof e === 'object' && 'code' in e ? e.code : undefined;
     if (code === 'ERR_REQUIRE_ESM' || e instanceof ReferenceError) {
       const module: { exports: unknown } = { exports: {} };
-      const wrapper: unknown = vm.runInThisContext('(function (module, exports) {' + fs.readFileSync(abs, 'utf8') + '\n})', { filename: abs });
+      const wrapper: unknown = vm.runInThisContext('(function (module, exports) {' + fs.readFileSync(abs, 'utf8') + '\n})', {
+        filename: abs,
+      });
       if (typeof wrapper !== 'function') throw e;
       wrapper(module, module.exports);
       mod = module.exports;

@@ -47,7 +47,8 @@ export async function migrateV1({ from, to, passphrase }: { from: string; to: st
   } catch (e) {
     throw new C2Error('NOT_FOUND', `cannot read ${from}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (bytes.length < TRAILER_LEN + 512 || !bytes.subarray(bytes.length - TRAILER_LEN, bytes.length - 32).equals(TRAILER_MAGIC)) throw invalid(from);
+  if (bytes.length < TRAILER_LEN + 512 || !bytes.subarray(bytes.length - TRAILER_LEN, bytes.length - 32).equals(TRAILER_MAGIC))
+    throw invalid(from);
   const image = bytes.subarray(0, bytes.length - TRAILER_LEN);
   const trailer = bytes.subarray(bytes.length - 32);
   // better-sqlite3 opens files: give it a private copy of the image (the original stays untouched).
@@ -63,7 +64,8 @@ export async function migrateV1({ from, to, passphrase }: { from: string; to: st
     }
     const meta = new Map<string, Buffer>();
     try {
-      for (const r of db.prepare<[], Row>('SELECT k, v FROM meta').all()) if (typeof r.k === 'string' && r.v instanceof Uint8Array) meta.set(r.k, Buffer.from(r.v));
+      for (const r of db.prepare<[], Row>('SELECT k, v FROM meta').all())
+        if (typeof r.k === 'string' && r.v instanceof Uint8Array) meta.set(r.k, Buffer.from(r.v));
     } catch {
       throw invalid(from);
     }
@@ -84,12 +86,20 @@ export async function migrateV1({ from, to, passphrase }: { from: string; to: st
     if (!salt || !verifier) throw invalid(from);
     const keys = deriveKeys(passphrase, salt, kdf, 'e4-c2 v1 ');
     try {
-      const want = createHmac('sha256', keys.verify).update(`e4-c2 passphrase verifier|${OLD_FORMAT}|`).update(salt).update('|' + kdfText).digest();
+      const want = createHmac('sha256', keys.verify)
+        .update(`e4-c2 passphrase verifier|${OLD_FORMAT}|`)
+        .update(salt)
+        .update('|' + kdfText)
+        .digest();
       if (verifier.length !== want.length || !timingSafeEqual(verifier, want)) {
         throw new C2Error('WRONG_PASSPHRASE', `wrong passphrase for ${from} (nothing was changed)`);
       }
       const mac = createHmac('sha256', keys.mac).update(`e4-c2 file mac|${OLD_FORMAT}|`).update(image).digest();
-      if (!timingSafeEqual(trailer, mac)) throw new C2Error('INTEGRITY', `${from} failed its integrity check: it was modified outside the C2 or is corrupt (nothing was changed)`);
+      if (!timingSafeEqual(trailer, mac))
+        throw new C2Error(
+          'INTEGRITY',
+          `${from} failed its integrity check: it was modified outside the C2 or is corrupt (nothing was changed)`,
+        );
       const rows = {
         devices: oldRows(db, 'devices'),
         device_keys: oldRows(db, 'device_keys'),

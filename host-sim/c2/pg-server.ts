@@ -30,7 +30,8 @@ export function postgresBin(): string | null {
 /** Why a throwaway server cannot start here, or null when it can. */
 export function postgresAbsentReason(): string | null {
   if (!postgresBin()) return 'PostgreSQL is not installed (Debian package "postgresql": initdb and pg_ctl)';
-  if (process.getuid?.() === 0 && spawnSync('id', ['-u', 'postgres']).status !== 0) return 'running as root, and there is no "postgres" user to run the server as';
+  if (process.getuid?.() === 0 && spawnSync('id', ['-u', 'postgres']).status !== 0)
+    return 'running as root, and there is no "postgres" user to run the server as';
   return null;
 }
 
@@ -45,9 +46,12 @@ export interface PgServer {
 }
 
 function run(cmd: string, args: string[], asUser: string | null): void {
-  const full = asUser ? ['runuser', ['-u', asUser, '--', cmd, ...args]] as const : [cmd, args] as const;
+  const full = asUser ? (['runuser', ['-u', asUser, '--', cmd, ...args]] as const) : ([cmd, args] as const);
   const r = spawnSync(full[0], full[1], { encoding: 'utf8', timeout: 120000 });
-  if (r.status !== 0) throw new Error(`${path.basename(cmd)} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim().slice(0, 800)}`);
+  if (r.status !== 0)
+    throw new Error(
+      `${path.basename(cmd)} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim().slice(0, 800)}`,
+    );
 }
 
 export async function startPostgres(): Promise<PgServer> {

@@ -122,7 +122,19 @@ const isList = (v: unknown): boolean => Array.isArray(v);
  */
 function reply<K extends keyof C2Commands>(r: Record<string, unknown>, delivery: 'delivery' | 'is-delivery' | null): Reply<K> {
   const d = delivery === 'is-delivery' ? r : delivery ? r[delivery] : null;
-  if (d !== null && !(d && typeof d === 'object' && 'acked' in d && isList(d.acked) && 'failed' in d && isList(d.failed) && 'queued' in d && isList(d.queued)))
+  if (
+    d !== null &&
+    !(
+      d &&
+      typeof d === 'object' &&
+      'acked' in d &&
+      isList(d.acked) &&
+      'failed' in d &&
+      isList(d.failed) &&
+      'queued' in d &&
+      isList(d.queued)
+    )
+  )
     throw new ServiceError('IO', 'the C2 service sent a reply without its delivery report');
   return r as Reply<K>;
 }
@@ -190,14 +202,18 @@ export class RemoteC2 implements C2Commands {
   }
   async list(): Promise<Reply<'list'>> {
     const r = await callApi(this.target, 'GET', 'list');
-    if (!isList(r['devices']) || !isList(r['topics'])) throw new ServiceError('IO', 'the C2 service sent a listing without devices and topics');
+    if (!isList(r['devices']) || !isList(r['topics']))
+      throw new ServiceError('IO', 'the C2 service sent a listing without devices and topics');
     return reply<'list'>(r, null);
   }
   async device(ref: DeviceRef): Promise<Reply<'device'>> {
     return reply<'device'>(await this.post('device', { device: refOf(ref) }), null);
   }
   async deviceConfig(ref: DeviceRef, { clock, transport }: DeviceConfigOptions = {}): Promise<Reply<'deviceConfig'>> {
-    return reply<'deviceConfig'>(await this.post('config', { device: refOf(ref), ...(clock ? { clock } : {}), ...(transport ? { transport } : {}) }), null);
+    return reply<'deviceConfig'>(
+      await this.post('config', { device: refOf(ref), ...(clock ? { clock } : {}), ...(transport ? { transport } : {}) }),
+      null,
+    );
   }
   async exportE41P(ref: DeviceRef): Promise<Uint8Array> {
     const r = await this.post('export', { device: refOf(ref) });

@@ -103,7 +103,10 @@ export const TABLES: { readonly [T in Table]: TableSpec } = {
       col('created', 'int'),
     ],
   },
-  device_keys: { key: ['device', 'gen'], columns: [col('device', 'text'), col('gen', 'int'), col('sealed', 'blob'), col('created', 'int')] },
+  device_keys: {
+    key: ['device', 'gen'],
+    columns: [col('device', 'text'), col('gen', 'int'), col('sealed', 'blob'), col('created', 'int')],
+  },
   topics: { key: ['hash'], columns: [col('hash', 'text'), col('topic', 'text'), col('key_gen', 'int'), col('created', 'int')] },
   topic_keys: { key: ['topic', 'gen'], columns: [col('topic', 'text'), col('gen', 'int'), col('sealed', 'blob'), col('created', 'int')] },
   grants: {
@@ -150,9 +153,7 @@ export function fitsColumn(c: ColumnSpec, v: SqlValue | undefined): boolean {
 type Migration = (d: Dialect) => string[];
 
 function types(d: Dialect) {
-  return d === 'sqlite'
-    ? { INT: 'INTEGER', BLOB: 'BLOB', STRICT: ' STRICT' }
-    : { INT: 'BIGINT', BLOB: 'BYTEA', STRICT: '' };
+  return d === 'sqlite' ? { INT: 'INTEGER', BLOB: 'BLOB', STRICT: ' STRICT' } : { INT: 'BIGINT', BLOB: 'BYTEA', STRICT: '' };
 }
 
 const version1: Migration = (d) => {

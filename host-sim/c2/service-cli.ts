@@ -143,9 +143,7 @@ async function tokenCommand(pos: string[], values: Record<string, unknown>, ctx:
   }
   if (action === 'list') {
     need(rest, 0, 'token list');
-    const r = remote
-      ? await callApi(remote, 'GET', 'tokens')
-      : { tokens: await local(ctx, values, true, (s) => s.listTokens()) };
+    const r = remote ? await callApi(remote, 'GET', 'tokens') : { tokens: await local(ctx, values, true, (s) => s.listTokens()) };
     const tokens = Array.isArray(r['tokens']) ? (r['tokens'] as { name: string; created: number; lastUsed: number | null }[]) : [];
     return out(
       values,

@@ -58,7 +58,8 @@ function checkKdf(kdf: unknown): KdfParams {
   for (const k of ['t', 'm', 'p'] as const) {
     const v = o[k];
     const [lo, hi] = KDF_LIMITS[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new C2Error('USAGE', `kdf parameter ${k} must be an integer in [${lo}, ${hi}]`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi)
+      throw new C2Error('USAGE', `kdf parameter ${k} must be an integer in [${lo}, ${hi}]`);
     out[k] = v;
   }
   if (out.m < 8 * out.p) throw new C2Error('USAGE', 'kdf memory must be at least 8 KiB per lane');
@@ -68,7 +69,8 @@ function checkKdf(kdf: unknown): KdfParams {
 export type Passphrase = string | Uint8Array;
 
 function checkPassphrase(passphrase: unknown): Uint8Array {
-  if (typeof passphrase !== 'string' && !(passphrase instanceof Uint8Array)) throw new C2Error('USAGE', 'a passphrase is required (string)');
+  if (typeof passphrase !== 'string' && !(passphrase instanceof Uint8Array))
+    throw new C2Error('USAGE', 'a passphrase is required (string)');
   if (passphrase.length === 0) throw new C2Error('USAGE', 'the passphrase is empty');
   return typeof passphrase === 'string' ? enc.encode(passphrase) : passphrase;
 }
@@ -89,7 +91,11 @@ export function deriveKeys(passphrase: Passphrase, salt: Uint8Array, kdf: KdfPar
 }
 
 function verifierOf(keys: Keys, salt: Uint8Array, kdfText: string, format = FORMAT): Buffer {
-  return createHmac('sha256', keys.verify).update('e4-c2 passphrase verifier|' + format + '|').update(salt).update('|' + kdfText).digest();
+  return createHmac('sha256', keys.verify)
+    .update('e4-c2 passphrase verifier|' + format + '|')
+    .update(salt)
+    .update('|' + kdfText)
+    .digest();
 }
 
 /** AES-256-GCM: version byte 1 | 12-byte nonce | ciphertext (32) | tag (16). */
@@ -110,7 +116,10 @@ export function unsealWith(key: Buffer, aad: string, sealed: unknown): Uint8Arra
     d.setAuthTag(b.subarray(13 + 32));
     return new Uint8Array(Buffer.concat([d.update(b.subarray(13, 13 + 32)), d.final()]));
   } catch {
-    throw new C2Error('INTEGRITY', `a sealed key (${aad.split('|').slice(1, 3).join(' ')}) failed authentication: the database was modified`);
+    throw new C2Error(
+      'INTEGRITY',
+      `a sealed key (${aad.split('|').slice(1, 3).join(' ')}) failed authentication: the database was modified`,
+    );
   }
 }
 
@@ -132,7 +141,8 @@ interface Backend {
   close(): Promise<void>;
 }
 
-const toBind = (v: SqlValue): SqlValue | Buffer => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v);
+const toBind = (v: SqlValue): SqlValue | Buffer =>
+  v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 
 /** A ? -> $n rewrite that leaves quoted text alone. */
 function numbered(sql: string): string {
@@ -255,7 +265,10 @@ class PostgresBackend implements Backend {
       connectionString: url,
       max: 4,
       // BIGINT columns hold seconds, generations and sequence numbers: well inside 2^53.
-      types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pgModule.types.getTypeParser(oid, format)) },
+      types: {
+        getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+          oid === 20 ? (v: string) => Number(v) : pgModule.types.getTypeParser(oid, format),
+      },
     });
     this.pool.on('error', () => undefined); // an idle connection dropped: the next query reconnects
     this.query = PostgresBackend.connection((text, values) => this.pool.query<Row>(text, values));
@@ -432,9 +445,13 @@ export class Store {
         throw new C2Error('INTEGRITY', `${backend.where} is not a valid C2 database (corrupt or modified; nothing was changed)`);
       }
       if (meta.get('format') === 'e4-c2/1') {
-        throw new C2Error('USAGE', `${backend.where} is an e4-c2/1 database (sql.js, whole-file MAC): convert it with \`e4-c2 migrate --from ${location} --db NEW\``);
+        throw new C2Error(
+          'USAGE',
+          `${backend.where} is an e4-c2/1 database (sql.js, whole-file MAC): convert it with \`e4-c2 migrate --from ${location} --db NEW\``,
+        );
       }
-      if (meta.get('format') !== FORMAT) throw new C2Error('INTEGRITY', `${backend.where} is not a valid C2 database (corrupt or modified; nothing was changed)`);
+      if (meta.get('format') !== FORMAT)
+        throw new C2Error('INTEGRITY', `${backend.where} is not a valid C2 database (corrupt or modified; nothing was changed)`);
       const salt = Buffer.from(meta.get('salt') ?? '', 'hex');
       const kdfText = meta.get('kdf') ?? '';
       let kdfObj: unknown;
@@ -443,7 +460,15 @@ export class Store {
       } catch {
         kdfObj = null;
       }
-      if (salt.length !== 16 || !kdfObj || typeof kdfObj !== 'object' || !('alg' in kdfObj) || kdfObj.alg !== 'argon2id' || !('v' in kdfObj) || kdfObj.v !== 19) {
+      if (
+        salt.length !== 16 ||
+        !kdfObj ||
+        typeof kdfObj !== 'object' ||
+        !('alg' in kdfObj) ||
+        kdfObj.alg !== 'argon2id' ||
+        !('v' in kdfObj) ||
+        kdfObj.v !== 19
+      ) {
         throw new C2Error('INTEGRITY', `${backend.where} is not a valid C2 database (corrupt or modified; nothing was changed)`);
       }
       let kdf: KdfParams;
@@ -456,11 +481,19 @@ export class Store {
       const verifier = Buffer.from(meta.get('verifier') ?? '', 'hex');
       const want = verifierOf(keys, salt, kdfText);
       if (verifier.length !== want.length || !timingSafeEqual(verifier, want)) {
-        throw new C2Error('WRONG_PASSPHRASE', 'wrong passphrase for this C2 database, or its key-derivation parameters were altered (nothing was changed)');
+        throw new C2Error(
+          'WRONG_PASSPHRASE',
+          'wrong passphrase for this C2 database, or its key-derivation parameters were altered (nothing was changed)',
+        );
       }
       schema = Number(meta.get('schema'));
-      if (!Number.isInteger(schema) || schema < 0) throw new C2Error('INTEGRITY', `${backend.where}: its schema version is not a number (modified; nothing was changed)`);
-      if (schema > SCHEMA_VERSION) throw new C2Error('USAGE', `${backend.where} has schema version ${schema}; this C2 knows up to ${SCHEMA_VERSION}: use a newer e4-c2`);
+      if (!Number.isInteger(schema) || schema < 0)
+        throw new C2Error('INTEGRITY', `${backend.where}: its schema version is not a number (modified; nothing was changed)`);
+      if (schema > SCHEMA_VERSION)
+        throw new C2Error(
+          'USAGE',
+          `${backend.where} has schema version ${schema}; this C2 knows up to ${SCHEMA_VERSION}: use a newer e4-c2`,
+        );
       if (!readOnly && backend instanceof SqliteBackend) {
         await backend.close();
         const sqlite = new SqliteBackend(location, false);
@@ -468,7 +501,11 @@ export class Store {
         backend = sqlite;
       }
       if (schema < SCHEMA_VERSION) {
-        if (readOnly) throw new C2Error('USAGE', `${backend.where} has schema version ${schema}: open it once for writing to migrate it to ${SCHEMA_VERSION}`);
+        if (readOnly)
+          throw new C2Error(
+            'USAGE',
+            `${backend.where} has schema version ${schema}: open it once for writing to migrate it to ${SCHEMA_VERSION}`,
+          );
         await backend.transaction(async (c) => {
           const [row] = await c.all(`SELECT v FROM meta WHERE k = 'schema'${backend.dialect === 'postgres' ? ' FOR UPDATE' : ''}`, []);
           const now = Number(row?.v);
@@ -480,7 +517,8 @@ export class Store {
       await backend.close().catch(() => undefined);
       if (e instanceof C2Error) throw e;
       const m = e instanceof Error ? e.message : String(e);
-      if (/not a database|malformed|file is not/i.test(m)) throw new C2Error('INTEGRITY', `${location} is not a valid C2 database (corrupt or modified; nothing was changed)`);
+      if (/not a database|malformed|file is not/i.test(m))
+        throw new C2Error('INTEGRITY', `${location} is not a valid C2 database (corrupt or modified; nothing was changed)`);
       throw ioError(backend.where, e);
     }
     return new Store(backend, keys, readOnly);
@@ -548,7 +586,9 @@ export class Store {
   async identity(): Promise<string> {
     if (this.dialect === 'postgres') {
       const names = ['meta', ...Object.keys(TABLES), 'api_tokens', 'rules', 'events'].map((t) => `'${t}'`).join(', ');
-      const r = await this.get(`SELECT string_agg(COALESCE(to_regclass(t)::oid::text, '-'), ':' ORDER BY t) AS ids FROM unnest(ARRAY[${names}]) AS t`);
+      const r = await this.get(
+        `SELECT string_agg(COALESCE(to_regclass(t)::oid::text, '-'), ':' ORDER BY t) AS ids FROM unnest(ARRAY[${names}]) AS t`,
+      );
       return `postgres:${String(r?.ids)}`;
     }
     try {
@@ -574,10 +614,16 @@ export class Store {
       mac instanceof Uint8Array &&
       mac.length === 32 &&
       timingSafeEqual(Buffer.from(mac), this.macOf(table, row)) &&
-      spec.columns.every((c) => fitsColumn(c, row[c.name]) && (!spec.words?.[c.name] || row[c.name] === null || spec.words[c.name].includes(String(row[c.name]))));
+      spec.columns.every(
+        (c) =>
+          fitsColumn(c, row[c.name]) && (!spec.words?.[c.name] || row[c.name] === null || spec.words[c.name].includes(String(row[c.name]))),
+      );
     if (!ok) {
       const id = spec.key.map((k) => String(row[k])).join(' ');
-      throw new C2Error('INTEGRITY', `the C2 database failed its integrity check: a row of ${table} (${id}) was modified outside the C2 (nothing was changed)`);
+      throw new C2Error(
+        'INTEGRITY',
+        `the C2 database failed its integrity check: a row of ${table} (${id}) was modified outside the C2 (nothing was changed)`,
+      );
     }
     const out: Row = {};
     for (const c of spec.columns) out[c.name] = row[c.name] ?? null;

@@ -47,7 +47,10 @@ export interface BlePeripheral {
   id?: string;
   connectAsync(): Promise<void>;
   disconnectAsync(): Promise<void>;
-  discoverSomeServicesAndCharacteristicsAsync(serviceUUIDs: string[], characteristicUUIDs: string[]): Promise<{ characteristics: Array<WritableCharacteristic | NotifyingCharacteristic> }>;
+  discoverSomeServicesAndCharacteristicsAsync(
+    serviceUUIDs: string[],
+    characteristicUUIDs: string[],
+  ): Promise<{ characteristics: Array<WritableCharacteristic | NotifyingCharacteristic> }>;
   once(event: 'disconnect', listener: () => void): unknown;
 }
 
@@ -77,7 +80,10 @@ export async function loadNoble(): Promise<Noble> {
     noble = (await import(NOBLE_PACKAGE)).default;
   } catch (e) {
     const err = e as NodeJS.ErrnoException; // what a failed import throws
-    if (err.code === 'ERR_MODULE_NOT_FOUND') throw new Error('no Bluetooth LE library: the BLE gateway uses @abandonware/noble, installed with the espruino tool (npm ci)', { cause: e });
+    if (err.code === 'ERR_MODULE_NOT_FOUND')
+      throw new Error('no Bluetooth LE library: the BLE gateway uses @abandonware/noble, installed with the espruino tool (npm ci)', {
+        cause: e,
+      });
     throw new Error(
       `no Bluetooth LE stack (${err.code || err.message}): this system offers no Bluetooth socket; on Linux the gateway needs a Bluetooth adapter and BlueZ (sudo apt-get install bluez), run as root or with cap_net_raw for node (docs/gateway-ble.md)`,
       { cause: e },
@@ -168,16 +174,28 @@ export interface BleUartLinks extends EventEmitter<BleUartEvents> {
 }
 
 /** Keeps a NUS link to each of `addresses`; emits 'link' (stream, { name, address }). */
-export function bleUartLinks({ noble, addresses, log = () => {}, backoff = { firstMs: 1000, maxMs: 30000 } }: BleUartOptions): BleUartLinks {
+export function bleUartLinks({
+  noble,
+  addresses,
+  log = () => {},
+  backoff = { firstMs: 1000, maxMs: 30000 },
+}: BleUartOptions): BleUartLinks {
   const ev = new EventEmitter<BleUartEvents>();
-  const wanted = new Map(addresses.map((a): [string, WantedDevice] => [normal(a), { state: 'idle', delay: backoff.firstMs, timer: null, stream: null }]));
+  const wanted = new Map(
+    addresses.map((a): [string, WantedDevice] => [normal(a), { state: 'idle', delay: backoff.firstMs, timer: null, stream: null }]),
+  );
   let stopped = false;
   let scanning = false;
 
   const scan = async () => {
     if (stopped || scanning || ![...wanted.values()].some((w) => w.state === 'idle')) return;
     scanning = true;
-    log(`ble: scanning for ${[...wanted].filter(([, w]) => w.state === 'idle').map(([a]) => a).join(', ')}`);
+    log(
+      `ble: scanning for ${[...wanted]
+        .filter(([, w]) => w.state === 'idle')
+        .map(([a]) => a)
+        .join(', ')}`,
+    );
     await noble.startScanningAsync([NUS_SERVICE], false).catch((e) => log(`ble: cannot scan: ${e.message}`));
   };
   const stopScan = async () => {
@@ -209,7 +227,8 @@ export function bleUartLinks({ noble, addresses, log = () => {}, backoff = { fir
       const { characteristics } = await p.discoverSomeServicesAndCharacteristicsAsync([NUS_SERVICE], [NUS_RX, NUS_TX]);
       const rx = characteristics.find((c) => c.uuid === NUS_RX);
       const tx = characteristics.find((c) => c.uuid === NUS_TX);
-      if (!rx || !tx || !('writeAsync' in rx) || !('subscribeAsync' in tx)) throw new Error('no Nordic UART Service (not an Espruino board?)');
+      if (!rx || !tx || !('writeAsync' in rx) || !('subscribeAsync' in tx))
+        throw new Error('no Nordic UART Service (not an Espruino board?)');
       await tx.subscribeAsync();
       const stream = nusStream(p, rx, tx);
       w.stream = stream;

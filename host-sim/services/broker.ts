@@ -229,7 +229,9 @@ async function startMosquitto({ host, port, verbose }: ListenOptions): Promise<M
  * Starts (or names) a broker. `kind`: 'aedes' (default) | 'mosquitto' | 'external' (needs `url`).
  * A `url` alone means external. Returns { kind, url, close() }.
  */
-export async function startBroker({ kind, url, host = '127.0.0.1', port = 0, verbose = false }: StartBrokerOptions = {}): Promise<AedesBroker | MosquittoBroker | ExternalBroker> {
+export async function startBroker({ kind, url, host = '127.0.0.1', port = 0, verbose = false }: StartBrokerOptions = {}): Promise<
+  AedesBroker | MosquittoBroker | ExternalBroker
+> {
   if (url && (!kind || kind === 'external')) {
     const u = parseBrokerUrl(url);
     await waitForPort(u.host, u.port, 5000).catch(() => {
@@ -249,7 +251,9 @@ export async function startBroker({ kind, url, host = '127.0.0.1', port = 0, ver
  */
 export async function startBrokerProcess({ kind = 'aedes' }: { kind?: string } = {}): Promise<MosquittoBroker | BrokerProcess> {
   if (kind === 'mosquitto') return startMosquitto({ host: '127.0.0.1', port: 0 });
-  const child = spawn(process.execPath, [...TS_NODE, new URL(import.meta.url).pathname, '--kind', kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...TS_NODE, new URL(import.meta.url).pathname, '--kind', kind], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('broker process did not start in 10 s')), 10000);

@@ -265,7 +265,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * (default 1). ackTimeoutMs / retries: retransmission toward devices. maxPayload: largest frame
    * payload accepted from a device (default 1024).
    */
-  constructor({ broker, codec = null, qos = 1, ackTimeoutMs = 1000, retries = 3, maxPayload = 1024, name = 'gateway' }: GatewayOptions = {}) {
+  constructor({
+    broker,
+    codec = null,
+    qos = 1,
+    ackTimeoutMs = 1000,
+    retries = 3,
+    maxPayload = 1024,
+    name = 'gateway',
+  }: GatewayOptions = {}) {
     super();
     if (!broker) throw new Error('gateway: a broker URL is required');
     this.brokerUrl = broker;
@@ -285,7 +293,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async start(): Promise<this> {
     // Reconnects with back-off; each disconnect and reconnect is a 'broker' event (and logged by
     // the command). Publications from devices made meanwhile wait in the MQTT client's queue.
-    this.mqtt = new MqttTransport(this.brokerUrl, { clientId: mqttClientId('gw', this.name), reconnect: true, log: (level: string, text: string) => this.emit('broker', { level, text }) });
+    this.mqtt = new MqttTransport(this.brokerUrl, {
+      clientId: mqttClientId('gw', this.name),
+      reconnect: true,
+      log: (level: string, text: string) => this.emit('broker', { level, text }),
+    });
     this.mqtt.onMessage = (topic: string, payload: Buffer) => this.fromBroker(topic, payload);
     await this.mqtt.open();
     return this;
@@ -440,7 +452,8 @@ export function parseGatewayArgs(argv: string[]): GatewayArgs {
   }
   if (o.help || o.version) return o;
   if (!o.broker) throw new Error('--broker is required');
-  if (!o.serial.length && !o.listen && !o.ble.length && !o.connect.length) throw new Error('give --ble ADDRESS, --serial PATH, --listen HOST:PORT or --connect tcp://HOST:PORT');
+  if (!o.serial.length && !o.listen && !o.ble.length && !o.connect.length)
+    throw new Error('give --ble ADDRESS, --serial PATH, --listen HOST:PORT or --connect tcp://HOST:PORT');
   return o;
 }
 
@@ -494,7 +507,8 @@ async function main(argv: string[]): Promise<void> {
     } catch {
       throw new Error('--serial needs the "serialport" package (npm install serialport)');
     }
-    if (!isSerialPortModule(serialport)) throw new Error('--serial needs the "serialport" package (npm install serialport): this one exports no SerialPort');
+    if (!isSerialPortModule(serialport))
+      throw new Error('--serial needs the "serialport" package (npm install serialport): this one exports no SerialPort');
     const port = new serialport.SerialPort({ path, baudRate: o.baud });
     await new Promise<void>((resolve, reject) => port.once('open', resolve).once('error', reject));
     gw.attach(port, { name: path, consoleLine: o.consoleLine });
@@ -514,7 +528,9 @@ async function main(argv: string[]): Promise<void> {
   }
   const listen = o.listen;
   if (listen) {
-    const server = net.createServer((sock) => gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}`, consoleLine: o.consoleLine }));
+    const server = net.createServer((sock) =>
+      gw.attach(sock, { name: `${sock.remoteAddress}:${sock.remotePort}`, consoleLine: o.consoleLine }),
+    );
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.port, listen.host, resolve));
     const addr = server.address() as AddressInfo; // a TCP listener: never a pipe name
     process.stdout.write(`listening tcp://${addr.address}:${addr.port}\n`);

@@ -102,7 +102,17 @@ export class ProtectionProxy {
    * - store: a flashStore (default in memory; give flashStore({ file }) to keep keys across runs).
    * - clock: the proxy's clock (default trusted: it runs on a host).
    */
-  constructor({ config, image = null, broker, listen = {}, store = null, clock = 'trusted', world = systemTime(), log = null, qos = 1 }: ProxyOptions) {
+  constructor({
+    config,
+    image = null,
+    broker,
+    listen = {},
+    store = null,
+    clock = 'trusted',
+    world = systemTime(),
+    log = null,
+    qos = 1,
+  }: ProxyOptions) {
     if (!broker) throw new Error('proxy: an upstream broker URL is required');
     this.config = config;
     this.image = image || loadImage();
@@ -123,7 +133,12 @@ export class ProtectionProxy {
       clock,
       world,
       // A service: it reconnects (with back-off, logged) instead of giving up on its broker.
-      network: (dev: SimDevice) => new MqttTransport(broker, { clientId: mqttClientId('proxy', dev.name), reconnect: true, log: (level: string, text: string) => this.log(level, `proxy: ${text}`) }),
+      network: (dev: SimDevice) =>
+        new MqttTransport(broker, {
+          clientId: mqttClientId('proxy', dev.name),
+          reconnect: true,
+          log: (level: string, text: string) => this.log(level, `proxy: ${text}`),
+        }),
       qos,
       filter: (topic: string, bytes: Uint8Array) => {
         const h = digest(bytes);
@@ -133,7 +148,9 @@ export class ProtectionProxy {
     });
     this.device.on('data', (ev: { topic: string; payload: Buffer }) => this._toLocal(ev));
     this.device.on('command', () => this.stats.commands++);
-    this.device.on('rejected', (ev: { topic: string; result: string }) => this._drop(ev.result, `upstream message on ${ev.topic} rejected: ${ev.result}`));
+    this.device.on('rejected', (ev: { topic: string; result: string }) =>
+      this._drop(ev.result, `upstream message on ${ev.topic} rejected: ${ev.result}`),
+    );
   }
 
   get url(): string {
@@ -151,7 +168,10 @@ export class ProtectionProxy {
         this._fromLocal(packet).then(
           () => done(null),
           (e) => {
-            this.log('error', `proxy: publication on ${packet.topic} not forwarded (${e.message}): not acknowledged, the application will send it again`);
+            this.log(
+              'error',
+              `proxy: publication on ${packet.topic} not forwarded (${e.message}): not acknowledged, the application will send it again`,
+            );
             done(e);
           },
         );
@@ -159,7 +179,8 @@ export class ProtectionProxy {
     });
     this.local = local;
     local.on('subscribe', (subscriptions, client) => {
-      for (const s of subscriptions) if (!refused(s.qos)) this._addSub(client.id, s.topic).catch((e) => this.log('error', `proxy: subscribe ${s.topic}: ${e.message}`));
+      for (const s of subscriptions)
+        if (!refused(s.qos)) this._addSub(client.id, s.topic).catch((e) => this.log('error', `proxy: subscribe ${s.topic}: ${e.message}`));
     });
     local.on('unsubscribe', (topics, client) => {
       for (const t of topics) this._removeSub(client.id, t).catch(() => {});

@@ -59,7 +59,15 @@ export function newKey(): string {
 }
 
 /** A device configuration with id, key and topic hashes filled in. topics: names or {topic, key}. */
-export function makeDeviceConfig({ name, id, key = newKey(), topics = [], clock, options, transport }: DeviceConfigSpec = {}): MadeDeviceFile {
+export function makeDeviceConfig({
+  name,
+  id,
+  key = newKey(),
+  topics = [],
+  clock,
+  options,
+  transport,
+}: DeviceConfigSpec = {}): MadeDeviceFile {
   const cfg: MadeDeviceFile = {
     format: 'e4-device',
     version: 1,

@@ -167,7 +167,22 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
    * - filter: (topic, bytes) => boolean, consulted before a network message reaches the device
    *   (the proxy drops the echo of its own publications with it).
    */
-  constructor({ config, image = null, realm = null, profile = 'device', vault = 'noble', clock, world = systemTime(), store = null, network = null, subscribe = [], options = {}, qos = DEFAULT_QOS, print = null, filter = null }: SimDeviceOptions) {
+  constructor({
+    config,
+    image = null,
+    realm = null,
+    profile = 'device',
+    vault = 'noble',
+    clock,
+    world = systemTime(),
+    store = null,
+    network = null,
+    subscribe = [],
+    options = {},
+    qos = DEFAULT_QOS,
+    print = null,
+    filter = null,
+  }: SimDeviceOptions) {
     super();
     if (!config || (!config.key && !store)) throw new Error('SimDevice: config with a key is required');
     if (!image && !realm) throw new Error('SimDevice: an image (loadImage) or a shared realm is required');
@@ -240,7 +255,10 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.boots++;
     try {
       if (this.network) {
-        const transport = typeof this.network === 'function' ? this.network(this, sandbox) : new MqttTransport(this.network, { clientId: mqttClientId('dev', this.name) });
+        const transport =
+          typeof this.network === 'function'
+            ? this.network(this, sandbox)
+            : new MqttTransport(this.network, { clientId: mqttClientId('dev', this.name) });
         this.transport = transport;
         transport.onMessage = (topic, bytes) => {
           if (!this.filter || this.filter(topic, bytes)) this.deliver(topic, bytes);
@@ -352,7 +370,12 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     return {
       id: h(s.id),
       key: h(s.key),
-      topics: Array.from(s.topics, (t) => ({ hash: h(t.hash), key: h(t.key), prevKey: t.prevKey ? h(t.prevKey) : null, prevSince: t.prevSince })),
+      topics: Array.from(s.topics, (t) => ({
+        hash: h(t.hash),
+        key: h(t.key),
+        prevKey: t.prevKey ? h(t.prevKey) : null,
+        prevSince: t.prevSince,
+      })),
       lastCommand: s.lastCommand,
     };
   }

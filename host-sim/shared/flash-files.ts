@@ -20,10 +20,8 @@ export const BOOT_CODE = 'eval(require("Storage").read("e4.js"));';
 /** Where --app puts the user's application: Espruino runs it after the .boot0..3 files. */
 export const APP_FILE = '.bootcde';
 
-
 const HEX = (n: number) => new RegExp(`^[0-9a-fA-F]{${2 * n}}$`);
 const CLOCKS = ['trusted', 'untrusted', 'monotonic', 'none'];
-
 
 /** The replay window (client option replayCache, 16 bytes per message, twice when the device
  * also publishes) each board gets when its configuration does not size it: what its RAM allows. */
@@ -53,7 +51,12 @@ const text = (v: unknown): string => (typeof v === 'string' ? v : '');
  * from the name, every topic's hash computed here (boards without SHA-3 rely on it). Throws
  * UsageError with the file name and the problem.
  */
-export function deviceConfigFor(board: string, input: unknown, where = 'device config', { keys = true }: { keys?: boolean } = {}): BoardDeviceFile {
+export function deviceConfigFor(
+  board: string,
+  input: unknown,
+  where = 'device config',
+  { keys = true }: { keys?: boolean } = {},
+): BoardDeviceFile {
   const bad = (m: string): never => {
     throw new UsageError(`${where}: ${m}`);
   };
@@ -85,7 +88,8 @@ export function deviceConfigFor(board: string, input: unknown, where = 'device c
     if (t.hash !== undefined && !HEX(16).test(text(t.hash))) bad(`${what}.hash must be 32 hex digits`);
     const hash = t.hash === undefined ? undefined : text(t.hash);
     if (hash === undefined && topic === undefined) bad(`${what} needs a topic or a hash`);
-    if (topic !== undefined && hash !== undefined && sha3_16(topic) !== hash.toLowerCase()) bad(`${what}: hash is not the hash of ${JSON.stringify(topic)}`);
+    if (topic !== undefined && hash !== undefined && sha3_16(topic) !== hash.toLowerCase())
+      bad(`${what}: hash is not the hash of ${JSON.stringify(topic)}`);
     const e: BoardTopicEntry = { ...(topic !== undefined ? { topic } : {}), hash: (hash || sha3_16(topic ?? '')).toLowerCase() };
     if (keys) {
       if (!HEX(32).test(text(t.key))) bad(`${what}.key must be 64 hex digits`);
@@ -116,7 +120,8 @@ export function deviceConfigFor(board: string, input: unknown, where = 'device c
     const { link, mqtt, wifi } = fields(tr);
     if (board === 'espruino-esp32') {
       if (link) bad('the ESP32 image speaks MQTT, not the gateway link: use transport.mqtt');
-      if (mqtt && !/^mqtt:\/\/[^:/]+(:\d+)?\/?$/.test(text(fields(mqtt).url)) && typeof fields(mqtt).host !== 'string') bad('transport.mqtt needs url "mqtt://host:port" (or host)');
+      if (mqtt && !/^mqtt:\/\/[^:/]+(:\d+)?\/?$/.test(text(fields(mqtt).url)) && typeof fields(mqtt).host !== 'string')
+        bad('transport.mqtt needs url "mqtt://host:port" (or host)');
       if (wifi && typeof fields(wifi).ssid !== 'string') bad('transport.wifi needs an ssid');
     } else {
       if (mqtt || wifi) bad(`the ${board} image reaches the broker through a gateway: use transport.link`);
@@ -136,13 +141,15 @@ export function checkRunnable(board: string, cfg: BoardDeviceFile, where: string
     throw new UsageError(`${where}: ${m}`);
   };
   const tr = fields(cfg.transport);
-  if (board === 'espruino-esp32' && !tr.mqtt) bad('no transport: the ESP32 image needs transport.mqtt (e4-c2 config DEVICE --board espruino-esp32 --mqtt-url mqtt://host:port)');
-  if (board !== 'espruino-esp32' && !tr.link) bad(`no transport: the ${board} image needs transport.link (e4-c2 config DEVICE --board ${board} --link ble-uart)`);
-  if (!cfg.topics.length) bad('no topics: the device could neither publish nor receive (e4-c2 grant DEVICE TOPIC, then e4-c2 config DEVICE --out FILE)');
+  if (board === 'espruino-esp32' && !tr.mqtt)
+    bad('no transport: the ESP32 image needs transport.mqtt (e4-c2 config DEVICE --board espruino-esp32 --mqtt-url mqtt://host:port)');
+  if (board !== 'espruino-esp32' && !tr.link)
+    bad(`no transport: the ${board} image needs transport.link (e4-c2 config DEVICE --board ${board} --link ble-uart)`);
+  if (!cfg.topics.length)
+    bad('no topics: the device could neither publish nor receive (e4-c2 grant DEVICE TOPIC, then e4-c2 config DEVICE --out FILE)');
   // Topic hashes need no check: deviceConfigFor computes the hash of every named topic here, so
   // boards without SHA-3 (nRF52) get them all.
 }
-
 
 const CHUNK = 768;
 
@@ -237,7 +244,16 @@ export interface FlashVerification {
  * the new state is complete. Storage.compact() then erases the old store's and configuration's
  * bytes. --erase-all is the exception: it wipes everything first, on purpose.
  */
-export function uploadScript({ image, config, keepState = false, eraseAll = false, bootFile = '.boot0', mqtt = null, app = null, start = true }: UploadOptions): UploadScript {
+export function uploadScript({
+  image,
+  config,
+  keepState = false,
+  eraseAll = false,
+  bootFile = '.boot0',
+  mqtt = null,
+  app = null,
+  start = true,
+}: UploadOptions): UploadScript {
   const temp: { name: string; data: string }[] = [];
   if (config) temp.push({ name: CONFIG_FILE, data: JSON.stringify(config) });
   if (mqtt !== null) temp.push({ name: 'MQTT', data: mqtt });
@@ -251,7 +267,9 @@ export function uploadScript({ image, config, keepState = false, eraseAll = fals
   ];
   if (eraseAll) lines.push('S.eraseAll();');
   // O: the slot the boot file starts now; N: the other one, which receives the new image.
-  lines.push(`var O=(S.read(${q(bootFile)})||"").indexOf(${q(q(IMAGE_SLOTS[1]))})>=0?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};var N=O==${q(IMAGE_SLOTS[0])}?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};`);
+  lines.push(
+    `var O=(S.read(${q(bootFile)})||"").indexOf(${q(q(IMAGE_SLOTS[1]))})>=0?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};var N=O==${q(IMAGE_SLOTS[0])}?${q(IMAGE_SLOTS[1])}:${q(IMAGE_SLOTS[0])};`,
+  );
   // A Storage too small for a second image beside the first (a Puck.js has ≈ 40 KB, the image
   // ≈ 35 KB): the old image is erased first and the new one takes its slot. The configuration
   // and the key store still change only in the switch line, after the new image is verified:
@@ -285,7 +303,8 @@ export function uploadScript({ image, config, keepState = false, eraseAll = fals
   temp.forEach((_, i) => lines.push(`T${i}=undefined;`));
   // Old configurations (with keys) and stores are only unlinked by erase(): compaction erases them.
   lines.push('S.compact();');
-  const report = (expr: string, name: string) => `print("E4FLASH",${q(name)},(S.read(${expr})||"").length,E.CRC32(S.read(${expr})||"")>>>0);`;
+  const report = (expr: string, name: string) =>
+    `print("E4FLASH",${q(name)},(S.read(${expr})||"").length,E.CRC32(S.read(${expr})||"")>>>0);`;
   lines.push(report('N', IMAGE_FILE));
   for (const f of temp) lines.push(report(q(f.name), f.name));
   lines.push(report(q(bootFile), bootFile));
@@ -293,8 +312,16 @@ export function uploadScript({ image, config, keepState = false, eraseAll = fals
   lines.push('print("E4FLASH done");');
   if (start) lines.push('setTimeout(function(){load();},200);');
   // The boot file is reported with the slot the switch chose: its expected CRC is checked then.
-  const files: UploadCheck[] = [{ name: IMAGE_FILE, data: image }, ...temp].map((f) => ({ name: f.name, bytes: f.data.length, crc: crcOf(f.data) }));
-  files.push({ name: bootFile, boot: true, variants: IMAGE_SLOTS.map((slot) => ({ slot, bytes: bootFor(slot).length, crc: crcOf(bootFor(slot)) })) });
+  const files: UploadCheck[] = [{ name: IMAGE_FILE, data: image }, ...temp].map((f) => ({
+    name: f.name,
+    bytes: f.data.length,
+    crc: crcOf(f.data),
+  }));
+  files.push({
+    name: bootFile,
+    boot: true,
+    variants: IMAGE_SLOTS.map((slot) => ({ slot, bytes: bootFor(slot).length, crc: crcOf(bootFor(slot)) })),
+  });
   return { script: lines.join('\n') + '\n', files };
 }
 
@@ -319,7 +346,10 @@ export function verifyFlash(lines: readonly string[], files: readonly UploadChec
   const kept = oneSlot
     ? 'its old configuration and keys (its old image was erased first: Storage has room for one image only; flash again, e.g. with --keep-state)'
     : 'its old image, configuration and keys (or, where Storage has room for one image only, its old configuration and keys without a runtime: flash again, e.g. with --keep-state)';
-  if (mismatch) throw new Error(`the files uploaded under temporary names did not match their CRC-32 on the board: nothing was switched, the board keeps ${kept}`);
+  if (mismatch)
+    throw new Error(
+      `the files uploaded under temporary names did not match their CRC-32 on the board: nothing was switched, the board keeps ${kept}`,
+    );
   if (!done) {
     throw new Error(
       slot
@@ -332,7 +362,10 @@ export function verifyFlash(lines: readonly string[], files: readonly UploadChec
     const g = got.get(f.name);
     if (!g) throw new Error(`${f.name}: not reported by the board`);
     const want = f.boot ? f.variants.find((v) => v.slot === slot) : f;
-    if (!want || g.bytes !== want.bytes || g.crc !== want.crc) throw new Error(`${f.name}: the board holds ${g.bytes} bytes with CRC ${g.crc}, expected ${want ? want.bytes : '?'} bytes with CRC ${want ? want.crc : '?'}`);
+    if (!want || g.bytes !== want.bytes || g.crc !== want.crc)
+      throw new Error(
+        `${f.name}: the board holds ${g.bytes} bytes with CRC ${g.crc}, expected ${want ? want.bytes : '?'} bytes with CRC ${want ? want.crc : '?'}`,
+      );
   }
   return { free, slot, oneSlot };
 }

@@ -135,7 +135,12 @@ function encodeState(s: StoredState): EncodedState {
   return {
     id: hex(s.id),
     key: hex(s.key),
-    topics: s.topics.map((t) => ({ hash: hex(t.hash), key: hex(t.key), prevKey: t.prevKey ? hex(t.prevKey) : null, prevSince: t.prevSince })),
+    topics: s.topics.map((t) => ({
+      hash: hex(t.hash),
+      key: hex(t.key),
+      prevKey: t.prevKey ? hex(t.prevKey) : null,
+      prevSince: t.prevSince,
+    })),
     lastCommand: s.lastCommand,
     lastTags: hex(s.lastTags),
   };

@@ -22,12 +22,48 @@ export const LINK_IMAGE = join(ROOT, 'dist', 'link.js');
 
 /** Globals of an ES5 engine with typed arrays (what Espruino, Duktape and JerryScript share). */
 const ES5_GLOBALS = new Set([
-  'Object', 'Function', 'Array', 'Number', 'Boolean', 'String', 'Date', 'RegExp', 'Math', 'JSON',
-  'Error', 'EvalError', 'RangeError', 'ReferenceError', 'SyntaxError', 'TypeError', 'URIError',
-  'parseFloat', 'parseInt', 'Infinity', 'NaN', 'undefined', 'isFinite', 'isNaN',
-  'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape', 'unescape',
-  'globalThis', 'ArrayBuffer', 'DataView', 'Uint8Array', 'Int8Array', 'Uint8ClampedArray',
-  'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array', 'Float32Array', 'Float64Array',
+  'Object',
+  'Function',
+  'Array',
+  'Number',
+  'Boolean',
+  'String',
+  'Date',
+  'RegExp',
+  'Math',
+  'JSON',
+  'Error',
+  'EvalError',
+  'RangeError',
+  'ReferenceError',
+  'SyntaxError',
+  'TypeError',
+  'URIError',
+  'parseFloat',
+  'parseInt',
+  'Infinity',
+  'NaN',
+  'undefined',
+  'isFinite',
+  'isNaN',
+  'decodeURI',
+  'decodeURIComponent',
+  'encodeURI',
+  'encodeURIComponent',
+  'escape',
+  'unescape',
+  'globalThis',
+  'ArrayBuffer',
+  'DataView',
+  'Uint8Array',
+  'Int8Array',
+  'Uint8ClampedArray',
+  'Uint16Array',
+  'Int16Array',
+  'Uint32Array',
+  'Int32Array',
+  'Float32Array',
+  'Float64Array',
 ]);
 
 /**
@@ -35,11 +71,28 @@ const ES5_GLOBALS = new Set([
  * profile. Paths are evaluated inside the sandbox; `%TA%` is the shared typed-array prototype chain.
  */
 const DEVICE_MISSING = [
-  'Array.from', 'Array.of', 'Object.assign', 'Object.freeze', 'Object.entries', 'Object.values',
-  'Number.isSafeInteger', 'Math.imul', 'Math.clz32', 'Math.trunc', 'ArrayBuffer.isView',
-  'String.prototype.padStart', 'String.prototype.padEnd', 'Array.prototype.includes',
-  '%TA%.from', '%TA%.of', '%TA%.prototype.slice', '%TA%.prototype.fill', '%TA%.prototype.map',
-  '%TA%.prototype.includes', '%TA%.prototype.filter', '%TA%.prototype.reduce',
+  'Array.from',
+  'Array.of',
+  'Object.assign',
+  'Object.freeze',
+  'Object.entries',
+  'Object.values',
+  'Number.isSafeInteger',
+  'Math.imul',
+  'Math.clz32',
+  'Math.trunc',
+  'ArrayBuffer.isView',
+  'String.prototype.padStart',
+  'String.prototype.padEnd',
+  'Array.prototype.includes',
+  '%TA%.from',
+  '%TA%.of',
+  '%TA%.prototype.slice',
+  '%TA%.prototype.fill',
+  '%TA%.prototype.map',
+  '%TA%.prototype.includes',
+  '%TA%.prototype.filter',
+  '%TA%.prototype.reduce',
 ];
 
 /** device: ES5 globals and the targets' missing methods removed; es5: only the globals;
@@ -164,7 +217,10 @@ export function loadImage(path: string = DEFAULT_IMAGE, { expectSha256, sizeJson
     }
   }
   if (expected && expected !== hash) {
-    const err: ImageError = Object.assign(new Error(`image ${file}: sha256 ${hash} does not match ${expected} (${check}); rebuild with \`npm run build\``), { code: 'EIMAGEHASH' as const });
+    const err: ImageError = Object.assign(
+      new Error(`image ${file}: sha256 ${hash} does not match ${expected} (${check}); rebuild with \`npm run build\``),
+      { code: 'EIMAGEHASH' as const },
+    );
     throw err;
   }
   const script = new vm.Script(bytes.toString('utf8'), { filename: file });
@@ -186,9 +242,12 @@ function strip(context: vm.Context, profile: SandboxProfile): void {
     code.push('})();');
   }
   // What cannot be deleted (e.g. `gc` under --expose-gc) is overwritten with undefined.
-  for (const n of drop) code.push(`if (${JSON.stringify(n)} in globalThis) try { globalThis[${JSON.stringify(n)}] = undefined; } catch (e) {}`);
+  for (const n of drop)
+    code.push(`if (${JSON.stringify(n)} in globalThis) try { globalThis[${JSON.stringify(n)}] = undefined; } catch (e) {}`);
   vm.runInContext(code.join('\n'), context);
-  const left: string[] = vm.runInContext('Object.getOwnPropertyNames(globalThis).filter(function (n) { return globalThis[n] !== undefined; }).join(",")', context).split(',');
+  const left: string[] = vm
+    .runInContext('Object.getOwnPropertyNames(globalThis).filter(function (n) { return globalThis[n] !== undefined; }).join(",")', context)
+    .split(',');
   const extra = profile === 'loose' ? left.filter((n) => n === 'console') : left.filter((n) => n && !ES5_GLOBALS.has(n));
   if (extra.length) throw new Error('sandbox: could not remove ' + extra.join(', '));
 }
@@ -202,7 +261,10 @@ function strip(context: vm.Context, profile: SandboxProfile): void {
  * Bytes cross the realm boundary through bytesIn (host bytes -> the sandbox's own Uint8Array:
  * the core checks `instanceof Uint8Array`) and bytesOut (-> a host Buffer copy).
  */
-export function createSandbox(image: SandboxImage, { print, log, profile = 'device', name = 'device', modules = null }: SandboxOptions = {}): Sandbox {
+export function createSandbox(
+  image: SandboxImage,
+  { print, log, profile = 'device', name = 'device', modules = null }: SandboxOptions = {},
+): Sandbox {
   if (!PROFILES.includes(profile)) throw new Error(`unknown sandbox profile ${profile} (${PROFILES.join(', ')})`);
   const context = vm.createContext(Object.create(null), {
     name,
@@ -212,15 +274,19 @@ export function createSandbox(image: SandboxImage, { print, log, profile = 'devi
   const sink: PrintSink = print || (() => {});
   const logSink: LogSink = log || ((level, text) => sink(`[${level}] ${text}`));
   // Injected as sandbox-realm functions wrapping the host sinks, with only strings crossing.
-  vm.runInContext('(function (p, l) { globalThis.print = function () { var s = []; for (var i = 0; i < arguments.length; i++) s.push(String(arguments[i])); p(s.join(" ")); }; globalThis.log = function (level, text) { l(String(level), String(text)); }; })', context)(
+  vm.runInContext(
+    '(function (p, l) { globalThis.print = function () { var s = []; for (var i = 0; i < arguments.length; i++) s.push(String(arguments[i])); p(s.join(" ")); }; globalThis.log = function (level, text) { l(String(level), String(text)); }; })',
+    context,
+  )(
     (s: string) => sink(s),
     (level: string, text: string) => logSink(level, text),
   );
   if (modules) {
     const table = { ...modules };
-    vm.runInContext('(function (get) { globalThis.require = function (n) { var m = get(String(n)); if (m === undefined) throw new Error("Module " + n + " not found"); return m; }; })', context)(
-      (n: string) => (Object.prototype.hasOwnProperty.call(table, n) ? table[n] : undefined),
-    );
+    vm.runInContext(
+      '(function (get) { globalThis.require = function (n) { var m = get(String(n)); if (m === undefined) throw new Error("Module " + n + " not found"); return m; }; })',
+      context,
+    )((n: string) => (Object.prototype.hasOwnProperty.call(table, n) ? table[n] : undefined));
   }
   image.script.runInContext(context);
   const E4: E4Api | undefined = vm.runInContext('typeof E4 !== "undefined" ? E4 : undefined', context);

@@ -62,7 +62,9 @@ let counter = 0;
 
 /** A client id the brokers accept (MQTT 3.1.1: keep it short and plain). */
 export function mqttClientId(prefix: string, name: unknown): string {
-  const safe = String(name).replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
+  const safe = String(name)
+    .replace(/[^A-Za-z0-9_-]/g, '')
+    .slice(0, 40);
   return `${prefix}-${safe || 'x'}-${process.pid.toString(36)}${(counter++).toString(36)}`;
 }
 
@@ -92,7 +94,17 @@ export class MqttTransport implements DeviceTransport {
    * made meanwhile wait for the broker instead of failing), maxInflight (default 20, mosquitto's
    * default max_inflight_messages), log(level, text): every disconnect and reconnect.
    */
-  constructor(url: string, { clientId = mqttClientId('e4sim', 'dev'), keepalive = 60, connectTimeout = 10000, reconnect = false, maxInflight = 20, log = null }: MqttTransportOptions = {}) {
+  constructor(
+    url: string,
+    {
+      clientId = mqttClientId('e4sim', 'dev'),
+      keepalive = 60,
+      connectTimeout = 10000,
+      reconnect = false,
+      maxInflight = 20,
+      log = null,
+    }: MqttTransportOptions = {},
+  ) {
     this.url = url;
     this.reconnect = reconnect;
     this.log = log || (() => {});
@@ -100,7 +112,15 @@ export class MqttTransport implements DeviceTransport {
     this.inflight = 0;
     this.waiting = [];
     this.clientId = clientId;
-    this.opts = { clientId, keepalive, connectTimeout, reconnectPeriod: reconnect ? RECONNECT_MS.first : 0, clean: true, protocolVersion: 4, resubscribe: true };
+    this.opts = {
+      clientId,
+      keepalive,
+      connectTimeout,
+      reconnectPeriod: reconnect ? RECONNECT_MS.first : 0,
+      clean: true,
+      protocolVersion: 4,
+      resubscribe: true,
+    };
     this.client = null;
     this.onMessage = null;
     this.onError = null;
@@ -165,7 +185,10 @@ export class MqttTransport implements DeviceTransport {
     });
     c.on('connect', () => {
       if (!lostAt) return;
-      this.log('info', `MQTT ${this.url}: reconnected after ${((Date.now() - lostAt) / 1000).toFixed(1)} s and ${attempts} attempt${attempts === 1 ? '' : 's'}`);
+      this.log(
+        'info',
+        `MQTT ${this.url}: reconnected after ${((Date.now() - lostAt) / 1000).toFixed(1)} s and ${attempts} attempt${attempts === 1 ? '' : 's'}`,
+      );
       lostAt = 0;
       c.options.reconnectPeriod = RECONNECT_MS.first;
     });

@@ -186,7 +186,10 @@ export class BoardDevice extends EventEmitter {
     if (!board) {
       board = espruinoBoard({ flash: flashSim({ size: this.flashSize }), time: 100 });
       this.board = board;
-      const { script, files } = uploadScript({ image: this.image.bytes.toString('latin1'), config: deviceConfigFor(this.boardName, this.config) });
+      const { script, files } = uploadScript({
+        image: this.image.bytes.toString('latin1'),
+        config: deviceConfigFor(this.boardName, this.config),
+      });
       if (!board.upload(script)) throw new Error(`${this.name}: the flash script did not finish`);
       verifyFlash(board.printed, files);
       E4 = board.boot();
@@ -263,7 +266,11 @@ export class BoardDevice extends EventEmitter {
   snapshot(): HexSnapshot {
     const s = this.#client().snapshot();
     const h = (u: Uint8Array) => Buffer.from(u).toString('hex');
-    return { id: h(s.id), key: h(s.key), topics: Array.from(s.topics, (t: TopicRecord) => ({ hash: h(t.hash), key: h(t.key), prevKey: t.prevKey ? h(t.prevKey) : null })) };
+    return {
+      id: h(s.id),
+      key: h(s.key),
+      topics: Array.from(s.topics, (t: TopicRecord) => ({ hash: h(t.hash), key: h(t.key), prevKey: t.prevKey ? h(t.prevKey) : null })),
+    };
   }
 
   time(): ReturnType<Client['time']> {

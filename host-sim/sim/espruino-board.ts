@@ -25,7 +25,10 @@ import type { EspruinoCrypto, EspruinoCryptoAes } from './espruino-crypto.ts';
 import type { EspruinoFlash, EspruinoStorage, FlashSim } from './flash-sim.ts';
 
 /** The global `E4` of an Espruino board image (boards/espruino-<board>/main.ts, as built). */
-export type EspruinoImage = typeof import('../../boards/espruino-puckjs/main.ts') | typeof import('../../boards/espruino-nrf52/main.ts') | typeof import('../../boards/espruino-esp32/main.ts');
+export type EspruinoImage =
+  | typeof import('../../boards/espruino-puckjs/main.ts')
+  | typeof import('../../boards/espruino-nrf52/main.ts')
+  | typeof import('../../boards/espruino-esp32/main.ts');
 
 /** The client of an image that started (E4.status().ok); throws with the image's reason otherwise. */
 export function imageClient(E4: EspruinoImage): Client {
@@ -191,7 +194,14 @@ export function mqttModule(mqttPkg: MqttPackage): EspruinoMqttModule {
       const m: EspruinoMqtt = emitter({
         connected: false,
         connect: () => {
-          const c = mqttPkg.connect(`mqtt://${server}:${options.port || 1883}`, { clientId: options.client_id, username: options.username, password: options.password, keepalive: options.keep_alive || 60, reconnectPeriod: 0, protocolVersion: 4 });
+          const c = mqttPkg.connect(`mqtt://${server}:${options.port || 1883}`, {
+            clientId: options.client_id,
+            username: options.username,
+            password: options.password,
+            keepalive: options.keep_alive || 60,
+            reconnectPeriod: 0,
+            protocolVersion: 4,
+          });
           client = c;
           c.on('connect', () => {
             m.connected = true;
@@ -337,7 +347,10 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null }: 
 
   function stream(name: string): EspruinoSerial {
     const write = (data: SerialData) => {
-      const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : Buffer.from(ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data);
+      const bytes =
+        typeof data === 'string'
+          ? Buffer.from(data, 'latin1')
+          : Buffer.from(ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data);
       s.written.push(bytes);
     };
     const s: EspruinoSerial = emitter({
@@ -399,7 +412,8 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null }: 
   function espruinoE(U8: Uint8ArrayConstructor): EspruinoE {
     return emitter({
       CRC32: (d: CrcData) => crc32(Buffer.from(typeof d === 'string' ? Buffer.from(d, 'latin1') : rawBytes(d))) >>> 0,
-      toString: (d: string | ArrayBuffer | ArrayLike<number>) => (typeof d === 'string' ? d : latin1(d instanceof ArrayBuffer ? new Uint8Array(d) : Uint8Array.from(d))),
+      toString: (d: string | ArrayBuffer | ArrayLike<number>) =>
+        typeof d === 'string' ? d : latin1(d instanceof ArrayBuffer ? new Uint8Array(d) : Uint8Array.from(d)),
       toUint8Array: (s: string) => {
         const b = new U8(s.length);
         for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i) & 255;
@@ -454,11 +468,13 @@ export function espruinoBoard({ flash, mqtt = null, time = 0, onPrint = null }: 
         const m = table.get(name);
         if (!m) throw new Error(`Module ${name} not found`);
         if (mqttMod && m === mqttMod) {
-          const mq: EspruinoMqttModule = { create: (server, options) => {
-            const c = mqttMod.create(server, options);
-            board.mqttClients.push(c);
-            return c;
-          } };
+          const mq: EspruinoMqttModule = {
+            create: (server, options) => {
+              const c = mqttMod.create(server, options);
+              board.mqttClients.push(c);
+              return c;
+            },
+          };
           return mq;
         }
         return m;

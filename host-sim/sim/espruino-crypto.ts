@@ -56,7 +56,18 @@ export interface EspruinoCrypto {
   errors: string[];
 }
 
-type TypedArray = Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array | Float32Array | Float64Array | BigInt64Array | BigUint64Array;
+type TypedArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
 
 function isTypedArray(x: unknown): x is TypedArray {
   return ArrayBuffer.isView(x) && !(x instanceof DataView);
@@ -73,7 +84,8 @@ export function espruinoBytes(v: unknown): Uint8Array {
     if (x === undefined || x === null) return;
     if (typeof x === 'number' || typeof x === 'boolean') out.push(Number(x) & 255);
     else if (typeof x === 'string') for (let i = 0; i < x.length; i++) out.push(x.charCodeAt(i) & 255);
-    else if (x instanceof ArrayBuffer || x instanceof Uint8Array || x instanceof Int8Array || x instanceof Uint8ClampedArray) for (const b of espruinoBytes(x)) out.push(b);
+    else if (x instanceof ArrayBuffer || x instanceof Uint8Array || x instanceof Int8Array || x instanceof Uint8ClampedArray)
+      for (const b of espruinoBytes(x)) out.push(b);
     else if (isTypedArray(x)) for (let i = 0; i < x.length; i++) out.push(Number(x[i]) & 255);
     else if (Array.isArray(x)) x.forEach(walk);
     else if (typeof x === 'object' && 'data' in x) {
@@ -166,7 +178,7 @@ function forward({ w, nr }: KeySchedule, block: Uint8Array): Uint8Array {
         t[4 * c] = xt(a) ^ (xt(b) ^ b) ^ e ^ f;
         t[4 * c + 1] = a ^ xt(b) ^ (xt(e) ^ e) ^ f;
         t[4 * c + 2] = a ^ b ^ xt(e) ^ (xt(f) ^ f);
-        t[4 * c + 3] = (xt(a) ^ a) ^ b ^ e ^ xt(f);
+        t[4 * c + 3] = xt(a) ^ a ^ b ^ e ^ xt(f);
       }
     }
     for (let i = 0; i < 16; i++) s[i] = t[i] ^ w[16 * r + i];

@@ -452,7 +452,14 @@ export class FlashSim implements EspruinoStorage {
   getStats(): StorageStats {
     this.#alive();
     const s = this.#statsAt(this.start);
-    return { totalBytes: s.total, freeBytes: s.free, fileBytes: s.fileBytes, fileCount: s.fileCount, trashBytes: s.trashBytes, trashCount: s.trashCount };
+    return {
+      totalBytes: s.total,
+      freeBytes: s.free,
+      fileBytes: s.fileBytes,
+      fileCount: s.fileCount,
+      trashBytes: s.trashBytes,
+      trashCount: s.trashCount,
+    };
   }
 
   compact(): void {
@@ -552,7 +559,16 @@ export class FlashSim implements EspruinoStorage {
 
   /** jsfGetFileHeader (full): the header at addr and whether it is valid. */
   #header(addr: number): FileHeader {
-    if (!addr || addr < this.start || addr + HEADER > this.end) return { valid: false, raw: new Uint8Array(HEADER).fill(0xff), size: UNSET, fileSize: 0xffffff, flags: 255, firstChars: UNSET, name: '' };
+    if (!addr || addr < this.start || addr + HEADER > this.end)
+      return {
+        valid: false,
+        raw: new Uint8Array(HEADER).fill(0xff),
+        size: UNSET,
+        fileSize: 0xffffff,
+        flags: 255,
+        firstChars: UNSET,
+        name: '',
+      };
     const raw = this.mem.slice(addr - this.base, addr - this.base + HEADER);
     const size = (raw[0] | (raw[1] << 8) | (raw[2] << 16) | (raw[3] << 24)) >>> 0;
     const fileSize = size & 0xffffff;
@@ -660,7 +676,15 @@ export class FlashSim implements EspruinoStorage {
   }
 
   /** jsfGetStorageStats(addr, allPages = true) */
-  #statsAt(start: number): { fileBytes: number; fileCount: number; trashBytes: number; trashCount: number; firstPageWithErasedFiles: number; total: number; free: number } {
+  #statsAt(start: number): {
+    fileBytes: number;
+    fileCount: number;
+    trashBytes: number;
+    trashCount: number;
+    firstPageWithErasedFiles: number;
+    total: number;
+    free: number;
+  } {
     const s = { fileBytes: 0, fileCount: 0, trashBytes: 0, trashCount: 0, firstPageWithErasedFiles: 0, total: this.end - start, free: 0 };
     let addr = start;
     let last = start;

@@ -66,10 +66,16 @@ export interface JerryBoardOptions {
   nativeAes?: boolean;
 }
 
-export function jerryBoardScript({ imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'), inline = false, nativeAes = false }: JerryBoardOptions = {}): string {
+export function jerryBoardScript({
+  imageFile = join(ROOT, 'dist/boards/jerryscript.min.js'),
+  inline = false,
+  nativeAes = false,
+}: JerryBoardOptions = {}): string {
   const image = readFileSync(imageFile, 'latin1');
   // `nativeAes`: the port also registers the optional native AES functions.
-  const shim = readFileSync(join(ROOT, 'host-sim/sim/jerry-shim.js'), 'utf8') + (nativeAes ? '\n' + readFileSync(join(ROOT, 'host-sim/sim/jerry-shim-aes.js'), 'utf8') : '');
+  const shim =
+    readFileSync(join(ROOT, 'host-sim/sim/jerry-shim.js'), 'utf8') +
+    (nativeAes ? '\n' + readFileSync(join(ROOT, 'host-sim/sim/jerry-shim-aes.js'), 'utf8') : '');
   const cmd1 = protect(key(0x11), 1001, setTopicKey(key(0x77), 'health/spo2'));
   const steps = `
 function H(s){var b=new Uint8Array(s.length/2);for(var i=0;i<b.length;i++)b[i]=parseInt(s.substr(2*i,2),16);return b;}

@@ -92,7 +92,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       db = v;
     } else if (a === '--broker') {
       o.broker = argv[++i] ?? '';
-      if (!['aedes', 'mosquitto'].includes(o.broker) && !/^mqtt:\/\/[^/\s]+:\d+\/?$/.test(o.broker || '')) throw new Error('--broker takes aedes, mosquitto or mqtt://host:port');
+      if (!['aedes', 'mosquitto'].includes(o.broker) && !/^mqtt:\/\/[^/\s]+:\d+\/?$/.test(o.broker || ''))
+        throw new Error('--broker takes aedes, mosquitto or mqtt://host:port');
     } else if (a === '--out') {
       o.out = argv[++i] ?? '';
       if (!o.out) throw new Error('--out needs a file');
@@ -185,7 +186,10 @@ function sandboxCost(image: ReturnType<typeof loadImage>, sample: number): { con
 
 /** The sandbox probe in a fresh process, so that neither its memory nor the fleet's disturb the other. */
 function probeInChild(sample: number): { context: SandboxCost; shared: SandboxCost } {
-  const r = spawnSync(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--probe', String(sample)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const r = spawnSync(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--probe', String(sample)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
   if (r.status !== 0) throw new Error(`sandbox probe failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -203,7 +207,14 @@ export interface FleetResult {
   c2SetupMs?: number;
   bootMs?: number;
   memory?: { rssPerDeviceKB: number | null; heapPerDeviceKB: number; rssTotalMB: number };
-  rotation?: { holders: number; brokerAcked: number; failed: number; c2AllAckedMs: number; allAppliedMs: number; commandsPerSecond: number };
+  rotation?: {
+    holders: number;
+    brokerAcked: number;
+    failed: number;
+    c2AllAckedMs: number;
+    allAppliedMs: number;
+    commandsPerSecond: number;
+  };
   endToEnd?: { messages: number; publishedMs: number; allReceivedMs: number; messagesPerSecond: number; received: number };
   rejected?: { [result: string]: number };
   sandbox?: { context: SandboxCost; shared: SandboxCost };
@@ -263,7 +274,15 @@ export async function runBench(o: BenchOptions, say = (s: string) => process.std
     for (let i = 0; i < o.devices; i++) {
       if (o.perContext > 1 && i % o.perContext === 0) realm = createSandbox(image, { name: `shared-${i / o.perContext}` });
       devices.push(
-        new SimDevice({ image, realm: o.perContext > 1 ? realm : null, config: configs[i], clock: 'trusted', world, network: broker.url, qos: 1 }),
+        new SimDevice({
+          image,
+          realm: o.perContext > 1 ? realm : null,
+          config: configs[i],
+          clock: 'trusted',
+          world,
+          network: broker.url,
+          qos: 1,
+        }),
       );
     }
     configs.length = 0;
@@ -280,9 +299,19 @@ export async function runBench(o: BenchOptions, say = (s: string) => process.std
       heapPerDeviceKB: kb((after.heap - before.heap) / o.devices),
       rssTotalMB: Math.round(after.rss / 1048576),
     };
-    say(`devices: ${o.devices} booted and connected in ${result.bootMs} ms; ${result.memory.rssPerDeviceKB} KB RSS per device (sandbox + client + MQTT connection)`);
+    say(
+      `devices: ${o.devices} booted and connected in ${result.bootMs} ms; ${result.memory.rssPerDeviceKB} KB RSS per device (sandbox + client + MQTT connection)`,
+    );
 
-    sink = new SimDevice({ image, config: await c.deviceConfig('collector'), clock: 'trusted', world, network: broker.url, subscribe: [TOPIC], qos: 1 });
+    sink = new SimDevice({
+      image,
+      config: await c.deviceConfig('collector'),
+      clock: 'trusted',
+      world,
+      network: broker.url,
+      subscribe: [TOPIC],
+      qos: 1,
+    });
     await sink.start();
 
     // 5. Rotation of the topic key to every holder.
@@ -294,7 +323,9 @@ export async function runBench(o: BenchOptions, say = (s: string) => process.std
     const rot = await c.rotateTopic(TOPIC);
     const ackedMs = Date.now() - t;
     await until(() => applied >= o.devices + 1, 120000, 'every device to apply the rotation').catch((e) => {
-      throw new Error(`${e.message}: ${applied} of ${o.devices + 1} applied; broker acked ${rot.delivery.acked.length}, failed ${rot.delivery.failed.length}; rejected ${JSON.stringify(rejected)}`);
+      throw new Error(
+        `${e.message}: ${applied} of ${o.devices + 1} applied; broker acked ${rot.delivery.acked.length}, failed ${rot.delivery.failed.length}; rejected ${JSON.stringify(rejected)}`,
+      );
     });
     const appliedMs = Date.now() - t;
     result.rotation = {
@@ -319,7 +350,13 @@ export async function runBench(o: BenchOptions, say = (s: string) => process.std
     const publishedMs = Date.now() - t;
     await until(() => received >= total, 300000, 'the collector to receive every message');
     const e2eMs = Date.now() - t;
-    result.endToEnd = { messages: total, publishedMs, allReceivedMs: e2eMs, messagesPerSecond: Math.round(total / (e2eMs / 1000)), received };
+    result.endToEnd = {
+      messages: total,
+      publishedMs,
+      allReceivedMs: e2eMs,
+      messagesPerSecond: Math.round(total / (e2eMs / 1000)),
+      received,
+    };
     result.rejected = rejected;
     say(`end to end: ${total} messages in ${e2eMs} ms = ${result.endToEnd.messagesPerSecond}/s`);
   } finally {
@@ -332,7 +369,9 @@ export async function runBench(o: BenchOptions, say = (s: string) => process.std
   }
   // The cost of one sandbox alone, measured in a fresh process.
   result.sandbox = probeInChild(o.sample);
-  say(`sandbox: ${result.sandbox.context.msEach} ms and ${result.sandbox.context.heapKB} KB JS heap per device context; shared: ${result.sandbox.shared.msEach} ms, ${result.sandbox.shared.heapKB} KB per client`);
+  say(
+    `sandbox: ${result.sandbox.context.msEach} ms and ${result.sandbox.context.heapKB} KB JS heap per device context; shared: ${result.sandbox.shared.msEach} ms, ${result.sandbox.shared.heapKB} KB per client`,
+  );
   result.totalMs = Date.now() - started;
   return result;
 }
@@ -416,9 +455,18 @@ async function standIn(): Promise<void> {
   };
   process.on('message', async (m: unknown) => {
     if (!m || typeof m !== 'object') return;
-    if ('keys' in m && Array.isArray(m.keys) && 'broker' in m && typeof m.broker === 'string' && 'topicHash' in m && typeof m.topicHash === 'string') {
+    if (
+      'keys' in m &&
+      Array.isArray(m.keys) &&
+      'broker' in m &&
+      typeof m.broker === 'string' &&
+      'topicHash' in m &&
+      typeof m.topicHash === 'string'
+    ) {
       topicHash = m.topicHash;
-      for (const entry of m.keys) if (Array.isArray(entry)) devices.set(String(entry[0]), { key: new Uint8Array(Buffer.from(String(entry[1]), 'hex')), lastTs: 0, topicKey: null });
+      for (const entry of m.keys)
+        if (Array.isArray(entry))
+          devices.set(String(entry[0]), { key: new Uint8Array(Buffer.from(String(entry[1]), 'hex')), lastTs: 0, topicKey: null });
       const n = 'connections' in m && typeof m.connections === 'number' ? m.connections : 16;
       for (let i = 0; i < n; i++) {
         const c = await connectWithin(m.broker, `e4-stand-in-${process.pid}-${i}`);
@@ -437,8 +485,14 @@ async function standIn(): Promise<void> {
   });
 }
 
-function startStandIn(): { child: ChildProcess; next: (pred: (m: { [k: string]: unknown }) => boolean, ms: number, what: string) => Promise<{ [k: string]: unknown }>; latest: () => StandInReport } {
-  const child = spawn(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--stand-in'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function startStandIn(): {
+  child: ChildProcess;
+  next: (pred: (m: { [k: string]: unknown }) => boolean, ms: number, what: string) => Promise<{ [k: string]: unknown }>;
+  latest: () => StandInReport;
+} {
+  const child = spawn(process.execPath, [...TS_NODE, fileURLToPath(import.meta.url), '--stand-in'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   let last: StandInReport = { applied: 0, rejected: 0, stale: 0, unknownDevice: 0 };
   const waiters: { pred: (m: { [k: string]: unknown }) => boolean; resolve: (m: { [k: string]: unknown }) => void }[] = [];
   child.on('message', (raw: unknown) => {
@@ -502,15 +556,28 @@ export async function runScale(o: ScaleOptions, say: (s: string) => void = (s) =
     for (let i = 0; i < names.length; i += CHUNK) {
       const chunk = names.slice(i, i + CHUNK);
       // One device in ten only subscribes (rotations reach consumers first).
-      await c.grantAll(chunk.filter((_, k) => k % 10 === 0), TOPIC, { role: 'sub' });
-      await c.grantAll(chunk.filter((_, k) => k % 10 !== 0), TOPIC, { role: 'pub' });
+      await c.grantAll(
+        chunk.filter((_, k) => k % 10 === 0),
+        TOPIC,
+        { role: 'sub' },
+      );
+      await c.grantAll(
+        chunk.filter((_, k) => k % 10 !== 0),
+        TOPIC,
+        { role: 'pub' },
+      );
     }
     result.grantMs = Date.now() - t;
     say(`c2: topic granted to all in ${result.grantMs} ms`);
     const keys = await c.clientKeys();
     say(`c2: ${keys.size} client keys handed to the device stand-in`);
     const topicHash = Buffer.from(e4.topicHash(TOPIC)).toString('hex');
-    stand.child.send({ broker: broker.url, topicHash, connections: o.connections, keys: [...keys].map(([id, k]) => [id, Buffer.from(k).toString('hex')]) });
+    stand.child.send({
+      broker: broker.url,
+      topicHash,
+      connections: o.connections,
+      keys: [...keys].map(([id, k]) => [id, Buffer.from(k).toString('hex')]),
+    });
     for (const k of keys.values()) k.fill(0);
     keys.clear();
     await stand.next((m) => typeof m.ready === 'number', 120000, 'the stand-in to subscribe');
@@ -534,7 +601,9 @@ export async function runScale(o: ScaleOptions, say: (s: string) => void = (s) =
     const delivery = await c.flush();
     const ackedMs = Date.now() - t;
     const cpu = process.cpuUsage(cpu0);
-    say(`rotation: ${rot.holders.length} commands queued in ${queuedMs} ms; broker acked ${delivery.acked.length} (failed ${delivery.failed.length}) at ${ackedMs} ms`);
+    say(
+      `rotation: ${rot.holders.length} commands queued in ${queuedMs} ms; broker acked ${delivery.acked.length} (failed ${delivery.failed.length}) at ${ackedMs} ms`,
+    );
     let appliedMs: number | null = null;
     const deadline = Date.now() + 300000;
     while (Date.now() < deadline) {
@@ -571,13 +640,16 @@ export async function runScale(o: ScaleOptions, say: (s: string) => void = (s) =
       loadAverageAfter: os.loadavg().map((x) => +x.toFixed(1)),
     };
     result.memory = { c2RssBeforeMB: Math.round(rssBefore / 1048576), c2RssPeakMB: Math.round(peakRss / 1048576) };
-    if (o.db === 'sqlite') result.dbBytes = [dbPath, dbPath + '-wal'].filter((f) => existsSync(f)).reduce((a, f) => a + statSync(f).size, 0);
+    if (o.db === 'sqlite')
+      result.dbBytes = [dbPath, dbPath + '-wal'].filter((f) => existsSync(f)).reduce((a, f) => a + statSync(f).size, 0);
     result.goals = {
       rotationUnder30s: appliedMs !== null && appliedMs < 30000,
       c2MemoryUnder1GB: peakRss < 1 << 30,
       noCommandLost: fin.applied === o.devices && delivery.failed.length === 0,
     };
-    say(`rotation: every device applied it at ${appliedMs} ms; lost ${o.devices - fin.applied}; C2 peak RSS ${Math.round(peakRss / 1048576)} MB`);
+    say(
+      `rotation: every device applied it at ${appliedMs} ms; lost ${o.devices - fin.applied}; C2 peak RSS ${Math.round(peakRss / 1048576)} MB`,
+    );
   } finally {
     clearInterval(sampler);
     stand.child.send({ stop: true });
@@ -596,16 +668,34 @@ function scaleTable(r: { [k: string]: unknown }): string {
   const mem = r.memory as { [k: string]: unknown };
   const goals = r.goals as { [k: string]: boolean };
   const rows: [string, string][] = [
-    ['devices', `${r.devices} (device stand-in: the image's unprotect per command, ${r.standInConnections} MQTT connections sharing one subscription)`],
+    [
+      'devices',
+      `${r.devices} (device stand-in: the image's unprotect per command, ${r.standInConnections} MQTT connections sharing one subscription)`,
+    ],
     ['database', `${r.db}${r.dbBytes ? ` (${Math.round(Number(r.dbBytes) / 1048576)} MB)` : ''}`],
     ['register', `${r.registerMs} ms`],
     ['grant the topic', `${r.grantMs} ms`],
     ['rotate: queued', `${rot.queuedMs} ms (one transaction: new key, ${rot.holders} commands protected and stored)`],
-    ['rotate: broker acked', `${rot.c2AllAckedMs} ms (${rot.brokerAcked} QoS 2, ${r.inFlight} in flight over ${Math.ceil(Number(r.inFlight) / 16)} connections; failed ${rot.failed})`],
-    ['rotate: all applied', `${rot.allAppliedMs} ms (${rot.commandsPerSecond}/s) ${goals.rotationUnder30s ? '< 30 s: goal met' : '>= 30 s: goal NOT met'}`],
-    ['rotate: C2 CPU time', `${rot.c2CpuMs} ms (load average ${JSON.stringify(r.loadAverageAtStart)} at start, ${JSON.stringify(rot.loadAverageAfter)} after)`],
-    ['commands lost', `${rot.lost} (rejected ${rot.rejected}, stale ${rot.stale}, still queued ${rot.stillQueued}; every device has the new key: ${rot.everyDeviceHasTheNewKey}) ${goals.noCommandLost ? 'goal met' : 'goal NOT met'}`],
-    ['C2 memory (RSS)', `${mem.c2RssBeforeMB} MB before, ${mem.c2RssPeakMB} MB peak ${goals.c2MemoryUnder1GB ? '< 1 GB: goal met' : '>= 1 GB: goal NOT met'}`],
+    [
+      'rotate: broker acked',
+      `${rot.c2AllAckedMs} ms (${rot.brokerAcked} QoS 2, ${r.inFlight} in flight over ${Math.ceil(Number(r.inFlight) / 16)} connections; failed ${rot.failed})`,
+    ],
+    [
+      'rotate: all applied',
+      `${rot.allAppliedMs} ms (${rot.commandsPerSecond}/s) ${goals.rotationUnder30s ? '< 30 s: goal met' : '>= 30 s: goal NOT met'}`,
+    ],
+    [
+      'rotate: C2 CPU time',
+      `${rot.c2CpuMs} ms (load average ${JSON.stringify(r.loadAverageAtStart)} at start, ${JSON.stringify(rot.loadAverageAfter)} after)`,
+    ],
+    [
+      'commands lost',
+      `${rot.lost} (rejected ${rot.rejected}, stale ${rot.stale}, still queued ${rot.stillQueued}; every device has the new key: ${rot.everyDeviceHasTheNewKey}) ${goals.noCommandLost ? 'goal met' : 'goal NOT met'}`,
+    ],
+    [
+      'C2 memory (RSS)',
+      `${mem.c2RssBeforeMB} MB before, ${mem.c2RssPeakMB} MB peak ${goals.c2MemoryUnder1GB ? '< 1 GB: goal met' : '>= 1 GB: goal NOT met'}`,
+    ],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
@@ -615,14 +705,23 @@ function table(r: FleetResult): string {
   const { broker, sandbox, memory, rotation, endToEnd } = r;
   if (!broker || !sandbox || !memory || !rotation || !endToEnd) throw new Error('bench-fleet: the run did not finish');
   const rows = [
-    ['devices', `${r.devices} (${r.perContext === 1 ? 'a vm context each' : `${r.perContext} per shared vm context`}, own MQTT connection each)`],
+    [
+      'devices',
+      `${r.devices} (${r.perContext === 1 ? 'a vm context each' : `${r.perContext} per shared vm context`}, own MQTT connection each)`,
+    ],
     ['broker', `${broker.kind} ${broker.ownProcess ? '(own process)' : ''}`],
     ['sandbox cost', `${sandbox.context.msEach} ms, ${sandbox.context.heapKB} KB JS heap per device context (image loaded, one client)`],
     ['shared sandbox', `${sandbox.shared.msEach} ms, ${sandbox.shared.heapKB} KB JS heap per extra client in one context`],
     ['C2 set-up (batch)', `${r.c2SetupMs} ms`],
     ['boot + connect', `${r.bootMs} ms`],
-    ['memory per device', `${memory.rssPerDeviceKB === null ? '(too few devices to measure) ' : memory.rssPerDeviceKB + ' KB '}RSS, ${memory.heapPerDeviceKB} KB JS heap (process ${memory.rssTotalMB} MB)`],
-    ['rotate one topic key', `${rotation.allAppliedMs} ms until all ${rotation.holders} holders applied it (broker acked all in ${rotation.c2AllAckedMs} ms)`],
+    [
+      'memory per device',
+      `${memory.rssPerDeviceKB === null ? '(too few devices to measure) ' : memory.rssPerDeviceKB + ' KB '}RSS, ${memory.heapPerDeviceKB} KB JS heap (process ${memory.rssTotalMB} MB)`,
+    ],
+    [
+      'rotate one topic key',
+      `${rotation.allAppliedMs} ms until all ${rotation.holders} holders applied it (broker acked all in ${rotation.c2AllAckedMs} ms)`,
+    ],
     ['end to end', `${endToEnd.messagesPerSecond} messages/s (${endToEnd.messages} in ${endToEnd.allReceivedMs} ms)`],
   ];
   const w = Math.max(...rows.map((x) => x[0].length));

@@ -123,7 +123,11 @@ export async function rawNobleBundle() {
   const bundle = await rollup({
     input: entry,
     plugins: [
-      { name: 'bench-raw-entry', resolveId: (s) => (s === entry ? entry : null), load: (id) => (id === entry ? 'export { aessiv } from "@noble/ciphers/aes.js";\n' : null) },
+      {
+        name: 'bench-raw-entry',
+        resolveId: (s) => (s === entry ? entry : null),
+        load: (id) => (id === entry ? 'export { aessiv } from "@noble/ciphers/aes.js";\n' : null),
+      },
       resolveSources(),
       lowerToES5(),
     ],
@@ -173,8 +177,18 @@ function parse(stdout: string): Record<string, unknown>[] {
 
 /** A row of HARNESS's output, with the fields it prints. */
 function benchRow(r: Record<string, unknown>): BenchRow {
-  const ratios = Array.isArray(r.ratios) ? r.ratios.filter((x): x is [number, number] => Array.isArray(x) && typeof x[0] === 'number' && typeof x[1] === 'number') : undefined;
-  return { size: Number(r.size), protect: numberIn(r, 'protect'), unprotect: numberIn(r, 'unprotect'), rawSeal: numberIn(r, 'rawSeal'), rawOpen: numberIn(r, 'rawOpen'), rawError: stringIn(r, 'rawError'), ratios };
+  const ratios = Array.isArray(r.ratios)
+    ? r.ratios.filter((x): x is [number, number] => Array.isArray(x) && typeof x[0] === 'number' && typeof x[1] === 'number')
+    : undefined;
+  return {
+    size: Number(r.size),
+    protect: numberIn(r, 'protect'),
+    unprotect: numberIn(r, 'unprotect'),
+    rawSeal: numberIn(r, 'rawSeal'),
+    rawOpen: numberIn(r, 'rawOpen'),
+    rawError: stringIn(r, 'rawError'),
+    ratios,
+  };
 }
 
 /** What the Node-built image (dist/e4.js, CommonJS) exports: the firmware's API. */
@@ -216,10 +230,22 @@ async function benchHostNode(imageFile: string, budgetMs: number): Promise<Bench
     const r: BenchRow = { size };
     const best = (k: 'protect' | 'unprotect' | 'rawSeal' | 'rawOpen', v: number) => (r[k] = Math.max(r[k] || 0, v));
     for (let round = 0; round < ROUNDS; round++) {
-      best('protect', rate(() => c.protect(topic, pt)));
-      best('unprotect', rate(() => c.unprotect(topic, msg)));
-      best('rawSeal', rate(() => aessiv(sk, ad).encrypt(pt)));
-      best('rawOpen', rate(() => aessiv(sk, ad).decrypt(sealed)));
+      best(
+        'protect',
+        rate(() => c.protect(topic, pt)),
+      );
+      best(
+        'unprotect',
+        rate(() => c.unprotect(topic, msg)),
+      );
+      best(
+        'rawSeal',
+        rate(() => aessiv(sk, ad).encrypt(pt)),
+      );
+      best(
+        'rawOpen',
+        rate(() => aessiv(sk, ad).decrypt(sealed)),
+      );
     }
     rows.push(r);
   }
@@ -237,7 +263,16 @@ export function formatTable(results: BenchResult[]): string {
       continue;
     }
     for (const x of r.rows) {
-      rows.push([r.engine, String(x.size), fmt(x.protect), fmt(x.rawSeal), ratio(x.rawSeal, x.protect), fmt(x.unprotect), fmt(x.rawOpen), ratio(x.rawOpen, x.unprotect)]);
+      rows.push([
+        r.engine,
+        String(x.size),
+        fmt(x.protect),
+        fmt(x.rawSeal),
+        ratio(x.rawSeal, x.protect),
+        fmt(x.unprotect),
+        fmt(x.rawOpen),
+        ratio(x.rawOpen, x.unprotect),
+      ]);
     }
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -272,16 +307,26 @@ type NativeRun = { size: number; error?: string } & Partial<Record<NativeOp, num
 
 /** One payload size in nativeRows: best operations per second of the current image (`protect`, …)
  * and of the reference (`refProtect`, …), and each round's reference/current ratio. */
-export type NativeRow = { size: number; error?: string } & Partial<Record<NativeOp | (typeof REF_KEY)[NativeOp], number>> & Record<(typeof RATIOS_KEY)[NativeOp], number[]>;
+export type NativeRow = { size: number; error?: string } & Partial<Record<NativeOp | (typeof REF_KEY)[NativeOp], number>> &
+  Record<(typeof RATIOS_KEY)[NativeOp], number[]>;
 
 /** The rows of one engine and the image that ran (Puck.js, core or vault), or why none did. */
-export type NativeResult = { engine: string; image: string; rows: NativeRow[]; error?: undefined } | { engine: string; error: string; image?: string; rows?: undefined };
+export type NativeResult =
+  | { engine: string; image: string; rows: NativeRow[]; error?: undefined }
+  | { engine: string; error: string; image?: string; rows?: undefined };
 
 /** The part of the image a run builds (nativeImage). */
 type NativePart = 'image' | 'core' | 'vault';
 
 function nativeRun(r: Record<string, unknown>): NativeRun {
-  return { size: Number(r.size), error: stringIn(r, 'error'), protect: numberIn(r, 'protect'), unprotect: numberIn(r, 'unprotect'), seal: numberIn(r, 'seal'), open: numberIn(r, 'open') };
+  return {
+    size: Number(r.size),
+    error: stringIn(r, 'error'),
+    protect: numberIn(r, 'protect'),
+    unprotect: numberIn(r, 'unprotect'),
+    seal: numberIn(r, 'seal'),
+    open: numberIn(r, 'open'),
+  };
 }
 /** Alternating runs per image (process start-up and load on a shared machine add noise). */
 const NATIVE_ROUNDS = 5;
@@ -304,12 +349,20 @@ export async function nativeImage({ reference = false, part = 'image' }: { refer
   const config = configs.find((c) => typeof c.input === 'string' && resolve(c.input) === join(ROOT, NATIVE_BOARD));
   if (!config) throw new Error(`no build configuration for ${NATIVE_BOARD}`);
   const vaultExport = `export { nativeVault as vault } from ${JSON.stringify(join(ROOT, 'boards/espruino/native-aes.ts'))};\n`;
-  const coreEntry = part === 'core' ? `export { create } from ${JSON.stringify(join(ROOT, 'firmware/client.ts'))};\n${vaultExport}` : vaultExport;
+  const coreEntry =
+    part === 'core' ? `export { create } from ${JSON.stringify(join(ROOT, 'firmware/client.ts'))};\n${vaultExport}` : vaultExport;
   const swap: Plugin = {
     name: 'e4-reference-native-vault',
     resolveId: (id) => (id === NATIVE_CORE ? id : null),
     // The reference vault's methods under their current names (seal/open then, sivEncrypt/sivDecrypt now).
-    load: (id) => (id === NATIVE_CORE ? coreEntry : reference && REFERENCE_FILES[id] ? readFileSync(REFERENCE_FILES[id], 'utf8').replace(/\bseal: /g, 'sivEncrypt: ').replace(/\bopen: /g, 'sivDecrypt: ') : null),
+    load: (id) =>
+      id === NATIVE_CORE
+        ? coreEntry
+        : reference && REFERENCE_FILES[id]
+          ? readFileSync(REFERENCE_FILES[id], 'utf8')
+              .replace(/\bseal: /g, 'sivEncrypt: ')
+              .replace(/\bopen: /g, 'sivDecrypt: ')
+          : null,
   };
   const plugins = [swap, ...config.plugins.filter((p) => p.name !== 'e4-size-report')];
   const bundle = await rollup({ ...config, input: part === 'image' ? config.input : NATIVE_CORE, plugins });
@@ -364,7 +417,8 @@ export async function nativeRows({
   log = () => {},
 }: { engines?: string[]; budgetMs?: number; sizes?: number[]; log?: (m: string) => void } = {}): Promise<NativeResult[]> {
   const images: Record<string, string> = {};
-  const imageOf = async (which: 'reference' | 'current', part: NativePart) => (images[which + part] = images[which + part] || (await nativeImage({ reference: which === 'reference', part })));
+  const imageOf = async (which: 'reference' | 'current', part: NativePart) =>
+    (images[which + part] = images[which + part] || (await nativeImage({ reference: which === 'reference', part })));
   const results: NativeResult[] = [];
   for (const spec of engines) {
     let engine: Engine;
@@ -375,7 +429,9 @@ export async function nativeRows({
       continue;
     }
     const attempt = async (part: NativePart): Promise<{ rows: NativeRow[]; error?: undefined } | { error: string }> => {
-      log(`running ${describeEngine(engine)}: ${part === 'image' ? 'Puck.js image' : part === 'core' ? 'client + native vault' : 'native vault (seal/open)'}, reference and current, ${NATIVE_ROUNDS} rounds…`);
+      log(
+        `running ${describeEngine(engine)}: ${part === 'image' ? 'Puck.js image' : part === 'core' ? 'client + native vault' : 'native vault (seal/open)'}, reference and current, ${NATIVE_ROUNDS} rounds…`,
+      );
       const best: Record<number, NativeRow> = {};
       for (let round = 0; round < NATIVE_ROUNDS; round++) {
         const got: { reference: NativeRun[]; current: NativeRun[] } = { reference: [], current: [] };
@@ -388,7 +444,13 @@ export async function nativeRows({
         }
         for (const x of got.current) {
           const ref: Partial<NativeRun> = got.reference.find((y) => y.size === x.size) || {};
-          const b = (best[x.size] = best[x.size] || { size: x.size, protectRatios: [], unprotectRatios: [], sealRatios: [], openRatios: [] });
+          const b = (best[x.size] = best[x.size] || {
+            size: x.size,
+            protectRatios: [],
+            unprotectRatios: [],
+            sealRatios: [],
+            openRatios: [],
+          });
           for (const op of NATIVE_OPS) {
             const refKey = REF_KEY[op];
             const now = x[op];
@@ -398,7 +460,11 @@ export async function nativeRows({
             // The two runs of a round are adjacent in time: their ratio shares the machine's load.
             if (now !== undefined && then !== undefined) b[RATIOS_KEY[op]].push(then / now);
           }
-          for (const [which, e] of [['reference', ref.error], ['current', x.error]]) if (e && round === 0) b.error = (b.error ? b.error + '; ' : '') + which + ': ' + e;
+          for (const [which, e] of [
+            ['reference', ref.error],
+            ['current', x.error],
+          ])
+            if (e && round === 0) b.error = (b.error ? b.error + '; ' : '') + which + ': ' + e;
         }
       }
       return { rows: Object.values(best) };
@@ -443,7 +509,8 @@ export function formatNativeTable(results: NativeResult[]): string {
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const notes: string[] = [];
-  for (const r of results) for (const x of r.rows || []) if (x.error) notes.push(`${r.engine} ${x.size}: ${x.error.replace(/\s+/g, ' ').slice(0, 160)}`);
+  for (const r of results)
+    for (const x of r.rows || []) if (x.error) notes.push(`${r.engine} ${x.size}: ${x.error.replace(/\s+/g, ' ').slice(0, 160)}`);
   return [...rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(w[c]) : v.padStart(w[c]))).join('  ')), ...notes].join('\n');
 }
 
@@ -469,19 +536,26 @@ export function speedFigures(results: BenchResult[], native: NativeResult[] | nu
   const duk = results.find((r) => r.engine === 'duk' && r.rows);
   const kb = duk && duk.rows && duk.rows.find((x) => x.size === 1024);
   // The median of the per-round ratios when the engine reported them, else best over best.
-  const ratioOf = (row: BenchRow, k: 0 | 1, raw: number, rt: number) => (row.ratios && row.ratios.length ? median(row.ratios.map((x) => x[k])) : raw / rt);
+  const ratioOf = (row: BenchRow, k: 0 | 1, raw: number, rt: number) =>
+    row.ratios && row.ratios.length ? median(row.ratios.map((x) => x[k])) : raw / rt;
   if (kb && kb.rawSeal && kb.protect) out['duk.protect1kRatio'] = ratioOf(kb, 0, kb.rawSeal, kb.protect);
   else out['duk.protect1kRatio'] = { missing: duk ? 'no raw noble figure on duk' : 'duk not run (absent, or not among --engine)' };
   const protectMissing = out['duk.protect1kRatio'];
   if (kb && kb.rawOpen && kb.unprotect) out['duk.unprotect1kRatio'] = ratioOf(kb, 1, kb.rawOpen, kb.unprotect);
-  else out['duk.unprotect1kRatio'] = { missing: (typeof protectMissing === 'object' && protectMissing.missing) || 'no raw noble figure on duk' };
+  else
+    out['duk.unprotect1kRatio'] = {
+      missing: (typeof protectMissing === 'object' && protectMissing.missing) || 'no raw noble figure on duk',
+    };
   // The native vault against the reference image (issue 10, point 3): the Puck.js image on
   // espruino-o2, 64 bytes, median of the rounds' ratios.
   const o2 = (native || []).find((r) => r.engine === 'espruino-o2' && r.rows && r.image === 'Puck.js');
   const row = o2 && o2.rows && o2.rows.find((x) => x.size === 64);
   for (const op of ['protect', 'unprotect'] as const) {
     const ratios = row && row[RATIOS_KEY[op]];
-    out[`native.${op}Ratio`] = ratios && ratios.length ? median(ratios) : { missing: native ? 'espruino-o2 gave no Puck.js image rows' : 'espruino-o2 not run (absent, or not among --engine)' };
+    out[`native.${op}Ratio`] =
+      ratios && ratios.length
+        ? median(ratios)
+        : { missing: native ? 'espruino-o2 gave no Puck.js image rows' : 'espruino-o2 not run (absent, or not among --engine)' };
   }
   return out;
 }
@@ -490,7 +564,15 @@ async function main() {
   const argv = process.argv.slice(2);
   const answered = answerHelpOrVersion(argv, USAGE);
   if (answered !== null) return answered;
-  const opts: { engines: string[]; image: string | null; budgetMs: number; json: string | null; check: boolean; build: boolean; native: boolean } = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
+  const opts: {
+    engines: string[];
+    image: string | null;
+    budgetMs: number;
+    json: string | null;
+    check: boolean;
+    build: boolean;
+    native: boolean;
+  } = { engines: [], image: null, budgetMs: 200, json: null, check: false, build: true, native: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--check') opts.check = true;
@@ -515,8 +597,14 @@ async function main() {
   }
   if (opts.native) {
     // Only the native vault beside its reference (engines given with --engine, else NATIVE_ENGINES).
-    const native = await nativeRows({ engines: opts.engines.length ? opts.engines : NATIVE_ENGINES, budgetMs: opts.budgetMs, log: (m) => console.log(m) });
-    console.log('native vault, Puck.js image: best time per operation, reference (b0e1690) and now; ratio = now / reference, median over the rounds');
+    const native = await nativeRows({
+      engines: opts.engines.length ? opts.engines : NATIVE_ENGINES,
+      budgetMs: opts.budgetMs,
+      log: (m) => console.log(m),
+    });
+    console.log(
+      'native vault, Puck.js image: best time per operation, reference (b0e1690) and now; ratio = now / reference, median over the rounds',
+    );
     console.log(formatNativeTable(native));
     if (opts.json) writeFileSync(opts.json, JSON.stringify({ budgetMs: opts.budgetMs, native }, null, 2) + '\n');
     return;
@@ -526,7 +614,15 @@ async function main() {
     console.error('bench: no image: run `npm run build` first');
     return 1;
   }
-  const specs = opts.engines.length ? opts.engines : ['node', 'sandbox', ...availableEngines().filter((e) => e.path).map((e) => e.spec)];
+  const specs = opts.engines.length
+    ? opts.engines
+    : [
+        'node',
+        'sandbox',
+        ...availableEngines()
+          .filter((e) => e.path)
+          .map((e) => e.spec),
+      ];
   const imageCode = readFileSync(imageFile, 'utf8');
   const raw = await rawNobleBundle();
   console.log(`image ${imageFile}; raw = @noble/ciphers aessiv (SIV key key|key, 8-byte AD); ${opts.budgetMs} ms per measurement`);
@@ -557,7 +653,8 @@ async function main() {
     }
   }
   console.log(formatTable(results));
-  for (const r of results) for (const x of r.rows || []) if (x.rawError) console.log(`${r.engine} ${x.size}: raw noble failed: ${x.rawError}`);
+  for (const r of results)
+    for (const x of r.rows || []) if (x.rawError) console.log(`${r.engine} ${x.size}: raw noble failed: ${x.rawError}`);
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ image: imageFile, budgetMs: opts.budgetMs, results }, null, 2) + '\n');
   // The native-vault figures: the Puck.js image beside its reference on espruino-o2, when found
   // (any run without --engine, one naming espruino-o2, and every --check).

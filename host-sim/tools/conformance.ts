@@ -165,7 +165,13 @@ export interface Case {
  * as the op's output shape here, and a different shape makes the check throw, which runBatches
  * reports as "unexpected output shape".
  */
-function newCase<O extends CaseOp>(section: string, name: string, op: O, args: CaseArgs[O], check: (out: CaseOutputs[O]) => string | null): Case {
+function newCase<O extends CaseOp>(
+  section: string,
+  name: string,
+  op: O,
+  args: CaseArgs[O],
+  check: (out: CaseOutputs[O]) => string | null,
+): Case {
   return { section, name, op, args, check: (out) => check(out as CaseOutputs[O]), file: '', id: '' };
 }
 
@@ -240,7 +246,16 @@ export interface SkVectors {
   storage_file?: { case: string; client_id: string; client_key: string; topics: VectorTopic[]; file: string }[];
 }
 interface RfcVectors {
-  vectors: { name: string; title: string; key: string; mac_key_k1?: string; ctr_key_k2?: string; ad_components: string[]; plaintext: string; output: string }[];
+  vectors: {
+    name: string;
+    title: string;
+    key: string;
+    mac_key_k1?: string;
+    ctr_key_k2?: string;
+    ad_components: string[];
+    plaintext: string;
+    output: string;
+  }[];
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
@@ -253,7 +268,8 @@ function isRfcVectors(v: unknown): v is RfcVectors {
   return isObject(v) && Array.isArray(v.vectors) && v.vectors.length > 0 && isObject(v.vectors[0]) && Boolean(v.vectors[0].ad_components);
 }
 
-const eq = (what: string, got: unknown, want: unknown) => (got === want ? null : `${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+const eq = (what: string, got: unknown, want: unknown) =>
+  got === want ? null : `${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`;
 const first = (...r: (string | null)[]) => r.find((x) => x) || null;
 const topicsOf = (list: VectorTopic[]): [string, string][] => list.map((t) => [t.topic_hash, t.key]);
 
@@ -281,15 +297,25 @@ function device(id: string, key: string, topics: VectorTopic[]): HarnessDevice {
 
 function skCases(v: SkVectors): Case[] {
   const cases: Case[] = [];
-  const add = <O extends CaseOp>(section: string, name: string, op: O, args: CaseArgs[O], check: (out: CaseOutputs[O]) => string | null) => cases.push(newCase(section, name, op, args, check));
+  const add = <O extends CaseOp>(section: string, name: string, op: O, args: CaseArgs[O], check: (out: CaseOutputs[O]) => string | null) =>
+    cases.push(newCase(section, name, op, args, check));
   for (const c of v.client_ids || []) {
     add('client_ids', c.name.slice(0, 40), 'text', { text: c.name, hex: c.name_utf8_hex }, (o) =>
-      first(eq('utf8', o.utf8, c.name_utf8_hex), eq('id', o.id, c.id), eq('control topic', o.topic, c.control_topic), eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.id)),
+      first(
+        eq('utf8', o.utf8, c.name_utf8_hex),
+        eq('id', o.id, c.id),
+        eq('control topic', o.topic, c.control_topic),
+        eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.id),
+      ),
     );
   }
   for (const c of v.topic_hashes || []) {
     add('topic_hashes', c.topic.slice(0, 40), 'text', { text: c.topic, hex: c.topic_utf8_hex }, (o) =>
-      first(eq('utf8', o.utf8, c.topic_utf8_hex), eq('topic hash', o.hash, c.topic_hash), eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.topic_hash)),
+      first(
+        eq('utf8', o.utf8, c.topic_utf8_hex),
+        eq('topic hash', o.hash, c.topic_hash),
+        eq('sha3 of the UTF-8 bytes', o.sha3.slice(0, 32), c.topic_hash),
+      ),
     );
   }
   (v.aes_siv || []).forEach((c, i) => {
@@ -350,7 +376,12 @@ function skCases(v: SkVectors): Case[] {
           ? { op: 'protect', topic: st.topic, hex: st.plaintext, now: st.now }
           : { op: 'unprotect', topic: st.topic, hex: st.protected, flags: 0, now: st.now, state: true },
       );
-      const args = { now: s.steps[0].now, device: device(init.client_id, init.client_key, init.topics), options: { keyTransition: transition ? 3600 : 0 }, steps };
+      const args = {
+        now: s.steps[0].now,
+        device: device(init.client_id, init.client_key, init.topics),
+        options: { keyTransition: transition ? 3600 : 0 },
+        steps,
+      };
       add('scenarios', `${s.case} (key transition ${transition ? 'on' : 'off'})`, 'client', args, (o) => {
         for (let i = 0; i < s.steps.length; i++) {
           const st = s.steps[i];
@@ -372,7 +403,12 @@ function skCases(v: SkVectors): Case[] {
   for (const c of v.storage_file || []) {
     const topics = topicsOf(c.topics);
     add('storage_file', c.case, 'e41p', { id: c.client_id, key: c.client_key, topics }, (o) =>
-      first(eq('encoded', o.file, c.file), eq('decoded id', o.id, c.client_id), checkState('decoded', o.state, c.client_key, topics), eq('exported by a client', o.exported, c.file)),
+      first(
+        eq('encoded', o.file, c.file),
+        eq('decoded id', o.id, c.client_id),
+        checkState('decoded', o.state, c.client_key, topics),
+        eq('exported by a client', o.exported, c.file),
+      ),
     );
   }
   return cases;
@@ -384,7 +420,12 @@ function rfcCases(v: RfcVectors): Case[] {
       'rfc5297',
       `${c.name} ${c.title}`,
       'siv',
-      { k1: c.mac_key_k1 || c.key.slice(0, c.key.length / 2), k2: c.ctr_key_k2 || c.key.slice(c.key.length / 2), ads: c.ad_components, pt: c.plaintext },
+      {
+        k1: c.mac_key_k1 || c.key.slice(0, c.key.length / 2),
+        k2: c.ctr_key_k2 || c.key.slice(c.key.length / 2),
+        ads: c.ad_components,
+        pt: c.plaintext,
+      },
       (o) => first(eq('SIV-ENCRYPT', o.out, c.output), eq('SIV-DECRYPT', o.back, c.plaintext)),
     ),
   );
@@ -458,7 +499,10 @@ export function parseOutput(stdout: string): ParsedOutput {
     }
     const end = line.indexOf(END + ' ');
     if (end >= 0) {
-      const words = line.slice(end + END.length + 1).trim().split(/\s+/);
+      const words = line
+        .slice(end + END.length + 1)
+        .trim()
+        .split(/\s+/);
       engineMs = Number(words[0]);
       if (words[1] !== undefined) peakVars = Number(words[1]);
     }
@@ -500,8 +544,13 @@ async function storeImageInFlash(engine: Engine, imageCode: string, workDir: str
   for (let off = 0; off < bytes.length; off += CHUNK) {
     const tag = `@@E4STORED ${off}`;
     const chunk = bytes.subarray(off, off + CHUNK).toString('base64');
-    const run = await engine.run(`require("Storage").write("e4.js", atob("${chunk}"), ${off}, ${bytes.length});\nprint("${tag}");\n`, { endTag: tag, workDir, timeoutMs: 60000 });
-    if (!run.stdout.includes(tag)) throw new Error(`storing the image in Espruino's flash failed at byte ${off} (${causeOf(engine.kind, run)})`);
+    const run = await engine.run(`require("Storage").write("e4.js", atob("${chunk}"), ${off}, ${bytes.length});\nprint("${tag}");\n`, {
+      endTag: tag,
+      workDir,
+      timeoutMs: 60000,
+    });
+    if (!run.stdout.includes(tag))
+      throw new Error(`storing the image in Espruino's flash failed at byte ${off} (${causeOf(engine.kind, run)})`);
   }
   return 'eval(require("Storage").read("e4.js"));';
 }
@@ -512,7 +561,12 @@ async function storeImageInFlash(engine: Engine, imageCode: string, workDir: str
  * stores the image in Espruino's Storage and runs it from there, as a board does (the default of
  * engines whose RAM cannot hold it as source, e.g. espruino32-2630); 'source' sends it in each script.
  */
-export async function runCases(engine: Engine, imageCode: string, cases: Case[], { batchBytes, timeoutMs, memoryLimit, imageIn, onBatch }: RunCasesOptions = {}): Promise<CasesRun> {
+export async function runCases(
+  engine: Engine,
+  imageCode: string,
+  cases: Case[],
+  { batchBytes, timeoutMs, memoryLimit, imageIn, onBatch }: RunCasesOptions = {},
+): Promise<CasesRun> {
   const kindDefaults = KIND_DEFAULTS[engine.kind];
   const list = batches(cases, batchBytes || engine.batchBytes || kindDefaults.batchBytes);
   let workDir: string | undefined;
@@ -555,7 +609,12 @@ export interface CasesRun {
   peakVars: number | null;
 }
 
-async function runBatches(engine: Engine, imageCode: string, list: Batch[], { timeoutMs, memoryLimit, workDir, onBatch }: RunCasesOptions & { workDir?: string }): Promise<CasesRun> {
+async function runBatches(
+  engine: Engine,
+  imageCode: string,
+  list: Batch[],
+  { timeoutMs, memoryLimit, workDir, onBatch }: RunCasesOptions & { workDir?: string },
+): Promise<CasesRun> {
   const outcomes: Outcome[] = [];
   let wallMs = 0;
   let engineMs = 0;
@@ -572,7 +631,10 @@ async function runBatches(engine: Engine, imageCode: string, list: Batch[], { ti
       let why: string | null;
       if (!r) {
         // The engine died before this case's result: say of what (out of memory, a crash, ...).
-        why = `no result: the engine died (${causeOf(engine.kind, run)}${parsed.begun ? '' : '; the harness never started'})` + (tail(run.stderr) ? `\n      stderr: ${tail(run.stderr)}` : '') + (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
+        why =
+          `no result: the engine died (${causeOf(engine.kind, run)}${parsed.begun ? '' : '; the harness never started'})` +
+          (tail(run.stderr) ? `\n      stderr: ${tail(run.stderr)}` : '') +
+          (!parsed.begun ? `\n      output: ${tail(run.stdout)}` : '');
       } else if (r.fail) why = 'threw ' + JSON.stringify(r.fail);
       else {
         try {
@@ -642,7 +704,16 @@ export interface ConformanceArgs {
 }
 
 export function parseArgs(argv: string[]): ConformanceArgs {
-  const o: ConformanceArgs = { engines: [], kind: null, image: null, batchBytes: 0, timeoutMs: 0, memoryLimit: null, verbose: false, files: [] };
+  const o: ConformanceArgs = {
+    engines: [],
+    kind: null,
+    image: null,
+    batchBytes: 0,
+    timeoutMs: 0,
+    memoryLimit: null,
+    verbose: false,
+    files: [],
+  };
   let imageIn: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -664,12 +735,13 @@ export function parseArgs(argv: string[]): ConformanceArgs {
     else if (a === '--version') {
       console.log(packageVersion());
       process.exit(0);
-    }
-    else if (a.startsWith('--')) usage(`unknown option ${a}`);
+    } else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else o.files.push(a);
   }
   if (!o.engines.length) o.engines.push('node');
-  for (const e of o.engines) if (e !== 'node' && !e.includes('/') && !ENGINES[e]) usage(`unknown engine ${e}: one of node, ${Object.keys(ENGINES).join(', ')}, or a path`);
+  for (const e of o.engines)
+    if (e !== 'node' && !e.includes('/') && !ENGINES[e])
+      usage(`unknown engine ${e}: one of node, ${Object.keys(ENGINES).join(', ')}, or a path`);
   if (imageIn) {
     if (imageIn !== 'flash' && imageIn !== 'source') usage(`--image-in takes flash or source, not ${imageIn}`);
     o.imageIn = imageIn;
@@ -691,7 +763,8 @@ async function main() {
   const maxCaseBytes = o.maxCaseBytes;
   if (maxCaseBytes) {
     const size = (c: Case) => asciiJson({ id: c.id, op: c.op, args: c.args }).length;
-    for (const c of cases.filter((x) => size(x) > maxCaseBytes)) console.log(`left out (${size(c)} bytes of case data > --max-case-bytes ${maxCaseBytes}): ${c.file} ${c.section} ${c.name}`);
+    for (const c of cases.filter((x) => size(x) > maxCaseBytes))
+      console.log(`left out (${size(c)} bytes of case data > --max-case-bytes ${maxCaseBytes}): ${c.file} ${c.section} ${c.name}`);
     cases = cases.filter((c) => size(c) <= maxCaseBytes);
   }
   console.log(`image ${imageFile} (${imageCode.length} bytes), ${cases.length} cases from ${o.files.length} file(s)`);
@@ -718,7 +791,10 @@ async function main() {
     for (const t of tally(res.cases)) console.log(`  ${t.key}: ${t.passed} passed, ${t.failed} failed`);
     for (const f of res.cases.filter((x) => !x.ok)) console.log(`  FAIL ${f.c.file} ${f.c.section} ${f.c.name}: ${f.why}`);
     const p = res.cases.filter((x) => x.ok).length;
-    console.log(`  time ${engine.name}: ${res.cases.length} cases in ${res.batches} batches, ${(res.wallMs / 1000).toFixed(2)} s wall, ${(res.engineMs / 1000).toFixed(2)} s in the engine` + (res.peakVars !== null ? `, peak ${res.peakVars} variables in use` : ''));
+    console.log(
+      `  time ${engine.name}: ${res.cases.length} cases in ${res.batches} batches, ${(res.wallMs / 1000).toFixed(2)} s wall, ${(res.engineMs / 1000).toFixed(2)} s in the engine` +
+        (res.peakVars !== null ? `, peak ${res.peakVars} variables in use` : ''),
+    );
     passed += p;
     failed += res.cases.length - p;
   }

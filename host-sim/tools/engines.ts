@@ -103,8 +103,19 @@ export const KIND_DEFAULTS: Record<EngineKind, { batchBytes: number; timeoutMs: 
  */
 export const ENGINES: Record<string, KnownEngine> = {
   duk: { kind: 'duktape', about: 'Duktape 2.7 (Debian package duktape)' },
-  'espruino32-2630': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 2,630 variables (Puck.js, nRF52832)', vars: 2630, batchBytes: 600, imageIn: 'flash' },
-  'espruino32-12000': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 32-bit, 12,000 variables (Bangle.js 2; ESP32 stand-in)', vars: 12000, imageIn: 'flash' },
+  'espruino32-2630': {
+    kind: 'espruino',
+    about: 'Espruino 2v29 Linux build, 32-bit, 2,630 variables (Puck.js, nRF52832)',
+    vars: 2630,
+    batchBytes: 600,
+    imageIn: 'flash',
+  },
+  'espruino32-12000': {
+    kind: 'espruino',
+    about: 'Espruino 2v29 Linux build, 32-bit, 12,000 variables (Bangle.js 2; ESP32 stand-in)',
+    vars: 12000,
+    imageIn: 'flash',
+  },
   'espruino-o2': { kind: 'espruino', about: 'Espruino 2v29 Linux build, 64-bit, -O2, resizable variables (speed comparisons)' },
   espruino: { kind: 'espruino', about: 'an Espruino Linux build of your own (make BOARD=LINUX)' },
   jerry: { kind: 'jerryscript', about: 'JerryScript 3.0, 512 KB heap' },
@@ -127,7 +138,6 @@ export function engineDirs() {
   dirs.push(...(process.env.PATH || '').split(delimiter).filter(Boolean));
   return dirs.filter((d) => !resolve(d).split(sep).join('/').endsWith('node_modules/.bin'));
 }
-
 
 /** How to run a script file with one engine. */
 export function argsFor(kind: EngineKind, file: string, { memoryLimit }: Pick<RunOptions, 'memoryLimit'> = {}): string[] {
@@ -233,12 +243,23 @@ export function openEngine(spec: string, kind?: string): Engine {
   const path = findBinary(spec);
   if (!path) throw new Error(spec.includes('/') ? `engine ${spec} not found` : absentReason(spec));
   const answered = probeKind(path);
-  if (!answered) throw new Error(`${path} is not a JavaScript engine this tool knows (it did not answer the probe as ${KINDS.slice(1).join(', ')})`);
+  if (!answered)
+    throw new Error(`${path} is not a JavaScript engine this tool knows (it did not answer the probe as ${KINDS.slice(1).join(', ')})`);
   if (kind && kind !== answered) throw new Error(`${path} answered the probe as ${answered}, not ${kind}`);
   const known = ENGINES[basename(path)];
-  const batchBytes = (!spec.includes('/') && ENGINES[spec].batchBytes) || (known && known.kind === answered && known.batchBytes) || KIND_DEFAULTS[answered].batchBytes;
+  const batchBytes =
+    (!spec.includes('/') && ENGINES[spec].batchBytes) ||
+    (known && known.kind === answered && known.batchBytes) ||
+    KIND_DEFAULTS[answered].batchBytes;
   const imageIn = (!spec.includes('/') && ENGINES[spec].imageIn) || 'source';
-  return { name: spec.includes('/') ? path : spec, kind: answered, path, batchBytes, imageIn, run: (script: string, opts?: RunOptions) => runBinary(path, answered, script, opts) };
+  return {
+    name: spec.includes('/') ? path : spec,
+    kind: answered,
+    path,
+    batchBytes,
+    imageIn,
+    run: (script: string, opts?: RunOptions) => runBinary(path, answered, script, opts),
+  };
 }
 
 /** Runs `script` in a fresh device-like node:vm realm. Resolves { stdout, stderr, exit, ms }. */
@@ -249,7 +270,10 @@ export async function runInSandbox(script: string, { timeoutMs = KIND_DEFAULTS.n
   let exit = 0;
   try {
     const compiled = new vm.Script(script, { filename: 'conformance-batch.js' });
-    createSandbox({ script: { runInContext: (ctx: vm.Context) => compiled.runInContext(ctx, { timeout: timeoutMs }) }, path: 'conformance-batch.js' }, { print: (s: string) => lines.push(s) });
+    createSandbox(
+      { script: { runInContext: (ctx: vm.Context) => compiled.runInContext(ctx, { timeout: timeoutMs }) }, path: 'conformance-batch.js' },
+      { print: (s: string) => lines.push(s) },
+    );
   } catch (e) {
     stderr = errorText(e);
     exit = 1;
@@ -259,7 +283,8 @@ export async function runInSandbox(script: string, { timeoutMs = KIND_DEFAULTS.n
 
 /** `name: message` of an error from any realm (what a sandbox throws is not a host `Error`). */
 function errorText(e: unknown): string {
-  if (typeof e === 'object' && e !== null && 'message' in e && e.message !== undefined) return `${'name' in e ? e.name : undefined}: ${e.message}`;
+  if (typeof e === 'object' && e !== null && 'message' in e && e.message !== undefined)
+    return `${'name' in e ? e.name : undefined}: ${e.message}`;
   return String(e);
 }
 
@@ -279,8 +304,13 @@ export function causeOf(kind: EngineKind, run: Omit<EngineRun, 'ms'>): string {
   return `exit ${run.exit}`;
 }
 
-// eslint-disable-next-line no-control-regex -- strips the ANSI colour codes (ESC [ ... m) engines print
-const lastLine = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 300);
+// Strips the ANSI colour codes (ESC [ ... m) engines print.
+const lastLine = (s: string) =>
+  s
+    // eslint-disable-next-line no-control-regex -- ESC is the point
+    .replace(/\x1b\[[0-9;]*m/g, '')
+    .trim()
+    .slice(0, 300);
 
 /**
  * Runs `BIN script.js`. stdin stays open (Espruino's Linux build keeps interrupting the running
@@ -289,7 +319,12 @@ const lastLine = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0,
  * by default each run gets a temporary folder of its own, removed afterwards.
  * Resolves { stdout, stderr, exit, signal, timedOut, limitMs, ms }.
  */
-export function runBinary(path: string, kind: EngineKind, script: string, { endTag, timeoutMs, memoryLimit, workDir }: RunOptions = {}): Promise<EngineRun> {
+export function runBinary(
+  path: string,
+  kind: EngineKind,
+  script: string,
+  { endTag, timeoutMs, memoryLimit, workDir }: RunOptions = {},
+): Promise<EngineRun> {
   const limit = timeoutMs || KIND_DEFAULTS[kind].timeoutMs;
   const dir = workDir || mkdtempSync(join(tmpdir(), 'e4-engine-'));
   const file = join(dir, 'script.js');
@@ -315,7 +350,15 @@ export function runBinary(path: string, kind: EngineKind, script: string, { endT
       // Espruino ignores SIGTERM.
       if (child.exitCode === null) child.kill('SIGKILL');
       cleanUp();
-      resolvePromise({ stdout, stderr: timedOut ? stderr + `\n[timed out after ${limit} ms]` : stderr, exit, signal, timedOut, limitMs: limit, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+      resolvePromise({
+        stdout,
+        stderr: timedOut ? stderr + `\n[timed out after ${limit} ms]` : stderr,
+        exit,
+        signal,
+        timedOut,
+        limitMs: limit,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      });
     };
     const timer = setTimeout(() => {
       timedOut = true;

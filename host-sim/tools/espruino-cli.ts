@@ -20,7 +20,6 @@ import { UsageError } from '../shared/cli.ts';
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'node_modules', '.bin', 'espruino');
 
-
 /** Kind of a --port value: 'tcp', 'ble' or 'serial'. Throws UsageError for anything else. */
 export type PortKind = 'tcp' | 'ble' | 'serial';
 
@@ -29,7 +28,9 @@ export function portKind(port: unknown): PortKind {
   if (/^tcp:\/\/[^:/\s]+(:\d+)?\/?$/.test(port)) return 'tcp';
   if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(port)) return 'ble';
   if (/^(\/dev\/|COM\d+$)/.test(port)) return 'serial';
-  throw new UsageError(`--port ${JSON.stringify(port)}: expected a serial device (/dev/ttyACM0, COM3), a Bluetooth address (aa:bb:cc:dd:ee:ff) or tcp://host:port`);
+  throw new UsageError(
+    `--port ${JSON.stringify(port)}: expected a serial device (/dev/ttyACM0, COM3), a Bluetooth address (aa:bb:cc:dd:ee:ff) or tcp://host:port`,
+  );
 }
 
 /**
@@ -124,7 +125,8 @@ const BLE_STACK_MISSING =
 export function reachable(port: string, timeoutMs = 10000): Promise<void> {
   const kind = portKind(port);
   if (kind === 'serial') {
-    if (port.startsWith('/dev/') && !existsSync(port)) throw new ConnectionError(`${port}: no such serial device (is the board plugged in? see ls /dev/tty*)`);
+    if (port.startsWith('/dev/') && !existsSync(port))
+      throw new ConnectionError(`${port}: no such serial device (is the board plugged in? see ls /dev/tty*)`);
     return Promise.resolve();
   }
   if (kind === 'ble') return Promise.resolve();
@@ -135,7 +137,11 @@ export function reachable(port: string, timeoutMs = 10000): Promise<void> {
     const s = connect(tcpPort, host);
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new ConnectionError(`${port}: timed out after ${Math.round(timeoutMs / 1000)} s connecting (no answer from ${host}: wrong address, or a firewall drops it)`));
+      reject(
+        new ConnectionError(
+          `${port}: timed out after ${Math.round(timeoutMs / 1000)} s connecting (no answer from ${host}: wrong address, or a firewall drops it)`,
+        ),
+      );
     }, timeoutMs);
     s.once('connect', () => {
       clearTimeout(timer);
@@ -160,18 +166,30 @@ export function reachable(port: string, timeoutMs = 10000): Promise<void> {
 
 /** The cause of a failed connection in the tool's output, or null. */
 export function failureIn(output: string, port: string): string | null {
-  if (/system_bus_socket|org\.bluez|Cannot find module '@abandonware\/noble'|No Bluetooth|EAFNOSUPPORT/.test(output)) return BLE_STACK_MISSING;
+  if (/system_bus_socket|org\.bluez|Cannot find module '@abandonware\/noble'|No Bluetooth|EAFNOSUPPORT/.test(output))
+    return BLE_STACK_MISSING;
   if (/ECONNREFUSED/.test(output)) return `${port}: connection refused`;
   if (/ETIMEDOUT/.test(output)) return `${port}: timed out connecting`;
-  if (/EACCES|Permission denied/.test(output)) return `${port}: permission denied (add yourself to the dialout group, or check the device's owner)`;
+  if (/EACCES|Permission denied/.test(output))
+    return `${port}: permission denied (add yourself to the dialout group, or check the device's owner)`;
   if (/Unable to connect!/.test(output)) return `the connection to ${port} failed or ended before the board answered`;
   return null;
 }
 
 /** Output lines worth showing with --verbose: a library's stack frames are not. */
-const isTraceLine = (l: string) => /^\s+at |^\s*\^+\s*$|^Node\.js v\d|^\S+\.js:\d+$|^\s*(} else )?throw \w+;?$|^Emitted 'error' event/.test(l);
+const isTraceLine = (l: string) =>
+  /^\s+at |^\s*\^+\s*$|^Node\.js v\d|^\S+\.js:\d+$|^\s*(} else )?throw \w+;?$|^Emitted 'error' event/.test(l);
 
-function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, onLine, verbose = false }: EspruinoRun): Promise<EspruinoResult> {
+function runCli({
+  port,
+  script,
+  expr,
+  baud,
+  reset = true,
+  timeoutMs = 120000,
+  onLine,
+  verbose = false,
+}: EspruinoRun): Promise<EspruinoResult> {
   const kind = portKind(port);
   if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm ci`);
   const dir = mkdtempSync(join(tmpdir(), 'e4-espruino-'));
@@ -228,10 +246,15 @@ function runCli({ port, script, expr, baud, reset = true, timeoutMs = 120000, on
       clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
       // Output the board never sent ("--]" lines) that names a failure: the connection's.
-      const failure = failureIn(output.split('\n').filter((l) => !l.startsWith('--]')).join('\n'), port);
+      const failure = failureIn(
+        output
+          .split('\n')
+          .filter((l) => !l.startsWith('--]'))
+          .join('\n'),
+        port,
+      );
       if (failure) reject(new ConnectionError(failure, output));
       else resolve({ code, output, lines });
     });
   });
 }
-

@@ -15,8 +15,18 @@ const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const FIGURES: Figure[] = [
   { id: 'puck.bootVars', tool: 'size', label: 'Puck.js image, espruino32-2630: runtime after boot, 4 topics', unit: 'vars' },
   { id: 'puck.peakVars', tool: 'size', label: 'same, peak during a 256-byte protect+unprotect and each C2 command', unit: 'vars' },
-  { id: 'jerry.lifePeakBytes', tool: 'size', label: 'JerryScript board life cycle with 1 KB out and in, 64 KB heap, static snapshot: peak', unit: 'bytes' },
-  { id: 'jerry.protect1kPeakBytes', tool: 'size', label: 'JerryScript board image from source, jerry-lean: protect+unprotect of 1,000 bytes, peak', unit: 'bytes' },
+  {
+    id: 'jerry.lifePeakBytes',
+    tool: 'size',
+    label: 'JerryScript board life cycle with 1 KB out and in, 64 KB heap, static snapshot: peak',
+    unit: 'bytes',
+  },
+  {
+    id: 'jerry.protect1kPeakBytes',
+    tool: 'size',
+    label: 'JerryScript board image from source, jerry-lean: protect+unprotect of 1,000 bytes, peak',
+    unit: 'bytes',
+  },
   { id: 'native.protectRatio', tool: 'bench', label: 'native-vault protect 64 B, espruino-o2: time vs the reference image', unit: '×' },
   { id: 'native.unprotectRatio', tool: 'bench', label: 'native-vault unprotect 64 B, espruino-o2: time vs the reference image', unit: '×' },
   { id: 'duk.protect1kRatio', tool: 'bench', label: 'portable vault on duk, protect 1 KB: time vs raw noble aessiv', unit: '×' },
@@ -78,13 +88,18 @@ export function loadBudgets(root = ROOT): Budgets {
   };
 }
 
-const show = (v: number | string | null | undefined, unit: Figure['unit']) => (v === null || v === undefined ? '–' : typeof v === 'string' ? v : unit === '×' ? v.toFixed(2) : Math.round(v).toLocaleString('en-US'));
+const show = (v: number | string | null | undefined, unit: Figure['unit']) =>
+  v === null || v === undefined ? '–' : typeof v === 'string' ? v : unit === '×' ? v.toFixed(2) : Math.round(v).toLocaleString('en-US');
 
 /**
  * `measured`: { id: number | { missing: reason } } for the figures of `tool`. Returns the table's
  * lines and the list of failures (a figure over budget; under CI also a figure not measured).
  */
-export function figureTable(tool: Figure['tool'], measured: Measured, { ci = !!process.env.CI, budgets = loadBudgets() }: { ci?: boolean; budgets?: Budgets } = {}): { lines: string[]; failures: string[] } {
+export function figureTable(
+  tool: Figure['tool'],
+  measured: Measured,
+  { ci = !!process.env.CI, budgets = loadBudgets() }: { ci?: boolean; budgets?: Budgets } = {},
+): { lines: string[]; failures: string[] } {
   const rows = [['figure', `${budgets.release}`, 'now', 'budget', 'goal', '']];
   const failures = [];
   for (const f of FIGURES.filter((x) => x.tool === tool)) {
@@ -104,9 +119,21 @@ export function figureTable(tool: Figure['tool'], measured: Measured, { ci = !!p
       } else status = goal !== undefined && now <= goal ? 'goal met' : budget === undefined ? 'no budget' : 'within budget';
       if (typeof base === 'number' && now > base) status += ', worse than ' + budgets.release;
     }
-    rows.push([`${f.label} (${f.unit})`, show(budgets.baseline[f.id], f.unit), show(now, f.unit), show(budget, f.unit), show(goal, f.unit), status]);
+    rows.push([
+      `${f.label} (${f.unit})`,
+      show(budgets.baseline[f.id], f.unit),
+      show(now, f.unit),
+      show(budget, f.unit),
+      show(goal, f.unit),
+      status,
+    ]);
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const lines = rows.map((r) => r.map((v, c) => (c === 0 || c === 5 ? v.padEnd(w[c]) : v.padStart(w[c]))).join('  ').trimEnd());
+  const lines = rows.map((r) =>
+    r
+      .map((v, c) => (c === 0 || c === 5 ? v.padEnd(w[c]) : v.padStart(w[c])))
+      .join('  ')
+      .trimEnd(),
+  );
   return { lines, failures };
 }

@@ -119,8 +119,12 @@ function mqttModule(dir: string | null): string {
 /** Reads and checks everything, without touching the board. Throws UsageError. */
 export function prepare(opts: FlashOptions): FlashUpload {
   if (!opts.board) throw new UsageError('--board is required');
-  if (opts.board === 'jerryscript') throw new UsageError('the jerryscript image is built into a C port, not flashed with the espruino tool: see boards/jerryscript/README.md');
-  if (!ESPRUINO_BOARDS.includes(opts.board)) throw new UsageError(`--board ${JSON.stringify(opts.board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
+  if (opts.board === 'jerryscript')
+    throw new UsageError(
+      'the jerryscript image is built into a C port, not flashed with the espruino tool: see boards/jerryscript/README.md',
+    );
+  if (!ESPRUINO_BOARDS.includes(opts.board))
+    throw new UsageError(`--board ${JSON.stringify(opts.board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
   portKind(opts.port);
   if (!opts.device && !opts['keep-state']) throw new UsageError('--device is required (or --keep-state to update the image only)');
   let config = null;
@@ -142,7 +146,8 @@ export function prepare(opts: FlashOptions): FlashUpload {
   if (!existsSync(imageFile)) throw new Error(`${imageFile} not found: run npm run build`);
   const image = readFileSync(imageFile, 'latin1');
   let mqtt = null;
-  if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt) mqtt = mqttModule(opts.modules ? resolve(opts.modules) : null);
+  if (opts.board === 'espruino-esp32' && config && config.transport && config.transport.mqtt)
+    mqtt = mqttModule(opts.modules ? resolve(opts.modules) : null);
   let app: string | null = null;
   if (opts.app) {
     try {
@@ -154,7 +159,16 @@ export function prepare(opts: FlashOptions): FlashUpload {
     if (bootFile === APP_FILE) throw new UsageError('--app is written as .bootcde: choose another --boot-file');
   }
   if (opts['erase-all'] && opts['keep-state']) throw new UsageError('--erase-all and --keep-state exclude each other');
-  return uploadScript({ image, config, keepState: !!opts['keep-state'], eraseAll: !!opts['erase-all'], bootFile, mqtt, app, start: opts.start !== false });
+  return uploadScript({
+    image,
+    config,
+    keepState: !!opts['keep-state'],
+    eraseAll: !!opts['erase-all'],
+    bootFile,
+    mqtt,
+    app,
+    start: opts.start !== false,
+  });
 }
 
 /** Board output that says the runtime's state after boot: `E4BOOT {...}` (E4.status() without
@@ -163,7 +177,17 @@ export const BOOT_QUERY =
   'print("E4BOOT",typeof E4=="undefined"?"none":JSON.stringify((function(s){return {ok:s.ok,error:s.error,topics:s.topics,controlTopic:s.controlTopic};})(E4.status())));\n';
 
 /** Reads the runtime's status from the running board (no reset). Throws when it did not start. */
-export async function checkBoot({ port, baud, timeoutMs = 60000, verbose = false }: { port: string; baud?: number; timeoutMs?: number; verbose?: boolean }): Promise<BootStatus> {
+export async function checkBoot({
+  port,
+  baud,
+  timeoutMs = 60000,
+  verbose = false,
+}: {
+  port: string;
+  baud?: number;
+  timeoutMs?: number;
+  verbose?: boolean;
+}): Promise<BootStatus> {
   let report: string | null = null;
   // load() restarts the board after the upload: give it a moment, then ask (a few times: the
   // console may still be busy with the restart).
@@ -175,7 +199,10 @@ export async function checkBoot({ port, baud, timeoutMs = 60000, verbose = false
   if (report === null) throw new Error('the board did not answer after the restart (E4.status() not read)');
   if (report === 'none') throw new Error('the runtime did not start after the restart: no E4 global on the board');
   const s: unknown = JSON.parse(report);
-  if (!isBootStatus(s)) throw new Error(`the runtime started but has no client: E4.status().error = ${JSON.stringify(typeof s === 'object' && s !== null && 'error' in s ? s.error : undefined)}`);
+  if (!isBootStatus(s))
+    throw new Error(
+      `the runtime started but has no client: E4.status().error = ${JSON.stringify(typeof s === 'object' && s !== null && 'error' in s ? s.error : undefined)}`,
+    );
   return s;
 }
 
@@ -206,8 +233,13 @@ export async function flash(opts: FlashOptions, log = (m: string) => console.log
     clearInterval(progress);
   }
   const { free, slot, oneSlot } = verifyFlash(res.lines, files);
-  if (oneSlot) log('flash: Storage has room for one image only: the old image was erased before the upload (its keys and configuration were kept until the new image was verified)');
-  log(`flash: verified ${sizes.length} files (${total} bytes) by CRC-32 on the board, then switched to them (image in ${slot}); ${free} bytes of Storage free; restarting`);
+  if (oneSlot)
+    log(
+      'flash: Storage has room for one image only: the old image was erased before the upload (its keys and configuration were kept until the new image was verified)',
+    );
+  log(
+    `flash: verified ${sizes.length} files (${total} bytes) by CRC-32 on the board, then switched to them (image in ${slot}); ${free} bytes of Storage free; restarting`,
+  );
   let status: BootStatus | null = null;
   if (opts.start !== false) {
     status = await checkBoot({ port, baud: opts.baud, verbose: !!opts.verbose });

@@ -43,7 +43,13 @@ export interface Example {
 function isExampleJson(v: unknown): v is Omit<Example, 'name' | 'appFile'> {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
-  return Array.isArray(o.boards) && o.boards.every((b) => typeof b === 'string') && typeof o.app === 'string' && typeof o.publishes === 'string' && typeof o.receives === 'string';
+  return (
+    Array.isArray(o.boards) &&
+    o.boards.every((b) => typeof b === 'string') &&
+    typeof o.app === 'string' &&
+    typeof o.publishes === 'string' &&
+    typeof o.receives === 'string'
+  );
 }
 
 /** The example's throwaway identity: a complete device file (id, key, both topics with keys). */
@@ -95,7 +101,16 @@ export function exampleDevice(board: string, ex: Example, brokerUrl: string): Ex
   const key = () => randomBytes(32).toString('hex');
   const name = `hil-${ex.name}-${randomBytes(4).toString('hex')}`;
   const topics = [ex.publishes, ex.receives].map((topic) => ({ topic, hash: sha3_16(topic), key: key() }));
-  const dev: ExampleDevice & { board: string } = { format: 'e4-device', version: 1, board, name, id: sha3_16(name), key: key(), topics, log: 'warn' };
+  const dev: ExampleDevice & { board: string } = {
+    format: 'e4-device',
+    version: 1,
+    board,
+    name,
+    id: sha3_16(name),
+    key: key(),
+    topics,
+    log: 'warn',
+  };
   if (board === 'espruino-esp32') {
     dev.clock = 'untrusted';
     const wifi = process.env.E4_WIFI_SSID ? { ssid: process.env.E4_WIFI_SSID, password: process.env.E4_WIFI_PASSWORD } : undefined;
@@ -131,7 +146,8 @@ async function linkToBoard(gw: Gateway, port: string, baud: number | undefined, 
       throw new Error('--example on a serial port needs the "serialport" package (npm install serialport)');
     }
     const mod = serialport as Partial<SerialPortModule> | null;
-    if (!mod || typeof mod.SerialPort !== 'function') throw new Error('--example on a serial port needs the "serialport" package: this one exports no SerialPort');
+    if (!mod || typeof mod.SerialPort !== 'function')
+      throw new Error('--example on a serial port needs the "serialport" package: this one exports no SerialPort');
     const sp = new mod.SerialPort({ path: port, baudRate: baud || 9600 });
     await new Promise<void>((resolve, reject) => sp.once('open', resolve).once('error', reject));
     gw.attach(sp, { name: port, consoleLine: 'E4.gateway()' });
@@ -149,9 +165,15 @@ async function linkToBoard(gw: Gateway, port: string, baud: number | undefined, 
  * Runs the example; `tally` counts the checks (hil.ts's Tally), `helpers` = { protect, open }
  * from hil.ts. Resolves { readings } (the decrypted readings, in order).
  */
-export async function runExample(opts: HilOptions, tally: Tally, { protect, open }: WireHelpers, log: (m: string) => void): Promise<{ readings: Reading[] }> {
+export async function runExample(
+  opts: HilOptions,
+  tally: Tally,
+  { protect, open }: WireHelpers,
+  log: (m: string) => void,
+): Promise<{ readings: Reading[] }> {
   const ex = loadExample(opts.example);
-  if (!ex.boards.includes(opts.board ?? '')) throw new UsageError(`--example ${ex.name} runs on ${ex.boards.join(', ')}, not ${opts.board}`);
+  if (!ex.boards.includes(opts.board ?? ''))
+    throw new UsageError(`--example ${ex.name} runs on ${ex.boards.join(', ')}, not ${opts.board}`);
   const board = opts.board;
   if (!board) throw new UsageError('--board is required');
   const port = opts.port;
@@ -189,8 +211,15 @@ export async function runExample(opts: HilOptions, tally: Tally, { protect, open
       readings.push(r);
       if (wake) wake();
     });
-    const f = await flash({ board, port, device: file, app: ex.appFile, timeout: opts.timeout, verbose: opts.verbose, baud: opts.baud }, log);
-    tally.check(`example ${ex.name}: flashed as the application (.bootcde) with a throwaway identity`, true, `(${f.free} bytes of Storage free)`);
+    const f = await flash(
+      { board, port, device: file, app: ex.appFile, timeout: opts.timeout, verbose: opts.verbose, baud: opts.baud },
+      log,
+    );
+    tally.check(
+      `example ${ex.name}: flashed as the application (.bootcde) with a throwaway identity`,
+      true,
+      `(${f.free} bytes of Storage free)`,
+    );
     if (opts.board !== 'espruino-esp32') {
       const gw = new Gateway({ broker: broker.url, codec: loadImageCodec() });
       await gw.start();
@@ -204,14 +233,22 @@ export async function runExample(opts: HilOptions, tally: Tally, { protect, open
       return readings.find(pred);
     };
     const first = await waitFor((r) => r !== null, 60000);
-    tally.check(`example ${ex.name}: its readings on ${ex.publishes} decrypt with the topic key`, !!first && readings.every((r) => r !== null), first ? `(${JSON.stringify(first)})` : `${raw.length} message(s), none decrypted`);
+    tally.check(
+      `example ${ex.name}: its readings on ${ex.publishes} decrypt with the topic key`,
+      !!first && readings.every((r) => r !== null),
+      first ? `(${JSON.stringify(first)})` : `${raw.length} message(s), none decrypted`,
+    );
     if (!first) return { readings };
     const leaked = raw.some((m) => m.includes(Buffer.from(JSON.stringify(first))) || m.includes(Buffer.from('"n":')));
     tally.check(`example ${ex.name}: no plaintext on the broker`, !leaked);
     const alert = `hil alert ${randomBytes(3).toString('hex')}`;
     await client.publishAsync(ex.receives, sealFor(protect, keyOf(ex.receives), alert), { qos: 1 });
     const got = await waitFor((r) => !!r && r.last === alert, 30000);
-    tally.check(`example ${ex.name}: received the message protected for it on ${ex.receives}`, !!got, got ? `(${JSON.stringify(got)})` : 'no reading reported it');
+    tally.check(
+      `example ${ex.name}: received the message protected for it on ${ex.receives}`,
+      !!got,
+      got ? `(${JSON.stringify(got)})` : 'no reading reported it',
+    );
     log(`hil: example ${ex.name}: ${readings.length} readings decrypted`);
     return { readings };
   } finally {

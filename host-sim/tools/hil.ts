@@ -64,7 +64,22 @@ export const USAGE = `usage: npm run hil -- --board <board> --port <port> [optio
 The board's Storage is rewritten (image, configuration, store): do not run this on a
 provisioned device.`;
 
-const ARGS = { example: 'string', broker: 'string', board: 'string', port: 'string', baud: 'number', cases: 'number', batch: 'number', 'max-bytes': 'number', 'no-flash': 'boolean', state: 'string', timeout: 'number', verbose: 'boolean', help: 'boolean', version: 'boolean' } as const;
+const ARGS = {
+  example: 'string',
+  broker: 'string',
+  board: 'string',
+  port: 'string',
+  baud: 'number',
+  cases: 'number',
+  batch: 'number',
+  'max-bytes': 'number',
+  'no-flash': 'boolean',
+  state: 'string',
+  timeout: 'number',
+  verbose: 'boolean',
+  help: 'boolean',
+  version: 'boolean',
+} as const;
 
 /** The options of a run, as on the command line. */
 export type HilOptions = ParsedArgs<typeof ARGS>;
@@ -217,7 +232,8 @@ function namesOf(cases: HilCase[]) {
   for (const { c } of cases) {
     if ('topic' in c && c.topic) names.add(c.topic);
     if ('delivered_on_topic' in c && c.delivered_on_topic) names.add(c.delivered_on_topic);
-    const held: VectorTopic[] = ('receiver' in c && c.receiver && c.receiver.topics) || ('state_before' in c && c.state_before && c.state_before.topics) || [];
+    const held: VectorTopic[] =
+      ('receiver' in c && c.receiver && c.receiver.topics) || ('state_before' in c && c.state_before && c.state_before.topics) || [];
     for (const t of held) if (t.topic) names.add(t.topic);
   }
   return [...names].map((topic) => ({ topic, hash: sha3_16(topic) }));
@@ -235,7 +251,11 @@ export function memoryScript(dev: HilDevice) {
     ['RemoveTopic', dev.key, [0, ...unhex(t5)]],
     ['SetIdKey', dev.key, [2, ...unhex(cmdKeys.id)]],
     ['ResetTopics', cmdKeys.id, [1]],
-    ...dev.topics.map((t, i): [string, string, number[]] => ['SetTopicKey (new topic)', cmdKeys.id, [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)]]),
+    ...dev.topics.map((t, i): [string, string, number[]] => [
+      'SetTopicKey (new topic)',
+      cmdKeys.id,
+      [3, ...unhex(i === 0 ? cmdKeys.t1 : t.key), ...unhex(t.hash)],
+    ]),
   ];
   const commands = steps.map(([name, key, cmd], i) => ({ name, msg: hexOf(protect(key, now - 60 + i, Uint8Array.from(cmd))) }));
   // One function run from a timer (the console tool may hang up before a long script's last
@@ -281,7 +301,13 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 /** The identity an earlier run kept in its state file. */
 function isHilDevice(v: unknown): v is HilDevice {
-  return isRecord(v) && typeof v.id === 'string' && typeof v.key === 'string' && Array.isArray(v.topics) && v.topics.every((t) => isRecord(t) && typeof t.hash === 'string' && typeof t.key === 'string');
+  return (
+    isRecord(v) &&
+    typeof v.id === 'string' &&
+    typeof v.key === 'string' &&
+    Array.isArray(v.topics) &&
+    v.topics.every((t) => isRecord(t) && typeof t.hash === 'string' && typeof t.key === 'string')
+  );
 }
 
 /** The memory run's report (`E4HIL mem`, printed by memoryScript's on-board code). */
@@ -336,7 +362,8 @@ export class Tally {
 export async function hil(opts: HilOptions, log = (m: string) => console.log(m)): Promise<HilResult> {
   const board = opts.board;
   if (!board) throw new UsageError('--board is required');
-  if (!ESPRUINO_BOARDS.includes(board)) throw new UsageError(`--board ${JSON.stringify(board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
+  if (!ESPRUINO_BOARDS.includes(board))
+    throw new UsageError(`--board ${JSON.stringify(board)}: expected one of ${ESPRUINO_BOARDS.join(', ')}`);
   const port = opts.port;
   portKind(port);
   if (port === undefined) throw new UsageError('--port is required'); // portKind() checked it already
@@ -367,7 +394,16 @@ export async function hil(opts: HilOptions, log = (m: string) => console.log(m))
         const b = isRecord(answer) ? answer.b : undefined;
         if (isRecord(answer) && Array.isArray(answer.l)) lines.push(...answer.l.map(String));
         if (b === 2) return { done: true, lines };
-        if (b === 1) return { done: false, lines, why: [...last.lines, ...q.lines].filter((x) => /error|Error|ERROR|MEMORY/.test(x)).slice(0, 3).join(' | ') || 'it stopped before its end' };
+        if (b === 1)
+          return {
+            done: false,
+            lines,
+            why:
+              [...last.lines, ...q.lines]
+                .filter((x) => /error|Error|ERROR|MEMORY/.test(x))
+                .slice(0, 3)
+                .join(' | ') || 'it stopped before its end',
+          };
       } else if (q.code === -1) return { done: false, lines, why: q.lines.join(' | ') };
       last = q;
       await new Promise((r) => setTimeout(r, 500));
@@ -415,7 +451,9 @@ export async function hil(opts: HilOptions, log = (m: string) => console.log(m))
   // AES and store calls take them), not every transient between them. The C2 commands (each kind, timestamps a minute
   // in the past) leave the state as it was, except a new client key and a rotated hil/t1 key.
   const { script: memScript, commands, cmdKeys } = memoryScript(dev);
-  const memRes = await run({ script: `require("Storage").write("e4hil.js",${JSON.stringify(memScript)});eval(require("Storage").read("e4hil.js"));\n` });
+  const memRes = await run({
+    script: `require("Storage").write("e4hil.js",${JSON.stringify(memScript)});eval(require("Storage").read("e4hil.js"));\n`,
+  });
   let memLine = tagged(memRes.lines, 'E4HIL mem').find((l) => l.startsWith('{'));
   const memUntil = Date.now() + timeoutMs;
   while (!memLine && Date.now() < memUntil) {
@@ -427,14 +465,37 @@ export async function hil(opts: HilOptions, log = (m: string) => console.log(m))
   const report: unknown = memLine ? JSON.parse(memLine) : null;
   const mem = isMemReport(report) ? report : null;
   const boot = mem && mem.status;
-  tally.check('boot from flash, store opened, 4 topics', !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`, boot ? JSON.stringify(boot) : 'no boot report');
+  tally.check(
+    'boot from flash, store opened, 4 topics',
+    !!boot && boot.ok && boot.topics === 4 && boot.ctl === `e4/${dev.id}`,
+    boot ? JSON.stringify(boot) : 'no boot report',
+  );
   if (mem) {
     const peaks: Record<string, number> = {};
     commands.forEach((cmd, i) => (peaks[cmd.name] = Math.max(peaks[cmd.name] || 0, mem.commands[i])));
-    result.memory = { boot: mem.boot, after: mem.after, peak256: mem.peak256, peakCommands: peaks, peak: Math.max(mem.peak256, ...mem.commands), base: mem.base, total: mem.total, blocksize: mem.blocksize };
-    log(`hil: memory: runtime ${mem.boot} vars after boot with 4 topics, ${mem.after} after a 64-byte protect/unprotect (interpreter alone ${mem.base} of ${mem.total} vars, ${mem.blocksize} bytes each)`);
-    log(`hil: memory: peak ${mem.peak256} vars during a 256-byte protect + unprotect; during C2 commands: ${Object.entries(peaks).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    tally.check('C2 commands of every kind applied (memory run)', mem.results.every((r) => r === 1), mem.errors.join(' | '));
+    result.memory = {
+      boot: mem.boot,
+      after: mem.after,
+      peak256: mem.peak256,
+      peakCommands: peaks,
+      peak: Math.max(mem.peak256, ...mem.commands),
+      base: mem.base,
+      total: mem.total,
+      blocksize: mem.blocksize,
+    };
+    log(
+      `hil: memory: runtime ${mem.boot} vars after boot with 4 topics, ${mem.after} after a 64-byte protect/unprotect (interpreter alone ${mem.base} of ${mem.total} vars, ${mem.blocksize} bytes each)`,
+    );
+    log(
+      `hil: memory: peak ${mem.peak256} vars during a 256-byte protect + unprotect; during C2 commands: ${Object.entries(peaks)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    tally.check(
+      'C2 commands of every kind applied (memory run)',
+      mem.results.every((r) => r === 1),
+      mem.errors.join(' | '),
+    );
     dev.key = cmdKeys.id;
     dev.topics[0].key = cmdKeys.t1;
     // The memory run rotated the client key and hil/t1's key: the state file follows.
@@ -449,7 +510,7 @@ export async function hil(opts: HilOptions, log = (m: string) => console.log(m))
   const batch = opts.batch || DEFAULT_BATCH[opts.board] || 1200;
   let expected = 0;
   const seen = [];
-  for (let i = 0; i < cases.length; ) {
+  for (let i = 0; i < cases.length;) {
     let code = '';
     const inBatch = [];
     while (i < cases.length && (inBatch.length === 0 || code.length + caseCode(cases[i]).length < batch)) {
@@ -490,7 +551,11 @@ export async function hil(opts: HilOptions, log = (m: string) => console.log(m))
   });
   const after = tagged(afterRes.lines, 'E4HIL after')[0];
   const opened = after ? open(newKey, unhex(after)) : null;
-  tally.check('store survives reset: the rotated key is in use after reload', !!opened && Buffer.from(opened).toString() === 'survived reset', after ? '' : 'no answer');
+  tally.check(
+    'store survives reset: the rotated key is in use after reload',
+    !!opened && Buffer.from(opened).toString() === 'survived reset',
+    after ? '' : 'no answer',
+  );
   const replay = tagged(afterRes.lines, 'E4HIL replay')[0];
   tally.check('store survives reset: a replay of the command is rejected', replay === 'E4_ERROR_MESSAGE_REPLAYED', replay || 'no answer');
 

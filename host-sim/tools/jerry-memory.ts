@@ -74,7 +74,10 @@ export function lifeCycleOk(R: Record<string, string | undefined>, status: numbe
  * One measured run: { mode, ok, status, heap, peak, out }. `tools`: { engine, snapEngine,
  * generator } (paths); `dir`: a scratch directory.
  */
-export function measure(mode: Mode, { image, tools, dir, nativeAes = false }: { image: string; tools: JerryTools; dir: string; nativeAes?: boolean }): JerryRun {
+export function measure(
+  mode: Mode,
+  { image, tools, dir, nativeAes = false }: { image: string; tools: JerryTools; dir: string; nativeAes?: boolean },
+): JerryRun {
   const script = jerryBoardScript({ imageFile: image, inline: true, nativeAes });
   const imageCode = readFileSync(image, 'latin1');
   let args: [string | null | undefined, string[]];
@@ -90,14 +93,24 @@ export function measure(mode: Mode, { image, tools, dir, nativeAes = false }: { 
     args =
       mode === 'snapshot'
         ? [tools.snapEngine, ['--mem-stats', '--exec-snapshot', snaps.snapshot, join(dir, 'driver.js')]]
-        : [tools.snapEngine, ['--mem-stats', '--magic-strings', snaps.literals, '--exec-snapshot-static', snaps.staticSnapshot, join(dir, 'driver.js')]];
+        : [
+            tools.snapEngine,
+            ['--mem-stats', '--magic-strings', snaps.literals, '--exec-snapshot-static', snaps.staticSnapshot, join(dir, 'driver.js')],
+          ];
   }
   if (!args[0]) throw new Error(`jerry-memory ${mode}: no engine`);
   const r = spawnSync(args[0], args[1], { encoding: 'utf8', timeout: 300000 });
   const R = jerryResults(r.stdout);
   const heap = /Heap size\s*=\s*(\d+)/.exec(r.stderr);
   const peak = /Peak allocated\s*=\s*(\d+)/.exec(r.stderr);
-  return { mode, ok: lifeCycleOk(R, r.status), status: r.status, heap: heap ? Number(heap[1]) : null, peak: peak ? Number(peak[1]) : null, out: r.stdout.slice(-1500) + r.stderr.slice(-1500) };
+  return {
+    mode,
+    ok: lifeCycleOk(R, r.status),
+    status: r.status,
+    heap: heap ? Number(heap[1]) : null,
+    peak: peak ? Number(peak[1]) : null,
+    out: r.stdout.slice(-1500) + r.stderr.slice(-1500),
+  };
 }
 
 function main(argv: string[]): number {
@@ -112,28 +125,45 @@ function main(argv: string[]): number {
     return 2;
   }
   const image = opt('--image', join(ROOT, 'dist/boards/jerryscript.min.js'));
-  const names = { engine: opt('--engine', 'jerry-lean'), snapEngine: opt('--snap-engine', 'jerry-lean-snap'), generator: opt('--generator', 'jerry-snapshot-lean') };
+  const names = {
+    engine: opt('--engine', 'jerry-lean'),
+    snapEngine: opt('--snap-engine', 'jerry-lean-snap'),
+    generator: opt('--generator', 'jerry-snapshot-lean'),
+  };
   // The engines must answer the probe as JerryScript (engines.ts); the generator is a tool.
-  const tools: Required<JerryTools> = { engine: engineIfPresent(names.engine), snapEngine: engineIfPresent(names.snapEngine), generator: findTool(names.generator) };
-  const need: Record<Mode, (keyof JerryTools)[]> = { source: ['engine'], snapshot: ['snapEngine', 'generator'], static: ['snapEngine', 'generator'] };
+  const tools: Required<JerryTools> = {
+    engine: engineIfPresent(names.engine),
+    snapEngine: engineIfPresent(names.snapEngine),
+    generator: findTool(names.generator),
+  };
+  const need: Record<Mode, (keyof JerryTools)[]> = {
+    source: ['engine'],
+    snapshot: ['snapEngine', 'generator'],
+    static: ['snapEngine', 'generator'],
+  };
   const dir = mkdtempSync(join(tmpdir(), 'e4-jerry-mem-'));
   let failed = 0;
   try {
     for (const m of modes) {
       const missing = need[m].filter((k) => !tools[k]);
       if (missing.length) {
-        console.log(`jerry-memory ${m}: skipped: ${missing.map((k) => names[k]).join(', ')} not found in $E4_ENGINES or $PATH (JerryScript 3.0 with --mem-heap=64 --mem-stats=ON; snapshots: the generator and an engine with snapshot execution of the same configuration)`);
+        console.log(
+          `jerry-memory ${m}: skipped: ${missing.map((k) => names[k]).join(', ')} not found in $E4_ENGINES or $PATH (JerryScript 3.0 with --mem-heap=64 --mem-stats=ON; snapshots: the generator and an engine with snapshot execution of the same configuration)`,
+        );
         if (mode !== 'all') failed++;
         continue;
       }
       const r = measure(m, { image, tools, dir, nativeAes: argv.includes('--native-aes') });
       const what = `jerry-memory ${m}${argv.includes('--native-aes') ? ' (native AES)' : ''}`;
-      console.log(`${what}: ${r.ok ? 'provision, receive, commands, run-time topic, publish, 1,000 bytes out and in all ran' : 'FAILED (exit ' + r.status + ')'}`);
+      console.log(
+        `${what}: ${r.ok ? 'provision, receive, commands, run-time topic, publish, 1,000 bytes out and in all ran' : 'FAILED (exit ' + r.status + ')'}`,
+      );
       if (!r.ok) {
         failed++;
         console.log(r.out);
       }
-      if (r.heap && r.peak) console.log(`${what}: heap ${r.heap} bytes, peak allocated ${r.peak} bytes (${((100 * r.peak) / r.heap).toFixed(0)}%)`);
+      if (r.heap && r.peak)
+        console.log(`${what}: heap ${r.heap} bytes, peak allocated ${r.peak} bytes (${((100 * r.peak) / r.heap).toFixed(0)}%)`);
       else console.log(`${what}: no heap statistics (engine built without --mem-stats?)`);
     }
   } finally {

@@ -29,7 +29,9 @@ import type { RunningBroker } from '../services/broker.ts';
 export const TELNET_PORT = 2323;
 export const BROKER_PORT = 1883;
 const USAGE = `usage: node host-sim/tools/linux-board.ts --engine NAME [--flash-dir DIR] [--broker KIND] -- COMMAND...
-  NAME  ${Object.keys(ENGINES).filter((n) => ENGINES[n].kind === 'espruino').join(', ')}
+  NAME  ${Object.keys(ENGINES)
+    .filter((n) => ENGINES[n].kind === 'espruino')
+    .join(', ')}
   KIND  ${BROKER_KINDS.join(', ')}: an MQTT broker on 127.0.0.1:${BROKER_PORT} beside the board ($E4_BROKER_URL)`;
 const INSIDE = 'E4_LINUX_BOARD_NETNS';
 
@@ -47,7 +49,12 @@ interface LinuxBoardArgs {
 }
 
 function parse(argv: string[]): LinuxBoardArgs {
-  const o: { engine: string | null; flashDir: string | null; broker: string | null; command: string[] } = { engine: null, flashDir: null, broker: null, command: [] };
+  const o: { engine: string | null; flashDir: string | null; broker: string | null; command: string[] } = {
+    engine: null,
+    flashDir: null,
+    broker: null,
+    command: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -74,7 +81,8 @@ function parse(argv: string[]): LinuxBoardArgs {
   const engine = o.engine;
   if (!engine) fail(2, '--engine is required (--help for usage)');
   if (!ENGINES[engine] || ENGINES[engine].kind !== 'espruino') fail(2, `--engine ${engine} is not an Espruino build (--help for usage)`);
-  if (o.broker !== null && !BROKER_KINDS.includes(o.broker)) fail(2, `--broker ${o.broker}: expected ${BROKER_KINDS.join(' or ')} (--help for usage)`);
+  if (o.broker !== null && !BROKER_KINDS.includes(o.broker))
+    fail(2, `--broker ${o.broker}: expected ${BROKER_KINDS.join(' or ')} (--help for usage)`);
   if (!o.command.length) fail(2, 'no command given after -- (--help for usage)');
   return { ...o, engine };
 }
@@ -101,7 +109,8 @@ function waitForPort(port: number, ms: number): Promise<void> {
 
 async function inside(o: LinuxBoardArgs) {
   const ip = spawnSync('ip', ['link', 'set', 'lo', 'up'], { encoding: 'utf8' });
-  if (ip.status !== 0) fail(3, `cannot bring up loopback in the private namespace: ${(ip.stderr || ip.error || '').toString().trim()} (install iproute2)`);
+  if (ip.status !== 0)
+    fail(3, `cannot bring up loopback in the private namespace: ${(ip.stderr || ip.error || '').toString().trim()} (install iproute2)`);
   const binary = engineIfPresent(o.engine);
   if (!binary) fail(3, absentReason(o.engine));
   const dir = o.flashDir || mkdtempSync(join(tmpdir(), 'e4-linux-board-'));
@@ -120,7 +129,10 @@ async function inside(o: LinuxBoardArgs) {
     await waitForPort(TELNET_PORT, 15000);
   } catch (e) {
     stop();
-    fail(3, `${o.engine} did not serve its console: ${e instanceof Error ? e.message : String(e)}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`);
+    fail(
+      3,
+      `${o.engine} did not serve its console: ${e instanceof Error ? e.message : String(e)}${exited !== null ? ` (it exited: ${exited})` : ''} ${boardErr.trim().slice(-300)}`,
+    );
   }
   let broker: RunningBroker | null = null;
   if (o.broker) {

@@ -74,7 +74,11 @@ export interface MqjsMemory {
 }
 
 /** { source, bytecode, bytecodeBytes } in KB (bytecodeBytes: size of the compiled file). */
-export function mqjsMemory({ image = join(ROOT, 'dist', 'e4.min.js'), bytes = 256, mqjs = engineIfPresent('mqjs') }: MqjsMemoryOptions = {}): MqjsMemory {
+export function mqjsMemory({
+  image = join(ROOT, 'dist', 'e4.min.js'),
+  bytes = 256,
+  mqjs = engineIfPresent('mqjs'),
+}: MqjsMemoryOptions = {}): MqjsMemory {
   if (!mqjs) throw new Error(absentReason('mqjs'));
   if (!existsSync(image)) throw new Error(`${image} not found: run npm run build`);
   const dir = mkdtempSync(join(tmpdir(), 'e4-mqjs-'));
@@ -123,7 +127,9 @@ async function main(argv: string[]) {
     }
   }
   const r = mqjsMemory(o);
-  console.log(`mqjs: smallest --memory-limit for provisioning + a ${r.bytes}-byte protect/unprotect: ${r.source} KB from source, ${r.bytecode} KB from bytecode (mqjs -o: ${r.bytecodeBytes} bytes, outside the heap)`);
+  console.log(
+    `mqjs: smallest --memory-limit for provisioning + a ${r.bytes}-byte protect/unprotect: ${r.source} KB from source, ${r.bytecode} KB from bytecode (mqjs -o: ${r.bytecodeBytes} bytes, outside the heap)`,
+  );
   if (o.json) writeFileSync(o.json, JSON.stringify(r, null, 2) + '\n');
   return r.source && r.bytecode ? 0 : 1;
 }

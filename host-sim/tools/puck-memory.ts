@@ -19,7 +19,12 @@ const CHUNK = 6000;
 function runFile(engine: string, dir: string, code: string, timeoutMs: number): Promise<{ stdout: string; err: Error | null }> {
   writeFileSync(join(dir, 'step.js'), code);
   return new Promise((resolve) => {
-    const child = execFile(engine, ['step.js'], { cwd: dir, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'latin1' }, (err, stdout) => resolve({ stdout: stdout || '', err }));
+    const child = execFile(
+      engine,
+      ['step.js'],
+      { cwd: dir, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'latin1' },
+      (err, stdout) => resolve({ stdout: stdout || '', err }),
+    );
     child.stdin?.end();
   });
 }
@@ -31,7 +36,17 @@ export type PuckMemory = Omit<HilMemory, 'blocksize'>;
  * Measures `imageFile` (a board image) on `engine` (path of espruino32-2630). Resolves
  * { boot, after, peak256, peakCommands, peak, base, total } or throws with the engine's output.
  */
-export async function puckMemory({ engine, imageFile, board = 'espruino-puckjs', timeoutMs = 60000 }: { engine: string; imageFile: string; board?: string; timeoutMs?: number }): Promise<PuckMemory> {
+export async function puckMemory({
+  engine,
+  imageFile,
+  board = 'espruino-puckjs',
+  timeoutMs = 60000,
+}: {
+  engine: string;
+  imageFile: string;
+  board?: string;
+  timeoutMs?: number;
+}): Promise<PuckMemory> {
   const image = readFileSync(imageFile);
   const dir = mkdtempSync(join(tmpdir(), 'e4-puck-mem-'));
   const S = 'require("Storage")';
@@ -54,15 +69,32 @@ export async function puckMemory({ engine, imageFile, board = 'espruino-puckjs',
     out += r.stdout;
     // The report may follow the console's prompt (">" and an erase-line sequence) on its line.
     const line = out.split(/\r?\n/).find((l) => l.includes('E4HIL mem {'));
-    if (!line) throw new Error('no memory report: ' + out.split(/\r?\n/).filter((l) => /rror|MEMORY|E4HIL/.test(l)).slice(-4).join(' | '));
+    if (!line)
+      throw new Error(
+        'no memory report: ' +
+          out
+            .split(/\r?\n/)
+            .filter((l) => /rror|MEMORY|E4HIL/.test(l))
+            .slice(-4)
+            .join(' | '),
+      );
     const mem: unknown = JSON.parse(line.slice(line.indexOf('E4HIL mem ') + 'E4HIL mem '.length));
     if (!isMemReport(mem)) throw new Error('a memory report without its figures: ' + line.slice(0, 300));
-    if (!mem.status || !mem.status.ok || mem.status.topics !== 4) throw new Error('the image did not boot with 4 topics: ' + JSON.stringify(mem.status));
+    if (!mem.status || !mem.status.ok || mem.status.topics !== 4)
+      throw new Error('the image did not boot with 4 topics: ' + JSON.stringify(mem.status));
     if (!mem.results.every((x) => x === 1)) throw new Error('a C2 command failed in the memory run: ' + mem.errors.join(' | '));
     const names = memoryScript(dev).commands.map((c) => c.name);
     const peakCommands: Record<string, number> = {};
     names.forEach((n, i) => (peakCommands[n] = Math.max(peakCommands[n] || 0, mem.commands[i])));
-    return { boot: mem.boot, after: mem.after, peak256: mem.peak256, peakCommands, peak: Math.max(mem.peak256, ...mem.commands), base: mem.base, total: mem.total };
+    return {
+      boot: mem.boot,
+      after: mem.after,
+      peak256: mem.peak256,
+      peakCommands,
+      peak: Math.max(mem.peak256, ...mem.commands),
+      base: mem.base,
+      total: mem.total,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -44,7 +44,9 @@ export function formatReport(report: SizeReport): string {
   const portable = report.images.find((i) => i.image === 'e4');
   if (portable) {
     const ok = portable.min.bytes <= report.targetMinBytes;
-    lines.push(`portable image: ${portable.min.bytes} bytes minified (${(portable.min.bytes / 1024).toFixed(1)} KB), target ≤ ${report.targetMinBytes} bytes: ${ok ? 'met' : 'NOT met'}`);
+    lines.push(
+      `portable image: ${portable.min.bytes} bytes minified (${(portable.min.bytes / 1024).toFixed(1)} KB), target ≤ ${report.targetMinBytes} bytes: ${ok ? 'met' : 'NOT met'}`,
+    );
   }
   return lines.join('\n');
 }
@@ -75,7 +77,8 @@ var q=c.unprotect("t",c.protect("t",p));print("E4J1K "+(q.length===1000&&q[999]=
     const r = spawnSync(engine, ['--mem-stats', join(dir, 'p1k.js')], { encoding: 'utf8', timeout: 120000 });
     if (r.status === 10) return { missing: 'runs out of memory (exit 10)' };
     const peak = /Peak allocated\s*=\s*(\d+)/.exec(r.stderr || '');
-    if (r.status !== 0 || !/E4J1K ok/.test(r.stdout || '') || !peak) return { missing: `failed (exit ${r.status}) ${(r.stdout + r.stderr).trim().slice(-200)}` };
+    if (r.status !== 0 || !/E4J1K ok/.test(r.stdout || '') || !peak)
+      return { missing: `failed (exit ${r.status}) ${(r.stdout + r.stderr).trim().slice(-200)}` };
     return Number(peak[1]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -112,7 +115,13 @@ export async function memoryFigures(log: (m: string) => void = () => {}): Promis
       const m = await puckMemory({ engine: esp, imageFile: puck });
       out['puck.bootVars'] = m.boot;
       out['puck.peakVars'] = m.peak;
-      log(`Puck.js (${esp}): ${m.boot} vars after boot, ${m.after} after a 64-byte protect/unprotect; peak ${m.peak256} during a 256-byte protect+unprotect; C2: ${Object.entries(m.peakCommands).map(([k, v]) => `${k} ${v}`).join(', ')} (interpreter alone ${m.base} of ${m.total})`);
+      log(
+        `Puck.js (${esp}): ${m.boot} vars after boot, ${m.after} after a 64-byte protect/unprotect; peak ${m.peak256} during a 256-byte protect+unprotect; C2: ${Object.entries(
+          m.peakCommands,
+        )
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')} (interpreter alone ${m.base} of ${m.total})`,
+      );
     } catch (e) {
       out['puck.bootVars'] = out['puck.peakVars'] = { missing: e instanceof Error ? e.message : String(e) };
     }

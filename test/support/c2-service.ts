@@ -222,7 +222,9 @@ export function dumpDb(db: string): Record<string, string[]> {
     const tables = conn.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all();
     for (const { name } of tables) {
       const rows = conn.prepare<[], Record<string, unknown>>(`SELECT * FROM "${name}"`).all();
-      out[name] = rows.map((r) => JSON.stringify(Object.entries(r).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v]))).sort();
+      out[name] = rows
+        .map((r) => JSON.stringify(Object.entries(r).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v])))
+        .sort();
     }
     return out;
   } finally {

@@ -53,6 +53,9 @@ export function relay(cut: number | null, boardPort = boardPortOf()): Promise<Re
       b.write(d);
     });
   });
-  return new Promise((r) => server.listen(RELAY_PORT, '127.0.0.1', () => r({ server, sent: () => Buffer.concat(sent), close: () => new Promise<void>((q) => server.close(() => q())) })));
+  return new Promise((r) =>
+    server.listen(RELAY_PORT, '127.0.0.1', () =>
+      r({ server, sent: () => Buffer.concat(sent), close: () => new Promise<void>((q) => server.close(() => q())) }),
+    ),
+  );
 }
-

@@ -76,7 +76,19 @@ console.log(`UPLOAD ${total} bytes, switch line at bytes ${lineStart}..${lineEnd
 // Identity A again (the probe re-flashed A: the board now starts A from the other slot).
 // E4_CUTS=all: more points (twice as long).
 const fractions = process.env.E4_CUTS === 'all' ? [0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.97] : [0.5, 0.9];
-const cuts = [...new Set([1, 700, ...fractions.map((f) => Math.floor(f * lineStart)), lineStart - 1, lineStart + 40, lineEnd - 20, lineEnd, lineEnd + 20, total - 30])].filter((n) => n > 0 && n < total);
+const cuts = [
+  ...new Set([
+    1,
+    700,
+    ...fractions.map((f) => Math.floor(f * lineStart)),
+    lineStart - 1,
+    lineStart + 40,
+    lineEnd - 20,
+    lineEnd,
+    lineEnd + 20,
+    total - 30,
+  ]),
+].filter((n) => n > 0 && n < total);
 let current: Identity = 'A';
 for (const n of cuts) {
   const r = await relay(n);

@@ -45,7 +45,9 @@ send('var MS="";');
 for (let i = 0; i < src.length; i += 600) send(`MS+=atob("${Buffer.from(src.slice(i, i + 600), 'latin1').toString('base64')}");`);
 send('Modules.addCached("MQTT",MS);MS=undefined;');
 send(
-  'var m=require("MQTT").create("127.0.0.1",{port:' + PORT + ',keep_alive:1,client_id:"board"});' +
+  'var m=require("MQTT").create("127.0.0.1",{port:' +
+    PORT +
+    ',keep_alive:1,client_id:"board"});' +
     'm.on("connected",function(){print("EV connected");m.subscribe("down/#",{qos:1});});' +
     'm.on("subscribed",function(s){print("EV subscribed "+s.qos);});' +
     'm.on("publish",function(p){print("EV publish "+p.topic+" "+btoa(p.message)+" "+p.qos);});' +

@@ -42,7 +42,9 @@ const second = hilDevice(board);
 let ok = true;
 // Half of an upload, then the link is gone.
 const probe = await relay(null);
-await flash({ board, port: `tcp://127.0.0.1:${RELAY_PORT}`, device: deviceFile(first, 'first-again.json'), start: false }, () => {}).catch(() => {});
+await flash({ board, port: `tcp://127.0.0.1:${RELAY_PORT}`, device: deviceFile(first, 'first-again.json'), start: false }, () => {}).catch(
+  () => {},
+);
 const size = probe.sent().length;
 await probe.close();
 const cutter = await relay(Math.floor(size / 2));
@@ -55,7 +57,12 @@ const files = await runEspruino({ port, script: 'print("E4L "+JSON.stringify(req
 const listed: unknown = JSON.parse(tagged(files.lines, 'E4L')[0] || '[]');
 const list: string[] = Array.isArray(listed) ? listed.map(String) : [];
 console.log(`CUT at ${Math.floor(size / 2)} of ${size} bytes: ${cut}; Storage: ${list.join(' ')}`);
-ok = ok && /its old configuration and keys/.test(cut) && !list.includes('e4.js') && list.includes('e4.json') && list.some((f) => /^e4s[01]$/.test(f));
+ok =
+  ok &&
+  /its old configuration and keys/.test(cut) &&
+  !list.includes('e4.js') &&
+  list.includes('e4.json') &&
+  list.some((f) => /^e4s[01]$/.test(f));
 const kept = await flash({ board, port, 'keep-state': true }, () => {}).then(
   (r) => r.status,
   (e: unknown) => ({ error: message(e) }),
@@ -65,7 +72,9 @@ ok = ok && !!kept && 'ok' in kept && kept.ok && kept.controlTopic === `e4/${firs
 try {
   const r = await flash({ board, port, device: deviceFile(second, 'second.json') }, log);
   const one = logs.some((l) => /room for one image only/.test(l));
-  console.log(`SECOND ${one ? 'one-slot' : 'two-slot'} ${r && r.status ? JSON.stringify({ ok: r.status.ok, ctl: r.status.controlTopic }) : 'no status'} expected e4/${second.id}`);
+  console.log(
+    `SECOND ${one ? 'one-slot' : 'two-slot'} ${r && r.status ? JSON.stringify({ ok: r.status.ok, ctl: r.status.controlTopic }) : 'no status'} expected e4/${second.id}`,
+  );
   process.exitCode = ok && one && r.status && r.status.ok && r.status.controlTopic === `e4/${second.id}` ? 0 : 1;
 } catch (e) {
   console.log('SECOND failed ' + message(e) + '\n' + logs.join('\n'));

@@ -128,7 +128,11 @@ export function tempDir(prefix = 'e4-test-'): TempDir {
 export const FAST_KDF = { t: 1, m: 64, p: 1 };
 
 /** A C2 whose commands go to the broker with QoS 2 over its own connection. */
-export async function c2On(brokerUrl: string, dir: string, { passphrase = 'test passphrase', send = true }: C2Options = {}): Promise<TestC2> {
+export async function c2On(
+  brokerUrl: string,
+  dir: string,
+  { passphrase = 'test passphrase', send = true }: C2Options = {},
+): Promise<TestC2> {
   const link = new MqttTransport(brokerUrl);
   await link.open();
   const c2 = await initC2({

@@ -214,7 +214,10 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
     V.protect.forEach((c, i) => {
       it(`protect #${i}: ${c.plaintext.length / 2} bytes at ${c.timestamp}`, () => {
         const hash = toHexStr(topicHash(nobleVault(), c.topic));
-        const { client } = receiver({ client_id: '00'.repeat(16), client_key: '11'.repeat(32), topics: [{ topic: c.topic, topic_hash: hash, key: c.topic_key }] }, c.timestamp);
+        const { client } = receiver(
+          { client_id: '00'.repeat(16), client_key: '11'.repeat(32), topics: [{ topic: c.topic, topic_hash: hash, key: c.topic_key }] },
+          c.timestamp,
+        );
         const out = client.protect(c.topic, hex(c.plaintext));
         expect(toHexStr(out)).toBe(c.protected);
         expect(toHexStr(out.subarray(0, 8))).toBe(c.timestamp_le_hex);
@@ -240,7 +243,10 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
   describe('commands', () => {
     for (const c of V.commands) {
       it(`${c.case}`, () => {
-        const { client, store } = receiver({ client_id: c.client_id, client_key: c.state_before.client_key, topics: c.state_before.topics }, c.now);
+        const { client, store } = receiver(
+          { client_id: c.client_id, client_key: c.state_before.client_key, topics: c.state_before.topics },
+          c.now,
+        );
         expect(client.controlTopic).toBe(c.control_topic);
         const commitsBefore = store.commits;
         const got = outcome(() => client.unprotect(c.delivered_on_topic, hex(c.protected), c.options));
@@ -269,7 +275,8 @@ export function vaultSuite(makeVault: () => Vault, deviceSha3: boolean): void {
             if (step.op === 'protect') {
               const got = outcome(() => client.protect(step.topic, hex(step.plaintext)));
               expect(got.result, label).toBe(step.expected_result);
-              if (step.expected_protected) expect(toHexStr(client.protect(step.topic, hex(step.plaintext))), label).toBe(step.expected_protected);
+              if (step.expected_protected)
+                expect(toHexStr(client.protect(step.topic, hex(step.plaintext))), label).toBe(step.expected_protected);
               return;
             }
             const expected = transition && step.if_key_transition ? step.if_key_transition : step;
