@@ -91,6 +91,7 @@ export default tseslint.config(
         btoa: 'readonly',
         atob: 'readonly',
         getTime: 'readonly',
+        getSerial: 'readonly',
         LED1: 'readonly',
         LED2: 'readonly',
         LED3: 'readonly',

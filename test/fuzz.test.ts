@@ -19,6 +19,7 @@ import { sha3_256 } from '@noble/hashes/sha3.js';
 import type { Change, Clock, ClockKind, Store, StoredState } from '../firmware/hal.ts';
 import { createSandbox, loadImage } from '../host-sim/shared/image.ts';
 import type { Sandbox } from '../host-sim/shared/image.ts';
+import { encodeState } from '../host-sim/shared/hal.ts';
 import type { EncodedState } from '../host-sim/shared/hal.ts';
 
 const SEED = (process.env.E4_FUZZ_SEED !== undefined ? Number(process.env.E4_FUZZ_SEED) : 0x9e3779b9) >>> 0;
@@ -98,25 +99,10 @@ function byteStore(box: Sandbox): Store & { medium: Buffer | null } {
     },
     commit(changes: Change[]) {
       const next = box.E4.applyChanges(store.load(), changes);
-      store.medium = Buffer.from(JSON.stringify(encode(next)));
+      store.medium = Buffer.from(JSON.stringify(encodeState(next)));
     },
   };
   return store;
-}
-
-function encode(s: StoredState): EncodedState {
-  return {
-    id: hex(s.id),
-    key: hex(s.key),
-    topics: s.topics.map((t) => ({
-      hash: hex(t.hash),
-      key: hex(t.key),
-      prevKey: t.prevKey ? hex(t.prevKey) : null,
-      prevSince: t.prevSince,
-    })),
-    lastCommand: s.lastCommand,
-    lastTags: hex(s.lastTags),
-  };
 }
 
 /** The expired-previous-key drop: `before` with the previous key of every topic that lost it. */
@@ -164,7 +150,7 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
   const names = new Map(NAMES.map((n) => [hex(hash16(n)), n]));
 
   // The model: the device's keys as its snapshot says.
-  const current = () => ({ snap: encode(client.snapshot()), medium: store.medium ? Buffer.from(store.medium) : null });
+  const current = () => ({ snap: encodeState(client.snapshot()), medium: store.medium ? Buffer.from(store.medium) : null });
   let model = current();
   const refresh = () => {
     model = current();
@@ -293,7 +279,7 @@ function runClock(clockKind: 'none' | ClockKind, seed: number, inputs: number) {
       continue;
     }
     stats.byCode[threw.result] = (stats.byCode[threw.result] || 0) + 1;
-    const after = encode(client.snapshot());
+    const after = encodeState(client.snapshot());
     const medium = store.medium;
     const same =
       JSON.stringify(after) === JSON.stringify(model.snap) &&

@@ -131,7 +131,8 @@ interface FlashRecord {
   body: EncodedState;
 }
 
-function encodeState(s: StoredState): EncodedState {
+/** A StoredState as the simulated medium records it (bytes as hex). */
+export function encodeState(s: StoredState): EncodedState {
   return {
     id: hex(s.id),
     key: hex(s.key),

@@ -6,7 +6,8 @@ function MQTT(server, o) {
   o = o || {};
   this.server = server;
   this.port = o.port || 1883;
-  this.client_id = o.client_id || 'e4-' + Math.floor(Math.random() * 1e8);
+  // No random source on the device: without a client_id the board's serial number names it.
+  this.client_id = o.client_id || 'e4-' + getSerial();
   this.keep_alive = o.keep_alive || 60;
   this.username = o.username;
   this.password = o.password;
