@@ -7,12 +7,9 @@
  * more points.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
-import { TS_NODE } from '../host-sim/shared/cli.ts';
+import { scriptOnLinuxBoard } from './support/linux-board';
 
-const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-2630');
 
 describe.skipIf(skipped(e))(titled('flash cut off at any point of the upload (espruino-puckjs on espruino32-2630)', e), () => {
@@ -20,25 +17,8 @@ describe.skipIf(skipped(e))(titled('flash cut off at any point of the upload (es
     'leaves a board that boots with its old keys, or with the new ones once the switch line ran',
     () => {
       e.binary();
-      const r = spawnSync(
-        process.execPath,
-        [
-          ...TS_NODE,
-          join(ROOT, 'host-sim/tools/linux-board.ts'),
-          '--engine',
-          'espruino32-2630',
-          '--',
-          process.execPath,
-          ...TS_NODE,
-          join(ROOT, 'test/support/interrupted-flash.ts'),
-          'espruino-puckjs',
-        ],
-        {
-          encoding: 'utf8',
-          timeout: 6 * 60 * 1000,
-        },
-      );
-      const out = (r.stdout || '') + (r.stderr || '');
+      const r = scriptOnLinuxBoard('espruino32-2630', 'test/support/interrupted-flash.ts', ['espruino-puckjs'], 6 * 60 * 1000);
+      const out = r.out;
       const cuts = out.split('\n').filter((l) => l.startsWith('CUT '));
       console.log(
         out

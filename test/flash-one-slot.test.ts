@@ -5,12 +5,9 @@
  * brings it back), and a whole upload installs the new identity (test/support/one-slot-flash.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { needEngine, skipped, titled } from './support/engines';
-import { TS_NODE } from '../host-sim/shared/cli.ts';
+import { scriptOnLinuxBoard } from './support/linux-board';
 
-const ROOT = join(__dirname, '..');
 const e = needEngine('espruino32-2630');
 
 describe.skipIf(skipped(e))(titled('flash where Storage has room for one image only (espruino-puckjs on espruino32-2630)', e), () => {
@@ -18,24 +15,8 @@ describe.skipIf(skipped(e))(titled('flash where Storage has room for one image o
     'erases the old image first, keeps the keys through a cut, and installs the new identity',
     () => {
       e.binary();
-      const r = spawnSync(
-        process.execPath,
-        [
-          ...TS_NODE,
-          join(ROOT, 'host-sim/tools/linux-board.ts'),
-          '--engine',
-          'espruino32-2630',
-          '--',
-          process.execPath,
-          ...TS_NODE,
-          join(ROOT, 'test/support/one-slot-flash.ts'),
-        ],
-        {
-          encoding: 'utf8',
-          timeout: 4 * 60 * 1000,
-        },
-      );
-      const out = (r.stdout || '') + (r.stderr || '');
+      const r = scriptOnLinuxBoard('espruino32-2630', 'test/support/one-slot-flash.ts', [], 4 * 60 * 1000);
+      const out = r.out;
       console.log(
         out
           .split('\n')
